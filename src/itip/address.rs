@@ -1,0 +1,150 @@
+//! Calendar user addresses.
+//!
+//! An ATTENDEE or ORGANIZER value is a URI (`mailto:Jane%2Edoe@Example.com?subject=x`),
+//! but scheduling compares people, not URIs. [`CalAddress`] holds the normalised email
+//! address that the rules compare; it never holds the raw property value, which the
+//! engine copies verbatim wherever it writes iCalendar.
+
+use std::fmt;
+
+/// A normalised calendar user address: a lowercase `local@domain` email address.
+///
+/// Built only through [`CalAddress::parse`], so holding one proves the value passed the
+/// normalisation rules (trim, strip `mailto:`, drop `?query`, percent-decode, remove
+/// white space, lowercase, validate).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CalAddress(String);
+
+impl CalAddress {
+    /// Normalises an ATTENDEE/ORGANIZER value or a bare address.
+    ///
+    /// Returns `None` for anything that is not an email address once normalised
+    /// (non-mailto URIs, a percent-encoded display name such as
+    /// `mailto:john%20doe%20%3Cj@x%3E`): such attendees are ignored by scheduling.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let mut value = raw.trim();
+        if value.len() >= 7 && value[..7].eq_ignore_ascii_case("mailto:") {
+            value = &value[7..];
+        } else if let Some((scheme, _)) = value.split_once(':') {
+            // Any other scheme (urn:, http:, tel:) is not an email address.
+            if !scheme.contains('@') {
+                return None;
+            }
+        }
+        if let Some((before, _)) = value.split_once('?') {
+            value = before;
+        }
+        let decoded = percent_decode(value)?;
+        let compact: String = decoded
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect();
+        if is_valid_email(&compact) {
+            Some(CalAddress(compact))
+        } else {
+            None
+        }
+    }
+
+    /// The address as text, e.g. `jane.doe@example.net`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The domain part, used to pick per-domain sender policies.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+
+    /// The `mailto:` URI for writing this address into iCalendar.
+    pub fn to_mailto(&self) -> String {
+        format!("mailto:{}", self.0)
+    }
+}
+
+impl fmt::Display for CalAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for CalAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CalAddress::parse(s).ok_or_else(|| format!("{s:?} is not an email address"))
+    }
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
+fn percent_decode(value: &str) -> Option<String> {
+    if !value.contains('%') {
+        return Some(value.to_string());
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Checks `local@domain`: a dot-atom local part (RFC 5322 atext) and a domain of
+/// letter/digit/hyphen labels (non-ASCII letters allowed for IDN domains).
+fn is_valid_email(value: &str) -> bool {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return false;
+    };
+    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
+        return false;
+    }
+    let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let local_ok = local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    let domain_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    });
+    local_ok && domain_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> Option<String> {
+        CalAddress::parse(s).map(|a| a.0)
+    }
+
+    #[test]
+    fn normalises_mailto_uris() {
+        assert_eq!(norm("MAILTO:Jane@Example.COM").as_deref(), Some("jane@example.com"));
+        assert_eq!(norm(" mailto:a@b.c ").as_deref(), Some("a@b.c"));
+        assert_eq!(norm("conf_big@example.com").as_deref(), Some("conf_big@example.com"));
+        assert_eq!(
+            norm("mailto:jane%2Edoe@example.net?subject=Conference").as_deref(),
+            Some("jane.doe@example.net")
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_address() {
+        assert_eq!(norm("mailto:john%20doe%20%3Cjohn.doe@example.net%3E"), None);
+        assert_eq!(norm("urn:uuid:1234"), None);
+        assert_eq!(norm("mailto:"), None);
+        assert_eq!(norm("mailto:a@@b"), None);
+        assert_eq!(norm("mailto:%ZZ@b.c"), None);
+        assert_eq!(norm("mailto:a..b@c.d"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! imipd: calendar scheduling over email for file-based calendar stores.
+
+pub mod itip;
