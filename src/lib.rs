@@ -1,3 +1,4 @@
 //! imipd: calendar scheduling over email for file-based calendar stores.
 
 pub mod itip;
+pub mod imip;

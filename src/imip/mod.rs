@@ -1,0 +1,1 @@
+//! iMIP (RFC 6047): scheduling messages as email. Under construction.
