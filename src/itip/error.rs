@@ -73,6 +73,9 @@ pub enum ItipError {
     /// The sender is not the organizer of, nor an attendee in, the message.
     #[error("the sender {0} is neither the organizer nor an attendee")]
     SenderIsNotOrganizerNorAttendee(CalAddress),
+    /// A change (REQUEST, ADD, CANCEL) that does not come from the event's organizer.
+    #[error("the sender {0} is not the organizer of this event, so it may not change it")]
+    SenderIsNotOrganizer(CalAddress),
     /// The sender is not an attendee of the stored item (a party crasher).
     #[error("the sender {0} is not an attendee of this event")]
     SenderIsNotParticipant(CalAddress),
@@ -120,6 +123,7 @@ impl ItipError {
             ItipError::OutOfSequence => "OutOfSequence",
             ItipError::OrganizerIsLocalAddress => "OrganizerIsLocalAddress",
             ItipError::SenderIsNotOrganizerNorAttendee(_) => "SenderIsNotOrganizerNorAttendee",
+            ItipError::SenderIsNotOrganizer(_) => "SenderIsNotOrganizer",
             ItipError::SenderIsNotParticipant(_) => "SenderIsNotParticipant",
             ItipError::UnknownParticipant(_) => "UnknownParticipant",
             ItipError::UnsupportedMethod(_) => "UnsupportedMethod",

@@ -1,0 +1,351 @@
+//! The attendee's side: what a local attendee's edit or delete sends to the organizer.
+//!
+//! An attendee may answer (PARTSTAT), report progress on a to-do, decline single
+//! occurrences (by EXDATE or by removing an override), accept single occurrences (by
+//! adding an override) and delegate. Changes only the organizer may make are refused
+//! rather than silently passed on.
+
+use super::address::CalAddress;
+use super::error::ItipError;
+use super::export::{
+    decline_component, delegation_partners, organizer_component, reply_component, ComponentTree,
+    MessageCalendar, Timezones, TODO_PROGRESS,
+};
+use super::message::{ItipMessage, MessageSummary};
+use super::organizer::finalize;
+use super::snapshot::{Attendee, InstanceId, Instance, Snapshot, TrackedEntry};
+use super::time::TimeResolver;
+use super::{ChangeOutcome, Context};
+use calcard::icalendar::{
+    ICalendarComponentType, ICalendarEntry, ICalendarMethod, ICalendarParticipationStatus,
+    ICalendarProperty, ICalendarValue,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Tracked properties an attendee may change in their own copy.
+fn attendee_may_change(component: &ICalendarComponentType, property: &ICalendarProperty) -> bool {
+    match property {
+        ICalendarProperty::Exdate
+        | ICalendarProperty::Summary
+        | ICalendarProperty::Description
+        | ICalendarProperty::Comment => true,
+        p => *component == ICalendarComponentType::VTodo && TODO_PROGRESS.contains(p),
+    }
+}
+
+/// Collects the components of one REPLY and where it goes.
+struct ReplyBuilder {
+    trees: Vec<ComponentTree>,
+    done: BTreeSet<InstanceId>,
+    to: BTreeSet<CalAddress>,
+    partstat: ICalendarParticipationStatus,
+}
+
+impl ReplyBuilder {
+    fn new(organizer: &CalAddress) -> Self {
+        ReplyBuilder {
+            trees: Vec::new(),
+            done: BTreeSet::new(),
+            to: BTreeSet::from([organizer.clone()]),
+            partstat: ICalendarParticipationStatus::NeedsAction,
+        }
+    }
+
+    /// Also tells an external delegator who delegated to `me`.
+    fn add_delegator(&mut self, instance: &Instance<'_>, me: &CalAddress, declining: bool) {
+        for partner in delegation_partners(instance, me) {
+            if partner.delegated_to.contains(me) && (declining || partner.send_update()) {
+                self.to.insert(partner.address.clone());
+            }
+        }
+    }
+
+    fn into_message(self, from: &CalAddress, snap: &Snapshot<'_>) -> Option<ItipMessage> {
+        if self.trees.is_empty() {
+            return None;
+        }
+        Some(ItipMessage {
+            calendar: MessageCalendar::build(
+                Some(&ICalendarMethod::Reply),
+                self.trees,
+                snap.cal,
+                Timezones::IfUsed,
+            ),
+            method: ICalendarMethod::Reply,
+            from: from.clone(),
+            to: self.to.into_iter().collect(),
+            summary: MessageSummary::Reply {
+                partstat: self.partstat,
+            },
+        })
+    }
+}
+
+/// The local attendee in an instance, by the address found in the old version.
+fn me_in<'a, 'b>(instance: &'b Instance<'a>, me: &CalAddress) -> Option<&'b Attendee<'a>> {
+    instance.attendee(me)
+}
+
+/// A local attendee edited their copy.
+pub fn update(
+    old: &Snapshot<'_>,
+    new: &Snapshot<'_>,
+    ctx: &Context<'_>,
+) -> Result<ChangeOutcome, ItipError> {
+    if old.organizer.address != new.organizer.address {
+        return Err(ItipError::OrganizerMismatch);
+    }
+    let me = old.local_address().cloned().ok_or(ItipError::NotOrganizerNorAttendee)?;
+    let organizer = &new.organizer.address;
+    let is_todo = new.component_type == ICalendarComponentType::VTodo;
+    let mut reply = ReplyBuilder::new(organizer);
+    let mut delegates = BTreeSet::new();
+
+    if old.main().is_some() != new.main().is_some() {
+        return Err(ItipError::CannotModifyInstance);
+    }
+
+    let ids: BTreeSet<InstanceId> = old.instances.keys().chain(new.instances.keys()).copied().collect();
+    for id in &ids {
+        match (old.instances.get(id), new.instances.get(id)) {
+            (Some(o), Some(n)) => {
+                let Some(old_me) = me_in(o, &me) else {
+                    continue;
+                };
+                let new_me = me_in(n, &me).ok_or(ItipError::CannotModifyAddress)?;
+                check_forbidden_changes(&new.component_type, o, n)?;
+                let progress_changed = is_todo
+                    && TODO_PROGRESS
+                        .iter()
+                        .any(|p| tracked_of(o, p) != tracked_of(n, p));
+                if new_me.server_scheduled
+                    && (old_me.partstat != new_me.partstat || new_me.force_send || progress_changed)
+                {
+                    reply.trees.push(reply_component(n, new_me, &new.uid, ctx.now, ctx.reply_details));
+                    reply.done.insert(*id);
+                    reply.partstat = new_me
+                        .partstat
+                        .clone()
+                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
+                    reply.add_delegator(n, &me, false);
+                }
+                // Delegates this edit added.
+                for a in n.attendees.iter().filter(|a| a.delegated_from.contains(&me) && a.send_invite()) {
+                    let before = o.attendee(&a.address).is_some_and(|b| b.delegated_from.contains(&me));
+                    if !before {
+                        delegates.insert(a.address.clone());
+                    }
+                }
+                if *id == InstanceId::Main {
+                    exdate_declines(o, n, new, &me, ctx, &mut reply);
+                }
+            }
+            (None, Some(n)) => {
+                let new_me = me_in(n, &me).ok_or(ItipError::CannotModifyInstance)?;
+                if new_me.server_scheduled {
+                    reply.trees.push(reply_component(n, new_me, &new.uid, ctx.now, ctx.reply_details));
+                    reply.done.insert(*id);
+                    reply.add_delegator(n, &me, false);
+                }
+            }
+            (Some(o), None) => {
+                let old_me = me_in(o, &me).ok_or(ItipError::CannotModifyInstance)?;
+                if old_me.server_scheduled && old_me.rsvp != Some(false) && !reply.done.contains(id) {
+                    reply.trees.push(decline_component(
+                        o.comp,
+                        organizer,
+                        &me,
+                        delegator_entry(o, &me),
+                        &old.uid,
+                        o.sequence,
+                        ctx.now,
+                        None,
+                        ctx.reply_details,
+                    ));
+                    reply.done.insert(*id);
+                    reply.partstat = ICalendarParticipationStatus::Declined;
+                    reply.add_delegator(o, &me, true);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    let mut messages = Vec::new();
+    if let Some(message) = reply.into_message(&me, new) {
+        messages.push(message);
+    }
+    if !delegates.is_empty() {
+        messages.push(delegation_request(new, &me, delegates, ctx));
+    }
+    if messages.is_empty() {
+        return Err(ItipError::NothingToSend);
+    }
+    Ok(ChangeOutcome {
+        messages,
+        updated: finalize(new.cal, &BTreeMap::new()),
+    })
+}
+
+/// A local attendee deleted their copy: decline every instance they had not declined.
+pub fn decline(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+    let me = old.local_address().cloned().ok_or(ItipError::NotOrganizerNorAttendee)?;
+    let organizer = &old.organizer.address;
+    let mut reply = ReplyBuilder::new(organizer);
+    reply.partstat = ICalendarParticipationStatus::Declined;
+    for (id, instance) in &old.instances {
+        let Some(att) = me_in(instance, &me) else {
+            continue;
+        };
+        let answered_no = matches!(
+            att.partstat,
+            Some(ICalendarParticipationStatus::Declined | ICalendarParticipationStatus::Delegated)
+        );
+        if !att.server_scheduled || att.rsvp == Some(false) || (answered_no && !att.force_send) {
+            continue;
+        }
+        reply.trees.push(decline_component(
+            instance.comp,
+            organizer,
+            &me,
+            delegator_entry(instance, &me),
+            &old.uid,
+            instance.sequence,
+            ctx.now,
+            None,
+            ctx.reply_details,
+        ));
+        reply.done.insert(*id);
+        reply.add_delegator(instance, &me, true);
+    }
+    let message = reply.into_message(&me, old).ok_or(ItipError::NothingToSend)?;
+    Ok(ChangeOutcome {
+        messages: vec![message],
+        updated: None,
+    })
+}
+
+/// Refuses additions or removals of properties only the organizer may change. Value
+/// changes that keep the count (a client re-encoding a date or RRULE) pass.
+fn check_forbidden_changes(
+    component: &ICalendarComponentType,
+    o: &Instance<'_>,
+    n: &Instance<'_>,
+) -> Result<(), ItipError> {
+    let properties: BTreeSet<&ICalendarProperty> = o
+        .tracked
+        .iter()
+        .chain(n.tracked.iter())
+        .map(|t| &t.property)
+        .collect();
+    for property in properties {
+        if attendee_may_change(component, property) {
+            continue;
+        }
+        if o.tracked_count(property) != n.tracked_count(property) {
+            return Err(ItipError::CannotModifyProperty(property.as_str().to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn tracked_of<'b>(instance: &'b Instance<'_>, property: &ICalendarProperty) -> BTreeSet<&'b TrackedEntry> {
+    instance.tracked.iter().filter(|t| &t.property == property).collect()
+}
+
+/// The ATTENDEE line of an external attendee who delegated to `me`.
+fn delegator_entry<'a>(instance: &Instance<'a>, me: &CalAddress) -> Option<&'a ICalendarEntry> {
+    instance
+        .attendees
+        .iter()
+        .find(|a| !a.is_local && a.delegated_to.contains(me))
+        .map(|a| a.entry)
+}
+
+/// EXDATEs the attendee added to the master decline those occurrences.
+fn exdate_declines(
+    o: &Instance<'_>,
+    n: &Instance<'_>,
+    new: &Snapshot<'_>,
+    me: &CalAddress,
+    ctx: &Context<'_>,
+    reply: &mut ReplyBuilder,
+) {
+    let Some(new_me) = me_in(n, me) else {
+        return;
+    };
+    if !new_me.server_scheduled || new_me.rsvp == Some(false) {
+        return;
+    }
+    let times = TimeResolver::new(new.cal);
+    let old_exdates: BTreeSet<i64> = exdates(o, &times).into_iter().map(|(ts, _)| ts).collect();
+    for (timestamp, rid) in exdates(n, &times) {
+        if old_exdates.contains(&timestamp) {
+            continue;
+        }
+        let id = InstanceId::Recurrence {
+            timestamp,
+            this_and_future: false,
+        };
+        if reply.done.contains(&id) || new.instances.contains_key(&id) {
+            continue;
+        }
+        reply.trees.push(decline_component(
+            n.comp,
+            &new.organizer.address,
+            me,
+            delegator_entry(n, me),
+            &new.uid,
+            n.sequence,
+            ctx.now,
+            Some(rid),
+            ctx.reply_details,
+        ));
+        reply.done.insert(id);
+        reply.partstat = ICalendarParticipationStatus::Declined;
+        reply.add_delegator(n, me, true);
+    }
+}
+
+/// Each EXDATE value as (timestamp, a RECURRENCE-ID line with the same TZID).
+fn exdates(instance: &Instance<'_>, times: &TimeResolver<'_>) -> Vec<(i64, ICalendarEntry)> {
+    let mut out = Vec::new();
+    for entry in instance.comp.properties(&ICalendarProperty::Exdate) {
+        for value in &entry.values {
+            let ICalendarValue::PartialDateTime(dt) = value else {
+                continue;
+            };
+            let Some(ts) = times.timestamp(dt, entry.tz_id()) else {
+                continue;
+            };
+            let rid = ICalendarEntry::new(ICalendarProperty::RecurrenceId)
+                .with_params(entry.params.clone())
+                .with_value(value.clone());
+            out.push((ts, rid));
+        }
+    }
+    out
+}
+
+/// The attendee invites the people they delegated to: the whole event, as they have it,
+/// without their own reminders.
+fn delegation_request(
+    new: &Snapshot<'_>,
+    me: &CalAddress,
+    delegates: BTreeSet<CalAddress>,
+    ctx: &Context<'_>,
+) -> ItipMessage {
+    let trees = new
+        .instances
+        .values()
+        .filter(|i| !i.attendees.is_empty())
+        .map(|i| organizer_component(new.cal, i, &new.uid, i.sequence, ctx.now, false))
+        .collect();
+    ItipMessage {
+        calendar: MessageCalendar::build(Some(&ICalendarMethod::Request), trees, new.cal, Timezones::All),
+        method: ICalendarMethod::Request,
+        from: me.clone(),
+        to: delegates.into_iter().collect(),
+        summary: MessageSummary::Invite,
+    }
+}

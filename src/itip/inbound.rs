@@ -1,0 +1,591 @@
+//! Applying a received iTIP message to the recipient's copy.
+//!
+//! Authorisation is checked against the stored copy, not only the message: changes
+//! (REQUEST, ADD, CANCEL) must come from the organizer of the stored copy, answers
+//! (REPLY, COUNTER, REFRESH) from one of its attendees. A stale SEQUENCE is refused.
+//! A COUNTER never changes the organizer's copy: it is a proposal for a person.
+
+use super::address::CalAddress;
+use super::error::ItipError;
+use super::export::{organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS};
+use super::message::{method_name, ItipMessage, MessageSummary, Method};
+use super::snapshot::{entry_address, Attendee, InstanceId, Instance, Snapshot};
+use super::{Context, InboundAction, InboundOutcome};
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarMethod,
+    ICalendarParameterName, ICalendarProperty, ICalendarStatus, ICalendarValue, Uri,
+};
+use std::collections::BTreeSet;
+
+/// Processes `itip`, sent by `sender`, for the account in `ctx`, whose current copy of
+/// the same UID is `stored` (if any).
+pub fn receive(
+    itip: &ICalendar,
+    sender: &CalAddress,
+    stored: Option<&ICalendar>,
+    ctx: &Context<'_>,
+) -> Result<InboundOutcome, ItipError> {
+    let root = itip
+        .components
+        .first()
+        .filter(|c| c.component_type == ICalendarComponentType::VCalendar && itip.components.len() >= 2)
+        .ok_or_else(|| ItipError::ICalendarParseError("not a VCALENDAR with components".into()))?;
+    let method = root
+        .entries
+        .iter()
+        .find(|e| e.name == ICalendarProperty::Method)
+        .and_then(|e| match e.values.first() {
+            Some(ICalendarValue::Method(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .ok_or(ItipError::MissingMethod)?;
+
+    // Outlook.com and Exchange send REPLYs without ORGANIZER: the recipient is the
+    // organizer of the event being answered.
+    let patched;
+    let itip = if is_attendee_to_organizer(&method) {
+        patched = with_missing_organizer(itip, ctx);
+        patched.as_ref().unwrap_or(itip)
+    } else {
+        itip
+    };
+
+    let msg = Snapshot::new(itip, ctx.account)?;
+    let in_message = msg.organizer.address == *sender
+        || msg.instances.values().any(|i| i.attendee(sender).is_some());
+    if !in_message {
+        return Err(ItipError::SenderIsNotOrganizerNorAttendee(sender.clone()));
+    }
+
+    let Some(stored) = stored else {
+        return import(itip, &msg, &method, sender);
+    };
+    let local = Snapshot::new(stored, ctx.account)?;
+    if local.organizer.address != msg.organizer.address {
+        return Err(ItipError::OrganizerMismatch);
+    }
+    if local.organizer.is_local {
+        to_organizer(&local, &msg, &method, sender, ctx)
+    } else {
+        to_attendee(&local, &msg, &method, sender)
+    }
+}
+
+fn is_attendee_to_organizer(method: &Method) -> bool {
+    matches!(
+        method,
+        ICalendarMethod::Reply | ICalendarMethod::Refresh | ICalendarMethod::Counter
+    )
+}
+
+/// Adds `ORGANIZER:mailto:<recipient>` to components that have attendees but no organizer.
+fn with_missing_organizer(itip: &ICalendar, ctx: &Context<'_>) -> Option<ICalendar> {
+    let recipient = ctx.account.first()?;
+    let needs = |c: &ICalendarComponent| {
+        c.component_type.is_scheduling_object()
+            && c.has_property(&ICalendarProperty::Attendee)
+            && !c.has_property(&ICalendarProperty::Organizer)
+    };
+    if !itip.components.iter().any(needs) {
+        return None;
+    }
+    let mut out = itip.clone();
+    for comp in out.components.iter_mut().filter(|c| needs(c)) {
+        comp.entries.push(
+            ICalendarEntry::new(ICalendarProperty::Organizer).with_value(Uri::Location(recipient.to_mailto())),
+        );
+    }
+    Some(out)
+}
+
+/// A message for a UID the recipient does not have: only an invitation creates a copy.
+fn import(
+    itip: &ICalendar,
+    msg: &Snapshot<'_>,
+    method: &Method,
+    sender: &CalAddress,
+) -> Result<InboundOutcome, ItipError> {
+    if *method != ICalendarMethod::Request {
+        return Err(ItipError::EventNotFound);
+    }
+    if msg.organizer.is_local {
+        return Err(ItipError::OrganizerIsLocalAddress);
+    }
+    // From the organizer, or from an attendee who delegated to the recipient.
+    let delegated_by_sender = msg
+        .instances
+        .values()
+        .flat_map(|i| i.attendees.iter())
+        .any(|a| a.is_local && a.delegated_from.contains(sender));
+    if msg.organizer.address != *sender && !delegated_by_sender {
+        return Err(ItipError::SenderIsNotOrganizer(sender.clone()));
+    }
+    let mut copy = itip.clone();
+    if let Some(root) = copy.components.first_mut() {
+        root.entries.retain(|e| e.name != ICalendarProperty::Method);
+    }
+    Ok(InboundOutcome {
+        action: InboundAction::Imported,
+        copy: Some(copy),
+        responses: Vec::new(),
+    })
+}
+
+/// A message to the organizer's own copy: answers from attendees.
+fn to_organizer(
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+    method: &Method,
+    sender: &CalAddress,
+    ctx: &Context<'_>,
+) -> Result<InboundOutcome, ItipError> {
+    if *sender == local.organizer.address {
+        return Err(ItipError::OrganizerIsLocalAddress);
+    }
+    match method {
+        ICalendarMethod::Reply => apply_reply(local, msg, sender),
+        ICalendarMethod::Refresh => {
+            let attendee = local
+                .instances
+                .values()
+                .flat_map(|i| i.attendees.iter())
+                .find(|a| &a.address == sender)
+                .ok_or_else(|| ItipError::SenderIsNotParticipant(sender.clone()))?;
+            if attendee.is_local {
+                return Err(ItipError::NothingToSend);
+            }
+            let trees = local
+                .instances
+                .values()
+                .filter(|i| !i.attendees.is_empty())
+                .map(|i| organizer_component(local.cal, i, &local.uid, i.sequence, ctx.now, false))
+                .collect();
+            let response = ItipMessage {
+                calendar: MessageCalendar::build(
+                    Some(&ICalendarMethod::Request),
+                    trees,
+                    local.cal,
+                    Timezones::All,
+                ),
+                method: ICalendarMethod::Request,
+                from: local.organizer.address.clone(),
+                to: vec![sender.clone()],
+                summary: MessageSummary::Invite,
+            };
+            Ok(InboundOutcome {
+                action: InboundAction::RefreshAnswered,
+                copy: None,
+                responses: vec![response],
+            })
+        }
+        ICalendarMethod::Counter => {
+            let is_attendee = local.instances.values().any(|i| i.attendee(sender).is_some());
+            if !is_attendee {
+                return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+            }
+            Ok(InboundOutcome {
+                action: InboundAction::CounterProposed,
+                copy: None,
+                responses: Vec::new(),
+            })
+        }
+        other => Err(ItipError::UnsupportedMethod(method_name(other).into())),
+    }
+}
+
+/// A message to an attendee's copy: changes from the organizer, or a delegate's answer.
+fn to_attendee(
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+    method: &Method,
+    sender: &CalAddress,
+) -> Result<InboundOutcome, ItipError> {
+    let from_organizer = *sender == local.organizer.address;
+    match method {
+        ICalendarMethod::Request | ICalendarMethod::Add | ICalendarMethod::Cancel
+        | ICalendarMethod::Declinecounter
+            if !from_organizer =>
+        {
+            Err(ItipError::SenderIsNotOrganizer(sender.clone()))
+        }
+        ICalendarMethod::Request => apply_request(local, msg),
+        ICalendarMethod::Add => apply_add(local, msg),
+        ICalendarMethod::Cancel => apply_cancel(local, msg),
+        ICalendarMethod::Declinecounter => Ok(InboundOutcome {
+            action: InboundAction::CounterDeclined,
+            copy: None,
+            responses: Vec::new(),
+        }),
+        ICalendarMethod::Reply => {
+            // Only my delegate may answer to me.
+            let delegate = local
+                .instances
+                .values()
+                .flat_map(|i| i.attendees.iter())
+                .any(|a| {
+                    &a.address == sender
+                        && !a.is_local
+                        && local
+                            .instances
+                            .values()
+                            .flat_map(|i| i.attendees.iter())
+                            .any(|l| l.is_local && a.delegated_from.contains(&l.address))
+                });
+            if delegate {
+                apply_reply(local, msg, sender)
+            } else {
+                Err(ItipError::UnsupportedMethod("REPLY".into()))
+            }
+        }
+        other => Err(ItipError::UnsupportedMethod(method_name(other).into())),
+    }
+}
+
+/// Copies `comp` as a new top-level component of `cal` (no sub-components), optionally
+/// without X- properties.
+fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: bool) {
+    if strip_x {
+        comp.entries.retain(|e| !is_x_property(&e.name));
+    }
+    comp.component_ids.clear();
+    let id = cal.components.len() as u32;
+    cal.components.push(comp);
+    if let Some(root) = cal.components.first_mut() {
+        root.component_ids.push(id);
+    }
+}
+
+fn is_x_property(name: &ICalendarProperty) -> bool {
+    matches!(name, ICalendarProperty::Other(n) if n.len() > 2 && n[..2].eq_ignore_ascii_case("X-"))
+}
+
+/// Adds the message's VTIMEZONEs that the copy lacks, so every TZID stays resolvable.
+fn copy_missing_timezones(copy: &mut ICalendar, itip: &ICalendar) {
+    let have: BTreeSet<String> = copy
+        .components
+        .iter()
+        .filter_map(|c| c.timezone().map(|(name, _)| name.to_string()))
+        .chain(copy.components.iter().filter_map(tzid_of))
+        .collect();
+    let mut builder_roots = Vec::new();
+    for id in super::export::vtimezone_ids(itip) {
+        let Some(comp) = itip.components.get(id as usize) else {
+            continue;
+        };
+        if tzid_of(comp).is_some_and(|tzid| !have.contains(&tzid)) {
+            if let Some(tree) = ComponentTree::copy_from(itip, id) {
+                builder_roots.push(tree);
+            }
+        }
+    }
+    for tree in builder_roots {
+        push_tree(copy, tree);
+    }
+}
+
+fn tzid_of(comp: &ICalendarComponent) -> Option<String> {
+    comp.property(&ICalendarProperty::Tzid)
+        .and_then(|e| e.values.first())
+        .and_then(|v| v.as_text())
+        .map(str::to_string)
+}
+
+fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
+    fn push(cal: &mut ICalendar, tree: ComponentTree) -> u32 {
+        let id = cal.components.len() as u32;
+        cal.components.push(tree.component);
+        let ids = tree.children.into_iter().map(|c| push(cal, c)).collect();
+        cal.components[id as usize].component_ids = ids;
+        id
+    }
+    let id = push(cal, tree);
+    if let Some(root) = cal.components.first_mut() {
+        root.component_ids.push(id);
+    }
+}
+
+/// Removes the entries named in `names` from `comp` and appends `from`'s entries with
+/// those names.
+fn replace_properties(comp: &mut ICalendarComponent, from: &ICalendarComponent, names: &[ICalendarProperty]) {
+    comp.entries.retain(|e| !names.contains(&e.name));
+    comp.entries
+        .extend(from.entries.iter().filter(|e| names.contains(&e.name)).cloned());
+}
+
+fn updated(copy: ICalendar, original: &ICalendar, action: InboundAction) -> InboundOutcome {
+    let changed = copy != *original;
+    InboundOutcome {
+        action: if changed { action } else { InboundAction::Unchanged },
+        copy: changed.then_some(copy),
+        responses: Vec::new(),
+    }
+}
+
+/// The organizer's REQUEST applied to an attendee's copy.
+fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
+    let mut copy = local.cal.clone();
+    for (id, m) in &msg.instances {
+        match local.instances.get(id) {
+            Some(l) => {
+                if m.sequence < l.sequence {
+                    return Err(ItipError::OutOfSequence);
+                }
+                let mut names: Vec<ICalendarProperty> = l
+                    .tracked
+                    .symmetric_difference(&m.tracked)
+                    .map(|t| t.property.clone())
+                    .collect();
+                if l.attendee_keys() != m.attendee_keys() {
+                    names.push(ICalendarProperty::Attendee);
+                }
+                if l.comp.property(&ICalendarProperty::Dtstamp) != m.comp.property(&ICalendarProperty::Dtstamp) {
+                    names.push(ICalendarProperty::Dtstamp);
+                }
+                names.push(ICalendarProperty::Sequence);
+                names.dedup();
+                if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
+                    replace_properties(comp, m.comp, &names);
+                }
+            }
+            None => append_component(&mut copy, m.comp.clone(), true),
+        }
+    }
+    if msg.main().is_some() {
+        let gone: Vec<u32> = local
+            .instances
+            .iter()
+            .filter(|(id, _)| !msg.instances.contains_key(id))
+            .map(|(_, l)| l.comp_id)
+            .collect();
+        copy.remove_component_ids(&gone);
+    }
+    copy_missing_timezones(&mut copy, msg.cal);
+    Ok(updated(copy, local.cal, InboundAction::Updated))
+}
+
+/// The organizer's ADD: new occurrences join the attendee's copy.
+fn apply_add(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
+    let mut copy = local.cal.clone();
+    for (id, m) in &msg.instances {
+        if !local.instances.contains_key(id) {
+            append_component(&mut copy, m.comp.clone(), true);
+        }
+    }
+    copy_missing_timezones(&mut copy, msg.cal);
+    Ok(updated(copy, local.cal, InboundAction::Updated))
+}
+
+/// The organizer's CANCEL: the copy stays, marked CANCELLED, so the person sees it.
+fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
+    let mut copy = local.cal.clone();
+    let people = [ICalendarProperty::Organizer, ICalendarProperty::Attendee];
+    for (id, m) in &msg.instances {
+        match local.instances.get(id) {
+            Some(l) => {
+                if m.sequence < l.sequence {
+                    return Err(ItipError::OutOfSequence);
+                }
+                if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
+                    comp.entries.retain(|e| {
+                        !matches!(
+                            e.name,
+                            ICalendarProperty::Organizer
+                                | ICalendarProperty::Attendee
+                                | ICalendarProperty::Status
+                                | ICalendarProperty::Sequence
+                        )
+                    });
+                    comp.entries
+                        .extend(m.comp.entries.iter().filter(|e| people.contains(&e.name)).cloned());
+                    comp.entries.push(cancelled_status());
+                }
+            }
+            None => {
+                let mut comp = m.comp.clone();
+                comp.entries.retain(|e| e.name != ICalendarProperty::Status);
+                comp.entries.push(cancelled_status());
+                append_component(&mut copy, comp, false);
+            }
+        }
+    }
+    if let Some(main) = msg.main() {
+        for (id, l) in &local.instances {
+            if *id == InstanceId::Main || msg.instances.contains_key(id) {
+                continue;
+            }
+            if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
+                comp.entries.retain(|e| {
+                    !matches!(
+                        e.name,
+                        ICalendarProperty::Organizer | ICalendarProperty::Attendee | ICalendarProperty::Status
+                    )
+                });
+                comp.entries
+                    .extend(main.comp.entries.iter().filter(|e| people.contains(&e.name)).cloned());
+                comp.entries.push(cancelled_status());
+            }
+        }
+    }
+    Ok(updated(copy, local.cal, InboundAction::Cancelled))
+}
+
+fn cancelled_status() -> ICalendarEntry {
+    ICalendarEntry::new(ICalendarProperty::Status).with_value(ICalendarValue::Status(ICalendarStatus::Cancelled))
+}
+
+/// An attendee's answer applied to the organizer's copy (or a delegate's answer to the
+/// delegator's copy).
+fn apply_reply(local: &Snapshot<'_>, msg: &Snapshot<'_>, sender: &CalAddress) -> Result<InboundOutcome, ItipError> {
+    let mut copy = local.cal.clone();
+    let is_todo = local.component_type == ICalendarComponentType::VTodo;
+    for (id, m) in &msg.instances {
+        let Some(replied) = m.attendee(sender) else {
+            return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+        };
+        match local.instances.get(id) {
+            Some(l) => {
+                let Some(stored) = l.attendee(sender) else {
+                    return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+                };
+                let Some(comp) = copy.components.get_mut(l.comp_id as usize) else {
+                    continue;
+                };
+                apply_answer(comp, stored, replied, &m.request_status);
+                for delegate in &replied.delegated_to {
+                    let Some(in_reply) = m.attendee(delegate) else {
+                        continue;
+                    };
+                    match l.attendee(delegate) {
+                        None => comp.entries.push(in_reply.entry.clone()),
+                        Some(known) => update_delegate(comp, known, in_reply),
+                    }
+                }
+                if is_todo {
+                    let present: Vec<ICalendarProperty> = TODO_PROGRESS
+                        .iter()
+                        .filter(|p| m.comp.has_property(p))
+                        .cloned()
+                        .collect();
+                    replace_properties(comp, m.comp, &present);
+                }
+            }
+            None => {
+                // An answer for one occurrence the organizer's copy has no override for:
+                // record it as an override, but only from someone invited to the series.
+                let invited = local.main().is_some_and(|main| main.attendee(sender).is_some());
+                if !invited {
+                    return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+                }
+                let mut comp = ICalendarComponent::new(m.comp.component_type.clone());
+                for entry in &m.comp.entries {
+                    let keep = matches!(
+                        entry.name,
+                        ICalendarProperty::Organizer
+                            | ICalendarProperty::Attendee
+                            | ICalendarProperty::Uid
+                            | ICalendarProperty::Dtstamp
+                            | ICalendarProperty::Sequence
+                            | ICalendarProperty::RecurrenceId
+                    ) || (is_todo && TODO_PROGRESS.contains(&entry.name));
+                    if keep {
+                        comp.entries.push(entry.clone());
+                    }
+                }
+                append_component(&mut copy, comp, false);
+            }
+        }
+    }
+    Ok(updated(copy, local.cal, InboundAction::Updated))
+}
+
+/// Finds the stored entry of `stored` inside `comp` (it is the same line, by position
+/// among the ATTENDEE lines with that address).
+fn entry_mut<'c>(comp: &'c mut ICalendarComponent, address: &CalAddress) -> Option<&'c mut ICalendarEntry> {
+    comp.entries
+        .iter_mut()
+        .find(|e| e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(address))
+}
+
+/// Copies the answer (PARTSTAT, RSVP, DELEGATED-TO) and the delivery status onto the
+/// stored ATTENDEE line, leaving its other parameters as they were.
+fn apply_answer(
+    comp: &mut ICalendarComponent,
+    stored: &Attendee<'_>,
+    replied: &Attendee<'_>,
+    request_status: &[String],
+) {
+    let changed = stored.partstat != replied.partstat
+        || stored.rsvp != replied.rsvp
+        || stored.delegated_to != replied.delegated_to
+        || !request_status.is_empty();
+    if !changed {
+        return;
+    }
+    let Some(entry) = entry_mut(comp, &stored.address) else {
+        return;
+    };
+    for name in [
+        ICalendarParameterName::Partstat,
+        ICalendarParameterName::Rsvp,
+        ICalendarParameterName::DelegatedTo,
+    ] {
+        set_param(entry, name.clone(), replied.entry.parameters(&name).cloned().collect());
+    }
+    if !request_status.is_empty() {
+        set_param(
+            entry,
+            ICalendarParameterName::ScheduleStatus,
+            vec![request_status.join(",").into()],
+        );
+    }
+}
+
+/// A delegate named in a REPLY: their delegation and answer as the reply states them.
+fn update_delegate(comp: &mut ICalendarComponent, known: &Attendee<'_>, in_reply: &Attendee<'_>) {
+    if known.entry == in_reply.entry {
+        return;
+    }
+    let Some(entry) = entry_mut(comp, &known.address) else {
+        return;
+    };
+    for name in [
+        ICalendarParameterName::DelegatedTo,
+        ICalendarParameterName::DelegatedFrom,
+        ICalendarParameterName::Partstat,
+        ICalendarParameterName::Rsvp,
+        ICalendarParameterName::ScheduleStatus,
+        ICalendarParameterName::Role,
+    ] {
+        set_param(entry, name.clone(), in_reply.entry.parameters(&name).cloned().collect());
+    }
+}
+
+/// The organizer turns down an attendee's COUNTER: a DECLINECOUNTER built from the
+/// organizer's current copy, addressed to the attendee who proposed.
+pub fn decline_counter(
+    stored: &ICalendar,
+    proposer: &CalAddress,
+    ctx: &Context<'_>,
+) -> Result<ItipMessage, ItipError> {
+    let local = Snapshot::new(stored, ctx.account)?;
+    if !local.organizer.is_local {
+        return Err(ItipError::NotOrganizer);
+    }
+    let instance: &Instance<'_> = local.main().or_else(|| local.instances.values().next()).ok_or(ItipError::NothingToSend)?;
+    if instance.attendee(proposer).is_none() {
+        return Err(ItipError::SenderIsNotParticipant(proposer.clone()));
+    }
+    let tree = organizer_component(local.cal, instance, &local.uid, instance.sequence, ctx.now, false);
+    Ok(ItipMessage {
+        calendar: MessageCalendar::build(
+            Some(&ICalendarMethod::Declinecounter),
+            vec![tree],
+            local.cal,
+            Timezones::IfUsed,
+        ),
+        method: ICalendarMethod::Declinecounter,
+        from: local.organizer.address.clone(),
+        to: vec![proposer.clone()],
+        summary: MessageSummary::DeclineCounter,
+    })
+}

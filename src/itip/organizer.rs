@@ -1,0 +1,400 @@
+//! The organizer's side: what a local organizer's create, change or delete sends.
+//!
+//! Creation invites everyone who has not answered. A change is compared instance by
+//! instance with the last processed version: attendees of a changed instance get a
+//! REQUEST, removed attendees and removed instances a CANCEL, new overrides an ADD. A
+//! recipient touched in the master gets the whole event instead of pieces. Deletion
+//! cancels the event for everyone still taking part.
+
+use super::address::CalAddress;
+use super::error::ItipError;
+use super::export::{cancel_component, organizer_component, ComponentTree, MessageCalendar, Timezones};
+use super::message::{FieldChange, ItipMessage, MessageSummary, Method};
+use super::snapshot::{is_significant, InstanceId, Instance, Snapshot, TrackedEntry};
+use super::{ChangeOutcome, Context};
+use calcard::icalendar::{
+    ICalendar, ICalendarComponentType, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
+    ICalendarProperty, ICalendarStatus, ICalendarValue,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A new item organized by the account: one REQUEST to every attendee not yet answered.
+pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+    if !new.organizer.is_local {
+        return Err(ItipError::NotOrganizer);
+    }
+    let mut to = BTreeSet::new();
+    let mut trees = Vec::new();
+    let mut bumped = BTreeMap::new();
+    for instance in new.instances.values() {
+        to.extend(
+            instance
+                .attendees
+                .iter()
+                .filter(|a| a.send_invite())
+                .map(|a| a.address.clone()),
+        );
+        if instance.attendees.is_empty() {
+            continue;
+        }
+        let sequence = instance.sequence + 1;
+        bumped.insert(instance.comp_id, sequence);
+        trees.push(organizer_component(new.cal, instance, &new.uid, sequence, ctx.now, true));
+    }
+    if to.is_empty() || trees.is_empty() {
+        return Err(ItipError::NothingToSend);
+    }
+    let message = message(
+        new,
+        ICalendarMethod::Request,
+        to,
+        trees,
+        Timezones::All,
+        MessageSummary::Invite,
+    );
+    Ok(ChangeOutcome {
+        messages: vec![message],
+        updated: finalize(new.cal, &bumped),
+    })
+}
+
+/// The organizer changed an item imipd already scheduled.
+pub fn update(
+    old: &Snapshot<'_>,
+    new: &Snapshot<'_>,
+    ctx: &Context<'_>,
+) -> Result<ChangeOutcome, ItipError> {
+    if old.organizer.address != new.organizer.address {
+        return Err(ItipError::OrganizerMismatch);
+    }
+    if old.main().is_some() != new.main().is_some() {
+        return Err(ItipError::CannotModifyInstance);
+    }
+
+    let mut increment = false;
+    let mut items: BTreeMap<CalAddress, BTreeMap<InstanceId, Method>> = BTreeMap::new();
+    let ids: BTreeSet<InstanceId> = old.instances.keys().chain(new.instances.keys()).copied().collect();
+    for id in &ids {
+        match (old.instances.get(id), new.instances.get(id)) {
+            (Some(o), Some(n)) => {
+                let changed: BTreeSet<&TrackedEntry> = o.tracked.symmetric_difference(&n.tracked).collect();
+                if changed.iter().any(|t| is_significant(&t.property)) {
+                    increment = true;
+                }
+                let attendees_differ = o.attendee_keys() != n.attendee_keys();
+                if attendees_differ {
+                    increment = true;
+                    for a in o.attendees.iter().filter(|a| a.send_update()) {
+                        if n.attendee(&a.address).is_none() {
+                            items.entry(a.address.clone()).or_default().insert(*id, ICalendarMethod::Cancel);
+                        }
+                    }
+                }
+                if !changed.is_empty() || attendees_differ {
+                    for a in n.attendees.iter().filter(|a| a.send_update()) {
+                        items.entry(a.address.clone()).or_default().insert(*id, ICalendarMethod::Request);
+                    }
+                }
+            }
+            (None, Some(n)) => {
+                increment = true;
+                let method = if is_cancelled(n) {
+                    ICalendarMethod::Cancel
+                } else {
+                    ICalendarMethod::Add
+                };
+                for a in n.attendees.iter().filter(|a| a.send_invite()) {
+                    items.entry(a.address.clone()).or_default().insert(*id, method.clone());
+                }
+            }
+            (Some(o), None) => {
+                increment = true;
+                for a in o.attendees.iter().filter(|a| a.send_update()) {
+                    items.entry(a.address.clone()).or_default().insert(*id, ICalendarMethod::Cancel);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    // Route: the whole event to whoever is touched in the master (or would get mixed
+    // methods); the changed pieces to everyone else.
+    let mut wants_full = false;
+    let mut partial: BTreeMap<(MethodKey, Vec<InstanceId>), Vec<CalAddress>> = BTreeMap::new();
+    for (rcpt, per_instance) in &items {
+        let methods: BTreeSet<MethodKey> = per_instance.values().map(MethodKey::from).collect();
+        if per_instance.get(&InstanceId::Main) == Some(&ICalendarMethod::Request) || methods.len() > 1 {
+            wants_full = true;
+        } else if let Some(method) = methods.into_iter().next() {
+            let ids = per_instance.keys().copied().collect();
+            partial.entry((method, ids)).or_default().push(rcpt.clone());
+        }
+    }
+
+    let sequence_of = |id: &InstanceId, n: &Instance<'_>| -> i64 {
+        if !increment {
+            return n.sequence;
+        }
+        match old.instances.get(id) {
+            // The client already moved SEQUENCE forward: don't bump it twice.
+            Some(o) if n.sequence > o.sequence => n.sequence,
+            _ => n.sequence + 1,
+        }
+    };
+
+    let mut messages = Vec::new();
+    let mut bumped = BTreeMap::new();
+    let mut full_to = BTreeSet::new();
+    if wants_full {
+        full_to = new
+            .instances
+            .values()
+            .flat_map(|i| i.attendees.iter())
+            .filter(|a| a.send_update())
+            .map(|a| a.address.clone())
+            .collect();
+        let mut trees = Vec::new();
+        for (id, n) in &new.instances {
+            if n.attendees.is_empty() {
+                continue;
+            }
+            let sequence = sequence_of(id, n);
+            if sequence != n.sequence {
+                bumped.insert(n.comp_id, sequence);
+            }
+            trees.push(organizer_component(new.cal, n, &new.uid, sequence, ctx.now, false));
+        }
+        if !full_to.is_empty() && !trees.is_empty() {
+            let summary = MessageSummary::Update {
+                changes: field_changes(old, new),
+            };
+            messages.push(message(
+                new,
+                ICalendarMethod::Request,
+                full_to.clone(),
+                trees,
+                Timezones::All,
+                summary,
+            ));
+        }
+    }
+
+    for ((method, ids), rcpts) in partial {
+        let method = method.0;
+        let to: BTreeSet<CalAddress> = if method == ICalendarMethod::Cancel {
+            rcpts.into_iter().collect()
+        } else {
+            // Whoever got the whole event already has these instances.
+            rcpts.into_iter().filter(|r| !full_to.contains(r)).collect()
+        };
+        if to.is_empty() {
+            continue;
+        }
+        let mut trees = Vec::new();
+        for id in &ids {
+            match (method.clone(), old.instances.get(id), new.instances.get(id)) {
+                (ICalendarMethod::Cancel, None, Some(n)) => {
+                    let sequence = n.sequence + 1;
+                    bumped.insert(n.comp_id, sequence);
+                    let only: Vec<CalAddress> = to.iter().cloned().collect();
+                    trees.push(cancel_component(n.comp, sequence, ctx.now, Some(&only)));
+                }
+                (ICalendarMethod::Cancel, Some(o), _) => {
+                    let only: Vec<CalAddress> = to.iter().cloned().collect();
+                    trees.push(cancel_component(o.comp, o.sequence + 1, ctx.now, Some(&only)));
+                }
+                (_, _, Some(n)) => {
+                    let sequence = sequence_of(id, n);
+                    if sequence != n.sequence {
+                        bumped.insert(n.comp_id, sequence);
+                    }
+                    trees.push(organizer_component(new.cal, n, &new.uid, sequence, ctx.now, false));
+                }
+                _ => {}
+            }
+        }
+        if trees.is_empty() {
+            continue;
+        }
+        let summary = if method == ICalendarMethod::Cancel {
+            MessageSummary::Cancel
+        } else {
+            MessageSummary::Update {
+                changes: field_changes(old, new),
+            }
+        };
+        let source = if method == ICalendarMethod::Cancel { old } else { new };
+        messages.push(message_from(
+            source,
+            &new.organizer.address,
+            method,
+            to,
+            trees,
+            Timezones::IfUsed,
+            summary,
+        ));
+    }
+
+    if messages.is_empty() {
+        return Err(ItipError::NothingToSend);
+    }
+    Ok(ChangeOutcome {
+        messages,
+        updated: finalize(new.cal, &bumped),
+    })
+}
+
+/// The organizer deleted the item, or it lost its scheduling information: one CANCEL,
+/// built from the master, to everyone who has not declined.
+pub fn cancel(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+    if old.component_type == ICalendarComponentType::VFreebusy {
+        return Err(ItipError::NothingToSend);
+    }
+    let to: BTreeSet<CalAddress> = old
+        .instances
+        .values()
+        .flat_map(|i| i.attendees.iter())
+        .filter(|a| a.send_update())
+        .map(|a| a.address.clone())
+        .collect();
+    let Some(instance) = old.main().or_else(|| old.instances.values().next()) else {
+        return Err(ItipError::NothingToSend);
+    };
+    if to.is_empty() {
+        return Err(ItipError::NothingToSend);
+    }
+    let tree = cancel_component(instance.comp, instance.sequence + 1, ctx.now, None);
+    Ok(ChangeOutcome {
+        messages: vec![message(
+            old,
+            ICalendarMethod::Cancel,
+            to,
+            vec![tree],
+            Timezones::IfUsed,
+            MessageSummary::Cancel,
+        )],
+        updated: None,
+    })
+}
+
+/// Orders methods for grouping (calcard's method type has no `Ord`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MethodKey(Method);
+
+impl From<&Method> for MethodKey {
+    fn from(method: &Method) -> Self {
+        MethodKey(method.clone())
+    }
+}
+
+impl PartialOrd for MethodKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MethodKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        super::message::method_name(&self.0).cmp(super::message::method_name(&other.0))
+    }
+}
+
+fn is_cancelled(instance: &Instance<'_>) -> bool {
+    matches!(instance.comp.status(), Some(ICalendarStatus::Cancelled))
+}
+
+fn message(
+    snap: &Snapshot<'_>,
+    method: Method,
+    to: BTreeSet<CalAddress>,
+    trees: Vec<ComponentTree>,
+    timezones: Timezones,
+    summary: MessageSummary,
+) -> ItipMessage {
+    message_from(snap, &snap.organizer.address, method, to, trees, timezones, summary)
+}
+
+fn message_from(
+    source: &Snapshot<'_>,
+    from: &CalAddress,
+    method: Method,
+    to: BTreeSet<CalAddress>,
+    trees: Vec<ComponentTree>,
+    timezones: Timezones,
+    summary: MessageSummary,
+) -> ItipMessage {
+    ItipMessage {
+        calendar: MessageCalendar::build(Some(&method), trees, source.cal, timezones),
+        method,
+        from: from.clone(),
+        to: to.into_iter().collect(),
+        summary,
+    }
+}
+
+/// The stored copy after sending: SEQUENCE raised where the messages raised it, and
+/// SCHEDULE-FORCE-SEND removed (it asks for one send, not every send). `None` when that
+/// changes nothing.
+pub fn finalize(cal: &ICalendar, bumped: &BTreeMap<u32, i64>) -> Option<ICalendar> {
+    let mut out = cal.clone();
+    for (id, comp) in out.components.iter_mut().enumerate() {
+        if !comp.component_type.is_scheduling_object() {
+            continue;
+        }
+        for entry in comp.entries.iter_mut() {
+            if matches!(entry.name, ICalendarProperty::Attendee | ICalendarProperty::Organizer) {
+                entry.params.retain(|p| p.name != ICalendarParameterName::ScheduleForceSend);
+            }
+        }
+        if let Some(sequence) = bumped.get(&(id as u32)) {
+            set_sequence(&mut comp.entries, *sequence);
+        }
+    }
+    (out != *cal).then_some(out)
+}
+
+/// Replaces (or adds) the SEQUENCE of a component.
+pub fn set_sequence(entries: &mut Vec<ICalendarEntry>, sequence: i64) {
+    match entries.iter_mut().find(|e| e.name == ICalendarProperty::Sequence) {
+        Some(entry) => entry.values = vec![ICalendarValue::Integer(sequence)],
+        None => entries.push(
+            ICalendarEntry::new(ICalendarProperty::Sequence).with_value(ICalendarValue::Integer(sequence)),
+        ),
+    }
+}
+
+/// What a person would notice changed in the master (or, failing that, the first
+/// changed instance): property, old text, new text.
+fn field_changes(old: &Snapshot<'_>, new: &Snapshot<'_>) -> Vec<FieldChange> {
+    let pairs = old
+        .instances
+        .iter()
+        .filter_map(|(id, o)| new.instances.get(id).map(|n| (o, n)))
+        .find(|(o, n)| o.tracked != n.tracked);
+    let Some((o, n)) = pairs else {
+        return Vec::new();
+    };
+    let properties: BTreeSet<&ICalendarProperty> = o
+        .tracked
+        .symmetric_difference(&n.tracked)
+        .map(|t| &t.property)
+        .collect();
+    properties
+        .into_iter()
+        .map(|property| FieldChange {
+            property: property.as_str().to_string(),
+            old: value_text(o, property),
+            new: value_text(n, property),
+        })
+        .collect()
+}
+
+fn value_text(instance: &Instance<'_>, property: &ICalendarProperty) -> Option<String> {
+    let texts: Vec<String> = instance
+        .comp
+        .properties(property)
+        .flat_map(|e| e.values.iter())
+        .filter_map(|v| v.clone().into_text().map(|t| t.into_owned()))
+        .collect();
+    (!texts.is_empty()).then(|| texts.join(", "))
+}
