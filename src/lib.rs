@@ -1,4 +1,5 @@
 //! imipd: calendar scheduling over email for file-based calendar stores.
 
-pub mod itip;
 pub mod imip;
+pub mod itip;
+pub mod replay;

@@ -109,7 +109,9 @@ fn is_valid_email(value: &str) -> bool {
         return false;
     }
     let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
-    let local_ok = local.split('.').all(|part| !part.is_empty() && part.chars().all(atext));
+    let local_ok = local
+        .split('.')
+        .all(|part| !part.is_empty() && part.chars().all(atext));
     let domain_ok = domain.split('.').all(|label| {
         !label.is_empty()
             && !label.starts_with('-')
@@ -129,9 +131,15 @@ mod tests {
 
     #[test]
     fn normalises_mailto_uris() {
-        assert_eq!(norm("MAILTO:Jane@Example.COM").as_deref(), Some("jane@example.com"));
+        assert_eq!(
+            norm("MAILTO:Jane@Example.COM").as_deref(),
+            Some("jane@example.com")
+        );
         assert_eq!(norm(" mailto:a@b.c ").as_deref(), Some("a@b.c"));
-        assert_eq!(norm("conf_big@example.com").as_deref(), Some("conf_big@example.com"));
+        assert_eq!(
+            norm("conf_big@example.com").as_deref(),
+            Some("conf_big@example.com")
+        );
         assert_eq!(
             norm("mailto:jane%2Edoe@example.net?subject=Conference").as_deref(),
             Some("jane.doe@example.net")

@@ -13,7 +13,7 @@ use super::export::{
 };
 use super::message::{ItipMessage, MessageSummary};
 use super::organizer::finalize;
-use super::snapshot::{Attendee, InstanceId, Instance, Snapshot, TrackedEntry};
+use super::snapshot::{Attendee, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::time::TimeResolver;
 use super::{ChangeOutcome, Context};
 use calcard::icalendar::{
@@ -95,7 +95,10 @@ pub fn update(
     if old.organizer.address != new.organizer.address {
         return Err(ItipError::OrganizerMismatch);
     }
-    let me = old.local_address().cloned().ok_or(ItipError::NotOrganizerNorAttendee)?;
+    let me = old
+        .local_address()
+        .cloned()
+        .ok_or(ItipError::NotOrganizerNorAttendee)?;
     let organizer = &new.organizer.address;
     let is_todo = new.component_type == ICalendarComponentType::VTodo;
     let mut reply = ReplyBuilder::new(organizer);
@@ -105,7 +108,12 @@ pub fn update(
         return Err(ItipError::CannotModifyInstance);
     }
 
-    let ids: BTreeSet<InstanceId> = old.instances.keys().chain(new.instances.keys()).copied().collect();
+    let ids: BTreeSet<InstanceId> = old
+        .instances
+        .keys()
+        .chain(new.instances.keys())
+        .copied()
+        .collect();
     for id in &ids {
         match (old.instances.get(id), new.instances.get(id)) {
             (Some(o), Some(n)) => {
@@ -121,7 +129,13 @@ pub fn update(
                 if new_me.server_scheduled
                     && (old_me.partstat != new_me.partstat || new_me.force_send || progress_changed)
                 {
-                    reply.trees.push(reply_component(n, new_me, &new.uid, ctx.now, ctx.reply_details));
+                    reply.trees.push(reply_component(
+                        n,
+                        new_me,
+                        &new.uid,
+                        ctx.now,
+                        ctx.reply_details,
+                    ));
                     reply.done.insert(*id);
                     reply.partstat = new_me
                         .partstat
@@ -130,8 +144,14 @@ pub fn update(
                     reply.add_delegator(n, &me, false);
                 }
                 // Delegates this edit added.
-                for a in n.attendees.iter().filter(|a| a.delegated_from.contains(&me) && a.send_invite()) {
-                    let before = o.attendee(&a.address).is_some_and(|b| b.delegated_from.contains(&me));
+                for a in n
+                    .attendees
+                    .iter()
+                    .filter(|a| a.delegated_from.contains(&me) && a.send_invite())
+                {
+                    let before = o
+                        .attendee(&a.address)
+                        .is_some_and(|b| b.delegated_from.contains(&me));
                     if !before {
                         delegates.insert(a.address.clone());
                     }
@@ -143,14 +163,21 @@ pub fn update(
             (None, Some(n)) => {
                 let new_me = me_in(n, &me).ok_or(ItipError::CannotModifyInstance)?;
                 if new_me.server_scheduled {
-                    reply.trees.push(reply_component(n, new_me, &new.uid, ctx.now, ctx.reply_details));
+                    reply.trees.push(reply_component(
+                        n,
+                        new_me,
+                        &new.uid,
+                        ctx.now,
+                        ctx.reply_details,
+                    ));
                     reply.done.insert(*id);
                     reply.add_delegator(n, &me, false);
                 }
             }
             (Some(o), None) => {
                 let old_me = me_in(o, &me).ok_or(ItipError::CannotModifyInstance)?;
-                if old_me.server_scheduled && old_me.rsvp != Some(false) && !reply.done.contains(id) {
+                if old_me.server_scheduled && old_me.rsvp != Some(false) && !reply.done.contains(id)
+                {
                     reply.trees.push(decline_component(
                         o.comp,
                         organizer,
@@ -189,7 +216,10 @@ pub fn update(
 
 /// A local attendee deleted their copy: decline every instance they had not declined.
 pub fn decline(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
-    let me = old.local_address().cloned().ok_or(ItipError::NotOrganizerNorAttendee)?;
+    let me = old
+        .local_address()
+        .cloned()
+        .ok_or(ItipError::NotOrganizerNorAttendee)?;
     let organizer = &old.organizer.address;
     let mut reply = ReplyBuilder::new(organizer);
     reply.partstat = ICalendarParticipationStatus::Declined;
@@ -218,7 +248,9 @@ pub fn decline(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, I
         reply.done.insert(*id);
         reply.add_delegator(instance, &me, true);
     }
-    let message = reply.into_message(&me, old).ok_or(ItipError::NothingToSend)?;
+    let message = reply
+        .into_message(&me, old)
+        .ok_or(ItipError::NothingToSend)?;
     Ok(ChangeOutcome {
         messages: vec![message],
         updated: None,
@@ -243,14 +275,23 @@ fn check_forbidden_changes(
             continue;
         }
         if o.tracked_count(property) != n.tracked_count(property) {
-            return Err(ItipError::CannotModifyProperty(property.as_str().to_string()));
+            return Err(ItipError::CannotModifyProperty(
+                property.as_str().to_string(),
+            ));
         }
     }
     Ok(())
 }
 
-fn tracked_of<'b>(instance: &'b Instance<'_>, property: &ICalendarProperty) -> BTreeSet<&'b TrackedEntry> {
-    instance.tracked.iter().filter(|t| &t.property == property).collect()
+fn tracked_of<'b>(
+    instance: &'b Instance<'_>,
+    property: &ICalendarProperty,
+) -> BTreeSet<&'b TrackedEntry> {
+    instance
+        .tracked
+        .iter()
+        .filter(|t| &t.property == property)
+        .collect()
 }
 
 /// The ATTENDEE line of an external attendee who delegated to `me`.
@@ -342,7 +383,12 @@ fn delegation_request(
         .map(|i| organizer_component(new.cal, i, &new.uid, i.sequence, ctx.now, false))
         .collect();
     ItipMessage {
-        calendar: MessageCalendar::build(Some(&ICalendarMethod::Request), trees, new.cal, Timezones::All),
+        calendar: MessageCalendar::build(
+            Some(&ICalendarMethod::Request),
+            trees,
+            new.cal,
+            Timezones::All,
+        ),
         method: ICalendarMethod::Request,
         from: me.clone(),
         to: delegates.into_iter().collect(),

@@ -97,10 +97,19 @@ impl MessageCalendar {
     /// An empty VCALENDAR with VERSION, PRODID and, for messages, METHOD.
     pub fn new(method: Option<&Method>) -> Self {
         let mut root = ICalendarComponent::new(ICalendarComponentType::VCalendar);
-        root.add_property(ICalendarProperty::Version, ICalendarValue::Text("2.0".into()));
-        root.add_property(ICalendarProperty::Prodid, ICalendarValue::Text(PRODID.into()));
+        root.add_property(
+            ICalendarProperty::Version,
+            ICalendarValue::Text("2.0".into()),
+        );
+        root.add_property(
+            ICalendarProperty::Prodid,
+            ICalendarValue::Text(PRODID.into()),
+        );
         if let Some(method) = method {
-            root.add_property(ICalendarProperty::Method, ICalendarValue::Method(method.clone()));
+            root.add_property(
+                ICalendarProperty::Method,
+                ICalendarValue::Method(method.clone()),
+            );
         }
         MessageCalendar {
             cal: ICalendar {
@@ -221,7 +230,9 @@ pub fn organizer_component(
         .component_ids
         .iter()
         .filter_map(|id| ComponentTree::copy_from(cal, *id))
-        .filter(|child| with_alarms || child.component.component_type != ICalendarComponentType::VAlarm)
+        .filter(|child| {
+            with_alarms || child.component.component_type != ICalendarComponentType::VAlarm
+        })
         .collect();
     ComponentTree {
         component: comp,
@@ -338,11 +349,10 @@ pub fn reply_component(
         comp.entries.push(without_server_params(partner.entry));
     }
     comp.entries.push(
-        ICalendarEntry::new(ICalendarProperty::RequestStatus)
-            .with_values(vec![
-                ICalendarValue::Text("2.0".into()),
-                ICalendarValue::Text("Success".into()),
-            ]),
+        ICalendarEntry::new(ICalendarProperty::RequestStatus).with_values(vec![
+            ICalendarValue::Text("2.0".into()),
+            ICalendarValue::Text("Success".into()),
+        ]),
     );
     ComponentTree::leaf(comp)
 }
@@ -423,6 +433,9 @@ pub fn set_param(
 }
 
 /// The values of parameter `name` on `entry`.
-pub fn param_values(entry: &ICalendarEntry, name: &ICalendarParameterName) -> Vec<ICalendarParameterValue> {
+pub fn param_values(
+    entry: &ICalendarEntry,
+    name: &ICalendarParameterName,
+) -> Vec<ICalendarParameterValue> {
     entry.parameters(name).cloned().collect()
 }

@@ -7,9 +7,11 @@
 
 use super::address::CalAddress;
 use super::error::ItipError;
-use super::export::{organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS};
+use super::export::{
+    organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
+};
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
-use super::snapshot::{entry_address, Attendee, InstanceId, Instance, Snapshot};
+use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
 use super::{Context, InboundAction, InboundOutcome};
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarMethod,
@@ -28,7 +30,9 @@ pub fn receive(
     let root = itip
         .components
         .first()
-        .filter(|c| c.component_type == ICalendarComponentType::VCalendar && itip.components.len() >= 2)
+        .filter(|c| {
+            c.component_type == ICalendarComponentType::VCalendar && itip.components.len() >= 2
+        })
         .ok_or_else(|| ItipError::ICalendarParseError("not a VCALENDAR with components".into()))?;
     let method = root
         .entries
@@ -92,7 +96,8 @@ fn with_missing_organizer(itip: &ICalendar, ctx: &Context<'_>) -> Option<ICalend
     let mut out = itip.clone();
     for comp in out.components.iter_mut().filter(|c| needs(c)) {
         comp.entries.push(
-            ICalendarEntry::new(ICalendarProperty::Organizer).with_value(Uri::Location(recipient.to_mailto())),
+            ICalendarEntry::new(ICalendarProperty::Organizer)
+                .with_value(Uri::Location(recipient.to_mailto())),
         );
     }
     Some(out)
@@ -179,7 +184,10 @@ fn to_organizer(
             })
         }
         ICalendarMethod::Counter => {
-            let is_attendee = local.instances.values().any(|i| i.attendee(sender).is_some());
+            let is_attendee = local
+                .instances
+                .values()
+                .any(|i| i.attendee(sender).is_some());
             if !is_attendee {
                 return Err(ItipError::SenderIsNotParticipant(sender.clone()));
             }
@@ -202,7 +210,9 @@ fn to_attendee(
 ) -> Result<InboundOutcome, ItipError> {
     let from_organizer = *sender == local.organizer.address;
     match method {
-        ICalendarMethod::Request | ICalendarMethod::Add | ICalendarMethod::Cancel
+        ICalendarMethod::Request
+        | ICalendarMethod::Add
+        | ICalendarMethod::Cancel
         | ICalendarMethod::Declinecounter
             if !from_organizer =>
         {
@@ -306,16 +316,28 @@ fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
 
 /// Removes the entries named in `names` from `comp` and appends `from`'s entries with
 /// those names.
-fn replace_properties(comp: &mut ICalendarComponent, from: &ICalendarComponent, names: &[ICalendarProperty]) {
+fn replace_properties(
+    comp: &mut ICalendarComponent,
+    from: &ICalendarComponent,
+    names: &[ICalendarProperty],
+) {
     comp.entries.retain(|e| !names.contains(&e.name));
-    comp.entries
-        .extend(from.entries.iter().filter(|e| names.contains(&e.name)).cloned());
+    comp.entries.extend(
+        from.entries
+            .iter()
+            .filter(|e| names.contains(&e.name))
+            .cloned(),
+    );
 }
 
 fn updated(copy: ICalendar, original: &ICalendar, action: InboundAction) -> InboundOutcome {
     let changed = copy != *original;
     InboundOutcome {
-        action: if changed { action } else { InboundAction::Unchanged },
+        action: if changed {
+            action
+        } else {
+            InboundAction::Unchanged
+        },
         copy: changed.then_some(copy),
         responses: Vec::new(),
     }
@@ -338,7 +360,9 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
                 if l.attendee_keys() != m.attendee_keys() {
                     names.push(ICalendarProperty::Attendee);
                 }
-                if l.comp.property(&ICalendarProperty::Dtstamp) != m.comp.property(&ICalendarProperty::Dtstamp) {
+                if l.comp.property(&ICalendarProperty::Dtstamp)
+                    != m.comp.property(&ICalendarProperty::Dtstamp)
+                {
                     names.push(ICalendarProperty::Dtstamp);
                 }
                 names.push(ICalendarProperty::Sequence);
@@ -395,8 +419,13 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                                 | ICalendarProperty::Sequence
                         )
                     });
-                    comp.entries
-                        .extend(m.comp.entries.iter().filter(|e| people.contains(&e.name)).cloned());
+                    comp.entries.extend(
+                        m.comp
+                            .entries
+                            .iter()
+                            .filter(|e| people.contains(&e.name))
+                            .cloned(),
+                    );
                     comp.entries.push(cancelled_status());
                 }
             }
@@ -417,11 +446,18 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 comp.entries.retain(|e| {
                     !matches!(
                         e.name,
-                        ICalendarProperty::Organizer | ICalendarProperty::Attendee | ICalendarProperty::Status
+                        ICalendarProperty::Organizer
+                            | ICalendarProperty::Attendee
+                            | ICalendarProperty::Status
                     )
                 });
-                comp.entries
-                    .extend(main.comp.entries.iter().filter(|e| people.contains(&e.name)).cloned());
+                comp.entries.extend(
+                    main.comp
+                        .entries
+                        .iter()
+                        .filter(|e| people.contains(&e.name))
+                        .cloned(),
+                );
                 comp.entries.push(cancelled_status());
             }
         }
@@ -430,12 +466,17 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
 }
 
 fn cancelled_status() -> ICalendarEntry {
-    ICalendarEntry::new(ICalendarProperty::Status).with_value(ICalendarValue::Status(ICalendarStatus::Cancelled))
+    ICalendarEntry::new(ICalendarProperty::Status)
+        .with_value(ICalendarValue::Status(ICalendarStatus::Cancelled))
 }
 
 /// An attendee's answer applied to the organizer's copy (or a delegate's answer to the
 /// delegator's copy).
-fn apply_reply(local: &Snapshot<'_>, msg: &Snapshot<'_>, sender: &CalAddress) -> Result<InboundOutcome, ItipError> {
+fn apply_reply(
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+    sender: &CalAddress,
+) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let is_todo = local.component_type == ICalendarComponentType::VTodo;
     for (id, m) in &msg.instances {
@@ -472,7 +513,9 @@ fn apply_reply(local: &Snapshot<'_>, msg: &Snapshot<'_>, sender: &CalAddress) ->
             None => {
                 // An answer for one occurrence the organizer's copy has no override for:
                 // record it as an override, but only from someone invited to the series.
-                let invited = local.main().is_some_and(|main| main.attendee(sender).is_some());
+                let invited = local
+                    .main()
+                    .is_some_and(|main| main.attendee(sender).is_some());
                 if !invited {
                     return Err(ItipError::SenderIsNotParticipant(sender.clone()));
                 }
@@ -500,10 +543,13 @@ fn apply_reply(local: &Snapshot<'_>, msg: &Snapshot<'_>, sender: &CalAddress) ->
 
 /// Finds the stored entry of `stored` inside `comp` (it is the same line, by position
 /// among the ATTENDEE lines with that address).
-fn entry_mut<'c>(comp: &'c mut ICalendarComponent, address: &CalAddress) -> Option<&'c mut ICalendarEntry> {
-    comp.entries
-        .iter_mut()
-        .find(|e| e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(address))
+fn entry_mut<'c>(
+    comp: &'c mut ICalendarComponent,
+    address: &CalAddress,
+) -> Option<&'c mut ICalendarEntry> {
+    comp.entries.iter_mut().find(|e| {
+        e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(address)
+    })
 }
 
 /// Copies the answer (PARTSTAT, RSVP, DELEGATED-TO) and the delivery status onto the
@@ -529,7 +575,11 @@ fn apply_answer(
         ICalendarParameterName::Rsvp,
         ICalendarParameterName::DelegatedTo,
     ] {
-        set_param(entry, name.clone(), replied.entry.parameters(&name).cloned().collect());
+        set_param(
+            entry,
+            name.clone(),
+            replied.entry.parameters(&name).cloned().collect(),
+        );
     }
     if !request_status.is_empty() {
         set_param(
@@ -556,7 +606,11 @@ fn update_delegate(comp: &mut ICalendarComponent, known: &Attendee<'_>, in_reply
         ICalendarParameterName::ScheduleStatus,
         ICalendarParameterName::Role,
     ] {
-        set_param(entry, name.clone(), in_reply.entry.parameters(&name).cloned().collect());
+        set_param(
+            entry,
+            name.clone(),
+            in_reply.entry.parameters(&name).cloned().collect(),
+        );
     }
 }
 
@@ -571,11 +625,21 @@ pub fn decline_counter(
     if !local.organizer.is_local {
         return Err(ItipError::NotOrganizer);
     }
-    let instance: &Instance<'_> = local.main().or_else(|| local.instances.values().next()).ok_or(ItipError::NothingToSend)?;
+    let instance: &Instance<'_> = local
+        .main()
+        .or_else(|| local.instances.values().next())
+        .ok_or(ItipError::NothingToSend)?;
     if instance.attendee(proposer).is_none() {
         return Err(ItipError::SenderIsNotParticipant(proposer.clone()));
     }
-    let tree = organizer_component(local.cal, instance, &local.uid, instance.sequence, ctx.now, false);
+    let tree = organizer_component(
+        local.cal,
+        instance,
+        &local.uid,
+        instance.sequence,
+        ctx.now,
+        false,
+    );
     Ok(ItipMessage {
         calendar: MessageCalendar::build(
             Some(&ICalendarMethod::Declinecounter),

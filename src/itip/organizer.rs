@@ -8,9 +8,11 @@
 
 use super::address::CalAddress;
 use super::error::ItipError;
-use super::export::{cancel_component, organizer_component, ComponentTree, MessageCalendar, Timezones};
+use super::export::{
+    cancel_component, organizer_component, ComponentTree, MessageCalendar, Timezones,
+};
 use super::message::{FieldChange, ItipMessage, MessageSummary, Method};
-use super::snapshot::{is_significant, InstanceId, Instance, Snapshot, TrackedEntry};
+use super::snapshot::{is_significant, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::{ChangeOutcome, Context};
 use calcard::icalendar::{
     ICalendar, ICalendarComponentType, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
@@ -39,7 +41,9 @@ pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
         }
         let sequence = instance.sequence + 1;
         bumped.insert(instance.comp_id, sequence);
-        trees.push(organizer_component(new.cal, instance, &new.uid, sequence, ctx.now, true));
+        trees.push(organizer_component(
+            new.cal, instance, &new.uid, sequence, ctx.now, true,
+        ));
     }
     if to.is_empty() || trees.is_empty() {
         return Err(ItipError::NothingToSend);
@@ -73,11 +77,17 @@ pub fn update(
 
     let mut increment = false;
     let mut items: BTreeMap<CalAddress, BTreeMap<InstanceId, Method>> = BTreeMap::new();
-    let ids: BTreeSet<InstanceId> = old.instances.keys().chain(new.instances.keys()).copied().collect();
+    let ids: BTreeSet<InstanceId> = old
+        .instances
+        .keys()
+        .chain(new.instances.keys())
+        .copied()
+        .collect();
     for id in &ids {
         match (old.instances.get(id), new.instances.get(id)) {
             (Some(o), Some(n)) => {
-                let changed: BTreeSet<&TrackedEntry> = o.tracked.symmetric_difference(&n.tracked).collect();
+                let changed: BTreeSet<&TrackedEntry> =
+                    o.tracked.symmetric_difference(&n.tracked).collect();
                 if changed.iter().any(|t| is_significant(&t.property)) {
                     increment = true;
                 }
@@ -86,13 +96,19 @@ pub fn update(
                     increment = true;
                     for a in o.attendees.iter().filter(|a| a.send_update()) {
                         if n.attendee(&a.address).is_none() {
-                            items.entry(a.address.clone()).or_default().insert(*id, ICalendarMethod::Cancel);
+                            items
+                                .entry(a.address.clone())
+                                .or_default()
+                                .insert(*id, ICalendarMethod::Cancel);
                         }
                     }
                 }
                 if !changed.is_empty() || attendees_differ {
                     for a in n.attendees.iter().filter(|a| a.send_update()) {
-                        items.entry(a.address.clone()).or_default().insert(*id, ICalendarMethod::Request);
+                        items
+                            .entry(a.address.clone())
+                            .or_default()
+                            .insert(*id, ICalendarMethod::Request);
                     }
                 }
             }
@@ -104,13 +120,19 @@ pub fn update(
                     ICalendarMethod::Add
                 };
                 for a in n.attendees.iter().filter(|a| a.send_invite()) {
-                    items.entry(a.address.clone()).or_default().insert(*id, method.clone());
+                    items
+                        .entry(a.address.clone())
+                        .or_default()
+                        .insert(*id, method.clone());
                 }
             }
             (Some(o), None) => {
                 increment = true;
                 for a in o.attendees.iter().filter(|a| a.send_update()) {
-                    items.entry(a.address.clone()).or_default().insert(*id, ICalendarMethod::Cancel);
+                    items
+                        .entry(a.address.clone())
+                        .or_default()
+                        .insert(*id, ICalendarMethod::Cancel);
                 }
             }
             (None, None) => {}
@@ -123,7 +145,9 @@ pub fn update(
     let mut partial: BTreeMap<(MethodKey, Vec<InstanceId>), Vec<CalAddress>> = BTreeMap::new();
     for (rcpt, per_instance) in &items {
         let methods: BTreeSet<MethodKey> = per_instance.values().map(MethodKey::from).collect();
-        if per_instance.get(&InstanceId::Main) == Some(&ICalendarMethod::Request) || methods.len() > 1 {
+        if per_instance.get(&InstanceId::Main) == Some(&ICalendarMethod::Request)
+            || methods.len() > 1
+        {
             wants_full = true;
         } else if let Some(method) = methods.into_iter().next() {
             let ids = per_instance.keys().copied().collect();
@@ -162,7 +186,9 @@ pub fn update(
             if sequence != n.sequence {
                 bumped.insert(n.comp_id, sequence);
             }
-            trees.push(organizer_component(new.cal, n, &new.uid, sequence, ctx.now, false));
+            trees.push(organizer_component(
+                new.cal, n, &new.uid, sequence, ctx.now, false,
+            ));
         }
         if !full_to.is_empty() && !trees.is_empty() {
             let summary = MessageSummary::Update {
@@ -201,14 +227,21 @@ pub fn update(
                 }
                 (ICalendarMethod::Cancel, Some(o), _) => {
                     let only: Vec<CalAddress> = to.iter().cloned().collect();
-                    trees.push(cancel_component(o.comp, o.sequence + 1, ctx.now, Some(&only)));
+                    trees.push(cancel_component(
+                        o.comp,
+                        o.sequence + 1,
+                        ctx.now,
+                        Some(&only),
+                    ));
                 }
                 (_, _, Some(n)) => {
                     let sequence = sequence_of(id, n);
                     if sequence != n.sequence {
                         bumped.insert(n.comp_id, sequence);
                     }
-                    trees.push(organizer_component(new.cal, n, &new.uid, sequence, ctx.now, false));
+                    trees.push(organizer_component(
+                        new.cal, n, &new.uid, sequence, ctx.now, false,
+                    ));
                 }
                 _ => {}
             }
@@ -223,7 +256,11 @@ pub fn update(
                 changes: field_changes(old, new),
             }
         };
-        let source = if method == ICalendarMethod::Cancel { old } else { new };
+        let source = if method == ICalendarMethod::Cancel {
+            old
+        } else {
+            new
+        };
         messages.push(message_from(
             source,
             &new.organizer.address,
@@ -311,7 +348,15 @@ fn message(
     timezones: Timezones,
     summary: MessageSummary,
 ) -> ItipMessage {
-    message_from(snap, &snap.organizer.address, method, to, trees, timezones, summary)
+    message_from(
+        snap,
+        &snap.organizer.address,
+        method,
+        to,
+        trees,
+        timezones,
+        summary,
+    )
 }
 
 fn message_from(
@@ -342,8 +387,13 @@ pub fn finalize(cal: &ICalendar, bumped: &BTreeMap<u32, i64>) -> Option<ICalenda
             continue;
         }
         for entry in comp.entries.iter_mut() {
-            if matches!(entry.name, ICalendarProperty::Attendee | ICalendarProperty::Organizer) {
-                entry.params.retain(|p| p.name != ICalendarParameterName::ScheduleForceSend);
+            if matches!(
+                entry.name,
+                ICalendarProperty::Attendee | ICalendarProperty::Organizer
+            ) {
+                entry
+                    .params
+                    .retain(|p| p.name != ICalendarParameterName::ScheduleForceSend);
             }
         }
         if let Some(sequence) = bumped.get(&(id as u32)) {
@@ -355,10 +405,14 @@ pub fn finalize(cal: &ICalendar, bumped: &BTreeMap<u32, i64>) -> Option<ICalenda
 
 /// Replaces (or adds) the SEQUENCE of a component.
 pub fn set_sequence(entries: &mut Vec<ICalendarEntry>, sequence: i64) {
-    match entries.iter_mut().find(|e| e.name == ICalendarProperty::Sequence) {
+    match entries
+        .iter_mut()
+        .find(|e| e.name == ICalendarProperty::Sequence)
+    {
         Some(entry) => entry.values = vec![ICalendarValue::Integer(sequence)],
         None => entries.push(
-            ICalendarEntry::new(ICalendarProperty::Sequence).with_value(ICalendarValue::Integer(sequence)),
+            ICalendarEntry::new(ICalendarProperty::Sequence)
+                .with_value(ICalendarValue::Integer(sequence)),
         ),
     }
 }

@@ -10,9 +10,9 @@ use super::address::CalAddress;
 use super::error::ItipError;
 use super::time::TimeResolver;
 use calcard::icalendar::{
-    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry,
-    ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
-    ICalendarProperty, ICalendarScheduleAgentValue, ICalendarValue,
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarParameterName,
+    ICalendarParameterValue, ICalendarParticipationStatus, ICalendarProperty,
+    ICalendarScheduleAgentValue, ICalendarValue,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -199,7 +199,10 @@ impl<'a> Instance<'a> {
 
     /// Number of tracked values of `property`.
     pub fn tracked_count(&self, property: &ICalendarProperty) -> usize {
-        self.tracked.iter().filter(|t| &t.property == property).count()
+        self.tracked
+            .iter()
+            .filter(|t| &t.property == property)
+            .count()
     }
 }
 
@@ -234,9 +237,7 @@ impl<'a> Snapshot<'a> {
             }
             match &component_type {
                 None => component_type = Some(comp.component_type.clone()),
-                Some(t) if *t != comp.component_type => {
-                    return Err(ItipError::MultipleObjectTypes)
-                }
+                Some(t) if *t != comp.component_type => return Err(ItipError::MultipleObjectTypes),
                 _ => {}
             }
             let mut instance_id = InstanceId::Main;
@@ -270,8 +271,9 @@ impl<'a> Snapshot<'a> {
                                     organizer = Some(Organizer {
                                         is_local: account.contains(&address),
                                         address,
-                                        force_send: entry
-                                            .has_parameter(&ICalendarParameterName::ScheduleForceSend),
+                                        force_send: entry.has_parameter(
+                                            &ICalendarParameterName::ScheduleForceSend,
+                                        ),
                                     });
                                 }
                                 Some(o) if o.address != address => {
@@ -296,7 +298,11 @@ impl<'a> Snapshot<'a> {
                         };
                     }
                     ICalendarProperty::Sequence => {
-                        sequence = entry.values.first().and_then(|v| v.as_integer()).unwrap_or(0);
+                        sequence = entry
+                            .values
+                            .first()
+                            .and_then(|v| v.as_integer())
+                            .unwrap_or(0);
                     }
                     ICalendarProperty::RequestStatus => {
                         if let Some(code) = entry.values.first().and_then(|v| v.as_text()) {
@@ -467,6 +473,10 @@ fn canonical_value(entry: &ICalendarEntry, value: &ICalendarValue, times: &TimeR
             }
             rule.to_string()
         }
-        other => other.clone().into_text().map(|t| t.into_owned()).unwrap_or_default(),
+        other => other
+            .clone()
+            .into_text()
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
     }
 }
