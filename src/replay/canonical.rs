@@ -69,7 +69,7 @@ impl Node {
             .properties
             .iter()
             .filter(|p| property_name(p) == name)
-            .map(|p| p.clone())
+            .cloned()
             .collect();
         for c in &self.children {
             out.extend(c.values_of(name));
@@ -173,8 +173,11 @@ fn unfold(text: &str) -> Vec<String> {
     lines
 }
 
-/// Splits a content line into name, parameters (name, raw value) and value.
-fn split_line(line: &str) -> Option<(String, Vec<(String, String)>, String)> {
+/// A content line split into name, parameters (name, raw value) and value.
+type ContentLine = (String, Vec<(String, String)>, String);
+
+/// Splits a content line into its parts.
+fn split_line(line: &str) -> Option<ContentLine> {
     let mut in_quotes = false;
     let mut parts: Vec<String> = Vec::new();
     let mut current = String::new();
