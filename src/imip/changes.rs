@@ -1,0 +1,160 @@
+//! "What changed" lines for updated invitations: `Start: old → new`.
+//!
+//! The engine reports each change as a property name with the old and new value as
+//! iCalendar text ([`FieldChange`]). Dates are shown the way the "When" line shows
+//! them, in the event's zone and the reader's language; text values are unescaped;
+//! anything else is shown as written. Deciding what counts as a change is the
+//! engine's job, not this module's.
+
+use super::error::ImipError;
+use super::i18n::{Arg, Catalogue, Language};
+use super::when::{format_span, Moment};
+use crate::itip::FieldChange;
+use calcard::icalendar::timezone::TzResolver;
+use calcard::icalendar::ICalendar;
+
+/// One change, ready for the templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangeLine {
+    /// The field's name in the reader's language.
+    pub field: String,
+    /// The old value, or the catalogue's "(none)".
+    pub old: String,
+    /// The new value, or the catalogue's "(none)".
+    pub new: String,
+}
+
+/// Properties whose values are dates or date-times.
+const DATE_PROPERTIES: [&str; 6] = ["DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "EXDATE", "RDATE"];
+
+/// Describes `changes` for a reader of `language`; `cal` supplies the VTIMEZONEs.
+pub(crate) fn describe(
+    catalogue: &Catalogue,
+    language: Language,
+    cal: &ICalendar,
+    changes: &[FieldChange],
+) -> Result<Vec<ChangeLine>, ImipError> {
+    let resolver = cal.build_tz_resolver();
+    let none = catalogue.text(language, "no-value", &[])?;
+    changes
+        .iter()
+        .map(|change| {
+            let property = change.property.to_ascii_uppercase();
+            let value = |v: &Option<String>| -> Result<String, ImipError> {
+                match v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                    None => Ok(none.clone()),
+                    Some(v) => format_value(catalogue, language, &resolver, &property, v),
+                }
+            };
+            Ok(ChangeLine {
+                field: catalogue.text(language, "field", &[("property", Arg::Str(&property))])?,
+                old: value(&change.old)?,
+                new: value(&change.new)?,
+            })
+        })
+        .collect()
+}
+
+fn format_value(
+    catalogue: &Catalogue,
+    language: Language,
+    resolver: &TzResolver<&str>,
+    property: &str,
+    value: &str,
+) -> Result<String, ImipError> {
+    if DATE_PROPERTIES.contains(&property) {
+        if let Some(moment) = parse_date_value(property, value, resolver) {
+            return format_span(catalogue, language, &moment, None);
+        }
+    }
+    Ok(unescape_text(value))
+}
+
+/// Parses `20090602T160000Z`, `TZID=Europe/Berlin:20090602T160000` or
+/// `;VALUE=DATE:20090602` as the value of `property`.
+fn parse_date_value(property: &str, value: &str, resolver: &TzResolver<&str>) -> Option<Moment> {
+    let value = value.trim_start_matches(';');
+    let line = match value.rsplit_once(':') {
+        Some((params, _)) if params.contains('=') => format!("{property};{value}"),
+        _ => format!("{property}:{value}"),
+    };
+    if line.contains(['\r', '\n']) {
+        return None;
+    }
+    let text = format!("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n{line}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n");
+    let cal = ICalendar::parse(&text).ok()?;
+    let event = cal.components.get(1)?;
+    let entry = event.entries.first()?;
+    Moment::from_entry(entry, resolver)
+}
+
+/// Undoes iCalendar TEXT escaping (`\n`, `\,`, `\;`, `\\`).
+fn unescape_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n' | 'N') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(property: &str, old: Option<&str>, new: Option<&str>) -> FieldChange {
+        FieldChange {
+            property: property.into(),
+            old: old.map(Into::into),
+            new: new.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn dates_text_and_missing_values() {
+        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
+        let lines = describe(
+            Catalogue::get().unwrap(),
+            Language::En,
+            &cal,
+            &[
+                change("DTSTART", Some("20090602T160000Z"), Some("TZID=Europe/Berlin:20090603T090000")),
+                change("LOCATION", Some("Room 1\\, 2nd floor"), None),
+                change("X-FOO", None, Some("bar")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            lines[0],
+            ChangeLine {
+                field: "Start".into(),
+                old: "Tue 2 Jun 2009 16:00 (UTC)".into(),
+                new: "Wed 3 Jun 2009 09:00 (Europe/Berlin)".into(),
+            }
+        );
+        assert_eq!(lines[1].old, "Room 1, 2nd floor");
+        assert_eq!(lines[1].new, "(none)");
+        assert_eq!(lines[2].field, "X-FOO");
+    }
+
+    #[test]
+    fn field_names_are_translated() {
+        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
+        let lines = describe(
+            Catalogue::get().unwrap(),
+            Language::Fr,
+            &cal,
+            &[change("location", Some("A"), Some("B"))],
+        )
+        .unwrap();
+        assert_eq!(lines[0].field, "Lieu");
+    }
+}

@@ -1,0 +1,250 @@
+//! Raw email → the one iTIP message it carries, or a typed reason why not.
+//!
+//! [`parse_incoming`] finds every calendar part (see `parts`), checks sizes before
+//! parsing, parses each as iCalendar, and accepts the mail only when all parts hold
+//! the same calendar (the normal `text/calendar` + `application/ics` pair) and every
+//! stated method (`method=` parameters, METHOD properties) agrees. It also reports who
+//! sent the mail (see `identity`). Whether the message may change anything is the
+//! engine's decision; this module never looks at the stored calendar.
+
+use super::calendar;
+use super::error::ImipError;
+use super::identity::{identify, SenderIdentity};
+use super::parts::{encoded_len, find_calendar_parts, part_text};
+use crate::itip::Method;
+use calcard::icalendar::{ICalendar, ICalendarComponentType};
+use calcard::{Entry, Parser};
+use mail_parser::MessageParser;
+
+/// Limits and trust settings for reading incoming mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingOptions {
+    /// Largest email accepted at all, checked before MIME parsing.
+    pub max_message_size: usize,
+    /// Largest calendar part accepted (RFC 6047 gives no limit; real invitations with
+    /// many attendees or instances stay well under the 512 KiB default).
+    pub max_calendar_size: usize,
+    /// Deepest MIME multipart nesting examined; real clients use 3 or 4 levels.
+    pub max_mime_depth: usize,
+    /// The authserv-ids of this site's own MTAs, whose `Authentication-Results`
+    /// headers are believed; all others are ignored.
+    pub trusted_authserv_ids: Vec<String>,
+}
+
+impl Default for IncomingOptions {
+    fn default() -> Self {
+        IncomingOptions {
+            max_message_size: 32 * 1024 * 1024,
+            max_calendar_size: 512 * 1024,
+            max_mime_depth: 16,
+            trusted_authserv_ids: Vec::new(),
+        }
+    }
+}
+
+/// The iTIP message found in an email, with who sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingItip {
+    /// The iTIP method (the METHOD property, or the `method=` parameter if the
+    /// calendar has none).
+    pub method: Method,
+    /// The parsed calendar of the most authoritative part.
+    pub calendar: ICalendar,
+    /// That part's decoded text, exactly as sent.
+    pub calendar_text: String,
+    /// From, Sender, envelope sender and authentication verdicts.
+    pub sender: SenderIdentity,
+    /// The Message-ID header, without angle brackets.
+    pub message_id: Option<String>,
+}
+
+/// Most VCALENDAR objects read from one part; more is not a scheduling message.
+const MAX_OBJECTS_PER_PART: usize = 16;
+
+/// Extracts the iTIP message from the raw RFC 5322 bytes of an email.
+///
+/// `envelope_from` is the SMTP MAIL FROM as received (`None` or `""` for `<>`).
+pub fn parse_incoming(
+    raw: &[u8],
+    envelope_from: Option<&str>,
+    opts: &IncomingOptions,
+) -> Result<IncomingItip, ImipError> {
+    if raw.len() > opts.max_message_size {
+        return Err(ImipError::MessageTooLarge {
+            size: raw.len(),
+            limit: opts.max_message_size,
+        });
+    }
+    let message = MessageParser::default()
+        .parse(raw)
+        .filter(|m| !m.root_part().headers().is_empty())
+        .ok_or(ImipError::NotAnEmail)?;
+    let mut found = find_calendar_parts(&message, opts.max_mime_depth)?;
+    if found.calendars.is_empty() {
+        return Err(if found.tnef {
+            ImipError::OnlyTnef
+        } else {
+            ImipError::NoCalendarPart
+        });
+    }
+    found.calendars.sort_by_key(|c| c.rank);
+
+    let mut candidates = Vec::new();
+    for part in &found.calendars {
+        let limit = opts.max_calendar_size;
+        // Transfer encodings only grow data by up to a third (base64), so an encoded
+        // size beyond that bound is refused before anything is decoded.
+        let encoded = encoded_len(part.part);
+        if encoded.saturating_mul(3) / 4 > limit.saturating_add(1024) {
+            return Err(ImipError::CalendarTooLarge { size: encoded, limit });
+        }
+        if part.part.len() > limit {
+            return Err(ImipError::CalendarTooLarge {
+                size: part.part.len(),
+                limit,
+            });
+        }
+        let text = part_text(part.part);
+        for cal in parse_calendars(&text)? {
+            candidates.push(Candidate {
+                method_param: part.method_param.clone(),
+                calendar: cal,
+                text: text.clone(),
+            });
+        }
+    }
+
+    let mut distinct: Vec<ICalendar> = Vec::new();
+    for candidate in &candidates {
+        let stripped = calendar::without_method(&candidate.calendar);
+        if !distinct.contains(&stripped) {
+            distinct.push(stripped);
+        }
+    }
+    if distinct.len() > 1 {
+        return Err(ImipError::MultipleCalendars {
+            count: distinct.len(),
+        });
+    }
+
+    let method = agreed_method(&candidates)?;
+    let chosen = candidates.into_iter().next().ok_or(ImipError::NoCalendarPart)?;
+    let sender = identify(&message, envelope_from, &opts.trusted_authserv_ids);
+    Ok(IncomingItip {
+        method,
+        calendar: chosen.calendar,
+        calendar_text: chosen.text,
+        sender,
+        message_id: message.message_id().map(str::to_string),
+    })
+}
+
+/// One parsed calendar and where it came from.
+struct Candidate {
+    method_param: Option<String>,
+    calendar: ICalendar,
+    text: String,
+}
+
+/// Parses every VCALENDAR in `text`; at least one, each with a scheduling component.
+fn parse_calendars(text: &str) -> Result<Vec<ICalendar>, ImipError> {
+    let mut parser = Parser::new(text);
+    let mut calendars = Vec::new();
+    let mut junk_lines = 0usize;
+    loop {
+        match parser.entry() {
+            Entry::ICalendar(cal) => {
+                let top = cal.components.first().map(|c| c.component_type.clone());
+                if top != Some(ICalendarComponentType::VCalendar) {
+                    let name = top.map_or_else(|| "nothing".to_string(), |t| t.as_str().to_string());
+                    return Err(ImipError::InvalidICalendar(format!(
+                        "the top-level object is {name}, not VCALENDAR"
+                    )));
+                }
+                if calendar::scheduling_components(&cal).is_empty() {
+                    return Err(ImipError::InvalidICalendar(
+                        "the VCALENDAR holds no VEVENT, VTODO, VJOURNAL or VFREEBUSY".to_string(),
+                    ));
+                }
+                calendars.push(cal);
+                if calendars.len() > MAX_OBJECTS_PER_PART {
+                    break;
+                }
+            }
+            Entry::Eof => break,
+            Entry::InvalidLine(_) if junk_lines < 64 => junk_lines += 1,
+            Entry::InvalidLine(line) => {
+                return Err(ImipError::InvalidICalendar(format!(
+                    "too many lines outside BEGIN:VCALENDAR/END:VCALENDAR (e.g. {:?})",
+                    line.chars().take(60).collect::<String>()
+                )))
+            }
+            Entry::VCard(_) => {
+                return Err(ImipError::InvalidICalendar(
+                    "the part holds a vCard, not a VCALENDAR".to_string(),
+                ))
+            }
+            Entry::UnexpectedComponentEnd { expected, found } => {
+                return Err(ImipError::InvalidICalendar(format!(
+                    "END:{} where END:{} was expected",
+                    found.as_str(),
+                    expected.as_str()
+                )))
+            }
+            Entry::UnterminatedComponent(name) => {
+                return Err(ImipError::InvalidICalendar(format!("BEGIN:{name} is never ended")))
+            }
+            Entry::TooManyComponents => {
+                return Err(ImipError::InvalidICalendar("too many components".to_string()))
+            }
+            _ => {
+                return Err(ImipError::InvalidICalendar(
+                    "unrecognised content".to_string(),
+                ))
+            }
+        }
+    }
+    if calendars.is_empty() {
+        return Err(ImipError::InvalidICalendar(
+            "no BEGIN:VCALENDAR found in the calendar part".to_string(),
+        ));
+    }
+    Ok(calendars)
+}
+
+/// The method all parts agree on: every `method=` must equal the METHOD of its own
+/// calendar, and all stated methods must be the same.
+fn agreed_method(candidates: &[Candidate]) -> Result<Method, ImipError> {
+    let mut stated: Vec<(bool, String)> = Vec::new(); // (is_param, uppercase name)
+    for candidate in candidates {
+        let inside = calendar::method_property(&candidate.calendar).map(|m| m.name());
+        let param = candidate.method_param.as_ref().map(|p| p.to_ascii_uppercase());
+        if let (Some(param), Some(inside)) = (&param, &inside) {
+            if !param.eq_ignore_ascii_case(inside) {
+                return Err(ImipError::MethodMismatch {
+                    param: param.clone(),
+                    inside: inside.clone(),
+                });
+            }
+        }
+        // METHOD properties first, so the error names the calendar's own method.
+        stated.extend(inside.map(|m| (false, m.to_ascii_uppercase())));
+        stated.extend(param.map(|p| (true, p)));
+    }
+    let Some((_, first)) = stated.iter().find(|(is_param, _)| !is_param).or(stated.first()) else {
+        return Err(ImipError::MissingMethod);
+    };
+    if let Some((is_param, other)) = stated.iter().find(|(_, m)| m != first) {
+        let (param, inside) = if *is_param {
+            (other.clone(), first.clone())
+        } else {
+            (first.clone(), other.clone())
+        };
+        return Err(ImipError::MethodMismatch { param, inside });
+    }
+    match calendar::parse_method(first) {
+        Some(method) => Ok(method),
+        None => Err(ImipError::UnknownMethod(first.clone())),
+    }
+}
+

@@ -1,0 +1,245 @@
+//! Subject, plain-text and HTML body of an outgoing iMIP mail.
+//!
+//! The wording lives in two places, neither of them in code: the templates under
+//! `templates/` (minijinja, Jinja2 syntax; layout of the subject and the two bodies)
+//! and the Fluent catalogue under `locales/` (every sentence and label, reached from
+//! the templates through the `tr(id, name=value, ...)` function). This module only
+//! gathers the facts the templates show. The HTML template is auto-escaped because
+//! its name ends in `.html`, so a SUMMARY such as `<script>` stays text.
+
+use super::calendar::{self, Person};
+use super::changes;
+use super::error::ImipError;
+use super::i18n::{Arg, Catalogue, Language};
+use super::kind::MailKind;
+use super::when::{component_span, format_span};
+use crate::itip::{CalAddress, ItipMessage, MessageSummary};
+use calcard::icalendar::{ICalendarFrequency, ICalendarProperty, ICalendarValue};
+use minijinja::value::{Kwargs, Value};
+use minijinja::{context, Environment, State, UndefinedBehavior};
+use std::sync::OnceLock;
+
+/// The three texts of one mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rendered {
+    /// The Subject header, one line.
+    pub subject: String,
+    /// The text/plain body.
+    pub text: String,
+    /// The text/html body.
+    pub html: String,
+}
+
+/// Renders the subject and bodies of `msg` for `recipient` in `language`.
+pub(crate) fn render(
+    msg: &ItipMessage,
+    kind: &MailKind,
+    language: Language,
+) -> Result<Rendered, ImipError> {
+    let catalogue = Catalogue::get()?;
+    let env = environment()?;
+    let cal = &msg.calendar;
+    let main = calendar::main_component(cal);
+
+    let title = main
+        .and_then(|c| calendar::text_value(c, &ICalendarProperty::Summary))
+        .map(one_line)
+        .map_or_else(|| catalogue.text(language, "untitled", &[]), Ok)?;
+    let resolver = cal.build_tz_resolver();
+    let when = match main.and_then(|c| component_span(c, &resolver)) {
+        Some((start, end)) => Some(format_span(catalogue, language, &start, end.as_ref())?),
+        None => None,
+    };
+    let event = match &when {
+        Some(when) => catalogue.text(
+            language,
+            "event-with-time",
+            &[("title", Arg::Str(&title)), ("when", Arg::Str(when))],
+        )?,
+        None => title.clone(),
+    };
+
+    let organizer = calendar::organizer(cal);
+    let sender = calendar::find_person(cal, &msg.from);
+    let sender_name = sender
+        .as_ref()
+        .map_or_else(|| msg.from.to_string(), Person::display);
+    let organizer_name = if kind.from_attendee() {
+        organizer.as_ref().map(Person::display)
+    } else {
+        Some(sender_name.clone())
+    }
+    .unwrap_or_default();
+
+    let attendees = calendar::attendees(cal)
+        .iter()
+        .map(|a| {
+            Ok(context! {
+                name => a.display_with_address(),
+                status => catalogue.text(language, "partstat", &[("partstat", Arg::Str(&a.partstat))])?,
+                delegated_to => a.delegated_to.as_ref().map(|d| display_address(msg, d)),
+            })
+        })
+        .collect::<Result<Vec<Value>, ImipError>>()?;
+
+    let changes = match &msg.summary {
+        MessageSummary::Update { changes } => changes::describe(catalogue, language, cal, changes)?
+            .into_iter()
+            .map(|c| context! { field => c.field, old => c.old, new => c.new })
+            .collect(),
+        _ => Vec::new(),
+    };
+
+    let repeats = match main
+        .and_then(|c| c.property(&ICalendarProperty::Rrule))
+        .and_then(|e| e.values.first())
+    {
+        Some(ICalendarValue::RecurrenceRule(rule)) => {
+            let freq = match rule.freq {
+                ICalendarFrequency::Daily => "daily",
+                ICalendarFrequency::Weekly => "weekly",
+                ICalendarFrequency::Monthly => "monthly",
+                ICalendarFrequency::Yearly => "yearly",
+                _ => "other",
+            };
+            let simple = rule.byday.is_empty() && rule.bymonthday.is_empty() && rule.bysetpos.is_empty();
+            Some(catalogue.text(
+                language,
+                "repeat",
+                &[
+                    ("freq", Arg::Str(if simple { freq } else { "other" })),
+                    ("interval", Arg::Num(i64::from(rule.interval.unwrap_or(1)))),
+                    ("rule", Arg::Str(&rule.to_string())),
+                ],
+            )?)
+        }
+        _ => None,
+    };
+
+    let (partstat, delegate, delegator) = match kind {
+        MailKind::Reply { partstat, delegate } => (
+            partstat.clone(),
+            delegate.clone().unwrap_or_default(),
+            String::new(),
+        ),
+        MailKind::DelegatedInvitation(delegator) => {
+            (String::new(), String::new(), delegator.clone())
+        }
+        _ => (String::new(), String::new(), String::new()),
+    };
+
+    let text_of = |p| main.and_then(|c| calendar::text_value(c, &p)).map(str::to_string);
+    let ctx = context! {
+        lang => language.tag(),
+        kind => kind.key(),
+        partstat,
+        delegate,
+        delegator,
+        title,
+        event,
+        when,
+        when_label => if matches!(kind, MailKind::Counter) { "label-proposed-when" } else { "label-when" },
+        repeats,
+        location => text_of(ICalendarProperty::Location),
+        description => text_of(ICalendarProperty::Description),
+        comment => text_of(ICalendarProperty::Comment),
+        organizer => organizer.as_ref().map(Person::display_with_address),
+        organizer_name,
+        sender_name,
+        attendees,
+        changes,
+    };
+
+    let render = |name: &str, ctx: Value| {
+        env.get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| ImipError::Template(format!("{name}: {e:#}")))
+    };
+    let subject = one_line(&render("subject.txt", ctx.clone())?);
+    let html_ctx = context! { subject => subject.clone(), ..ctx.clone() };
+    Ok(Rendered {
+        text: render("body.txt", ctx)?,
+        html: render("body.html", html_ctx)?,
+        subject,
+    })
+}
+
+/// The process-wide template environment, built on first use.
+fn environment() -> Result<&'static Environment<'static>, ImipError> {
+    static ENV: OnceLock<Result<Environment<'static>, ImipError>> = OnceLock::new();
+    ENV.get_or_init(build_environment)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn build_environment() -> Result<Environment<'static>, ImipError> {
+    let catalogue = Catalogue::get()?;
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .map_err(|e| ImipError::Template(e.to_string()))?;
+    env.set_syntax(syntax);
+    let templates = [
+        ("subject.txt", include_str!("templates/subject.txt")),
+        ("body.txt", include_str!("templates/body.txt")),
+        ("body.html", include_str!("templates/body.html")),
+    ];
+    for (name, source) in templates {
+        env.add_template(name, source)
+            .map_err(|e| ImipError::Template(format!("{name}: {e:#}")))?;
+    }
+    env.add_function(
+        "tr",
+        move |state: &State, id: String, kwargs: Kwargs| -> Result<String, minijinja::Error> {
+            let language = state
+                .lookup("lang")
+                .and_then(|v| v.as_str().and_then(Language::from_tag))
+                .unwrap_or_default();
+            let values: Vec<(String, Value)> = kwargs
+                .args()
+                .map(|k| (k.to_string(), kwargs.peek::<Value>(k).unwrap_or_default()))
+                .collect();
+            let texts: Vec<(String, Option<String>, Option<i64>)> = values
+                .iter()
+                .map(|(k, v)| {
+                    let number = i64::try_from(v.clone()).ok().filter(|_| v.as_str().is_none());
+                    (k.clone(), v.as_str().map(str::to_string), number)
+                })
+                .collect();
+            let args: Vec<(&str, Arg<'_>)> = texts
+                .iter()
+                .map(|(k, s, n)| {
+                    let arg = match (s, n) {
+                        (Some(s), _) => Arg::Str(s),
+                        (None, Some(n)) => Arg::Num(*n),
+                        (None, None) => Arg::Str(""),
+                    };
+                    (k.as_str(), arg)
+                })
+                .collect();
+            catalogue.text(language, &id, &args).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+            })
+        },
+    );
+    Ok(env)
+}
+
+/// The CN of a delegate or delegator named by address, else the address itself.
+fn display_address(msg: &ItipMessage, value: &str) -> String {
+    CalAddress::parse(value)
+        .and_then(|a| calendar::find_person(&msg.calendar, &a))
+        .map_or_else(|| value.to_string(), |p| p.display_with_address())
+}
+
+/// Collapses line breaks and other control characters into single spaces.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_control())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
