@@ -27,7 +27,10 @@ fn shared(sub: &str) -> Option<PathBuf> {
 #[test]
 fn own_scenarios_pass() {
     let passed = assert_all_pass(&[root().join("tests/scenarios")], ReplyDetails::Full);
-    assert!(passed >= 60, "the project's own scenarios should hold at least 60 steps, found {passed}");
+    assert!(
+        passed >= 60,
+        "the project's own scenarios should hold at least 60 steps, found {passed}"
+    );
 }
 
 #[test]

@@ -119,7 +119,14 @@ pub fn update(
                 } else {
                     ICalendarMethod::Add
                 };
-                for a in n.attendees.iter().filter(|a| a.send_invite()) {
+                // People already in the series hear about a new occurrence even if they
+                // accepted the series; newcomers only while they have not answered.
+                let in_series =
+                    |a: &CalAddress| new.main().is_some_and(|m| m.attendee(a).is_some());
+                let wanted = |a: &&super::snapshot::Attendee<'_>| {
+                    a.send_invite() || (a.send_update() && in_series(&a.address))
+                };
+                for a in n.attendees.iter().filter(wanted) {
                     items
                         .entry(a.address.clone())
                         .or_default()

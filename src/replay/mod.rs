@@ -88,7 +88,12 @@ enum Outcome {
 
 /// All users' calendars and the run's DTSTAMP numbering.
 struct World {
+    /// Each account's objects as the user (or imipd) last wrote them: what `get` sees.
     calendars: BTreeMap<String, BTreeMap<String, ICalendar>>,
+    /// The version the next change of each object is compared with: the last one the
+    /// engine accepted. A refused edit (say, an attendee deleting their own line) stays
+    /// in the user's calendar but does not become the base of the next comparison.
+    baselines: BTreeMap<String, BTreeMap<String, ICalendar>>,
     last: Option<Outcome>,
     numbering: Numbering,
     reply_details: ReplyDetails,
@@ -132,6 +137,7 @@ pub fn run_text(text: &str, file: &Path, reply_details: ReplyDetails) -> Result<
     let steps = script::parse(text).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut world = World {
         calendars: BTreeMap::new(),
+        baselines: BTreeMap::new(),
         last: None,
         numbering: Numbering::default(),
         reply_details,
@@ -181,6 +187,7 @@ impl World {
             Command::Itip { from, to } => self.itip(from, to, &step.payload),
             Command::Reset => {
                 self.calendars.clear();
+                self.baselines.clear();
                 self.numbering.clear();
                 self.last = None;
                 Ok(())
@@ -200,16 +207,24 @@ impl World {
             }
         };
         let key = account.to_ascii_lowercase();
-        let old = self.calendars.get(&key).and_then(|c| c.get(name)).cloned();
+        let old = self.baselines.get(&key).and_then(|c| c.get(name)).cloned();
         let ctx = self.context(&me);
-        let (outcome, stored) = match itip::schedule_change(old.as_ref(), &new, &ctx) {
+        let (outcome, stored, accepted) = match itip::schedule_change(old.as_ref(), &new, &ctx) {
             Ok(result) => (
                 Outcome::Messages(result.messages),
                 result.updated.unwrap_or(new),
+                true,
             ),
             // The user's write stands; it just sends nothing.
-            Err(err) => (Outcome::Error(err), new),
+            Err(err) => {
+                let accepted = !err.is_refusal();
+                (Outcome::Error(err), new, accepted)
+            }
         };
+        if accepted {
+            let baselines = self.baselines.entry(key.clone()).or_default();
+            baselines.insert(name.to_string(), stored.clone());
+        }
         self.calendars
             .entry(key)
             .or_default()
@@ -242,11 +257,10 @@ impl World {
 
     fn delete(&mut self, account: &str, name: &str) -> StepResult {
         let me = [address(account)?];
-        let removed = self
-            .calendars
-            .get_mut(&account.to_ascii_lowercase())
-            .and_then(|c| c.remove(name));
-        let Some(old) = removed else {
+        let key = account.to_ascii_lowercase();
+        let removed = self.calendars.get_mut(&key).and_then(|c| c.remove(name));
+        let baseline = self.baselines.get_mut(&key).and_then(|c| c.remove(name));
+        let Some(old) = baseline.or(removed) else {
             return Err((format!("{account} to have {name}"), "no such object".into()));
         };
         let ctx = self.context(&me);
@@ -349,6 +363,10 @@ impl World {
         )?;
         if let Some(copy) = outcome.copy {
             let name = existing.map(|(name, _)| name).unwrap_or(uid);
+            self.baselines
+                .entry(key.clone())
+                .or_default()
+                .insert(name.clone(), copy.clone());
             self.calendars.entry(key).or_default().insert(name, copy);
         }
         Ok(outcome.responses)
