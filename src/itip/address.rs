@@ -23,8 +23,8 @@ impl CalAddress {
     /// `mailto:john%20doe%20%3Cj@x%3E`): such attendees are ignored by scheduling.
     pub fn parse(raw: &str) -> Option<Self> {
         let mut value = raw.trim();
-        if value.len() >= 7 && value[..7].eq_ignore_ascii_case("mailto:") {
-            value = &value[7..];
+        if let Some(rest) = strip_prefix_ignore_case(value, "mailto:") {
+            value = rest;
         } else if let Some((scheme, _)) = value.split_once(':') {
             // Any other scheme (urn:, http:, tel:) is not an email address.
             if !scheme.contains('@') {
@@ -75,6 +75,13 @@ impl std::str::FromStr for CalAddress {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         CalAddress::parse(s).ok_or_else(|| format!("{s:?} is not an email address"))
     }
+}
+
+/// `value` without `prefix`, compared ASCII case-insensitively; safe on any UTF-8.
+pub fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &value[prefix.len()..])
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
@@ -154,5 +161,7 @@ mod tests {
         assert_eq!(norm("mailto:a@@b"), None);
         assert_eq!(norm("mailto:%ZZ@b.c"), None);
         assert_eq!(norm("mailto:a..b@c.d"), None);
+        assert_eq!(norm("mailtö:a@b.c"), None);
+        assert_eq!(norm("ü"), None);
     }
 }

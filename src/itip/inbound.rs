@@ -5,7 +5,7 @@
 //! (REPLY, COUNTER, REFRESH) from one of its attendees. A stale SEQUENCE is refused.
 //! A COUNTER never changes the organizer's copy: it is a proposal for a person.
 
-use super::address::CalAddress;
+use super::address::{strip_prefix_ignore_case, CalAddress};
 use super::error::ItipError;
 use super::export::{
     organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
@@ -266,7 +266,7 @@ fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: 
 }
 
 fn is_x_property(name: &ICalendarProperty) -> bool {
-    matches!(name, ICalendarProperty::Other(n) if n.len() > 2 && n[..2].eq_ignore_ascii_case("X-"))
+    matches!(name, ICalendarProperty::Other(n) if strip_prefix_ignore_case(n, "X-").is_some())
 }
 
 /// Adds the message's VTIMEZONEs that the copy lacks, so every TZID stays resolvable.

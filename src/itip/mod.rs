@@ -19,6 +19,7 @@ pub mod export;
 mod inbound;
 pub mod message;
 mod organizer;
+pub mod range;
 pub mod snapshot;
 pub mod time;
 
@@ -93,6 +94,14 @@ pub fn schedule_change(
     // A previous version that was not a scheduling object (or not ours) counts as absent.
     let old = old.and_then(|old| Snapshot::new(old, ctx.account).ok());
     let new_snapshot = Snapshot::new(new, ctx.account);
+    let over = match (&old, &new_snapshot) {
+        (_, Ok(new)) => range::is_over(new, ctx.now),
+        (Some(old), Err(_)) => range::is_over(old, ctx.now),
+        (None, Err(_)) => false,
+    };
+    if over {
+        return Err(ItipError::EventInPast);
+    }
     match (old, new_snapshot) {
         (None, Ok(new)) => organizer::create(&new, ctx),
         (None, Err(err)) => Err(err),
@@ -118,6 +127,9 @@ pub fn schedule_change(
 /// A user deleted `old`: the organizer cancels, an attendee declines.
 pub fn schedule_removal(old: &ICalendar, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
     let old = Snapshot::new(old, ctx.account)?;
+    if range::is_over(&old, ctx.now) {
+        return Err(ItipError::EventInPast);
+    }
     if old.organizer.is_local {
         organizer::cancel(&old, ctx)
     } else {

@@ -265,10 +265,9 @@ fn canonical_property(
 }
 
 fn lower_mailto(value: &str) -> String {
-    if value.len() >= 7 && value[..7].eq_ignore_ascii_case("mailto:") {
-        format!("mailto:{}", &value[7..])
-    } else {
-        value.to_string()
+    match crate::itip::address::strip_prefix_ignore_case(value, "mailto:") {
+        Some(rest) => format!("mailto:{rest}"),
+        None => value.to_string(),
     }
 }
 
