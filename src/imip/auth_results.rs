@@ -45,7 +45,11 @@ pub(crate) fn parse(value: &str) -> Option<(String, Vec<AuthResult>)> {
         let Some((method, result)) = first.split_once('=') else {
             continue; // "none" or garbage
         };
-        let method = method.split('/').next().unwrap_or(method).to_ascii_lowercase();
+        let method = method
+            .split('/')
+            .next()
+            .unwrap_or(method)
+            .to_ascii_lowercase();
         let mut properties = Vec::new();
         for token in tokens {
             if let Some((key, value)) = token.split_once('=') {
@@ -165,7 +169,10 @@ mod tests {
         assert_eq!(results[0].result, "pass");
         assert_eq!(results[0].property("header.d"), Some("example.com"));
         assert_eq!(results[0].property("header.b"), Some("AbC;dEf"));
-        assert_eq!(results[1].property("smtp.mailfrom"), Some("bounce@example.com"));
+        assert_eq!(
+            results[1].property("smtp.mailfrom"),
+            Some("bounce@example.com")
+        );
         assert_eq!(results[2].method, "dmarc");
         assert_eq!(results[2].property("header.from"), Some("example.com"));
     }

@@ -262,7 +262,10 @@ mod tests {
     #[test]
     fn finds_method_master_and_people() {
         let cal = ICalendar::parse(CAL).unwrap();
-        assert_eq!(method_property(&cal), Some(MethodProperty::Known(Method::Request)));
+        assert_eq!(
+            method_property(&cal),
+            Some(MethodProperty::Known(Method::Request))
+        );
         let main = main_component(&cal).unwrap();
         assert_eq!(text_value(main, &ICalendarProperty::Summary), Some("Lunch"));
         let organizer = organizer(&cal).unwrap();
@@ -275,7 +278,10 @@ mod tests {
         assert_eq!(people[1].partstat, "needs-action");
         assert_eq!(people[1].delegated_from.as_deref(), Some("bob@example.net"));
         let carol = CalAddress::parse("carol@example.net").unwrap();
-        assert_eq!(find_person(&cal, &carol).unwrap().display(), "carol@example.net");
+        assert_eq!(
+            find_person(&cal, &carol).unwrap().display(),
+            "carol@example.net"
+        );
         assert_eq!(uid(&cal), Some("u1"));
     }
 }

@@ -25,7 +25,14 @@ pub(crate) struct ChangeLine {
 }
 
 /// Properties whose values are dates or date-times.
-const DATE_PROPERTIES: [&str; 6] = ["DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "EXDATE", "RDATE"];
+const DATE_PROPERTIES: [&str; 6] = [
+    "DTSTART",
+    "DTEND",
+    "DUE",
+    "RECURRENCE-ID",
+    "EXDATE",
+    "RDATE",
+];
 
 /// Describes `changes` for a reader of `language`; `cal` supplies the VTIMEZONEs.
 pub(crate) fn describe(
@@ -81,7 +88,8 @@ fn parse_date_value(property: &str, value: &str, resolver: &TzResolver<&str>) ->
     if line.contains(['\r', '\n']) {
         return None;
     }
-    let text = format!("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n{line}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n");
+    let text =
+        format!("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n{line}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n");
     let cal = ICalendar::parse(&text).ok()?;
     let event = cal.components.get(1)?;
     let entry = event.entries.first()?;
@@ -126,7 +134,11 @@ mod tests {
             Language::En,
             &cal,
             &[
-                change("DTSTART", Some("20090602T160000Z"), Some("TZID=Europe/Berlin:20090603T090000")),
+                change(
+                    "DTSTART",
+                    Some("20090602T160000Z"),
+                    Some("TZID=Europe/Berlin:20090603T090000"),
+                ),
                 change("LOCATION", Some("Room 1\\, 2nd floor"), None),
                 change("X-FOO", None, Some("bar")),
             ],

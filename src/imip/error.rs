@@ -101,6 +101,8 @@ pub enum ImipError {
         found: String,
     },
     /// The translation catalogue or a template is broken (a bug in this build).
-    #[error("cannot write the email text ({0}); this is a bug in imipd's templates or translations")]
+    #[error(
+        "cannot write the email text ({0}); this is a bug in imipd's templates or translations"
+    )]
     Template(String),
 }

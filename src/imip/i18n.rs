@@ -84,11 +84,10 @@ impl Catalogue {
     fn load() -> Result<Catalogue, ImipError> {
         let mut bundles = Vec::with_capacity(Language::ALL.len());
         for language in Language::ALL {
-            let resource = FluentResource::try_new(language.source().to_string()).map_err(
-                |(_, errors)| {
+            let resource =
+                FluentResource::try_new(language.source().to_string()).map_err(|(_, errors)| {
                     ImipError::Template(format!("locales/{language}.ftl: {errors:?}"))
-                },
-            )?;
+                })?;
             let tag: LanguageIdentifier = language
                 .tag()
                 .parse()
@@ -126,7 +125,9 @@ impl Catalogue {
             .get_message(id)
             .and_then(|m| m.value())
             .ok_or_else(|| {
-                ImipError::Template(format!("message {id:?} missing from locales/{language}.ftl"))
+                ImipError::Template(format!(
+                    "message {id:?} missing from locales/{language}.ftl"
+                ))
             })?;
         let mut fluent_args = FluentArgs::new();
         for (name, value) in args {
@@ -200,7 +201,11 @@ mod tests {
         assert_eq!(weekday(Language::De, 2), "Di.");
         assert_eq!(weekday(Language::Fr, 2), "mar.");
         let partstat = catalogue
-            .text(Language::De, "partstat", &[("partstat", Arg::Str("accepted"))])
+            .text(
+                Language::De,
+                "partstat",
+                &[("partstat", Arg::Str("accepted"))],
+            )
             .unwrap();
         assert_eq!(partstat, "Zugesagt");
     }
@@ -208,6 +213,8 @@ mod tests {
     #[test]
     fn a_missing_message_is_an_error_not_an_empty_text() {
         let catalogue = Catalogue::get().unwrap();
-        assert!(catalogue.text(Language::En, "no-such-message", &[]).is_err());
+        assert!(catalogue
+            .text(Language::En, "no-such-message", &[])
+            .is_err());
     }
 }

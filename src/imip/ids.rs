@@ -12,7 +12,9 @@ pub(crate) fn digest(parts: &[&[u8]]) -> String {
     for part in parts {
         for &byte in part.iter().chain(&[0xff]) {
             a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+            b = (b ^ u64::from(byte))
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
         }
     }
     format!("{a:016x}{b:016x}")
@@ -25,8 +27,14 @@ mod tests {
     #[test]
     fn digest_is_stable_and_sensitive() {
         let one = digest(&[b"uid", b"bob@example.net", &7u64.to_be_bytes()]);
-        assert_eq!(one, digest(&[b"uid", b"bob@example.net", &7u64.to_be_bytes()]));
-        assert_ne!(one, digest(&[b"uid", b"bob@example.net", &8u64.to_be_bytes()]));
+        assert_eq!(
+            one,
+            digest(&[b"uid", b"bob@example.net", &7u64.to_be_bytes()])
+        );
+        assert_ne!(
+            one,
+            digest(&[b"uid", b"bob@example.net", &8u64.to_be_bytes()])
+        );
         // Part boundaries matter: ("ab", "c") differs from ("a", "bc").
         assert_ne!(digest(&[b"ab", b"c"]), digest(&[b"a", b"bc"]));
         assert_eq!(one.len(), 32);

@@ -96,7 +96,10 @@ pub fn parse_incoming(
         // size beyond that bound is refused before anything is decoded.
         let encoded = encoded_len(part.part);
         if encoded.saturating_mul(3) / 4 > limit.saturating_add(1024) {
-            return Err(ImipError::CalendarTooLarge { size: encoded, limit });
+            return Err(ImipError::CalendarTooLarge {
+                size: encoded,
+                limit,
+            });
         }
         if part.part.len() > limit {
             return Err(ImipError::CalendarTooLarge {
@@ -128,7 +131,10 @@ pub fn parse_incoming(
     }
 
     let method = agreed_method(&candidates)?;
-    let chosen = candidates.into_iter().next().ok_or(ImipError::NoCalendarPart)?;
+    let chosen = candidates
+        .into_iter()
+        .next()
+        .ok_or(ImipError::NoCalendarPart)?;
     let sender = identify(&message, envelope_from, &opts.trusted_authserv_ids);
     Ok(IncomingItip {
         method,
@@ -156,7 +162,8 @@ fn parse_calendars(text: &str) -> Result<Vec<ICalendar>, ImipError> {
             Entry::ICalendar(cal) => {
                 let top = cal.components.first().map(|c| c.component_type.clone());
                 if top != Some(ICalendarComponentType::VCalendar) {
-                    let name = top.map_or_else(|| "nothing".to_string(), |t| t.as_str().to_string());
+                    let name =
+                        top.map_or_else(|| "nothing".to_string(), |t| t.as_str().to_string());
                     return Err(ImipError::InvalidICalendar(format!(
                         "the top-level object is {name}, not VCALENDAR"
                     )));
@@ -192,10 +199,14 @@ fn parse_calendars(text: &str) -> Result<Vec<ICalendar>, ImipError> {
                 )))
             }
             Entry::UnterminatedComponent(name) => {
-                return Err(ImipError::InvalidICalendar(format!("BEGIN:{name} is never ended")))
+                return Err(ImipError::InvalidICalendar(format!(
+                    "BEGIN:{name} is never ended"
+                )))
             }
             Entry::TooManyComponents => {
-                return Err(ImipError::InvalidICalendar("too many components".to_string()))
+                return Err(ImipError::InvalidICalendar(
+                    "too many components".to_string(),
+                ))
             }
             _ => {
                 return Err(ImipError::InvalidICalendar(
@@ -218,7 +229,10 @@ fn agreed_method(candidates: &[Candidate]) -> Result<Method, ImipError> {
     let mut stated: Vec<(bool, String)> = Vec::new(); // (is_param, uppercase name)
     for candidate in candidates {
         let inside = calendar::method_property(&candidate.calendar).map(|m| m.name());
-        let param = candidate.method_param.as_ref().map(|p| p.to_ascii_uppercase());
+        let param = candidate
+            .method_param
+            .as_ref()
+            .map(|p| p.to_ascii_uppercase());
         if let (Some(param), Some(inside)) = (&param, &inside) {
             if !param.eq_ignore_ascii_case(inside) {
                 return Err(ImipError::MethodMismatch {
@@ -231,7 +245,11 @@ fn agreed_method(candidates: &[Candidate]) -> Result<Method, ImipError> {
         stated.extend(inside.map(|m| (false, m.to_ascii_uppercase())));
         stated.extend(param.map(|p| (true, p)));
     }
-    let Some((_, first)) = stated.iter().find(|(is_param, _)| !is_param).or(stated.first()) else {
+    let Some((_, first)) = stated
+        .iter()
+        .find(|(is_param, _)| !is_param)
+        .or(stated.first())
+    else {
         return Err(ImipError::MissingMethod);
     };
     if let Some((is_param, other)) = stated.iter().find(|(_, m)| m != first) {
@@ -247,4 +265,3 @@ fn agreed_method(candidates: &[Candidate]) -> Result<Method, ImipError> {
         None => Err(ImipError::UnknownMethod(first.clone())),
     }
 }
-

@@ -49,9 +49,9 @@ impl MailKind {
                 _ => match calendar::find_person(&msg.calendar, recipient)
                     .and_then(|p| p.delegated_from)
                 {
-                    Some(delegator) => MailKind::DelegatedInvitation(delegator_name(
-                        msg, &delegator,
-                    )),
+                    Some(delegator) => {
+                        MailKind::DelegatedInvitation(delegator_name(msg, &delegator))
+                    }
                     None => MailKind::Invitation,
                 },
             },

@@ -128,7 +128,12 @@ pub fn build_message(
         &stamp.unique.to_be_bytes(),
     ]);
     let message_id = format!("{id}@{}", opts.message_id_domain);
-    let boundary = |role: &str| format!("imipd.{role}.{}", &digest(&[role.as_bytes(), id.as_bytes()])[..24]);
+    let boundary = |role: &str| {
+        format!(
+            "imipd.{role}.{}",
+            &digest(&[role.as_bytes(), id.as_bytes()])[..24]
+        )
+    };
 
     let alternative = MimePart::new(
         ContentType::new("multipart/alternative").attribute("boundary", boundary("alt")),
@@ -141,11 +146,11 @@ pub fn build_message(
                 ContentType::new("text/html").attribute("charset", "utf-8"),
                 texts.html,
             ),
-            MimePart::new(
-                ContentType::new("text/calendar")
-                    .attribute("method", method)
-                    .attribute("charset", "utf-8"),
-                ics.clone(),
+            // Written by hand so `method=` appears unquoted, exactly as Outlook and
+            // Google write it; some clients match the parameter literally.
+            MimePart::raw(ics.clone()).header(
+                "Content-Type",
+                Raw::new(format!("text/calendar; method={method}; charset=utf-8")),
             ),
         ],
     );

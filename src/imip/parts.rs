@@ -60,7 +60,13 @@ pub(crate) fn find_calendar_parts<'m, 'x>(
                 return Err(ImipError::NestingTooDeep { limit: max_depth });
             }
             // Children always come after their parent; anything else would be a loop.
-            stack.extend(children.iter().rev().filter(|c| **c > id).map(|c| (*c, depth + 1)));
+            stack.extend(
+                children
+                    .iter()
+                    .rev()
+                    .filter(|c| **c > id)
+                    .map(|c| (*c, depth + 1)),
+            );
             continue;
         }
         classify(part, &mut found);
@@ -76,16 +82,22 @@ fn classify<'m, 'x>(part: &'m MessagePart<'x>, found: &mut Found<'m, 'x>) {
         Some(ct) => (
             ct.ctype().to_ascii_lowercase(),
             ct.subtype().unwrap_or_default().to_ascii_lowercase(),
-            ct.attribute("method").map(|m| m.trim().to_string()).filter(|m| !m.is_empty()),
+            ct.attribute("method")
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty()),
         ),
         None => ("text".to_string(), "plain".to_string(), None),
     };
-    let name = part.attachment_name().unwrap_or_default().to_ascii_lowercase();
+    let name = part
+        .attachment_name()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let rank = match (ctype.as_str(), subtype.as_str()) {
         ("text", "calendar") if method.is_some() => Some(Rank::CalendarWithMethod),
         ("text", "calendar") => Some(Rank::Calendar),
-        ("application", "ics" | "x-ics" | "calendar")
-        | ("text", "x-vcalendar" | "icalendar") => Some(Rank::IcsType),
+        ("application", "ics" | "x-ics" | "calendar") | ("text", "x-vcalendar" | "icalendar") => {
+            Some(Rank::IcsType)
+        }
         ("application", "ms-tnef" | "vnd.ms-tnef") => {
             found.tnef = true;
             None

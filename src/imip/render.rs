@@ -102,7 +102,8 @@ pub(crate) fn render(
                 ICalendarFrequency::Yearly => "yearly",
                 _ => "other",
             };
-            let simple = rule.byday.is_empty() && rule.bymonthday.is_empty() && rule.bysetpos.is_empty();
+            let simple =
+                rule.byday.is_empty() && rule.bymonthday.is_empty() && rule.bysetpos.is_empty();
             Some(catalogue.text(
                 language,
                 "repeat",
@@ -128,7 +129,10 @@ pub(crate) fn render(
         _ => (String::new(), String::new(), String::new()),
     };
 
-    let text_of = |p| main.and_then(|c| calendar::text_value(c, &p)).map(str::to_string);
+    let text_of = |p| {
+        main.and_then(|c| calendar::text_value(c, &p))
+            .map(str::to_string)
+    };
     let ctx = context! {
         lang => language.tag(),
         kind => kind.key(),
@@ -205,7 +209,9 @@ fn build_environment() -> Result<Environment<'static>, ImipError> {
             let texts: Vec<(String, Option<String>, Option<i64>)> = values
                 .iter()
                 .map(|(k, v)| {
-                    let number = i64::try_from(v.clone()).ok().filter(|_| v.as_str().is_none());
+                    let number = i64::try_from(v.clone())
+                        .ok()
+                        .filter(|_| v.as_str().is_none());
                     (k.clone(), v.as_str().map(str::to_string), number)
                 })
                 .collect();

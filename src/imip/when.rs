@@ -47,7 +47,10 @@ impl Moment {
         } else if let Some(tzid) = entry.tz_id() {
             match resolver.resolve(tzid) {
                 Some(tz) if tz.is_utc() => (Some(tz), Some("UTC".to_string())),
-                Some(tz) => (Some(tz), Some(tz.name().map_or(tzid.to_string(), |n| n.into_owned()))),
+                Some(tz) => (
+                    Some(tz),
+                    Some(tz.name().map_or(tzid.to_string(), |n| n.into_owned())),
+                ),
                 None => (None, Some(tzid.to_string())),
             }
         } else {
@@ -178,9 +181,16 @@ pub(crate) fn format_date(
     let weekday = catalogue.text(
         language,
         "weekday",
-        &[("n", Arg::Num(i64::from(date.weekday().number_from_monday())))],
+        &[(
+            "n",
+            Arg::Num(i64::from(date.weekday().number_from_monday())),
+        )],
     )?;
-    let month = catalogue.text(language, "month", &[("n", Arg::Num(i64::from(date.month())))])?;
+    let month = catalogue.text(
+        language,
+        "month",
+        &[("n", Arg::Num(i64::from(date.month())))],
+    )?;
     catalogue.text(
         language,
         "date",
@@ -215,22 +225,37 @@ mod tests {
     #[test]
     fn utc_event_on_one_day() {
         let lines = "DTSTART:20090602T160000Z\r\nDTEND:20090602T170000Z\r\n";
-        assert_eq!(when(lines, Language::En), "Tue 2 Jun 2009 16:00–17:00 (UTC)");
-        assert_eq!(when(lines, Language::De), "Di. 2. Juni 2009 16:00–17:00 (UTC)");
-        assert_eq!(when(lines, Language::Fr), "mar. 2 juin 2009 16:00–17:00 (UTC)");
+        assert_eq!(
+            when(lines, Language::En),
+            "Tue 2 Jun 2009 16:00–17:00 (UTC)"
+        );
+        assert_eq!(
+            when(lines, Language::De),
+            "Di. 2. Juni 2009 16:00–17:00 (UTC)"
+        );
+        assert_eq!(
+            when(lines, Language::Fr),
+            "mar. 2 juin 2009 16:00–17:00 (UTC)"
+        );
     }
 
     #[test]
     fn windows_zone_name_is_resolved_and_shown_as_iana() {
         let lines = "DTSTART;TZID=W. Europe Standard Time:20240115T090000\r\n\
                      DTEND;TZID=W. Europe Standard Time:20240115T100000\r\n";
-        assert_eq!(when(lines, Language::En), "Mon 15 Jan 2024 09:00–10:00 (Europe/Berlin)");
+        assert_eq!(
+            when(lines, Language::En),
+            "Mon 15 Jan 2024 09:00–10:00 (Europe/Berlin)"
+        );
     }
 
     #[test]
     fn end_in_another_zone_is_shown_in_the_start_zone() {
         let lines = "DTSTART;TZID=Europe/Paris:20240715T090000\r\nDTEND:20240715T090000Z\r\n";
-        assert_eq!(when(lines, Language::En), "Mon 15 Jul 2024 09:00–11:00 (Europe/Paris)");
+        assert_eq!(
+            when(lines, Language::En),
+            "Mon 15 Jul 2024 09:00–11:00 (Europe/Paris)"
+        );
     }
 
     #[test]
@@ -238,14 +263,23 @@ mod tests {
         let one = "DTSTART;VALUE=DATE:20240101\r\nDTEND;VALUE=DATE:20240102\r\n";
         assert_eq!(when(one, Language::En), "Mon 1 Jan 2024");
         let three = "DTSTART;VALUE=DATE:20240101\r\nDTEND;VALUE=DATE:20240104\r\n";
-        assert_eq!(when(three, Language::De), "Mo. 1. Jan. 2024 – Mi. 3. Jan. 2024");
+        assert_eq!(
+            when(three, Language::De),
+            "Mo. 1. Jan. 2024 – Mi. 3. Jan. 2024"
+        );
     }
 
     #[test]
     fn duration_and_overnight_and_floating() {
         let overnight = "DTSTART:20240101T220000\r\nDURATION:PT3H\r\n";
-        assert_eq!(when(overnight, Language::Fr), "lun. 1 janv. 2024 22:00 – mar. 2 janv. 2024 01:00");
+        assert_eq!(
+            when(overnight, Language::Fr),
+            "lun. 1 janv. 2024 22:00 – mar. 2 janv. 2024 01:00"
+        );
         let unknown_zone = "DTSTART;TZID=Mars/Olympus:20240101T100000\r\n";
-        assert_eq!(when(unknown_zone, Language::En), "Mon 1 Jan 2024 10:00 (Mars/Olympus)");
+        assert_eq!(
+            when(unknown_zone, Language::En),
+            "Mon 1 Jan 2024 10:00 (Mars/Olympus)"
+        );
     }
 }
