@@ -99,8 +99,13 @@ impl MailKind {
         }
     }
 
+    /// True when the attendees' PARTSTATs in the message mean something to a reader.
+    pub(crate) fn shows_answers(&self) -> bool {
+        !matches!(self, MailKind::Refresh | MailKind::DeclineCounter)
+    }
+
     /// True when the message comes from an attendee rather than the organizer.
-    pub(crate) fn from_attendee(&self) -> bool {
+    pub(crate) fn is_from_attendee(&self) -> bool {
         matches!(
             self,
             MailKind::Reply { .. } | MailKind::Counter | MailKind::Refresh

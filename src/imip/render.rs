@@ -64,14 +64,20 @@ pub(crate) fn render(
     let sender_name = sender
         .as_ref()
         .map_or_else(|| msg.from.to_string(), Person::display);
-    let organizer_name = if kind.from_attendee() {
+    let organizer_name = if kind.is_from_attendee() {
         organizer.as_ref().map(Person::display)
     } else {
         Some(sender_name.clone())
     }
     .unwrap_or_default();
 
-    let attendees = calendar::attendees(cal)
+    // REFRESH and DECLINECOUNTER name attendees without answers: no list for them.
+    let people = if kind.shows_answers() {
+        calendar::attendees(cal)
+    } else {
+        Vec::new()
+    };
+    let attendees = people
         .iter()
         .map(|a| {
             Ok(context! {

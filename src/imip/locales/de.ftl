@@ -63,6 +63,9 @@ untitled = (ohne Titel)
 no-value = (keine Angabe)
 footer = Automatisch versendet für { $sender }. Ihr Kalenderprogramm kann die Kalenderdaten in dieser E-Mail lesen.
 
+# A label in front of its value ("Title: Lunch").
+label = { $label }:
+
 ## Werte
 
 partstat = { $partstat ->

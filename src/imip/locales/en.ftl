@@ -64,6 +64,9 @@ untitled = (no title)
 no-value = (none)
 footer = Sent automatically for { $sender }. Your calendar program can read the calendar data in this email.
 
+# A label in front of its value ("Title: Lunch").
+label = { $label }:
+
 ## Values
 
 partstat = { $partstat ->

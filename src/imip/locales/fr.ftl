@@ -63,6 +63,9 @@ untitled = (sans titre)
 no-value = (aucun)
 footer = Envoyé automatiquement pour { $sender }. Votre logiciel d'agenda peut lire les données de calendrier de ce courriel.
 
+# A label in front of its value ("Title: Lunch").
+label = { $label } :
+
 ## Valeurs
 
 partstat = { $partstat ->
