@@ -303,6 +303,37 @@ mod imip {
     }
 
     #[test]
+    fn a_lightly_rewritten_copy_is_the_same_message_but_another_revision_is_not() {
+        let rewritten = cal(None, "one").replace(
+            "SUMMARY:Test\r\n",
+            "X-ALT-DESC;FMTTYPE=text/html:<p>Test</p>\r\nSUMMARY:Test\r\n",
+        );
+        let raw = mixed(&[
+            (
+                "Content-Type: text/calendar; method=REQUEST",
+                &cal(Some("REQUEST"), "one"),
+            ),
+            ("Content-Type: application/ics", &rewritten),
+        ]);
+        assert_eq!(
+            parse_incoming(&raw, None, &IncomingOptions::default())
+                .unwrap()
+                .method,
+            Method::Request
+        );
+        let later =
+            cal(Some("REQUEST"), "one").replace("SUMMARY:Test", "SEQUENCE:1\r\nSUMMARY:Test");
+        let raw = mixed(&[
+            (
+                "Content-Type: text/calendar; method=REQUEST",
+                &cal(Some("REQUEST"), "one"),
+            ),
+            ("Content-Type: application/ics", &later),
+        ]);
+        assert_eq!(refuse(&raw), ImipError::MultipleCalendars { count: 2 });
+    }
+
+    #[test]
     fn a_method_parameter_that_contradicts_method_is_refused() {
         let raw = mail(
             "text/calendar; method=REQUEST",

@@ -237,14 +237,38 @@ pub(crate) fn uid(cal: &ICalendar) -> Option<&str> {
         .find_map(|c| text_value(c, &ICalendarProperty::Uid))
 }
 
-/// A copy of `cal` without its METHOD, to compare two copies of the same message that
-/// differ only in whether they state the method (text/calendar vs. attachment).
-pub(crate) fn without_method(cal: &ICalendar) -> ICalendar {
-    let mut copy = cal.clone();
-    if let Some(root) = copy.components.first_mut() {
-        root.entries.retain(|e| e.name != ICalendarProperty::Method);
-    }
-    copy
+/// What makes two copies of a calendar "the same scheduling message": for each
+/// scheduling component its type, UID, RECURRENCE-ID, SEQUENCE and DTSTAMP.
+///
+/// Clients attach the calendar twice (`text/calendar` and `invite.ics`) and some
+/// rewrite the copy slightly (property order, folding, an HTML description dropped);
+/// such copies are one message. Copies about other items or other revisions are not.
+pub(crate) fn identity_key(cal: &ICalendar) -> Vec<String> {
+    let mut key: Vec<String> = scheduling_components(cal)
+        .into_iter()
+        .map(|c| {
+            let value = |p: ICalendarProperty| {
+                c.property(&p)
+                    .and_then(|e| e.values.first())
+                    .map(|v| match v {
+                        ICalendarValue::PartialDateTime(dt) => format!("{dt:?}"),
+                        ICalendarValue::Integer(i) => i.to_string(),
+                        other => other.as_text().unwrap_or_default().to_string(),
+                    })
+                    .unwrap_or_default()
+            };
+            format!(
+                "{}|{}|{}|{}|{}",
+                c.component_type.as_str(),
+                value(ICalendarProperty::Uid),
+                value(ICalendarProperty::RecurrenceId),
+                value(ICalendarProperty::Sequence),
+                value(ICalendarProperty::Dtstamp)
+            )
+        })
+        .collect();
+    key.sort();
+    key
 }
 
 #[cfg(test)]

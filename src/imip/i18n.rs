@@ -67,13 +67,13 @@ impl fmt::Display for Language {
 }
 
 /// The compiled catalogues, one Fluent bundle per language.
-pub struct Catalogue {
+pub(crate) struct Catalogue {
     bundles: Vec<(Language, FluentBundle<FluentResource>)>,
 }
 
 impl Catalogue {
     /// The process-wide catalogue, parsed on first use.
-    pub fn get() -> Result<&'static Catalogue, ImipError> {
+    pub(crate) fn get() -> Result<&'static Catalogue, ImipError> {
         static CATALOGUE: OnceLock<Result<Catalogue, ImipError>> = OnceLock::new();
         CATALOGUE
             .get_or_init(Catalogue::load)
@@ -114,7 +114,7 @@ impl Catalogue {
     /// The message `id` in `language`, with `args` filled in.
     ///
     /// A missing message or argument is an error rather than a silently wrong text.
-    pub fn text(
+    pub(crate) fn text(
         &self,
         language: Language,
         id: &str,
@@ -146,21 +146,11 @@ impl Catalogue {
         }
         Ok(text.into_owned())
     }
-
-    /// The ids of every message in `language`'s catalogue, for completeness checks.
-    pub fn message_ids(language: Language) -> Vec<String> {
-        language
-            .source()
-            .lines()
-            .filter(|line| line.starts_with(|c: char| c.is_ascii_lowercase()))
-            .filter_map(|line| line.split_once(" =").map(|(id, _)| id.trim().to_string()))
-            .collect()
-    }
 }
 
 /// A value passed into a catalogue message.
 #[derive(Debug, Clone, Copy)]
-pub enum Arg<'a> {
+pub(crate) enum Arg<'a> {
     /// Text, also used for selector keys such as `accepted`.
     Str(&'a str),
     /// A number, used for selectors such as the weekday.
@@ -170,6 +160,16 @@ pub enum Arg<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ids of every message in `language`'s catalogue.
+    fn message_ids(language: Language) -> Vec<String> {
+        language
+            .source()
+            .lines()
+            .filter(|line| line.starts_with(|c: char| c.is_ascii_lowercase()))
+            .filter_map(|line| line.split_once(" =").map(|(id, _)| id.trim().to_string()))
+            .collect()
+    }
 
     #[test]
     fn language_tags_pick_the_primary_subtag() {
@@ -182,10 +182,10 @@ mod tests {
 
     #[test]
     fn every_language_has_every_message() {
-        let english = Catalogue::message_ids(Language::En);
+        let english = message_ids(Language::En);
         assert!(english.len() > 30, "catalogue looks truncated: {english:?}");
         for language in [Language::De, Language::Fr] {
-            let ids = Catalogue::message_ids(language);
+            let ids = message_ids(language);
             let missing: Vec<_> = english.iter().filter(|id| !ids.contains(id)).collect();
             assert!(missing.is_empty(), "{language} lacks {missing:?}");
             let extra: Vec<_> = ids.iter().filter(|id| !english.contains(id)).collect();

@@ -2,8 +2,8 @@
 //!
 //! [`parse_incoming`] finds every calendar part (see `parts`), checks sizes before
 //! parsing, parses each as iCalendar, and accepts the mail only when all parts hold
-//! the same calendar (the normal `text/calendar` + `application/ics` pair) and every
-//! stated method (`method=` parameters, METHOD properties) agrees. It also reports who
+//! the same scheduling message (the normal `text/calendar` + `application/ics` pair;
+//! see `calendar::identity_key`) and every stated method (`method=` parameters, METHOD properties) agrees. It also reports who
 //! sent the mail (see `identity`). Whether the message may change anything is the
 //! engine's decision; this module never looks at the stored calendar.
 
@@ -117,11 +117,11 @@ pub fn parse_incoming(
         }
     }
 
-    let mut distinct: Vec<ICalendar> = Vec::new();
+    let mut distinct: Vec<Vec<String>> = Vec::new();
     for candidate in &candidates {
-        let stripped = calendar::without_method(&candidate.calendar);
-        if !distinct.contains(&stripped) {
-            distinct.push(stripped);
+        let key = calendar::identity_key(&candidate.calendar);
+        if !distinct.contains(&key) {
+            distinct.push(key);
         }
     }
     if distinct.len() > 1 {

@@ -128,12 +128,8 @@ pub fn build_message(
         &stamp.unique.to_be_bytes(),
     ]);
     let message_id = format!("{id}@{}", opts.message_id_domain);
-    let boundary = |role: &str| {
-        format!(
-            "imipd.{role}.{}",
-            &digest(&[role.as_bytes(), id.as_bytes()])[..24]
-        )
-    };
+    let boundary =
+        |role: &str| format!("imipd.{role}.{}", digest(&[role.as_bytes(), id.as_bytes()]));
 
     let alternative = MimePart::new(
         ContentType::new("multipart/alternative").attribute("boundary", boundary("alt")),

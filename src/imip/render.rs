@@ -212,22 +212,13 @@ fn build_environment() -> Result<Environment<'static>, ImipError> {
                 .args()
                 .map(|k| (k.to_string(), kwargs.peek::<Value>(k).unwrap_or_default()))
                 .collect();
-            let texts: Vec<(String, Option<String>, Option<i64>)> = values
+            // Strings stay text; numbers feed numeric selectors; none becomes "".
+            let args: Vec<(&str, Arg<'_>)> = values
                 .iter()
                 .map(|(k, v)| {
-                    let number = i64::try_from(v.clone())
-                        .ok()
-                        .filter(|_| v.as_str().is_none());
-                    (k.clone(), v.as_str().map(str::to_string), number)
-                })
-                .collect();
-            let args: Vec<(&str, Arg<'_>)> = texts
-                .iter()
-                .map(|(k, s, n)| {
-                    let arg = match (s, n) {
-                        (Some(s), _) => Arg::Str(s),
-                        (None, Some(n)) => Arg::Num(*n),
-                        (None, None) => Arg::Str(""),
+                    let arg = match v.as_str() {
+                        Some(text) => Arg::Str(text),
+                        None => i64::try_from(v.clone()).map_or(Arg::Str(""), Arg::Num),
                     };
                     (k.as_str(), arg)
                 })

@@ -120,7 +120,7 @@ pub(crate) fn format_span(
     let time = |t: &NaiveDateTime| t.format("%H:%M").to_string();
     if start.all_day {
         let last_day = end
-            .map(|e| e.local.date() - TimeDelta::days(1))
+            .and_then(|e| e.local.date().checked_sub_signed(TimeDelta::days(1)))
             .filter(|last| *last > start.local.date());
         return match last_day {
             Some(last) => catalogue.text(
