@@ -459,6 +459,80 @@ mod imip {
     }
 
     #[test]
+    fn hostile_names_cannot_inject_headers() {
+        use calcard::icalendar::{
+            ICalendarParameterName, ICalendarParameterValue, ICalendarProperty,
+        };
+        let mut case = case("request-invite");
+        case.msg.calendar = fixtures::calendar(
+            "REQUEST",
+            &[
+                "DTSTART:20090602T160000Z",
+                "SUMMARY:Lunch\\nBcc: victim@example.org",
+                "ORGANIZER;CN=Alice:mailto:alice@example.com",
+                "ATTENDEE;CN=Bob:mailto:bob@example.net",
+            ],
+        );
+        // The parser never yields line breaks in a CN, but a calendar built in code can.
+        for entry in &mut case.msg.calendar.components[1].entries {
+            if matches!(
+                entry.name,
+                ICalendarProperty::Organizer | ICalendarProperty::Attendee
+            ) {
+                for param in &mut entry.params {
+                    if param.name == ICalendarParameterName::Cn {
+                        param.value = ICalendarParameterValue::Text(
+                            "Evil\r\nBcc: victim@example.org\r\n\r\nbody".into(),
+                        );
+                    }
+                }
+            }
+        }
+        let mail =
+            build_message(&case.msg, &case.recipient, &options(Language::En), &stamp()).unwrap();
+        let message = parse(&mail);
+        assert!(message.header_raw("Bcc").is_none());
+        assert_eq!(
+            message.subject(),
+            Some("Invitation: Lunch Bcc: victim@example.org @ Tue 2 Jun 2009 16:00 (UTC)")
+        );
+        let from = message.from().unwrap().first().unwrap();
+        assert_eq!(from.address(), Some(ALICE));
+        assert_eq!(from.name(), Some("Evil Bcc: victim@example.org body"));
+        assert_eq!(message.to().unwrap().first().unwrap().address(), Some(BOB));
+        assert!(parse_incoming_ok(&mail));
+    }
+
+    fn parse_incoming_ok(mail: &OutgoingMail) -> bool {
+        imipd::imip::parse_incoming(&mail.bytes, None, &imipd::imip::IncomingOptions::default())
+            .is_ok()
+    }
+
+    #[test]
+    fn recurring_events_say_how_they_repeat() {
+        let mut case = case("request-invite");
+        case.msg.calendar = fixtures::calendar(
+            "REQUEST",
+            &[
+                "DTSTART;TZID=Europe/Berlin:20240108T090000",
+                "DTEND;TZID=Europe/Berlin:20240108T093000",
+                "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO",
+                "SUMMARY:Standup",
+                "ORGANIZER;CN=Alice Organizer:mailto:alice@example.com",
+                "ATTENDEE;CN=Bob Attendee:mailto:bob@example.net",
+            ],
+        );
+        let mail =
+            build_message(&case.msg, &case.recipient, &options(Language::De), &stamp()).unwrap();
+        let text = text_body(&mail);
+        assert!(
+            text.contains("Wann: Mo. 8. Jan. 2024 09:00–09:30 (Europe/Berlin)"),
+            "{text}"
+        );
+        assert!(text.contains("Wiederholung: Alle 2 Wochen"), "{text}");
+    }
+
+    #[test]
     fn the_same_inputs_give_the_same_bytes_and_another_stamp_another_id() {
         let a = build("request-invite", Language::En);
         let b = build("request-invite", Language::En);

@@ -108,8 +108,17 @@ pub(crate) fn render(
                 ICalendarFrequency::Yearly => "yearly",
                 _ => "other",
             };
-            let simple =
-                rule.byday.is_empty() && rule.bymonthday.is_empty() && rule.bysetpos.is_empty();
+            // "Every 2 weeks" is exact only without BY* parts beyond one plain weekday
+            // (Outlook writes BYDAY for every weekly rule); otherwise show the rule.
+            let plain_weekday = rule.byday.len() == 1
+                && rule.byday.iter().all(|d| d.ordwk.is_none())
+                && rule.freq == ICalendarFrequency::Weekly;
+            let simple = (rule.byday.is_empty() || plain_weekday)
+                && rule.bymonthday.is_empty()
+                && rule.bymonth.is_empty()
+                && rule.byyearday.is_empty()
+                && rule.byweekno.is_empty()
+                && rule.bysetpos.is_empty();
             Some(catalogue.text(
                 language,
                 "repeat",

@@ -53,7 +53,7 @@ pub(crate) fn originator(
     msg: &ItipMessage,
     system_senders: &BTreeMap<String, Mailbox>,
 ) -> Originator {
-    let name = calendar::find_person(&msg.calendar, &msg.from).and_then(|p| p.name);
+    let name = calendar::find_person(&msg.calendar, &msg.from).and_then(|p| display_name(p.name));
     let user = Mailbox {
         name,
         address: msg.from.clone(),
@@ -76,7 +76,19 @@ pub(crate) fn originator(
 /// The display name for a recipient, from their line in the calendar.
 pub(crate) fn recipient_mailbox(msg: &ItipMessage, recipient: &CalAddress) -> Mailbox {
     Mailbox {
-        name: calendar::find_person(&msg.calendar, recipient).and_then(|p| p.name),
+        name: calendar::find_person(&msg.calendar, recipient).and_then(|p| display_name(p.name)),
         address: recipient.clone(),
     }
+}
+
+/// A CN made safe for a header phrase: line breaks and other control characters
+/// become single spaces, so no calendar content can start a new header line.
+fn display_name(cn: Option<String>) -> Option<String> {
+    let cleaned = cn?
+        .split(char::is_control)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!cleaned.is_empty()).then_some(cleaned)
 }
