@@ -3,3 +3,4 @@
 pub mod imip;
 pub mod itip;
 pub mod replay;
+pub mod store;

@@ -1,0 +1,3 @@
+//! Calendar stores: vdir and Radicale folders of `.ics` files, and imipd's state.
+
+pub mod patch;

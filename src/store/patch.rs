@@ -1,0 +1,495 @@
+//! Writing a changed calendar object back without rewriting the user's file.
+//!
+//! calcard's serialiser is lossy for some values (URIs and X- values get TEXT escaping,
+//! RRULE parts are reordered), so imipd never writes a user's file wholesale. It decides
+//! with the parsed model, then [`patch`] changes only the content lines whose meaning
+//! changed: every line that still says the same thing keeps its exact bytes (folding,
+//! parameter order, line endings), unchanged components are copied verbatim, and new
+//! lines are written in the file's own line-ending style. The result is parsed again and
+//! must say exactly what the model says.
+
+use calcard::common::IanaParse;
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty,
+};
+use std::fmt::Write as _;
+use thiserror::Error;
+
+/// Why a file could not be patched.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PatchError {
+    /// The original text is not a single well-nested VCALENDAR.
+    #[error("the stored file is not a well-formed VCALENDAR: {0}")]
+    Malformed(String),
+    /// The patched text did not parse back to the intended calendar (a bug, reported
+    /// rather than written).
+    #[error("the patched file would not say what was intended")]
+    Mismatch,
+}
+
+/// One content line of the original file, with its own parse.
+struct RawLine<'a> {
+    /// The exact bytes, folding and line ending included.
+    text: &'a str,
+    /// What calcard reads from this line alone (`None` for junk calcard skips).
+    entry: Option<ICalendarEntry>,
+}
+
+/// One component of the original file.
+struct RawComponent<'a> {
+    kind: ICalendarComponentType,
+    /// The exact bytes from BEGIN to END, both included.
+    whole: &'a str,
+    begin: &'a str,
+    end: &'a str,
+    lines: Vec<RawLine<'a>>,
+    children: Vec<RawComponent<'a>>,
+}
+
+/// The original text with `new`'s meaning: changed lines rewritten, the rest kept.
+pub fn patch(original: &str, new: &ICalendar) -> Result<String, PatchError> {
+    let newline = if original.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let (prefix, root, suffix) = parse_raw(original)?;
+    let new_root = new
+        .components
+        .first()
+        .ok_or(PatchError::Malformed("empty calendar".into()))?;
+    let mut out = String::with_capacity(original.len() + 256);
+    out.push_str(prefix);
+    emit_component(&mut out, &root, new, new_root, newline);
+    out.push_str(suffix);
+
+    let reparsed = ICalendar::parse(&out).map_err(|_| PatchError::Mismatch)?;
+    if reparsed.to_string() == new.to_string() {
+        Ok(out)
+    } else {
+        Err(PatchError::Mismatch)
+    }
+}
+
+fn emit_component(
+    out: &mut String,
+    raw: &RawComponent<'_>,
+    new_cal: &ICalendar,
+    new: &ICalendarComponent,
+    newline: &str,
+) {
+    let mut body = String::new();
+    merge_lines(&mut body, &raw.lines, &new.entries, newline);
+    let new_children: Vec<&ICalendarComponent> = new
+        .component_ids
+        .iter()
+        .filter_map(|id| new_cal.components.get(*id as usize))
+        .collect();
+    let mut used = vec![false; raw.children.len()];
+    for (position, child) in new_children.iter().enumerate() {
+        match match_child(&raw.children, &used, child, position, &new_children) {
+            Some(index) => {
+                used[index] = true;
+                emit_component(&mut body, &raw.children[index], new_cal, child, newline);
+            }
+            None => write_component(&mut body, new_cal, child, newline, 0),
+        }
+    }
+    // A component whose every line and child survived keeps its exact bytes (even
+    // properties written after a sub-component stay where they were).
+    let unchanged = used.iter().all(|u| *u)
+        && raw.lines.iter().filter(|l| l.entry.is_some()).count() == new.entries.len()
+        && body.len() == raw.whole.len() - raw.begin.len() - raw.end.len();
+    if unchanged && same_lines(raw, &body) {
+        out.push_str(raw.whole);
+    } else {
+        out.push_str(raw.begin);
+        out.push_str(&body);
+        out.push_str(raw.end);
+    }
+}
+
+/// True when `body` holds the same lines as the raw component between BEGIN and END.
+fn same_lines(raw: &RawComponent<'_>, body: &str) -> bool {
+    let inner = &raw.whole[raw.begin.len()..raw.whole.len() - raw.end.len()];
+    let mut a: Vec<&str> = inner.split_inclusive('\n').collect();
+    let mut b: Vec<&str> = body.split_inclusive('\n').collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
+/// Emits `new` entries in order, reusing the raw line of each entry that did not change.
+fn merge_lines(out: &mut String, raw: &[RawLine<'_>], new: &[ICalendarEntry], newline: &str) {
+    let mut cursor = 0;
+    for entry in new {
+        let found = (cursor..raw.len()).find(|j| raw[*j].entry.as_ref() == Some(entry));
+        match found {
+            Some(j) => {
+                // Keep lines calcard ignores (they are the user's) where they were.
+                for skipped in &raw[cursor..j] {
+                    if skipped.entry.is_none() {
+                        out.push_str(skipped.text);
+                    }
+                }
+                out.push_str(raw[j].text);
+                cursor = j + 1;
+            }
+            None => write_entry(out, entry, newline),
+        }
+    }
+    for rest in &raw[cursor.min(raw.len())..] {
+        if rest.entry.is_none() {
+            out.push_str(rest.text);
+        }
+    }
+}
+
+/// Which raw child corresponds to new child `position`: same type and identity (UID and
+/// RECURRENCE-ID for events and to-dos, TZID for time zones), else the same type at the
+/// same rank among its siblings.
+fn match_child(
+    raw: &[RawComponent<'_>],
+    used: &[bool],
+    child: &ICalendarComponent,
+    position: usize,
+    siblings: &[&ICalendarComponent],
+) -> Option<usize> {
+    let identity = identity_of_model(child);
+    if identity.is_some() {
+        return (0..raw.len()).find(|i| {
+            !used[*i]
+                && raw[*i].kind == child.component_type
+                && identity_of_raw(&raw[*i]) == identity
+        });
+    }
+    let rank = siblings[..position]
+        .iter()
+        .filter(|s| s.component_type == child.component_type)
+        .count();
+    raw.iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == child.component_type)
+        .nth(rank)
+        .map(|(i, _)| i)
+        .filter(|i| !used[*i])
+}
+
+type Identity = (Option<ICalendarEntry>, Option<ICalendarEntry>);
+
+fn identity_from(entries: &mut dyn Iterator<Item = &ICalendarEntry>) -> Option<Identity> {
+    let mut uid = None;
+    let mut rid = None;
+    let mut tzid = None;
+    for e in entries {
+        match e.name {
+            ICalendarProperty::Uid => uid = Some(e.clone()),
+            ICalendarProperty::RecurrenceId => rid = Some(e.clone()),
+            ICalendarProperty::Tzid => tzid = Some(e.clone()),
+            _ => {}
+        }
+    }
+    if uid.is_some() {
+        Some((uid, rid))
+    } else {
+        tzid.map(|t| (Some(t), None))
+    }
+}
+
+fn identity_of_model(comp: &ICalendarComponent) -> Option<Identity> {
+    identity_from(&mut comp.entries.iter())
+}
+
+fn identity_of_raw(comp: &RawComponent<'_>) -> Option<Identity> {
+    identity_from(&mut comp.lines.iter().filter_map(|l| l.entry.as_ref()))
+}
+
+fn write_entry(out: &mut String, entry: &ICalendarEntry, newline: &str) {
+    let mut line = String::new();
+    if entry.write_to(&mut line).is_ok() {
+        if newline == "\n" {
+            line = line.replace("\r\n", "\n");
+        }
+        out.push_str(&line);
+    }
+}
+
+/// Writes a component the original file did not have, and everything below it.
+fn write_component(
+    out: &mut String,
+    cal: &ICalendar,
+    comp: &ICalendarComponent,
+    newline: &str,
+    depth: usize,
+) {
+    if depth > 16 {
+        return;
+    }
+    let _ = write!(out, "BEGIN:{}{newline}", comp.component_type.as_str());
+    for entry in &comp.entries {
+        write_entry(out, entry, newline);
+    }
+    for id in &comp.component_ids {
+        if let Some(child) = cal.components.get(*id as usize) {
+            write_component(out, cal, child, newline, depth + 1);
+        }
+    }
+    let _ = write!(out, "END:{}{newline}", comp.component_type.as_str());
+}
+
+/// Splits the original into text before BEGIN:VCALENDAR, the component tree, and text
+/// after END:VCALENDAR.
+fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
+    struct Open<'a> {
+        kind: ICalendarComponentType,
+        begin_at: usize,
+        begin: &'a str,
+        lines: Vec<RawLine<'a>>,
+        children: Vec<RawComponent<'a>>,
+    }
+    let mut stack: Vec<Open<'_>> = Vec::new();
+    let mut prefix_end = 0;
+    for (s, e) in content_lines(text) {
+        let raw = &text[s..e];
+        let unfolded = unfold(raw);
+        let trimmed = unfolded.trim();
+        if let Some(name) = strip_ci(trimmed, "BEGIN:") {
+            if stack.len() > 32 {
+                return Err(PatchError::Malformed("components nested too deeply".into()));
+            }
+            if stack.is_empty() {
+                prefix_end = s;
+            }
+            stack.push(Open {
+                kind: component_type(name),
+                begin_at: s,
+                begin: raw,
+                lines: Vec::new(),
+                children: Vec::new(),
+            });
+        } else if let Some(name) = strip_ci(trimmed, "END:") {
+            let open = stack
+                .pop()
+                .ok_or_else(|| PatchError::Malformed("END without BEGIN".into()))?;
+            if open.kind != component_type(name) {
+                return Err(PatchError::Malformed(format!(
+                    "END:{name} closes another component"
+                )));
+            }
+            let done = RawComponent {
+                kind: open.kind,
+                whole: &text[open.begin_at..e],
+                begin: open.begin,
+                end: raw,
+                lines: open.lines,
+                children: open.children,
+            };
+            match stack.last_mut() {
+                Some(parent) => parent.children.push(done),
+                None => {
+                    if done.kind != ICalendarComponentType::VCalendar {
+                        return Err(PatchError::Malformed(
+                            "the outer component is not VCALENDAR".into(),
+                        ));
+                    }
+                    return Ok((&text[..prefix_end], done, &text[e..]));
+                }
+            }
+        } else if !stack.is_empty() {
+            let chain: Vec<ICalendarComponentType> = stack.iter().map(|o| o.kind.clone()).collect();
+            let entry = parse_line(&chain, &unfolded);
+            if let Some(open) = stack.last_mut() {
+                open.lines.push(RawLine { text: raw, entry });
+            }
+        }
+    }
+    Err(PatchError::Malformed(if stack.is_empty() {
+        "no VCALENDAR".into()
+    } else {
+        "a component is never closed".into()
+    }))
+}
+
+/// Byte ranges of content lines: a physical line plus its folded continuations, each
+/// with its line ending.
+fn content_lines(text: &str) -> Vec<(usize, usize)> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for (i, _) in text.match_indices('\n') {
+        let next = i + 1;
+        if !text[next..].starts_with([' ', '\t']) {
+            lines.push((start, next));
+            start = next;
+        }
+    }
+    if start < text.len() {
+        lines.push((start, text.len()));
+    }
+    lines
+}
+
+/// What calcard reads from one content line inside the given component chain.
+fn parse_line(chain: &[ICalendarComponentType], line: &str) -> Option<ICalendarEntry> {
+    let mut text = String::with_capacity(line.len() + 64);
+    for kind in chain {
+        let _ = write!(text, "BEGIN:{}\r\n", kind.as_str());
+    }
+    text.push_str(line.trim_end_matches(['\r', '\n']));
+    text.push_str("\r\n");
+    for kind in chain.iter().rev() {
+        let _ = write!(text, "END:{}\r\n", kind.as_str());
+    }
+    let cal = ICalendar::parse(&text).ok()?;
+    let depth = chain.len().checked_sub(1)?;
+    cal.components.get(depth)?.entries.first().cloned()
+}
+
+fn unfold(raw: &str) -> String {
+    raw.replace("\r\n ", "")
+        .replace("\r\n\t", "")
+        .replace("\n ", "")
+        .replace("\n\t", "")
+}
+
+fn strip_ci<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    crate::itip::address::strip_prefix_ignore_case(line, prefix).map(str::trim)
+}
+
+fn component_type(name: &str) -> ICalendarComponentType {
+    ICalendarComponentType::parse(name.trim().as_bytes())
+        .unwrap_or_else(|| ICalendarComponentType::Other(name.trim().to_ascii_uppercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calcard::icalendar::{ICalendarParameter, ICalendarParticipationStatus, ICalendarValue};
+
+    /// A file as a real client writes it: LF endings, folding, values calcard would
+    /// re-escape, a line calcard ignores, and properties after the alarm.
+    const ORIGINAL: &str = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Client//EN\nBEGIN:VEVENT\nUID:u1\nSEQUENCE:3\nDTSTAMP:20300101T000000Z\nDTSTART;TZID=Europe/Berlin:20300110T100000\nSUMMARY:Lunch\nURL:https://example.com/a,b?x=1;y=2\nX-APPLE-STRUCTURED-LOCATION;VALUE=URI;X-TITLE=Cafe:geo:52.5,13.4\nthis line has no colon\nORGANIZER;CN=\"Olga, the organizer\":mailto:o@example.com\nATTENDEE;RSVP=TRUE;CN=Bob;X-NUM-GUESTS=0:mailto:b@example\n .net\nBEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT15M\nEND:VALARM\nX-AFTER-ALARM:kept, as is\nEND:VEVENT\nEND:VCALENDAR\n";
+
+    fn changed_lines(a: &str, b: &str) -> Vec<String> {
+        let a: Vec<&str> = a.lines().collect();
+        let b: Vec<&str> = b.lines().collect();
+        let mut out = Vec::new();
+        for line in &b {
+            if !a.contains(line) {
+                out.push(format!("+{line}"));
+            }
+        }
+        for line in &a {
+            if !b.contains(line) {
+                out.push(format!("-{line}"));
+            }
+        }
+        out
+    }
+
+    fn event_mut(cal: &mut ICalendar) -> &mut ICalendarComponent {
+        cal.components
+            .iter_mut()
+            .find(|c| c.component_type == ICalendarComponentType::VEvent)
+            .expect("an event")
+    }
+
+    #[test]
+    fn an_unchanged_calendar_is_byte_identical() {
+        let cal = ICalendar::parse(ORIGINAL).expect("parses");
+        assert_eq!(patch(ORIGINAL, &cal).expect("patches"), ORIGINAL);
+    }
+
+    #[test]
+    fn a_new_sequence_changes_only_that_line() {
+        let mut cal = ICalendar::parse(ORIGINAL).expect("parses");
+        for entry in event_mut(&mut cal).entries.iter_mut() {
+            if entry.name == ICalendarProperty::Sequence {
+                entry.values = vec![ICalendarValue::Integer(4)];
+            }
+        }
+        let out = patch(ORIGINAL, &cal).expect("patches");
+        assert_eq!(
+            changed_lines(ORIGINAL, &out),
+            vec!["+SEQUENCE:4", "-SEQUENCE:3"]
+        );
+        assert!(!out.contains('\r'), "the file's LF line endings are kept");
+    }
+
+    #[test]
+    fn an_answer_changes_only_the_attendee_line() {
+        let mut cal = ICalendar::parse(ORIGINAL).expect("parses");
+        for entry in event_mut(&mut cal).entries.iter_mut() {
+            if entry.name == ICalendarProperty::Attendee {
+                entry.params.push(ICalendarParameter::partstat(
+                    ICalendarParticipationStatus::Accepted,
+                ));
+            }
+        }
+        let out = patch(ORIGINAL, &cal).expect("patches");
+        let changes = changed_lines(ORIGINAL, &out);
+        assert!(
+            changes
+                .iter()
+                .any(|l| l.starts_with("+ATTENDEE;") && l.contains("PARTSTAT=ACCEPTED")),
+            "{changes:?}"
+        );
+        assert!(
+            changes
+                .iter()
+                .all(|l| l.contains("ATTENDEE") || l.starts_with("- .net") || l.starts_with("+ ")),
+            "{changes:?}"
+        );
+        for kept in [
+            "URL:https://example.com/a,b?x=1;y=2",
+            "this line has no colon",
+            "X-AFTER-ALARM:kept, as is",
+            "geo:52.5,13.4",
+        ] {
+            assert!(out.contains(kept), "{kept} must survive");
+        }
+    }
+
+    #[test]
+    fn a_new_override_is_added_and_everything_else_kept() {
+        let mut cal = ICalendar::parse(ORIGINAL).expect("parses");
+        let mut comp = ICalendarComponent::new(ICalendarComponentType::VEvent);
+        comp.add_uid("u1");
+        comp.add_property(
+            ICalendarProperty::Summary,
+            ICalendarValue::Text("Override".into()),
+        );
+        let id = cal.components.len() as u32;
+        cal.components.push(comp);
+        cal.components[0].component_ids.push(id);
+        let out = patch(ORIGINAL, &cal).expect("patches");
+        assert!(out.starts_with(&ORIGINAL[..ORIGINAL.len() - "END:VCALENDAR\n".len()]));
+        assert!(
+            out.ends_with("BEGIN:VEVENT\nUID:u1\nSUMMARY:Override\nEND:VEVENT\nEND:VCALENDAR\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_removed_alarm_goes_and_nothing_else() {
+        let mut cal = ICalendar::parse(ORIGINAL).expect("parses");
+        event_mut(&mut cal).component_ids.clear();
+        let out = patch(ORIGINAL, &cal).expect("patches");
+        assert_eq!(
+            changed_lines(ORIGINAL, &out),
+            vec![
+                "-BEGIN:VALARM",
+                "-ACTION:DISPLAY",
+                "-TRIGGER:-PT15M",
+                "-END:VALARM"
+            ]
+        );
+    }
+
+    #[test]
+    fn broken_files_are_refused() {
+        let cal = ICalendar::parse(ORIGINAL).expect("parses");
+        assert!(patch("BEGIN:VCALENDAR\nBEGIN:VEVENT\nEND:VCALENDAR\n", &cal).is_err());
+        assert!(patch("no calendar here", &cal).is_err());
+        assert!(patch("BEGIN:VEVENT\nEND:VEVENT\n", &cal).is_err());
+    }
+}
