@@ -6,6 +6,9 @@
 //! language, such as selecting a phrase by answer or by weekday, inside the catalogue,
 //! so the code never concatenates sentences. This module does not choose *which*
 //! language a recipient gets; see `outgoing`.
+//!
+//! Why `fluent-bundle`: maintained by Project Fluent (Mozilla), plain-text catalogues
+//! translators can edit, selectors for grammar, no build step, and it builds on 1.95.
 
 use super::error::ImipError;
 use fluent_bundle::concurrent::FluentBundle;

@@ -6,6 +6,9 @@
 //! the templates through the `tr(id, name=value, ...)` function). This module only
 //! gathers the facts the templates show. The HTML template is auto-escaped because
 //! its name ends in `.html`, so a SUMMARY such as `<script>` stays text.
+//!
+//! Why `minijinja`: widely used, no dependencies in its default-off configuration,
+//! auto-escaping by file name, templates loaded at run time from `include_str!`.
 
 use super::calendar::{self, Person};
 use super::changes;
