@@ -1,3 +1,4 @@
 //! Calendar stores: vdir and Radicale folders of `.ics` files, and imipd's state.
 
 pub mod patch;
+pub mod state;

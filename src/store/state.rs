@@ -1,0 +1,476 @@
+//! imipd's own memory: what it has seen, accepted and promised to deliver.
+//!
+//! One redb file (copy-on-write B-trees, every commit fsynced) holds:
+//! - for every calendar object, the version last accepted by the engine (the base the
+//!   next change is compared with), the hash of the content last examined, and the hash
+//!   of what imipd itself last wrote, so its own writes never schedule anything;
+//! - an index from (user, UID) to the object, for incoming messages;
+//! - the delivery queue;
+//! - the Message-IDs already applied, so a message delivered twice is applied once.
+//!
+//! Changes go in as a [`Batch`] committed in one transaction: an object marked processed
+//! and the messages its change produced are stored together or not at all.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const UIDS: TableDefinition<&str, &str> = TableDefinition::new("uids");
+const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const APPLIED: TableDefinition<&str, i64> = TableDefinition::new("applied_messages");
+
+const NEXT_QUEUE_ID: &str = "next_queue_id";
+
+/// The state database could not be used.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// Opening or creating the file failed.
+    #[error(
+        "state database {path}: {source} (check that the folder exists and is writable by imipd)"
+    )]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        source: redb::DatabaseError,
+    },
+    /// A read or write failed (disk full, I/O error).
+    #[error("state database: {0}")]
+    Storage(String),
+    /// A stored record could not be decoded (a newer or damaged database).
+    #[error("state database record {key}: {reason}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+macro_rules! storage_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StateError {
+            fn from(e: $t) -> Self {
+                StateError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What imipd knows about one calendar object file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    /// The local user whose store holds the file.
+    pub user: String,
+    /// The object's UID, once it parsed.
+    pub uid: Option<String>,
+    /// Hash of the content last examined (processed, refused or skipped).
+    pub seen_hash: String,
+    /// The last version the engine accepted: the base of the next comparison.
+    pub baseline: Option<String>,
+    /// Hash of the content imipd itself last wrote to the file.
+    pub written_hash: Option<String>,
+    /// Why the last change sent nothing, when that was a refusal or an error.
+    pub last_error: Option<String>,
+}
+
+/// Where a queued message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Route {
+    /// Straight into a local user's store.
+    Local {
+        /// The local user.
+        user: String,
+    },
+    /// By email.
+    Mail,
+}
+
+/// One message for one recipient, waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// Queue identifier, increasing.
+    pub id: u64,
+    /// When it was queued (UTC timestamp).
+    pub created: i64,
+    /// Not before this time (UTC timestamp).
+    pub next_attempt: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Local store or email.
+    pub route: Route,
+    /// Sender's calendar address.
+    pub from: String,
+    /// Recipient's calendar address.
+    pub rcpt: String,
+    /// The METHOD, for logs and listings.
+    pub method: String,
+    /// The UID, for logs, listings and bounce matching.
+    pub uid: String,
+    /// The iTIP calendar text.
+    pub itip: String,
+    /// What the message means (subject and body of the email).
+    pub summary: SummaryRecord,
+    /// The organizer's object that receives SCHEDULE-STATUS for this recipient, when the
+    /// sender is a local organizer.
+    pub status_object: Option<String>,
+    /// The last failure, for `queue list`.
+    pub last_error: Option<String>,
+}
+
+/// A storable form of [`crate::itip::MessageSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SummaryRecord {
+    /// See [`crate::itip::MessageSummary::Invite`].
+    Invite,
+    /// See [`crate::itip::MessageSummary::Update`]: (property, old, new).
+    Update(Vec<(String, Option<String>, Option<String>)>),
+    /// See [`crate::itip::MessageSummary::Cancel`].
+    Cancel,
+    /// See [`crate::itip::MessageSummary::Reply`]: the PARTSTAT text.
+    Reply(String),
+    /// See [`crate::itip::MessageSummary::Counter`].
+    Counter,
+    /// See [`crate::itip::MessageSummary::DeclineCounter`].
+    DeclineCounter,
+    /// See [`crate::itip::MessageSummary::Refresh`].
+    Refresh,
+}
+
+/// Changes committed together, in one durable transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// Object records to store (`Some`) or forget (`None`), by key.
+    pub objects: Vec<(String, Option<ObjectRecord>)>,
+    /// New queue items; their `id` is assigned on commit.
+    pub enqueue: Vec<QueueItem>,
+    /// Queue items to replace (after an attempt).
+    pub requeue: Vec<QueueItem>,
+    /// Queue items done (delivered or given up).
+    pub dequeue: Vec<u64>,
+    /// Messages now applied: (Message-ID and recipient key, when).
+    pub applied: Vec<(String, i64)>,
+    /// Settings to store.
+    pub meta: Vec<(String, String)>,
+}
+
+impl Batch {
+    /// True when committing would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+            && self.enqueue.is_empty()
+            && self.requeue.is_empty()
+            && self.dequeue.is_empty()
+            && self.applied.is_empty()
+            && self.meta.is_empty()
+    }
+}
+
+/// The state database.
+pub struct State {
+    db: Database,
+}
+
+/// Hex SHA-256 of file content: how imipd recognises a version it has seen.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn uid_key(user: &str, uid: &str) -> String {
+    format!("{user}\u{0}{uid}")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain data structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl State {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let db = Database::create(path).map_err(|source| StateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Create every table up front, so readers never meet a missing one.
+        let txn = db.begin_write()?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(UIDS)?;
+        txn.open_table(QUEUE)?;
+        txn.open_table(META)?;
+        txn.open_table(APPLIED)?;
+        txn.commit()?;
+        Ok(State { db })
+    }
+
+    /// The record of the object file `key` (its path relative to the store root).
+    pub fn object(&self, key: &str) -> Result<Option<ObjectRecord>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        match table.get(key)? {
+            Some(value) => Ok(Some(decode(key, value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object record whose key starts with `prefix` (e.g. one user's folder).
+    pub fn objects_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, ObjectRecord)>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        for item in table.range(prefix..)? {
+            let (key, value) = item?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_string(), decode(key, value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The object of `user` with this UID, if imipd knows one.
+    pub fn find_uid(&self, user: &str, uid: &str) -> Result<Option<String>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(UIDS)?;
+        Ok(table
+            .get(uid_key(user, uid).as_str())?
+            .map(|v| v.value().to_string()))
+    }
+
+    /// A stored setting.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_string()))
+    }
+
+    /// Whether a message (Message-ID and recipient key) was already applied.
+    pub fn was_applied(&self, key: &str) -> Result<bool, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(APPLIED)?;
+        Ok(table.get(key)?.is_some())
+    }
+
+    /// Every queued item, oldest first.
+    pub fn queue(&self) -> Result<Vec<QueueItem>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(QUEUE)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            out.push(decode(&key.value().to_string(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One queued item.
+    pub fn queue_item(&self, id: u64) -> Result<Option<QueueItem>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(QUEUE)?;
+        match table.get(id)? {
+            Some(value) => Ok(Some(decode(&id.to_string(), value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits `batch` in one durable transaction; returns the ids given to new items.
+    pub fn commit(&self, batch: Batch) -> Result<Vec<u64>, StateError> {
+        let txn = self.db.begin_write()?;
+        let mut ids = Vec::with_capacity(batch.enqueue.len());
+        {
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut uids = txn.open_table(UIDS)?;
+            for (key, record) in &batch.objects {
+                let previous: Option<ObjectRecord> = match objects.get(key.as_str())? {
+                    Some(value) => Some(decode(key, value.value())?),
+                    None => None,
+                };
+                if let Some(ObjectRecord {
+                    user,
+                    uid: Some(uid),
+                    ..
+                }) = &previous
+                {
+                    let index = uid_key(user, uid);
+                    let points_here = uids.get(index.as_str())?.is_some_and(|v| v.value() == key);
+                    if points_here {
+                        uids.remove(index.as_str())?;
+                    }
+                }
+                match record {
+                    Some(record) => {
+                        objects.insert(key.as_str(), encode(record).as_slice())?;
+                        if let Some(uid) = &record.uid {
+                            uids.insert(uid_key(&record.user, uid).as_str(), key.as_str())?;
+                        }
+                    }
+                    None => {
+                        objects.remove(key.as_str())?;
+                    }
+                }
+            }
+
+            let mut meta = txn.open_table(META)?;
+            let mut queue = txn.open_table(QUEUE)?;
+            if !batch.enqueue.is_empty() {
+                let mut next: u64 = meta
+                    .get(NEXT_QUEUE_ID)?
+                    .and_then(|v| v.value().parse().ok())
+                    .unwrap_or(1);
+                for item in &batch.enqueue {
+                    let mut item = item.clone();
+                    item.id = next;
+                    queue.insert(next, encode(&item).as_slice())?;
+                    ids.push(next);
+                    next += 1;
+                }
+                meta.insert(NEXT_QUEUE_ID, next.to_string().as_str())?;
+            }
+            for item in &batch.requeue {
+                queue.insert(item.id, encode(item).as_slice())?;
+            }
+            for id in &batch.dequeue {
+                queue.remove(id)?;
+            }
+            for (key, value) in &batch.meta {
+                meta.insert(key.as_str(), value.as_str())?;
+            }
+            let mut applied = txn.open_table(APPLIED)?;
+            for (key, when) in &batch.applied {
+                applied.insert(key.as_str(), when)?;
+            }
+        }
+        txn.commit()?;
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(user: &str, uid: &str, baseline: &str) -> ObjectRecord {
+        ObjectRecord {
+            user: user.into(),
+            uid: Some(uid.into()),
+            seen_hash: content_hash(baseline.as_bytes()),
+            baseline: Some(baseline.into()),
+            written_hash: None,
+            last_error: None,
+        }
+    }
+
+    fn item(rcpt: &str) -> QueueItem {
+        QueueItem {
+            id: 0,
+            created: 1,
+            next_attempt: 1,
+            attempts: 0,
+            route: Route::Mail,
+            from: "o@example.com".into(),
+            rcpt: rcpt.into(),
+            method: "REQUEST".into(),
+            uid: "u1".into(),
+            itip: "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".into(),
+            summary: SummaryRecord::Invite,
+            status_object: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn records_uid_index_and_queue_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("imipd-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("state.redb");
+        {
+            let state = State::open(&path).expect("open");
+            let ids = state
+                .commit(Batch {
+                    objects: vec![("alice/cal/a.ics".into(), Some(record("alice", "u1", "v1")))],
+                    enqueue: vec![item("b@example.net"), item("c@example.net")],
+                    ..Batch::default()
+                })
+                .expect("commit");
+            assert_eq!(ids, vec![1, 2]);
+        }
+        let state = State::open(&path).expect("reopen");
+        assert_eq!(
+            state.object("alice/cal/a.ics").expect("read"),
+            Some(record("alice", "u1", "v1"))
+        );
+        assert_eq!(
+            state.find_uid("alice", "u1").expect("read").as_deref(),
+            Some("alice/cal/a.ics")
+        );
+        assert_eq!(state.find_uid("bob", "u1").expect("read"), None);
+        let queue = state.queue().expect("queue");
+        assert_eq!(
+            queue.iter().map(|q| q.rcpt.as_str()).collect::<Vec<_>>(),
+            vec!["b@example.net", "c@example.net"]
+        );
+
+        // Renaming the UID moves the index; forgetting the object removes it.
+        state
+            .commit(Batch {
+                objects: vec![("alice/cal/a.ics".into(), Some(record("alice", "u2", "v2")))],
+                dequeue: vec![1],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.find_uid("alice", "u1").expect("read"), None);
+        assert!(state.find_uid("alice", "u2").expect("read").is_some());
+        assert_eq!(state.queue().expect("queue").len(), 1);
+        state
+            .commit(Batch {
+                objects: vec![("alice/cal/a.ics".into(), None)],
+                enqueue: vec![item("d@example.net")],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.find_uid("alice", "u2").expect("read"), None);
+        assert_eq!(state.objects_with_prefix("alice/").expect("scan").len(), 0);
+        // Queue ids keep increasing after items are removed.
+        assert_eq!(state.queue().expect("queue").last().map(|q| q.id), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unwritable_location_is_a_clear_error() {
+        let err = State::open(Path::new("/nonexistent-dir/state.redb"))
+            .err()
+            .expect("must fail");
+        assert!(
+            err.to_string().contains("/nonexistent-dir/state.redb"),
+            "{err}"
+        );
+    }
+}
