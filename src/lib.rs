@@ -4,3 +4,4 @@ pub mod imip;
 pub mod itip;
 pub mod replay;
 pub mod store;
+pub mod smtp;
