@@ -1,7 +1,8 @@
 //! imipd: calendar scheduling over email for file-based calendar stores.
 
+pub mod config;
 pub mod imip;
 pub mod itip;
 pub mod replay;
-pub mod store;
 pub mod smtp;
+pub mod store;

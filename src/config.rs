@@ -1,0 +1,455 @@
+//! The configuration file (TOML), read once at start and again on SIGHUP.
+//!
+//! Every key is documented in `examples/imipd.toml`. Unknown keys are errors, so a typo
+//! is reported (with its line) instead of silently ignored. Paths that are relative are
+//! resolved against the folder of the configuration file, so an example folder can be
+//! run from anywhere.
+
+use crate::itip::{CalAddress, ReplyDetails};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A configuration that cannot be used, with what to fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrong type; the message names line and key.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The configuration file.
+        path: PathBuf,
+        /// What toml said, with line, column and key.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The offending key, e.g. `user.alice.addresses`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// How the calendar folders are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `<root>/<user>/<calendar>/<item>.ics` (vdirsyncer, khal).
+    #[default]
+    Vdir,
+    /// Radicale's `filesystem_folder`: `<root>/collection-root/<user>/<calendar>/`.
+    Radicale,
+}
+
+/// Who may put a new invitation from outside into a local calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportPolicy {
+    /// Any sender (invitations still must be addressed to the user).
+    Everyone,
+    /// Only senders whose From is confirmed by a trusted Authentication-Results header.
+    #[default]
+    Authenticated,
+    /// Never: only updates to events the user already has are applied.
+    Nobody,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// Folder layout.
+    #[serde(default)]
+    pub layout: Layout,
+    /// The folder holding the users' folders (for Radicale: `filesystem_folder`).
+    pub root: PathBuf,
+    /// Files larger than this are skipped with a log line (bytes).
+    #[serde(default = "default_max_object_size")]
+    pub max_object_size: u64,
+    /// Seconds between full rescans (file events are only hints).
+    #[serde(default = "default_rescan")]
+    pub rescan_interval: u64,
+    /// Milliseconds a file must stay unchanged before it is processed.
+    #[serde(default = "default_debounce")]
+    pub debounce_ms: u64,
+}
+
+/// `[[user]]`: one local calendar user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    /// The user's folder name under the store root.
+    pub name: String,
+    /// Every address of the user (aliases included), compared case-insensitively.
+    pub addresses: Vec<String>,
+    /// Calendar folder where new invitations from outside land.
+    #[serde(default = "default_calendar")]
+    pub invitations: String,
+    /// Language of the emails this user sends (en, de, fr).
+    pub language: Option<String>,
+}
+
+/// `[mail]`: how outgoing messages are written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    /// `full` (SUMMARY, DTSTART, DTEND in REPLYs) or `minimal`.
+    #[serde(default)]
+    pub reply_details: ReplyDetailsSetting,
+    /// Language when neither the recipient nor the sender has one.
+    pub default_language: Option<String>,
+    /// Domain for Message-IDs and the bounce address.
+    pub domain: Option<String>,
+    /// Per sender domain, a system address to send as (with Reply-To set to the
+    /// user), for domains the relay may not send as.
+    #[serde(default)]
+    pub system_sender: BTreeMap<String, String>,
+}
+
+/// `reply_details` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyDetailsSetting {
+    /// See [`ReplyDetails::Full`].
+    #[default]
+    Full,
+    /// See [`ReplyDetails::Minimal`].
+    Minimal,
+}
+
+/// `[relay]`: the SMTP relay for outgoing mail. Without it, mail goes to the outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    /// Relay host name or address.
+    pub host: String,
+    /// Relay port.
+    #[serde(default = "default_relay_port")]
+    pub port: u16,
+    /// `none`, `starttls` or `tls`.
+    #[serde(default = "default_tls")]
+    pub tls: String,
+    /// AUTH user name.
+    pub username: Option<String>,
+    /// File holding the AUTH password (kept out of the configuration).
+    pub password_file: Option<PathBuf>,
+    /// Seconds before a relay conversation step times out.
+    #[serde(default = "default_relay_timeout")]
+    pub timeout: u64,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Folder for `.eml` files when there is no relay.
+    #[serde(default = "default_outbox")]
+    pub outbox: PathBuf,
+    /// Hours after which an undeliverable message fails for good.
+    #[serde(default = "default_max_age_hours")]
+    pub max_age_hours: u64,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            outbox: default_outbox(),
+            max_age_hours: default_max_age_hours(),
+        }
+    }
+}
+
+/// `[lmtp]`: the server the MTA delivers incoming iMIP mail to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmtpSection {
+    /// TCP address, e.g. `127.0.0.1:2424`.
+    pub listen: Option<SocketAddr>,
+    /// Unix socket path.
+    pub socket: Option<PathBuf>,
+    /// Largest accepted message (bytes).
+    #[serde(default = "default_max_message")]
+    pub max_message_size: usize,
+    /// Largest calendar part (bytes).
+    #[serde(default = "default_max_calendar")]
+    pub max_calendar_size: usize,
+    /// Concurrent connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
+    /// Who may add new invitations: everyone, authenticated, nobody.
+    #[serde(default)]
+    pub import_policy: ImportPolicy,
+    /// authserv-ids of your own MTA, whose Authentication-Results are trusted.
+    #[serde(default)]
+    pub trusted_authserv_ids: Vec<String>,
+    /// Refuse (5xx) unauthorised or invalid iMIP instead of accepting and logging it.
+    #[serde(default)]
+    pub bounce_refused: bool,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The state database file.
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
+    /// Calendar folders.
+    pub store: StoreSection,
+    /// Local users.
+    #[serde(rename = "user", default)]
+    pub users: Vec<UserSection>,
+    /// Outgoing mail.
+    #[serde(default)]
+    pub mail: MailSection,
+    /// SMTP relay.
+    pub relay: Option<RelaySection>,
+    /// Delivery queue.
+    #[serde(default)]
+    pub queue: QueueSection,
+    /// LMTP server.
+    pub lmtp: Option<LmtpSection>,
+}
+
+fn default_max_object_size() -> u64 {
+    1024 * 1024
+}
+fn default_rescan() -> u64 {
+    300
+}
+fn default_debounce() -> u64 {
+    150
+}
+fn default_calendar() -> String {
+    "calendar".into()
+}
+fn default_relay_port() -> u16 {
+    587
+}
+fn default_tls() -> String {
+    "starttls".into()
+}
+fn default_relay_timeout() -> u64 {
+    60
+}
+fn default_outbox() -> PathBuf {
+    PathBuf::from("outbox")
+}
+fn default_max_age_hours() -> u64 {
+    5 * 24
+}
+fn default_max_message() -> usize {
+    10 * 1024 * 1024
+}
+fn default_max_calendar() -> usize {
+    512 * 1024
+}
+fn default_max_connections() -> usize {
+    50
+}
+fn default_idle_timeout() -> u64 {
+    300
+}
+fn default_state() -> PathBuf {
+    PathBuf::from("state.redb")
+}
+
+/// A local user, checked and ready to use.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Folder name under the store root.
+    pub name: String,
+    /// Normalised addresses, first one primary.
+    pub addresses: Vec<CalAddress>,
+    /// Calendar folder for new invitations.
+    pub invitations: String,
+    /// Preferred language code, if set.
+    pub language: Option<String>,
+}
+
+impl Config {
+    /// Reads and checks the configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_text(&text, path)
+    }
+
+    /// Parses configuration text; `path` names it in errors and anchors relative paths.
+    pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.state);
+        resolve(&mut config.store.root);
+        resolve(&mut config.queue.outbox);
+        if let Some(relay) = &mut config.relay {
+            if let Some(p) = &mut relay.password_file {
+                resolve(p);
+            }
+        }
+        if let Some(lmtp) = &mut config.lmtp {
+            if let Some(p) = &mut lmtp.socket {
+                resolve(p);
+            }
+        }
+        config.users()?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.into(),
+            message,
+        };
+        if let Some(relay) = &config.relay {
+            if !["none", "starttls", "tls"].contains(&relay.tls.as_str()) {
+                return Err(invalid(
+                    "relay.tls",
+                    format!("{:?}: use none, starttls or tls", relay.tls),
+                ));
+            }
+        }
+        if let Some(lmtp) = &config.lmtp {
+            if lmtp.listen.is_none() && lmtp.socket.is_none() {
+                return Err(invalid(
+                    "lmtp",
+                    "give `listen` (host:port) or `socket` (a path), or remove [lmtp]".into(),
+                ));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The local users with normalised addresses; errors name the user and value.
+    pub fn users(&self) -> Result<Vec<User>, ConfigError> {
+        let mut seen = BTreeMap::new();
+        let mut out = Vec::new();
+        for user in &self.users {
+            let key = format!("user.{}", user.name);
+            let invalid = |message: String| ConfigError::Invalid {
+                path: PathBuf::from("configuration"),
+                key: key.clone(),
+                message,
+            };
+            if user.name.is_empty()
+                || user.name.starts_with('.')
+                || user.name.contains(['/', '\\', '\0'])
+            {
+                return Err(invalid(format!(
+                    "name {:?} must be a plain folder name",
+                    user.name
+                )));
+            }
+            if user.addresses.is_empty() {
+                return Err(invalid("addresses: give at least one email address".into()));
+            }
+            let mut addresses = Vec::new();
+            for raw in &user.addresses {
+                let address = CalAddress::parse(raw).ok_or_else(|| {
+                    invalid(format!("addresses: {raw:?} is not an email address"))
+                })?;
+                if let Some(other) = seen.insert(address.clone(), user.name.clone()) {
+                    return Err(invalid(format!(
+                        "addresses: {address} is also an address of user {other}"
+                    )));
+                }
+                addresses.push(address);
+            }
+            if user.invitations.is_empty()
+                || user.invitations.starts_with('.')
+                || user.invitations.contains(['/', '\\', '\0'])
+            {
+                return Err(invalid(format!(
+                    "invitations {:?} must be a plain folder name",
+                    user.invitations
+                )));
+            }
+            out.push(User {
+                name: user.name.clone(),
+                addresses,
+                invitations: user.invitations.clone(),
+                language: user.language.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The REPLY detail setting as the engine's type.
+    pub fn reply_details(&self) -> ReplyDetails {
+        match self.mail.reply_details {
+            ReplyDetailsSetting::Full => ReplyDetails::Full,
+            ReplyDetailsSetting::Minimal => ReplyDetails::Minimal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_file_gets_defaults_and_resolved_paths() {
+        let text = "[store]\nroot = \"stores\"\n\n[[user]]\nname = \"alice\"\naddresses = [\"Alice@Example.com\"]\n";
+        let config = Config::from_text(text, Path::new("/etc/imipd/imipd.toml")).expect("valid");
+        assert_eq!(config.store.root, PathBuf::from("/etc/imipd/stores"));
+        assert_eq!(config.state, PathBuf::from("/etc/imipd/state.redb"));
+        let users = config.users().expect("users");
+        assert_eq!(users[0].addresses[0].as_str(), "alice@example.com");
+        assert_eq!(users[0].invitations, "calendar");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let typo = "[store]\nroot = \"s\"\nrescan_intervall = 5\n";
+        let err = Config::from_text(typo, Path::new("imipd.toml"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.contains("rescan_intervall") && err.contains("line 3"),
+            "{err}"
+        );
+
+        let bad_address =
+            "[store]\nroot = \"s\"\n[[user]]\nname = \"bob\"\naddresses = [\"not an address\"]\n";
+        let err = Config::from_text(bad_address, Path::new("imipd.toml"))
+            .expect_err("bad address")
+            .to_string();
+        assert!(
+            err.contains("user.bob") && err.contains("not an address"),
+            "{err}"
+        );
+
+        let shared = "[store]\nroot = \"s\"\n[[user]]\nname = \"a\"\naddresses = [\"x@y.z\"]\n[[user]]\nname = \"b\"\naddresses = [\"X@Y.Z\"]\n";
+        let err = Config::from_text(shared, Path::new("imipd.toml"))
+            .expect_err("duplicate")
+            .to_string();
+        assert!(err.contains("also an address of user a"), "{err}");
+
+        let escape =
+            "[store]\nroot = \"s\"\n[[user]]\nname = \"../etc\"\naddresses = [\"x@y.z\"]\n";
+        assert!(Config::from_text(escape, Path::new("imipd.toml")).is_err());
+    }
+}
