@@ -21,6 +21,7 @@ pub mod message;
 mod organizer;
 pub mod range;
 pub mod snapshot;
+pub mod status;
 pub mod time;
 
 pub use address::CalAddress;

@@ -1,6 +1,9 @@
 //! Calendar stores: vdir and Radicale folders of `.ics` files, and imipd's state.
 
+pub mod apply;
 pub mod layout;
 pub mod patch;
+pub mod process;
+pub mod scan;
 pub mod state;
 pub mod write;

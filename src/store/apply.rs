@@ -1,0 +1,320 @@
+//! Changing a user's calendar on the user's behalf: incoming messages and delivery
+//! status.
+//!
+//! Whatever imipd changes (a REPLY applied to the organizer's copy, an invitation
+//! imported, a SCHEDULE-STATUS recorded) is applied both to the file and to the
+//! baseline imipd compares the next change with. If the user had edited the file and
+//! imipd has not processed that edit yet, the edit stays pending: it is still the
+//! difference between file and baseline. If the file changes while imipd writes, imipd
+//! reads it again and re-applies, so a user's edit is never overwritten.
+
+use super::layout::{SkipReason, Store};
+use super::process::{queue_items, rewrite};
+use super::state::{content_hash, Batch, ObjectRecord, State, StateError};
+use super::write::{replace, Expected, WriteError};
+use crate::config::User;
+use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, ReplyDetails};
+use calcard::icalendar::ICalendar;
+use thiserror::Error;
+
+/// How often a write is recomputed when the user keeps changing the file.
+const ATTEMPTS: usize = 5;
+
+/// Why a message was not applied.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// The engine refused or ignored the message (not authorised, out of date, ...).
+    #[error("{name}: {0}", name = .0.name())]
+    Itip(ItipError),
+    /// A new invitation from a sender the import policy does not allow.
+    #[error("new invitations from this sender are not imported (lmtp.import_policy)")]
+    ImportNotAllowed,
+    /// The user's file could not be read.
+    #[error("{key}: {reason}")]
+    Unreadable {
+        /// The object.
+        key: String,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// The file kept changing, or could not be written (full disk): try again later.
+    #[error("{0}")]
+    Busy(String),
+    /// The state database failed: try again later.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl ApplyError {
+    /// Whether the sender (the MTA) should retry later.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, ApplyError::Busy(_) | ApplyError::State(_))
+    }
+}
+
+/// What applying did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// What the engine did.
+    pub action: InboundAction,
+    /// The object changed or created, if any.
+    pub key: Option<String>,
+    /// Answers queued (a REFRESH answered): their count.
+    pub answers: usize,
+}
+
+/// Applies messages and statuses to local users' calendars.
+pub struct Applier<'a> {
+    /// The calendar store.
+    pub store: &'a Store,
+    /// imipd's state.
+    pub state: &'a State,
+    /// How answers are written.
+    pub reply_details: ReplyDetails,
+}
+
+impl Applier<'_> {
+    /// Applies the iTIP message `itip` from `sender` to `user`'s calendar. `may_import`
+    /// says whether a new invitation may create an object; `applied_key` (Message-ID and
+    /// recipient) is recorded in the same transaction, so the message is applied once.
+    pub fn apply(
+        &self,
+        user: &User,
+        itip: &ICalendar,
+        sender: &CalAddress,
+        now: i64,
+        may_import: bool,
+        applied_key: Option<&str>,
+    ) -> Result<Applied, ApplyError> {
+        let uid = itip
+            .uids()
+            .next()
+            .ok_or(ApplyError::Itip(ItipError::MissingUid))?
+            .to_string();
+        let ctx = Context {
+            account: &user.addresses,
+            now,
+            reply_details: self.reply_details,
+        };
+        for _ in 0..ATTEMPTS {
+            let key = self.state.find_uid(&user.name, &uid)?;
+            let current = match &key {
+                Some(key) => match self.store.read(key) {
+                    Ok(found) => {
+                        found.map(|(bytes, text)| (key.clone(), content_hash(&bytes), text))
+                    }
+                    Err(reason) => {
+                        return Err(ApplyError::Unreadable {
+                            key: key.clone(),
+                            reason,
+                        })
+                    }
+                },
+                None => None,
+            };
+            let Some((key, hash, text)) = current else {
+                return self.import(user, itip, sender, &ctx, &uid, may_import, applied_key);
+            };
+            let stored = ICalendar::parse(&text).map_err(|_| ApplyError::Unreadable {
+                key: key.clone(),
+                reason: SkipReason::Io("not valid iCalendar".into()),
+            })?;
+            let outcome =
+                itip::receive(itip, sender, Some(&stored), &ctx).map_err(ApplyError::Itip)?;
+            let answers = queue_items(self.store, &outcome.responses, None, now);
+            let count = answers.len();
+            let Some(copy) = outcome.copy else {
+                self.commit(Batch {
+                    enqueue: answers,
+                    applied: applied(applied_key, now),
+                    ..Batch::default()
+                })?;
+                return Ok(Applied {
+                    action: outcome.action,
+                    key: Some(key),
+                    answers: count,
+                });
+            };
+            let record = self.state.object(&key)?;
+            let written = rewrite(&text, &copy);
+            let baseline = record
+                .as_ref()
+                .and_then(|r| r.baseline.clone())
+                .map(|base| {
+                    if base == text {
+                        written.clone()
+                    } else {
+                        // The user's pending edit stays pending: apply the message to the
+                        // baseline too, so only the edit remains between the two.
+                        match ICalendar::parse(&base)
+                            .ok()
+                            .and_then(|b| itip::receive(itip, sender, Some(&b), &ctx).ok())
+                            .and_then(|o| o.copy)
+                        {
+                            Some(copy) => rewrite(&base, &copy),
+                            None => base,
+                        }
+                    }
+                });
+            match replace(self.store, &key, &Expected::Hash(hash.clone()), &written) {
+                Ok(()) => {}
+                Err(WriteError::Conflict(_)) => continue,
+                Err(e) => return Err(ApplyError::Busy(e.to_string())),
+            }
+            let written_hash = content_hash(written.as_bytes());
+            let seen_hash = match &record {
+                Some(r) if r.seen_hash != hash => r.seen_hash.clone(),
+                _ => written_hash.clone(),
+            };
+            let record = ObjectRecord {
+                user: user.name.clone(),
+                uid: Some(uid.clone()),
+                seen_hash,
+                baseline: baseline.or(Some(written)),
+                written_hash: Some(written_hash),
+                last_error: record.and_then(|r| r.last_error),
+            };
+            self.commit(Batch {
+                objects: vec![(key.clone(), Some(record))],
+                enqueue: answers,
+                applied: applied(applied_key, now),
+                ..Batch::default()
+            })?;
+            return Ok(Applied {
+                action: outcome.action,
+                key: Some(key),
+                answers: count,
+            });
+        }
+        Err(ApplyError::Busy(format!(
+            "the copy of {uid} kept changing while imipd updated it"
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn import(
+        &self,
+        user: &User,
+        itip: &ICalendar,
+        sender: &CalAddress,
+        ctx: &Context<'_>,
+        uid: &str,
+        may_import: bool,
+        applied_key: Option<&str>,
+    ) -> Result<Applied, ApplyError> {
+        let outcome = itip::receive(itip, sender, None, ctx).map_err(ApplyError::Itip)?;
+        let Some(copy) = outcome.copy else {
+            return Ok(Applied {
+                action: outcome.action,
+                key: None,
+                answers: 0,
+            });
+        };
+        if !may_import {
+            return Err(ApplyError::ImportNotAllowed);
+        }
+        let key = self.store.import_key(user, uid);
+        let text = copy.to_string();
+        match replace(self.store, &key, &Expected::Absent, &text) {
+            Ok(()) => {}
+            Err(WriteError::Conflict(_)) => {
+                return Err(ApplyError::Busy(format!(
+                    "{key} exists but imipd has no record of it"
+                )))
+            }
+            Err(e) => return Err(ApplyError::Busy(e.to_string())),
+        }
+        let hash = content_hash(text.as_bytes());
+        let record = ObjectRecord {
+            user: user.name.clone(),
+            uid: Some(uid.to_string()),
+            seen_hash: hash.clone(),
+            baseline: Some(text),
+            written_hash: Some(hash),
+            last_error: None,
+        };
+        self.commit(Batch {
+            objects: vec![(key.clone(), Some(record))],
+            applied: applied(applied_key, ctx.now),
+            ..Batch::default()
+        })?;
+        Ok(Applied {
+            action: outcome.action,
+            key: Some(key),
+            answers: 0,
+        })
+    }
+
+    /// Records SCHEDULE-STATUS `status` for `attendee` on the organizer's object `key`.
+    /// Returns whether the file changed (`false` when the object is gone or already says so).
+    pub fn record_status(
+        &self,
+        key: &str,
+        attendee: &CalAddress,
+        status: &str,
+    ) -> Result<bool, ApplyError> {
+        for _ in 0..ATTEMPTS {
+            let (bytes, text) = match self.store.read(key) {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(false),
+                Err(reason) => {
+                    return Err(ApplyError::Unreadable {
+                        key: key.to_string(),
+                        reason,
+                    })
+                }
+            };
+            let hash = content_hash(&bytes);
+            let Some(updated) = ICalendar::parse(&text)
+                .ok()
+                .and_then(|cal| itip::status::with_schedule_status(&cal, attendee, status))
+            else {
+                return Ok(false);
+            };
+            let written = rewrite(&text, &updated);
+            match replace(self.store, key, &Expected::Hash(hash.clone()), &written) {
+                Ok(()) => {}
+                Err(WriteError::Conflict(_)) => continue,
+                Err(e) => return Err(ApplyError::Busy(e.to_string())),
+            }
+            let written_hash = content_hash(written.as_bytes());
+            let record = self.state.object(key)?.map(|mut r| {
+                if let Some(base) = r.baseline.as_deref() {
+                    let updated_base = ICalendar::parse(base)
+                        .ok()
+                        .and_then(|cal| itip::status::with_schedule_status(&cal, attendee, status))
+                        .map(|cal| rewrite(base, &cal));
+                    if let Some(b) = updated_base {
+                        r.baseline = Some(b);
+                    }
+                }
+                if r.seen_hash == hash {
+                    r.seen_hash = written_hash.clone();
+                }
+                r.written_hash = Some(written_hash.clone());
+                r
+            });
+            if let Some(record) = record {
+                self.commit(Batch {
+                    objects: vec![(key.to_string(), Some(record))],
+                    ..Batch::default()
+                })?;
+            }
+            return Ok(true);
+        }
+        Err(ApplyError::Busy(format!(
+            "{key} kept changing while imipd recorded a delivery status"
+        )))
+    }
+
+    fn commit(&self, batch: Batch) -> Result<(), StateError> {
+        if !batch.is_empty() {
+            self.state.commit(batch)?;
+        }
+        Ok(())
+    }
+}
+
+fn applied(key: Option<&str>, now: i64) -> Vec<(String, i64)> {
+    key.map(|k| vec![(k.to_string(), now)]).unwrap_or_default()
+}

@@ -1,0 +1,314 @@
+//! From a file that changed to messages queued: the store side of scheduling.
+//!
+//! [`Processor::process`] looks at one object file, compares it with the version imipd
+//! last accepted, asks the engine what follows, writes the organizer's updated copy back
+//! (only if the file is still the version that was read), and commits the new baseline
+//! together with the queued messages in one transaction. A crash before that commit
+//! leaves nothing queued and the change unprocessed, so it is simply done again.
+
+use super::layout::{SkipReason, Store};
+use super::patch::patch;
+use super::state::{
+    content_hash, Batch, ObjectRecord, QueueItem, Route, State, StateError, SummaryRecord,
+};
+use super::write::{replace, Expected, WriteError};
+use crate::itip::{self, Context, ItipMessage, MessageSummary, ReplyDetails};
+use calcard::common::IanaString;
+use calcard::icalendar::ICalendar;
+use thiserror::Error;
+
+/// What happened to one object, for the decision log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Same content as last time.
+    Unchanged,
+    /// Recorded without sending (first start on an existing store).
+    Baseline,
+    /// Not a calendar object imipd can read; logged once per version.
+    Skipped(String),
+    /// The change needs no message (with the engine's reason).
+    NothingToSend(String),
+    /// The change was refused; the user's file stays as it is.
+    Refused(String),
+    /// Messages were queued: (METHOD, recipient) pairs.
+    Queued(Vec<(String, String)>),
+    /// The file changed while being processed; it will be processed again.
+    Retry,
+    /// The object was deleted and imipd forgot it (messages queued, if any).
+    Forgotten(Vec<(String, String)>),
+}
+
+/// Processing could not complete; nothing was half-done.
+#[derive(Debug, Error)]
+pub enum ProcessError {
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Writing the updated copy failed (full disk, permissions).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Processes store changes for all local users.
+pub struct Processor<'a> {
+    /// The calendar store.
+    pub store: &'a Store,
+    /// imipd's state.
+    pub state: &'a State,
+    /// How REPLYs are written.
+    pub reply_details: ReplyDetails,
+}
+
+impl Processor<'_> {
+    /// Looks at object `key` now; with `baseline`, only records it.
+    pub fn process(&self, key: &str, now: i64, baseline: bool) -> Result<Decision, ProcessError> {
+        let Some(user) = self.store.user_of_key(key) else {
+            return Ok(Decision::Skipped(
+                "not in a configured user's folder".into(),
+            ));
+        };
+        let record = self.state.object(key)?;
+        let (bytes, text) = match self.store.read(key) {
+            Ok(Some(found)) => found,
+            Ok(None) => return self.forget(key, record, now, baseline),
+            Err(SkipReason::Gone) => return self.forget(key, record, now, baseline),
+            Err(reason) => {
+                let message = reason.to_string();
+                if record.as_ref().and_then(|r| r.last_error.as_deref()) == Some(message.as_str()) {
+                    return Ok(Decision::Unchanged);
+                }
+                let record = ObjectRecord {
+                    user: user.name.clone(),
+                    uid: record.as_ref().and_then(|r| r.uid.clone()),
+                    seen_hash: String::new(),
+                    baseline: record.as_ref().and_then(|r| r.baseline.clone()),
+                    written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
+                    last_error: Some(message.clone()),
+                };
+                self.commit_record(key, record, Vec::new())?;
+                return Ok(Decision::Skipped(message));
+            }
+        };
+        let hash = content_hash(&bytes);
+        if record.as_ref().is_some_and(|r| r.seen_hash == hash) {
+            return Ok(Decision::Unchanged);
+        }
+        let new = match ICalendar::parse(&text) {
+            Ok(cal) => cal,
+            Err(_) => {
+                let record = ObjectRecord {
+                    user: user.name.clone(),
+                    uid: record.as_ref().and_then(|r| r.uid.clone()),
+                    seen_hash: hash,
+                    baseline: record.as_ref().and_then(|r| r.baseline.clone()),
+                    written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
+                    last_error: Some("not valid iCalendar".into()),
+                };
+                self.commit_record(key, record, Vec::new())?;
+                return Ok(Decision::Skipped("not valid iCalendar".into()));
+            }
+        };
+        let uid = new.uids().next().map(str::to_string);
+        let mut next = ObjectRecord {
+            user: user.name.clone(),
+            uid,
+            seen_hash: hash.clone(),
+            baseline: Some(text.clone()),
+            written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
+            last_error: None,
+        };
+        if baseline {
+            self.commit_record(key, next, Vec::new())?;
+            return Ok(Decision::Baseline);
+        }
+
+        let old = record
+            .as_ref()
+            .and_then(|r| r.baseline.as_deref())
+            .and_then(|b| ICalendar::parse(b).ok());
+        let ctx = Context {
+            account: &user.addresses,
+            now,
+            reply_details: self.reply_details,
+        };
+        match itip::schedule_change(old.as_ref(), &new, &ctx) {
+            Ok(outcome) => {
+                if let Some(updated) = &outcome.updated {
+                    let written = rewrite(&text, updated);
+                    match replace(self.store, key, &Expected::Hash(hash), &written) {
+                        Ok(()) => {}
+                        Err(WriteError::Conflict(_)) => return Ok(Decision::Retry),
+                        Err(e) => return Err(e.into()),
+                    }
+                    let written_hash = content_hash(written.as_bytes());
+                    next.seen_hash = written_hash.clone();
+                    next.written_hash = Some(written_hash);
+                    next.baseline = Some(written);
+                }
+                let items = self.queue_items(&outcome.messages, Some(key), now);
+                let sent = items
+                    .iter()
+                    .map(|i| (i.method.clone(), i.rcpt.clone()))
+                    .collect();
+                self.commit_record(key, next, items)?;
+                Ok(Decision::Queued(sent))
+            }
+            Err(err) => {
+                let decision = if err.is_refusal() {
+                    // The user's file stays; the next change is compared with the last
+                    // version that was accepted.
+                    next.baseline = record.as_ref().and_then(|r| r.baseline.clone());
+                    next.last_error = Some(err.to_string());
+                    Decision::Refused(format!("{}: {err}", err.name()))
+                } else {
+                    Decision::NothingToSend(format!("{}: {err}", err.name()))
+                };
+                self.commit_record(key, next, Vec::new())?;
+                Ok(decision)
+            }
+        }
+    }
+
+    /// The object file is gone: the organizer cancels, an attendee declines.
+    fn forget(
+        &self,
+        key: &str,
+        record: Option<ObjectRecord>,
+        now: i64,
+        baseline: bool,
+    ) -> Result<Decision, ProcessError> {
+        let Some(record) = record else {
+            return Ok(Decision::Unchanged);
+        };
+        let mut items = Vec::new();
+        if !baseline {
+            if let (Some(user), Some(old)) = (
+                self.store.user_of_key(key),
+                record
+                    .baseline
+                    .as_deref()
+                    .and_then(|b| ICalendar::parse(b).ok()),
+            ) {
+                let ctx = Context {
+                    account: &user.addresses,
+                    now,
+                    reply_details: self.reply_details,
+                };
+                if let Ok(outcome) = itip::schedule_removal(&old, &ctx) {
+                    items = self.queue_items(&outcome.messages, None, now);
+                }
+            }
+        }
+        let sent = items
+            .iter()
+            .map(|i| (i.method.clone(), i.rcpt.clone()))
+            .collect();
+        self.state.commit(Batch {
+            objects: vec![(key.to_string(), None)],
+            enqueue: items,
+            ..Batch::default()
+        })?;
+        Ok(Decision::Forgotten(sent))
+    }
+
+    fn commit_record(
+        &self,
+        key: &str,
+        record: ObjectRecord,
+        items: Vec<QueueItem>,
+    ) -> Result<(), StateError> {
+        self.state.commit(Batch {
+            objects: vec![(key.to_string(), Some(record))],
+            enqueue: items,
+            ..Batch::default()
+        })?;
+        Ok(())
+    }
+
+    /// One queue item per message and recipient; local recipients are delivered into
+    /// their store, everyone else by email. `status_object` is the organizer's copy that
+    /// records each recipient's delivery status.
+    pub fn queue_items(
+        &self,
+        messages: &[ItipMessage],
+        status_object: Option<&str>,
+        now: i64,
+    ) -> Vec<QueueItem> {
+        queue_items(self.store, messages, status_object, now)
+    }
+}
+
+/// See [`Processor::queue_items`].
+pub fn queue_items(
+    store: &Store,
+    messages: &[ItipMessage],
+    status_object: Option<&str>,
+    now: i64,
+) -> Vec<QueueItem> {
+    let mut items = Vec::new();
+    for message in messages {
+        let itip = message.to_ics();
+        let from_local_organizer = matches!(
+            message.method,
+            calcard::icalendar::ICalendarMethod::Request
+                | calcard::icalendar::ICalendarMethod::Add
+                | calcard::icalendar::ICalendarMethod::Cancel
+        );
+        for rcpt in &message.to {
+            let route = match store.user_for_address(rcpt) {
+                Some(user) => Route::Local {
+                    user: user.name.clone(),
+                },
+                None => Route::Mail,
+            };
+            items.push(QueueItem {
+                id: 0,
+                created: now,
+                next_attempt: now,
+                attempts: 0,
+                route,
+                from: message.from.to_string(),
+                rcpt: rcpt.to_string(),
+                method: itip::method_name(&message.method).to_string(),
+                uid: message.uid().unwrap_or_default().to_string(),
+                itip: itip.clone(),
+                summary: summary_record(&message.summary),
+                status_object: status_object
+                    .filter(|_| from_local_organizer)
+                    .map(str::to_string),
+                last_error: None,
+            });
+        }
+    }
+    items
+}
+
+/// The stored form of a message summary.
+pub fn summary_record(summary: &MessageSummary) -> SummaryRecord {
+    match summary {
+        MessageSummary::Invite => SummaryRecord::Invite,
+        MessageSummary::Update { changes } => SummaryRecord::Update(
+            changes
+                .iter()
+                .map(|c| (c.property.clone(), c.old.clone(), c.new.clone()))
+                .collect(),
+        ),
+        MessageSummary::Cancel => SummaryRecord::Cancel,
+        MessageSummary::Reply { partstat } => SummaryRecord::Reply(partstat.as_str().to_string()),
+        MessageSummary::Counter => SummaryRecord::Counter,
+        MessageSummary::DeclineCounter => SummaryRecord::DeclineCounter,
+        MessageSummary::Refresh => SummaryRecord::Refresh,
+    }
+}
+
+/// The user's text changed to say what `updated` says: patched line by line, or, if
+/// the file defeats patching, written in full by calcard (still the same meaning).
+pub fn rewrite(original: &str, updated: &ICalendar) -> String {
+    match patch(original, updated) {
+        Ok(text) => text,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not patch in place; writing the object in full");
+            updated.to_string()
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Full scans: the safety net under file-system events, and the first start.
+//!
+//! A scan compares every object file with imipd's state and processes what differs,
+//! including files that vanished. The first time imipd sees a user's folder it only
+//! records what is there (a *baseline*): last year's events must not produce a flood of
+//! invitations. Baselines are committed in chunks, so a store of 100,000 objects costs
+//! a few hundred database commits, not 100,000.
+
+use super::layout::Store;
+use super::process::{Decision, ProcessError, Processor};
+use super::state::{content_hash, Batch, ObjectRecord};
+use calcard::icalendar::ICalendar;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeSet;
+
+/// Records per commit while taking a baseline.
+const BASELINE_CHUNK: usize = 1000;
+
+/// What a scan found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Users scanned.
+    pub users: usize,
+    /// Object files found.
+    pub objects: usize,
+    /// Objects recorded as baseline (nothing sent).
+    pub baselined: usize,
+    /// Objects whose change was processed.
+    pub processed: usize,
+    /// Messages queued.
+    pub queued: usize,
+    /// Objects skipped (unreadable, too large, not iCalendar).
+    pub skipped: usize,
+}
+
+fn baseline_key(user: &str) -> String {
+    format!("baseline:{user}")
+}
+
+/// Scans every user's folder; `progress` shows a bar on a terminal.
+pub fn scan_all(
+    processor: &Processor<'_>,
+    now: i64,
+    progress: bool,
+) -> Result<ScanReport, ProcessError> {
+    let mut report = ScanReport::default();
+    let users: Vec<String> = processor.store.users().map(|u| u.name.clone()).collect();
+    let bar = if progress {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos} objects ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    for user in &users {
+        bar.set_message(format!("scanning {user}:"));
+        report.users += 1;
+        let first_time = processor.state.meta(&baseline_key(user))?.is_none();
+        let on_disk = user_keys(processor.store, user);
+        report.objects += on_disk.len();
+        if first_time {
+            report.baselined += take_baseline(processor, user, &on_disk, &bar)?;
+            processor.state.commit(Batch {
+                meta: vec![(baseline_key(user), now.to_string())],
+                ..Batch::default()
+            })?;
+            continue;
+        }
+        let known: BTreeSet<String> = processor
+            .state
+            .objects_with_prefix(&format!("{user}/"))?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for key in on_disk.iter().chain(known.difference(&on_disk)) {
+            bar.inc(1);
+            match process_settled(processor, key, now)? {
+                Decision::Unchanged => {}
+                Decision::Skipped(_) => report.skipped += 1,
+                Decision::Queued(sent) | Decision::Forgotten(sent) => {
+                    report.processed += 1;
+                    report.queued += sent.len();
+                }
+                _ => report.processed += 1,
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// Processes one key, again while the file keeps changing under it (bounded).
+pub fn process_settled(
+    processor: &Processor<'_>,
+    key: &str,
+    now: i64,
+) -> Result<Decision, ProcessError> {
+    let mut decision = processor.process(key, now, false)?;
+    for _ in 0..3 {
+        if decision != Decision::Retry {
+            break;
+        }
+        decision = processor.process(key, now, false)?;
+    }
+    Ok(decision)
+}
+
+/// The object keys in `user`'s folders.
+pub fn user_keys(store: &Store, user: &str) -> BTreeSet<String> {
+    store
+        .calendar_dirs(user)
+        .iter()
+        .flat_map(|dir| store.object_files(dir))
+        .filter_map(|path| store.key_for(&path))
+        .collect()
+}
+
+/// Records every object of `user` as seen and accepted, sending nothing.
+fn take_baseline(
+    processor: &Processor<'_>,
+    user: &str,
+    keys: &BTreeSet<String>,
+    bar: &ProgressBar,
+) -> Result<usize, ProcessError> {
+    let mut batch = Batch::default();
+    let mut count = 0;
+    for key in keys {
+        bar.inc(1);
+        let Ok(Some((bytes, text))) = processor.store.read(key) else {
+            continue;
+        };
+        let cal = ICalendar::parse(&text).ok();
+        let record = ObjectRecord {
+            user: user.to_string(),
+            uid: cal
+                .as_ref()
+                .and_then(|c| c.uids().next().map(str::to_string)),
+            seen_hash: content_hash(&bytes),
+            last_error: cal.is_none().then(|| "not valid iCalendar".to_string()),
+            baseline: cal.is_some().then_some(text),
+            written_hash: None,
+        };
+        batch.objects.push((key.clone(), Some(record)));
+        count += 1;
+        if batch.objects.len() >= BASELINE_CHUNK {
+            processor.state.commit(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        processor.state.commit(batch)?;
+    }
+    Ok(count)
+}
