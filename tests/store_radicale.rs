@@ -1,0 +1,366 @@
+//! The calendar store against a real Radicale server.
+//!
+//! Each test starts Radicale (pip `radicale`, as `.ci/run` installs it) on a free
+//! loopback port with its own storage folder, talks CalDAV to it over HTTP like a client
+//! would, and runs imipd's store processing on the same folder.
+
+use calcard::icalendar::ICalendar;
+use imipd::config::{Layout, StoreSection, User};
+use imipd::itip::CalAddress;
+use imipd::itip::ReplyDetails;
+use imipd::store::apply::Applier;
+use imipd::store::layout::Store;
+use imipd::store::process::Processor;
+use imipd::store::scan::scan_all;
+use imipd::store::state::{Route, State};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NOW: i64 = 1_900_000_000; // 2030-03-17
+
+/// A Radicale server for one test; stopped on drop.
+struct Radicale {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Radicale {
+    fn start(name: &str) -> Radicale {
+        let dir =
+            std::env::temp_dir().join(format!("imipd-radicale-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let config = dir.join("config");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = none\n[rights]\ntype = owner_only\n\
+                 [storage]\nfilesystem_folder = {}\n[logging]\nlevel = warning\n",
+                dir.join("collections").display()
+            ),
+        )
+        .expect("config");
+        let child = Command::new("python3")
+            .args(["-m", "radicale", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m radicale (install it: pip install radicale, see .ci/run)");
+        let radicale = Radicale { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Radicale did not start (is `pip install radicale` done?)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        radicale
+    }
+
+    /// One HTTP request as `user`; returns (status, ETag header, body).
+    fn request(
+        &self,
+        method: &str,
+        user: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, Option<String>, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let auth = match user {
+            "alice" => "YWxpY2U6eA==",
+            "bob" => "Ym9iOng=",
+            other => panic!("no credentials for {other}"),
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: text/calendar; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("receive");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let etag = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("etag:"))
+            .map(|l| l[5..].trim().to_string());
+        (status, etag, body.to_string())
+    }
+
+    fn mkcalendar(&self, user: &str) {
+        let (status, _, body) = self.request("MKCALENDAR", user, &format!("/{user}/calendar/"), "");
+        assert_eq!(status, 201, "MKCALENDAR for {user}: {body}");
+    }
+
+    fn store(&self) -> Store {
+        let section = StoreSection {
+            layout: Layout::Radicale,
+            root: self.dir.join("collections"),
+            max_object_size: 1 << 20,
+            rescan_interval: 60,
+            debounce_ms: 10,
+        };
+        Store::new(&section, vec![user("alice"), user("bob")])
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.redb")
+    }
+}
+
+impl Drop for Radicale {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn user(name: &str) -> User {
+    User {
+        name: name.into(),
+        addresses: vec![CalAddress::parse(&format!("{name}@example.com")).expect("address")],
+        invitations: "calendar".into(),
+        language: None,
+    }
+}
+
+fn address(text: &str) -> CalAddress {
+    CalAddress::parse(text).expect("address")
+}
+
+const INVITATION: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test client//EN\r\nBEGIN:VEVENT\r\n\
+UID:lunch-1\r\nDTSTAMP:20300101T090000Z\r\nDTSTART:20300410T120000Z\r\nDTEND:20300410T130000Z\r\n\
+SUMMARY:Lunch\r\nURL:https://example.com/menu?a=1,2\r\nORGANIZER;CN=Alice:mailto:alice@example.com\r\n\
+ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n\
+ATTENDEE;RSVP=TRUE;CN=Carol:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+fn reply(partstat: &str) -> ICalendar {
+    ICalendar::parse(&format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Carol//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
+         UID:lunch-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\nORGANIZER:mailto:alice@example.com\r\n\
+         ATTENDEE;PARTSTAT={partstat}:mailto:carol@example.net\r\nREQUEST-STATUS:2.0;Success\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ))
+    .expect("reply parses")
+}
+
+/// The unfolded ATTENDEE line of `who` (servers fold and reorder what they serve).
+fn attendee_line(calendar: &str, who: &str) -> String {
+    calendar
+        .replace("\r\n ", "")
+        .split("\r\n")
+        .find(|l| l.starts_with("ATTENDEE") && l.contains(who))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_store() {
+    let radicale = Radicale::start("flow");
+    radicale.mkcalendar("alice");
+    radicale.mkcalendar("bob");
+    let store = radicale.store();
+    let state = State::open(&radicale.state_path()).expect("state");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let first = scan_all(&processor, NOW, false).expect("baseline scan");
+    assert_eq!((first.users, first.objects, first.queued), (2, 0, 0));
+
+    // Alice's client PUTs an invitation.
+    let (status, _, body) =
+        radicale.request("PUT", "alice", "/alice/calendar/lunch.ics", INVITATION);
+    assert_eq!(status, 201, "{body}");
+    let report = scan_all(&processor, NOW, false).expect("scan");
+    assert_eq!(report.queued, 2, "{report:?}");
+    let queue = state.queue().expect("queue");
+    let routes: Vec<(&str, &Route)> = queue.iter().map(|q| (q.rcpt.as_str(), &q.route)).collect();
+    assert_eq!(
+        routes,
+        vec![
+            ("bob@example.com", &Route::Local { user: "bob".into() }),
+            ("carol@example.net", &Route::Mail)
+        ]
+    );
+    assert!(queue
+        .iter()
+        .all(|q| q.method == "REQUEST" && q.itip.contains("SEQUENCE:1")));
+
+    // The organizer's copy got SEQUENCE:1, and Radicale serves it without a restart.
+    let (status, etag_before, body) =
+        radicale.request("GET", "alice", "/alice/calendar/lunch.ics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("SEQUENCE:1"), "{body}");
+    assert!(
+        body.contains("URL:https://example.com/menu?a=1,2"),
+        "the user's URL keeps its bytes: {body}"
+    );
+
+    // Carol's REPLY arrives and lands in Alice's copy; the client sees a new ETag.
+    let applier = Applier {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    applier
+        .apply(
+            &user("alice"),
+            &reply("ACCEPTED"),
+            &address("carol@example.net"),
+            NOW,
+            false,
+            None,
+        )
+        .expect("reply applied");
+    let (_, etag_after, body) = radicale.request("GET", "alice", "/alice/calendar/lunch.ics", "");
+    assert_ne!(etag_before, etag_after, "the ETag changes");
+    let carol = attendee_line(&body, "carol@example.net");
+    assert!(
+        carol.contains("PARTSTAT=ACCEPTED") && carol.contains("SCHEDULE-STATUS=2.0"),
+        "{body}"
+    );
+
+    // Applying the reply is not a change of Alice's: nothing is sent for it.
+    let report = scan_all(&processor, NOW, false).expect("scan");
+    assert_eq!(report.queued, 0, "{report:?}");
+
+    // Restarting imipd finds nothing new to do.
+    drop(processor);
+    drop(state);
+    let state = State::open(&radicale.state_path()).expect("reopen");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let report = scan_all(&processor, NOW, false).expect("scan after restart");
+    assert_eq!((report.processed, report.queued), (0, 0), "{report:?}");
+}
+
+#[test]
+fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
+    let radicale = Radicale::start("race");
+    radicale.mkcalendar("alice");
+    let store = radicale.store();
+    let state = State::open(&radicale.state_path()).expect("state");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    scan_all(&processor, NOW, false).expect("baseline");
+    radicale.request("PUT", "alice", "/alice/calendar/lunch.ics", INVITATION);
+    scan_all(&processor, NOW, false).expect("invitation processed");
+    let queued_before = state.queue().expect("queue").len();
+
+    // The client moves the lunch to another room; imipd has not looked yet...
+    let (_, _, current) = radicale.request("GET", "alice", "/alice/calendar/lunch.ics", "");
+    let edited = current.replace("SUMMARY:Lunch", "SUMMARY:Lunch\r\nLOCATION:Room 7");
+    let (status, _, body) = radicale.request("PUT", "alice", "/alice/calendar/lunch.ics", &edited);
+    assert!(status == 201 || status == 204, "{status} {body}");
+
+    // ...when Carol's answer arrives.
+    let applier = Applier {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    applier
+        .apply(
+            &user("alice"),
+            &reply("TENTATIVE"),
+            &address("carol@example.net"),
+            NOW,
+            false,
+            None,
+        )
+        .expect("reply applied");
+    let (_, _, body) = radicale.request("GET", "alice", "/alice/calendar/lunch.ics", "");
+    assert!(
+        body.contains("LOCATION:Room 7"),
+        "the client's edit survives: {body}"
+    );
+    assert!(
+        attendee_line(&body, "carol@example.net").contains("PARTSTAT=TENTATIVE"),
+        "{body}"
+    );
+
+    // The edit is still pending, and is sent as an update with the new room.
+    let report = scan_all(&processor, NOW, false).expect("scan");
+    let queue = state.queue().expect("queue");
+    let new: Vec<_> = queue[queued_before..].iter().collect();
+    assert_eq!(report.queued, 2, "{report:?}");
+    assert!(
+        new.iter()
+            .all(|q| q.method == "REQUEST" && q.itip.contains("LOCATION:Room 7")),
+        "{new:?}"
+    );
+    assert!(
+        new.iter().all(|q| q.itip.contains("SEQUENCE:2")),
+        "a new location is a new version"
+    );
+}
+
+#[test]
+fn a_baseline_of_ten_thousand_objects_sends_nothing() {
+    let dir = std::env::temp_dir().join(format!("imipd-baseline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let calendar = dir.join("collections/collection-root/alice/calendar");
+    std::fs::create_dir_all(&calendar).expect("dirs");
+    for i in 0..10_000 {
+        let text = INVITATION.replace("lunch-1", &format!("ev-{i}"));
+        std::fs::write(calendar.join(format!("ev-{i}.ics")), text).expect("write");
+    }
+    let section = StoreSection {
+        layout: Layout::Radicale,
+        root: dir.join("collections"),
+        max_object_size: 1 << 20,
+        rescan_interval: 60,
+        debounce_ms: 10,
+    };
+    let store = Store::new(&section, vec![user("alice")]);
+    let state = State::open(&dir.join("state.redb")).expect("state");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let report = scan_all(&processor, NOW, false).expect("baseline");
+    assert_eq!(
+        (report.objects, report.baselined, report.queued),
+        (10_000, 10_000, 0)
+    );
+    assert!(state.queue().expect("queue").is_empty());
+    assert!(state.find_uid("alice", "ev-9999").expect("index").is_some());
+    // A later edit of one of them is a normal change.
+    let one = calendar.join("ev-42.ics");
+    let text = std::fs::read_to_string(&one)
+        .expect("read")
+        .replace("SUMMARY:Lunch", "SUMMARY:Long lunch");
+    std::fs::write(&one, text).expect("edit");
+    let report = scan_all(&processor, NOW, false).expect("scan");
+    assert_eq!(report.queued, 2, "{report:?}");
+    drop(processor);
+    drop(state);
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
