@@ -6,4 +6,5 @@ pub mod patch;
 pub mod process;
 pub mod scan;
 pub mod state;
+pub mod watch;
 pub mod write;
