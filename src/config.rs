@@ -198,6 +198,10 @@ pub struct LmtpSection {
     /// authserv-ids of your own MTA, whose Authentication-Results are trusted.
     #[serde(default)]
     pub trusted_authserv_ids: Vec<String>,
+    /// Apply only messages whose From is confirmed by a trusted Authentication-Results
+    /// header (DMARC or a DKIM signature of the From domain).
+    #[serde(default)]
+    pub require_authenticated: bool,
     /// Refuse (5xx) unauthorised or invalid iMIP instead of accepting and logging it.
     #[serde(default)]
     pub bounce_refused: bool,

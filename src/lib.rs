@@ -1,6 +1,7 @@
 //! imipd: calendar scheduling over email for file-based calendar stores.
 
 pub mod config;
+pub mod daemon;
 pub mod imip;
 pub mod itip;
 pub mod replay;

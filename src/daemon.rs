@@ -1,0 +1,6 @@
+//! The long-running service: store watching, the scheduling engine, the delivery queue
+//! and the LMTP server together, with graceful shutdown.
+
+pub mod inbound;
+pub mod logging;
+pub mod systemd;

@@ -1,0 +1,219 @@
+//! Incoming mail: from the bytes the MTA hands over to a decision per recipient.
+//!
+//! The MTA delivers over LMTP; this module decides. It extracts the iTIP message,
+//! establishes who sent it (the From address, trusted only as far as the site's own MTA
+//! vouches for it when `require_authenticated` is set), applies it to each recipient's
+//! calendar through the store, and answers each recipient with what the MTA should
+//! do: accepted (applied, or deliberately ignored with the reason logged), try again
+//! later (store busy, disk full), or refused (when configured to bounce).
+
+use crate::config::{ImportPolicy, LmtpSection};
+use crate::imip::{self, IncomingOptions};
+use crate::itip::CalAddress;
+use crate::store::apply::{Applier, ApplyError};
+use crate::store::layout::Store;
+use crate::store::state::State;
+use calcard::icalendar::{ICalendarEntry, ICalendarProperty, ICalendarValue};
+
+/// What the MTA is told for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// 250: applied, or deliberately ignored; the text says which and why.
+    Accepted(String),
+    /// 451: nothing was applied; try again later.
+    TryLater(String),
+    /// 5xx: refused for good (only when `bounce_refused` is set).
+    Refused {
+        /// SMTP reply code.
+        code: u16,
+        /// Enhanced status code.
+        enhanced: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Whether a RCPT is one imipd takes mail for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// A local user.
+    User(String),
+    /// The bounce address (DSNs for messages imipd sent).
+    Bounces,
+    /// Nobody here: 550 5.1.1.
+    Unknown,
+}
+
+/// Decides about incoming mail.
+pub struct Inbound<'a> {
+    /// The calendar store.
+    pub store: &'a Store,
+    /// imipd's state.
+    pub state: &'a State,
+    /// `[lmtp]` settings.
+    pub settings: &'a LmtpSection,
+    /// How answers are written.
+    pub reply_details: crate::itip::ReplyDetails,
+    /// The local part of the bounce address (`imipd-bounces`), matched with any
+    /// `+suffix` on the mail domain.
+    pub bounce_local_part: &'a str,
+}
+
+impl Inbound<'_> {
+    /// RCPT-time check.
+    pub fn check_recipient(&self, rcpt: &str) -> RecipientCheck {
+        let Some(address) = CalAddress::parse(rcpt) else {
+            return RecipientCheck::Unknown;
+        };
+        if let Some(user) = self.store.user_for_address(&address) {
+            return RecipientCheck::User(user.name.clone());
+        }
+        let local = address.as_str().split('@').next().unwrap_or_default();
+        let base = local.split('+').next().unwrap_or_default();
+        if base == self.bounce_local_part {
+            return RecipientCheck::Bounces;
+        }
+        RecipientCheck::Unknown
+    }
+
+    fn refuse_or_ignore(&self, enhanced: &'static str, reason: String) -> Verdict {
+        if self.settings.bounce_refused {
+            Verdict::Refused {
+                code: 550,
+                enhanced,
+                reason,
+            }
+        } else {
+            Verdict::Accepted(format!("ignored: {reason}"))
+        }
+    }
+
+    /// Applies one message to each recipient's calendar; one verdict per recipient, in
+    /// order. Recipients must have passed [`Self::check_recipient`].
+    pub fn deliver(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+        now: i64,
+    ) -> Vec<Verdict> {
+        let options = IncomingOptions {
+            max_message_size: self.settings.max_message_size,
+            max_calendar_size: self.settings.max_calendar_size,
+            trusted_authserv_ids: self.settings.trusted_authserv_ids.clone(),
+            ..IncomingOptions::default()
+        };
+        let envelope_from = (!mail_from.is_empty()).then_some(mail_from);
+        let parsed = imip::parse_incoming(data, envelope_from, &options);
+        recipients
+            .iter()
+            .map(|rcpt| match self.check_recipient(rcpt) {
+                RecipientCheck::Unknown => Verdict::Refused {
+                    code: 550,
+                    enhanced: "5.1.1",
+                    reason: format!("{rcpt}: no such calendar user here"),
+                },
+                RecipientCheck::Bounces => Verdict::Accepted("bounce noted".into()),
+                RecipientCheck::User(user) => match &parsed {
+                    Err(err) => {
+                        self.refuse_or_ignore("5.6.0", format!("not an iMIP message: {err}"))
+                    }
+                    Ok(incoming) => self.deliver_to(&user, rcpt, incoming, now),
+                },
+            })
+            .collect()
+    }
+
+    fn deliver_to(
+        &self,
+        user: &str,
+        rcpt: &str,
+        incoming: &imip::IncomingItip,
+        now: i64,
+    ) -> Verdict {
+        let Some(user) = self.store.user(user) else {
+            return Verdict::TryLater(format!("{rcpt}: user configuration changed, try again"));
+        };
+        let Some(from) = incoming.sender.from.as_ref().map(|m| m.address.clone()) else {
+            return self.refuse_or_ignore("5.7.1", "the message has no usable From address".into());
+        };
+        let authenticated = incoming.sender.authenticated_from() == Some(&from);
+        if self.settings.require_authenticated && !authenticated {
+            return self.refuse_or_ignore(
+                "5.7.1",
+                format!(
+                    "the sender {from} is not confirmed by a trusted Authentication-Results header"
+                ),
+            );
+        }
+        let applied_key = incoming
+            .message_id
+            .as_ref()
+            .map(|id| format!("{id}\u{0}{}", user.name));
+        if let Some(key) = &applied_key {
+            match self.state.was_applied(key) {
+                Ok(true) => return Verdict::Accepted("already applied (same Message-ID)".into()),
+                Ok(false) => {}
+                Err(e) => return Verdict::TryLater(e.to_string()),
+            }
+        }
+        let may_import = match self.settings.import_policy {
+            ImportPolicy::Everyone => true,
+            ImportPolicy::Authenticated => authenticated,
+            ImportPolicy::Nobody => false,
+        };
+        let mut calendar = incoming.calendar.clone();
+        ensure_method(&mut calendar, &incoming.method);
+        let applier = Applier {
+            store: self.store,
+            state: self.state,
+            reply_details: self.reply_details,
+        };
+        match applier.apply(
+            user,
+            &calendar,
+            &from,
+            now,
+            may_import,
+            applied_key.as_deref(),
+        ) {
+            Ok(applied) => Verdict::Accepted(format!(
+                "{} {}{}",
+                crate::itip::method_name(&incoming.method),
+                action_text(applied.action),
+                applied.key.map(|k| format!(" ({k})")).unwrap_or_default()
+            )),
+            Err(err) if err.is_temporary() => Verdict::TryLater(err.to_string()),
+            Err(ApplyError::ImportNotAllowed) => {
+                Verdict::Accepted(format!("ignored: {}", ApplyError::ImportNotAllowed))
+            }
+            Err(err @ ApplyError::Itip(_)) => self.refuse_or_ignore("5.7.1", err.to_string()),
+            Err(err) => Verdict::Accepted(format!("ignored: {err}")),
+        }
+    }
+}
+
+/// Google and others send `method=` on the MIME part but no METHOD inside: add it.
+fn ensure_method(calendar: &mut calcard::icalendar::ICalendar, method: &crate::itip::Method) {
+    if let Some(root) = calendar.components.first_mut() {
+        if !root.has_property(&ICalendarProperty::Method) {
+            root.entries.push(
+                ICalendarEntry::new(ICalendarProperty::Method)
+                    .with_value(ICalendarValue::Method(method.clone())),
+            );
+        }
+    }
+}
+
+fn action_text(action: crate::itip::InboundAction) -> &'static str {
+    use crate::itip::InboundAction::*;
+    match action {
+        Imported => "imported",
+        Updated => "applied",
+        Cancelled => "applied (event cancelled)",
+        Unchanged => "already up to date",
+        RefreshAnswered => "answered with the current event",
+        CounterProposed => "noted: a proposal for the organizer, nothing changed",
+        CounterDeclined => "noted: the organizer declined the proposal",
+    }
+}
