@@ -154,12 +154,12 @@ ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto
 ATTENDEE;RSVP=TRUE;CN=Carol:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
 fn reply(partstat: &str) -> ICalendar {
-    ICalendar::parse(&format!(
+    let text = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Carol//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
          UID:lunch-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\nORGANIZER:mailto:alice@example.com\r\n\
          ATTENDEE;PARTSTAT={partstat}:mailto:carol@example.net\r\nREQUEST-STATUS:2.0;Success\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    ))
-    .expect("reply parses")
+    );
+    ICalendar::parse(&text).expect("reply parses")
 }
 
 /// The unfolded ATTENDEE line of `who` (servers fold and reorder what they serve).
@@ -245,7 +245,6 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
     assert_eq!(report.queued, 0, "{report:?}");
 
     // Restarting imipd finds nothing new to do.
-    drop(processor);
     drop(state);
     let state = State::open(&radicale.state_path()).expect("reopen");
     let processor = Processor {
@@ -360,7 +359,6 @@ fn a_baseline_of_ten_thousand_objects_sends_nothing() {
     std::fs::write(&one, text).expect("edit");
     let report = scan_all(&processor, NOW, false).expect("scan");
     assert_eq!(report.queued, 2, "{report:?}");
-    drop(processor);
     drop(state);
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
