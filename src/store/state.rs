@@ -163,6 +163,8 @@ pub struct Batch {
     pub applied: Vec<(String, i64)>,
     /// Settings to store.
     pub meta: Vec<(String, String)>,
+    /// Settings to forget.
+    pub forget_meta: Vec<String>,
 }
 
 impl Batch {
@@ -174,6 +176,7 @@ impl Batch {
             && self.dequeue.is_empty()
             && self.applied.is_empty()
             && self.meta.is_empty()
+            && self.forget_meta.is_empty()
     }
 }
 
@@ -361,6 +364,9 @@ impl State {
             }
             for (key, value) in &batch.meta {
                 meta.insert(key.as_str(), value.as_str())?;
+            }
+            for key in &batch.forget_meta {
+                meta.remove(key.as_str())?;
             }
             let mut applied = txn.open_table(APPLIED)?;
             for (key, when) in &batch.applied {

@@ -1,0 +1,244 @@
+//! The administrator's commands that work on the configuration and state without the
+//! daemon: checking a configuration, scanning once, and looking at or steering the
+//! delivery queue. Each returns the text to print, so it can be tested as it reads.
+
+use crate::config::{Config, Layout};
+use crate::store::layout::Store;
+use crate::store::process::Processor;
+use crate::store::scan::scan_all;
+use crate::store::state::{Batch, Route, State};
+use std::fmt::Write as _;
+use std::path::Path;
+use thiserror::Error;
+
+/// A command that could not do its work.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The state database is unusable.
+    #[error(transparent)]
+    State(#[from] crate::store::state::StateError),
+    /// Processing the store failed.
+    #[error(transparent)]
+    Process(#[from] crate::store::process::ProcessError),
+    /// A problem found by `check-config`, with what to do.
+    #[error("{0}")]
+    Check(String),
+    /// No queue item with that id.
+    #[error("no queued message with id {0} (see `imipd queue list`)")]
+    NoSuchItem(u64),
+}
+
+/// `imipd check-config`: reads the file, then checks what it points at.
+pub fn check_config(path: &Path) -> Result<String, AdminError> {
+    let config = Config::load(path)?;
+    let users = config.users()?;
+    let mut problems = Vec::new();
+    let store = Store::new(&config.store, users.clone());
+    if !config.store.root.is_dir() {
+        problems.push(format!(
+            "store.root: {} is not a folder (create it, or point store.root at your calendar folders)",
+            config.store.root.display()
+        ));
+    } else if config.store.layout == Layout::Radicale && !store.users_root().is_dir() {
+        problems.push(format!(
+            "store.root: {} has no collection-root/ folder: is it Radicale's filesystem_folder?",
+            config.store.root.display()
+        ));
+    }
+    for user in &users {
+        let folder = store.users_root().join(&user.name);
+        if config.store.root.is_dir() && !folder.is_dir() {
+            problems.push(format!(
+                "user.{}: {} does not exist yet",
+                user.name,
+                folder.display()
+            ));
+        } else if folder.is_dir() && !folder.join(&user.invitations).is_dir() {
+            problems.push(format!(
+                "user.{}.invitations: {} does not exist: new invitations from outside could not be saved",
+                user.name,
+                folder.join(&user.invitations).display()
+            ));
+        }
+    }
+    match config.state.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => problems.push(format!(
+            "state: folder {} does not exist (create it, writable by imipd)",
+            dir.display()
+        )),
+        _ => {}
+    }
+    if let Some(relay) = &config.relay {
+        if let Some(file) = &relay.password_file {
+            if std::fs::read_to_string(file).is_err() {
+                problems.push(format!(
+                    "relay.password_file: {} cannot be read",
+                    file.display()
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AdminError::Check(format!(
+            "{}:\n  {}",
+            path.display(),
+            problems.join("\n  ")
+        )));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", path.display());
+    let _ = writeln!(
+        out,
+        "  store: {} ({:?} layout), {} users",
+        config.store.root.display(),
+        config.store.layout,
+        users.len()
+    );
+    for user in &users {
+        let addresses: Vec<&str> = user.addresses.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(out, "    {}: {}", user.name, addresses.join(", "));
+    }
+    let _ = writeln!(out, "  state: {}", config.state.display());
+    match &config.relay {
+        Some(relay) => {
+            let _ = writeln!(
+                out,
+                "  outgoing mail: SMTP relay {}:{} ({})",
+                relay.host, relay.port, relay.tls
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  outgoing mail: written to {} (no [relay])",
+                config.queue.outbox.display()
+            );
+        }
+    }
+    match &config.lmtp {
+        Some(lmtp) => {
+            let mut places = Vec::new();
+            if let Some(addr) = lmtp.listen {
+                places.push(addr.to_string());
+            }
+            if let Some(socket) = &lmtp.socket {
+                places.push(socket.display().to_string());
+            }
+            let _ = writeln!(out, "  incoming mail: LMTP on {}", places.join(" and "));
+        }
+        None => {
+            let _ = writeln!(out, "  incoming mail: off (no [lmtp])");
+        }
+    }
+    Ok(out)
+}
+
+/// `imipd scan`: one full scan; with `baseline`, records every object as it is now
+/// and sends nothing.
+pub fn scan(config: &Config, now: i64, baseline: bool) -> Result<String, AdminError> {
+    let store = Store::new(&config.store, config.users()?);
+    let state = State::open(&config.state)?;
+    if baseline {
+        // Forget what imipd knew, and that it had seen these users: the scan below then
+        // records every object as it is now, and sends nothing.
+        let mut batch = Batch::default();
+        for user in store.users() {
+            batch.objects.extend(
+                state
+                    .objects_with_prefix(&format!("{}/", user.name))?
+                    .into_iter()
+                    .map(|(key, _)| (key, None)),
+            );
+            batch.forget_meta.push(format!("baseline:{}", user.name));
+        }
+        state.commit(batch)?;
+    }
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: config.reply_details(),
+    };
+    let report = scan_all(
+        &processor,
+        now,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    )?;
+    Ok(format!(
+        "{} users, {} objects: {} recorded as baseline (nothing sent), {} changes processed, {} messages queued, {} skipped\n",
+        report.users, report.objects, report.baselined, report.processed, report.queued, report.skipped
+    ))
+}
+
+/// `imipd queue list`.
+pub fn queue_list(state: &State, now: i64) -> Result<String, AdminError> {
+    let items = state.queue()?;
+    if items.is_empty() {
+        return Ok("the queue is empty\n".into());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>6}  {:<7} {:<14} {:<30} {:>8} {:>9}  uid / last error",
+        "id", "method", "route", "recipient", "attempts", "next"
+    );
+    for item in &items {
+        let route = match &item.route {
+            Route::Local { user } => format!("local:{user}"),
+            Route::Mail => "mail".into(),
+        };
+        let wait = (item.next_attempt - now).max(0);
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<7} {:<14} {:<30} {:>8} {:>8}s  {}{}",
+            item.id,
+            item.method,
+            route,
+            item.rcpt,
+            item.attempts,
+            wait,
+            item.uid,
+            item.last_error
+                .as_ref()
+                .map(|e| format!(" — {e}"))
+                .unwrap_or_default()
+        );
+    }
+    let oldest = items.iter().map(|i| i.created).min().unwrap_or(now);
+    let _ = writeln!(
+        out,
+        "{} messages, oldest queued {}s ago",
+        items.len(),
+        (now - oldest).max(0)
+    );
+    Ok(out)
+}
+
+/// `imipd queue retry ID`: try again now.
+pub fn queue_retry(state: &State, id: u64, now: i64) -> Result<String, AdminError> {
+    let mut item = state.queue_item(id)?.ok_or(AdminError::NoSuchItem(id))?;
+    item.next_attempt = now;
+    state.commit(Batch {
+        requeue: vec![item.clone()],
+        ..Batch::default()
+    })?;
+    Ok(format!(
+        "{id}: {} to {} will be tried again now\n",
+        item.method, item.rcpt
+    ))
+}
+
+/// `imipd queue drop ID`: give up on a message.
+pub fn queue_drop(state: &State, id: u64) -> Result<String, AdminError> {
+    let item = state.queue_item(id)?.ok_or(AdminError::NoSuchItem(id))?;
+    state.commit(Batch {
+        dequeue: vec![id],
+        ..Batch::default()
+    })?;
+    Ok(format!(
+        "{id}: {} to {} dropped, it will not be sent\n",
+        item.method, item.rcpt
+    ))
+}
