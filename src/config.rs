@@ -426,6 +426,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/imipd.toml");
+        let config = Config::load(&path).expect("examples/imipd.toml must stay valid");
+        assert_eq!(config.users().expect("users").len(), 2);
+        assert!(config.relay.is_none(), "the demo writes mail to the outbox");
+        assert!(config.queue.outbox.ends_with("examples/outbox"));
+    }
+
+    #[test]
     fn errors_name_the_key_and_line() {
         let typo = "[store]\nroot = \"s\"\nrescan_intervall = 5\n";
         let err = Config::from_text(typo, Path::new("imipd.toml"))
