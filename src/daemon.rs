@@ -4,4 +4,11 @@
 pub mod admin;
 pub mod inbound;
 pub mod logging;
+pub mod preview;
+pub mod queue;
+pub mod serve;
 pub mod systemd;
+
+/// The local part of the envelope sender imipd uses, so bounces come back to it:
+/// `imipd-bounces@<mail domain>` (with a `+tag` when VERP is used).
+pub const BOUNCE_LOCAL_PART: &str = "imipd-bounces";

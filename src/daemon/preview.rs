@@ -1,0 +1,276 @@
+//! `imipd preview` and `imipd inject`: what imipd would do, shown before it does it.
+//!
+//! `preview` runs the engine on an old and a new version of an object as a given user
+//! and writes the emails it would send, with the reason each attendee was included or
+//! left out. `inject` processes one email as if the MTA had delivered it over LMTP;
+//! with `--dry-run` it only reports what would change.
+
+use crate::config::Config;
+use crate::daemon::inbound::{Inbound, Verdict};
+use crate::imip::{self, OutgoingOptions, Stamp};
+use crate::itip::snapshot::Snapshot;
+use crate::itip::{self, CalAddress, Context, ItipError, ReplyDetails};
+use crate::store::layout::Store;
+use crate::store::scan::user_keys;
+use crate::store::state::State;
+use calcard::icalendar::{ICalendar, ICalendarParticipationStatus};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Why an attendee does or does not get a message for this change.
+fn reason_for(attendee: &crate::itip::snapshot::Attendee<'_>, included: bool) -> String {
+    if included {
+        return "included".into();
+    }
+    if attendee.is_local {
+        return "skipped: that is the acting user".into();
+    }
+    if !attendee.server_scheduled {
+        return "skipped: SCHEDULE-AGENT says their own client schedules".into();
+    }
+    if attendee.rsvp == Some(false) {
+        return "skipped: RSVP=FALSE (a room or a non-participant)".into();
+    }
+    match &attendee.partstat {
+        Some(ICalendarParticipationStatus::Declined) => {
+            "skipped: declined (add SCHEDULE-FORCE-SEND to send anyway)".into()
+        }
+        Some(p) if *p != ICalendarParticipationStatus::NeedsAction => {
+            "skipped: already answered, and nothing they need to hear about changed".into()
+        }
+        _ => "skipped: nothing changed that concerns them".into(),
+    }
+}
+
+/// `imipd preview [--old OLD] NEW --as ADDRESS [--out DIR]`.
+pub fn preview(
+    old: Option<&Path>,
+    new: &Path,
+    acting: &CalAddress,
+    out: Option<&Path>,
+    now: i64,
+    reply_details: ReplyDetails,
+) -> Result<String, String> {
+    let read = |p: &Path| -> Result<ICalendar, String> {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        ICalendar::parse(&text).map_err(|_| format!("{}: not valid iCalendar", p.display()))
+    };
+    let new_cal = read(new)?;
+    let old_cal = old.map(read).transpose()?;
+    let account = [acting.clone()];
+    let ctx = Context {
+        account: &account,
+        now,
+        reply_details,
+    };
+    let mut report = String::new();
+    let outcome = itip::schedule_change(old_cal.as_ref(), &new_cal, &ctx);
+    let messages = match &outcome {
+        Ok(outcome) => outcome.messages.clone(),
+        Err(err) => {
+            let _ = writeln!(report, "no messages: {} ({err})", err.name());
+            Vec::new()
+        }
+    };
+    let recipients: BTreeMap<&CalAddress, Vec<&str>> =
+        messages.iter().fold(BTreeMap::new(), |mut acc, m| {
+            for to in &m.to {
+                acc.entry(to)
+                    .or_insert_with(Vec::new)
+                    .push(itip::method_name(&m.method));
+            }
+            acc
+        });
+    if let Ok(snapshot) = Snapshot::new(&new_cal, &account) {
+        let _ = writeln!(report, "attendees:");
+        let mut seen = std::collections::BTreeSet::new();
+        for attendee in snapshot.instances.values().flat_map(|i| i.attendees.iter()) {
+            if !seen.insert(attendee.address.clone()) {
+                continue;
+            }
+            let methods = recipients.get(&attendee.address);
+            let reason = reason_for(attendee, methods.is_some());
+            let _ = writeln!(
+                report,
+                "  {}: {}{}",
+                attendee.address,
+                reason,
+                methods
+                    .map(|m| format!(" ({})", m.join(", ")))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let options = OutgoingOptions::default();
+    let mut n = 0;
+    for message in &messages {
+        for rcpt in &message.to {
+            n += 1;
+            let stamp = Stamp {
+                now: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+                unique: n,
+            };
+            let mail =
+                imip::build_message(message, rcpt, &options, &stamp).map_err(|e| e.to_string())?;
+            let _ = write!(
+                report,
+                "{} from {} to {}: {}",
+                itip::method_name(&message.method),
+                message.from,
+                rcpt,
+                mail.subject
+            );
+            if let Some(dir) = out {
+                let file = dir.join(format!(
+                    "{n:02}-{}-{}.eml",
+                    itip::method_name(&message.method),
+                    rcpt
+                ));
+                std::fs::write(&file, &mail.bytes)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let _ = write!(report, " -> {}", file.display());
+            }
+            report.push('\n');
+        }
+    }
+    Ok(report)
+}
+
+/// `imipd inject --rcpt ADDRESS [--dry-run] MESSAGE.eml`.
+pub fn inject(
+    config: &Config,
+    rcpt: &str,
+    message: &Path,
+    dry_run: bool,
+    now: i64,
+) -> Result<String, String> {
+    let data = std::fs::read(message).map_err(|e| format!("{}: {e}", message.display()))?;
+    let store = Store::new(&config.store, config.users().map_err(|e| e.to_string())?);
+    let lmtp = config
+        .lmtp
+        .clone()
+        .ok_or("the configuration has no [lmtp] section: imipd does not take mail")?;
+    if dry_run {
+        return dry_run_inject(config, &store, &lmtp, rcpt, &data, now);
+    }
+    let state = State::open(&config.state).map_err(|e| {
+        format!("{e}\n(is the daemon running? Deliver through its LMTP port, or use --dry-run)")
+    })?;
+    let inbound = Inbound {
+        store: &store,
+        state: &state,
+        settings: &lmtp,
+        reply_details: config.reply_details(),
+        bounce_local_part: crate::daemon::BOUNCE_LOCAL_PART,
+    };
+    let verdicts = inbound.deliver("", &[rcpt.to_string()], &data, now);
+    Ok(verdicts
+        .iter()
+        .map(|v| format!("{rcpt}: {}\n", verdict_text(v)))
+        .collect())
+}
+
+/// What an LMTP reply for this verdict would say.
+pub fn verdict_text(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Accepted(text) => format!("250 2.0.0 {text}"),
+        Verdict::TryLater(text) => format!("451 4.3.0 {text}"),
+        Verdict::Refused {
+            code,
+            enhanced,
+            reason,
+        } => format!("{code} {enhanced} {reason}"),
+    }
+}
+
+fn dry_run_inject(
+    config: &Config,
+    store: &Store,
+    lmtp: &crate::config::LmtpSection,
+    rcpt: &str,
+    data: &[u8],
+    now: i64,
+) -> Result<String, String> {
+    let options = imip::IncomingOptions {
+        max_message_size: lmtp.max_message_size,
+        max_calendar_size: lmtp.max_calendar_size,
+        trusted_authserv_ids: lmtp.trusted_authserv_ids.clone(),
+        ..imip::IncomingOptions::default()
+    };
+    let incoming =
+        imip::parse_incoming(data, None, &options).map_err(|e| format!("not applied: {e}"))?;
+    let rcpt_address =
+        CalAddress::parse(rcpt).ok_or_else(|| format!("{rcpt} is not an email address"))?;
+    let user = store
+        .user_for_address(&rcpt_address)
+        .ok_or_else(|| format!("{rcpt} is not a local user (550 5.1.1)"))?;
+    let from = incoming
+        .sender
+        .from
+        .as_ref()
+        .map(|m| m.address.clone())
+        .ok_or("the message has no usable From address")?;
+    let uid = incoming
+        .calendar
+        .uids()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    // Find the user's copy by reading their folders (the state may be held by the daemon).
+    let copy = user_keys(store, &user.name).into_iter().find_map(|key| {
+        let (_, text) = store.read(&key).ok()??;
+        let cal = ICalendar::parse(&text).ok()?;
+        let matches = cal.uids().any(|u| u == uid);
+        matches.then_some((key, cal))
+    });
+    let ctx = Context {
+        account: &user.addresses,
+        now,
+        reply_details: config.reply_details(),
+    };
+    let authenticated = incoming.sender.authenticated_from() == Some(&from);
+    let mut out = format!(
+        "message {} from {from} ({}), METHOD:{}, UID {uid}\n",
+        incoming.message_id.as_deref().unwrap_or("(no Message-ID)"),
+        if authenticated {
+            "authenticated"
+        } else {
+            "not authenticated"
+        },
+        itip::method_name(&incoming.method)
+    );
+    match itip::receive(
+        &incoming.calendar,
+        &from,
+        copy.as_ref().map(|(_, c)| c),
+        &ctx,
+    ) {
+        Ok(outcome) => {
+            let target = copy
+                .map(|(k, _)| k)
+                .unwrap_or_else(|| store.import_key(user, &uid));
+            let _ = writeln!(out, "would apply to {target}: {:?}", outcome.action);
+            for response in &outcome.responses {
+                let _ = writeln!(
+                    out,
+                    "would answer with {} to {:?}",
+                    itip::method_name(&response.method),
+                    response.to
+                );
+            }
+        }
+        Err(err) => {
+            let _ = writeln!(out, "would not apply: {}", describe(&err));
+        }
+    }
+    out.push_str("(dry run: nothing was changed)\n");
+    Ok(out)
+}
+
+fn describe(err: &ItipError) -> String {
+    format!("{}: {err}", err.name())
+}
