@@ -1,0 +1,314 @@
+//! The LMTP server (RFC 2033) the MTA delivers incoming iMIP mail and bounces to.
+//!
+//! [`LmtpServer::bind`] opens the configured listeners (TCP, a unix socket, or both)
+//! so a wrong address fails at start-up; [`LmtpServer::serve`] accepts connections
+//! and runs one [session](super::session) per connection until the shutdown future
+//! resolves. Three mechanisms are visible here:
+//!
+//! - **Connection limit**: a semaphore with [`LmtpConfig::max_connections`] permits;
+//!   a connection that finds none is answered `421 4.3.2` and closed (the MTA retries).
+//! - **Shutdown**: when the future passed to `serve` resolves, the listeners close
+//!   (and the socket file is removed), a `watch` channel tells every session to stop,
+//!   sessions finish the transaction they are in and answer their next command with
+//!   `421 4.3.2`, and `serve` returns once all have ended (or after
+//!   [`LmtpConfig::shutdown_grace`], when the stragglers are dropped).
+//! - **Per-session limits** (idle time, line length, commands, errors, size) are
+//!   enforced by the session itself from [`LmtpConfig`].
+//!
+//! What a message means is not this module's business: that is the [`LmtpHandler`].
+
+use super::handler::LmtpHandler;
+use super::session;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Settings of the LMTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LmtpConfig {
+    /// TCP address to listen on (loopback, e.g. `127.0.0.1:2424`); `None` for none.
+    pub tcp: Option<SocketAddr>,
+    /// Unix socket path to listen on; `None` for none. A stale socket file left by a
+    /// crash is replaced; one a running server answers on is not.
+    pub unix: Option<PathBuf>,
+    /// Permissions of the unix socket (e.g. `0o660` with the MTA's user in the
+    /// group); `None` leaves what the umask gives.
+    pub unix_mode: Option<u32>,
+    /// The name in the greeting and the LHLO reply.
+    pub hostname: String,
+    /// Largest message accepted, in bytes; advertised as `SIZE`.
+    pub max_message_size: usize,
+    /// Connections served at once; more are answered `421 4.3.2`.
+    pub max_connections: usize,
+    /// How long the client may stay silent (per command, per DATA read).
+    pub idle_timeout: Duration,
+    /// Longest command line, CRLF included (RFC 5321 asks for at least 512).
+    pub max_line_length: usize,
+    /// Commands per session before the server closes it.
+    pub max_commands: usize,
+    /// Recipients per transaction; more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Error replies per session before the server closes it (stops garbage floods).
+    pub max_errors: usize,
+    /// How long shutdown waits for sessions to finish their transaction.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LmtpConfig {
+    fn default() -> Self {
+        LmtpConfig {
+            tcp: None,
+            unix: None,
+            unix_mode: None,
+            hostname: "localhost".to_string(),
+            max_message_size: 10 * 1024 * 1024,
+            max_connections: 20,
+            idle_timeout: Duration::from_secs(300),
+            max_line_length: 2048,
+            max_commands: 1000,
+            max_recipients: 100,
+            max_errors: 20,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the LMTP server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LmtpError {
+    /// Neither a TCP address nor a socket path was configured.
+    #[error("LMTP server has nowhere to listen: set lmtp.listen and/or lmtp.socket")]
+    NoListener,
+    /// Binding the TCP address failed.
+    #[error("cannot listen for LMTP on {addr}: {source}{hint}")]
+    Tcp {
+        /// The configured address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+        /// A suggestion for the admin.
+        hint: &'static str,
+    },
+    /// Creating the unix socket failed.
+    #[error("cannot listen for LMTP on socket {path}: {reason}")]
+    Unix {
+        /// The configured path.
+        path: PathBuf,
+        /// What went wrong, with a suggestion.
+        reason: String,
+    },
+}
+
+/// A bound LMTP server, ready to [`serve`](Self::serve).
+pub struct LmtpServer<H> {
+    config: Arc<LmtpConfig>,
+    handler: Arc<H>,
+    tcp: Option<TcpListener>,
+    unix: Option<UnixListener>,
+}
+
+impl<H: LmtpHandler> LmtpServer<H> {
+    /// Opens the configured listeners.
+    pub async fn bind(config: LmtpConfig, handler: Arc<H>) -> Result<Self, LmtpError> {
+        if config.tcp.is_none() && config.unix.is_none() {
+            return Err(LmtpError::NoListener);
+        }
+        let tcp = match config.tcp {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
+                let hint = match source.kind() {
+                    io::ErrorKind::AddrInUse => " (is another imipd or LMTP server running?)",
+                    io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+                    io::ErrorKind::AddrNotAvailable => " (that address is not on this machine)",
+                    _ => "",
+                };
+                LmtpError::Tcp { addr, source, hint }
+            })?),
+            None => None,
+        };
+        let unix = match &config.unix {
+            Some(path) => Some(bind_unix(path, config.unix_mode)?),
+            None => None,
+        };
+        Ok(LmtpServer {
+            config: Arc::new(config),
+            handler,
+            tcp,
+            unix,
+        })
+    }
+
+    /// The TCP address actually bound (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The unix socket path, if any.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.config.unix.as_deref()
+    }
+
+    /// Accepts connections until `shutdown` resolves, then shuts down gracefully and
+    /// returns when every session has ended.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let LmtpServer {
+            config,
+            handler,
+            tcp,
+            unix,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = sessions.join_next(), if !sessions.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::error!(error = %e, "LMTP session task failed");
+                    }
+                    continue;
+                }
+                conn = accept_tcp(tcp.as_ref()) => conn.map(|(s, peer)| Conn::Tcp(s, peer)),
+                conn = accept_unix(unix.as_ref()) => conn.map(Conn::Unix),
+            };
+            let conn = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "LMTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let config = config.clone();
+                    let handler = handler.clone();
+                    let stop = stop_rx.clone();
+                    let socket_path = config.unix.clone();
+                    sessions.spawn(async move {
+                        match conn {
+                            Conn::Tcp(stream, peer) => {
+                                session::run(stream, peer.to_string(), &config, &*handler, stop)
+                                    .await
+                            }
+                            Conn::Unix(stream) => {
+                                let peer = socket_path
+                                    .map_or("unix".to_string(), |p| format!("unix:{}", p.display()));
+                                session::run(stream, peer, &config, &*handler, stop).await
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    let line = format!(
+                        "421 4.3.2 {} too many connections, try again later\r\n",
+                        config.hostname
+                    );
+                    tracing::warn!(limit = config.max_connections, "LMTP connection refused: limit reached");
+                    sessions.spawn(async move {
+                        let write = async move {
+                            match conn {
+                                Conn::Tcp(mut s, _) => {
+                                    let _ = s.write_all(line.as_bytes()).await;
+                                    let _ = s.shutdown().await;
+                                }
+                                Conn::Unix(mut s) => {
+                                    let _ = s.write_all(line.as_bytes()).await;
+                                    let _ = s.shutdown().await;
+                                }
+                            }
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+                    });
+                }
+            }
+        }
+        drop(tcp);
+        drop(unix);
+        if let Some(path) = &config.unix {
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(config.shutdown_grace, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = sessions.len(),
+                "LMTP sessions did not finish within the shutdown grace time; closing them"
+            );
+            sessions.shutdown().await;
+        }
+    }
+}
+
+/// An accepted connection.
+enum Conn {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept_tcp(
+    listener: Option<&TcpListener>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_unix(listener: Option<&UnixListener>) -> io::Result<tokio::net::UnixStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds the unix socket, replacing a stale socket file but never a live one or a
+/// file that is not a socket.
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener, LmtpError> {
+    let fail = |reason: String| LmtpError::Unix {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(fail(
+                "a file that is not a socket is in the way (remove it or choose another path)"
+                    .to_string(),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(fail(
+                "another server is answering on it (is imipd already running?)".to_string(),
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| fail(format!("cannot remove the stale socket file: {e}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => " (create the folder first)",
+            io::ErrorKind::PermissionDenied => " (let the imipd user write to the folder)",
+            _ => "",
+        };
+        fail(format!("{e}{hint}"))
+    })?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| fail(format!("cannot set its permissions: {e}")))?;
+    }
+    Ok(listener)
+}

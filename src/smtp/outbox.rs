@@ -1,0 +1,175 @@
+//! The outbox transport: each outgoing message becomes one `.eml` file in a folder.
+//!
+//! Used when no relay is configured: another program (a mail client, a script running
+//! `sendmail`, an admin) picks the files up. A file appears whole or not at all: the
+//! bytes go to a dot-prefixed temporary file in the same folder, are fsynced, then the
+//! file is linked to its final name (which fails instead of overwriting) and the
+//! folder is fsynced. Names come from the Message-ID, reduced to safe characters; a
+//! name already taken by a different message gets a `-2`, `-3`… suffix, while the very
+//! same bytes already there count as delivered (a retry after a crash does not
+//! duplicate). The file holds the message exactly as built; the envelope is not
+//! written (the To header names the recipient). Every failure is temporary: the queue
+//! keeps the message until the admin fixes the folder.
+
+use super::transport::{Envelope, Handover, SendError, Transport};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Longest file name stem taken from a Message-ID (file systems allow 255 bytes).
+const MAX_STEM: usize = 120;
+
+/// Distinguishes temporary files of concurrent sends within this process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes messages as `.eml` files into one folder.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    /// The folder; it must exist (imipd does not create it, so a typo is noticed).
+    dir: PathBuf,
+}
+
+impl Outbox {
+    /// An outbox writing into `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Outbox { dir: dir.into() }
+    }
+
+    /// The folder messages are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `message` and returns the path of the file, blocking; [`Transport::send`]
+    /// runs this on the blocking thread pool.
+    pub fn write(&self, message: &[u8]) -> Result<PathBuf, SendError> {
+        let stem = file_stem(message);
+        let context = |what: &str, path: &Path, e: io::Error| {
+            let hint = match e.kind() {
+                io::ErrorKind::NotFound => " (create the folder or fix queue.outbox)",
+                io::ErrorKind::PermissionDenied => " (let the imipd user write there)",
+                io::ErrorKind::StorageFull => " (free some space)",
+                _ => "",
+            };
+            SendError::temporary(format!(
+                "outbox: cannot {what} {}: {e}{hint}",
+                path.display()
+            ))
+        };
+        let temp = self.dir.join(format!(
+            ".tmp-{}-{}-{stem}.eml",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            write_synced(&temp, message).map_err(|e| context("write", &temp, e))?;
+            for n in 1u32.. {
+                let name = if n == 1 {
+                    format!("{stem}.eml")
+                } else {
+                    format!("{stem}-{n}.eml")
+                };
+                let target = self.dir.join(name);
+                match fs::hard_link(&temp, &target) {
+                    Ok(()) => return Ok(target),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if fs::read(&target).is_ok_and(|existing| existing == message) {
+                            return Ok(target);
+                        }
+                    }
+                    Err(e) => return Err(context("create", &target, e)),
+                }
+            }
+            Err(SendError::temporary(format!(
+                "outbox: no free file name for {stem} in {}",
+                self.dir.display()
+            )))
+        })();
+        let _ = fs::remove_file(&temp);
+        let target = result?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| context("sync folder", &self.dir, e))?;
+        Ok(target)
+    }
+}
+
+impl Transport for Outbox {
+    fn send<'a>(
+        &'a self,
+        _envelope: &'a Envelope,
+        message: &'a [u8],
+    ) -> impl Future<Output = Result<Handover, SendError>> + Send + 'a {
+        let outbox = self.clone();
+        let message = message.to_vec();
+        async move {
+            let path = tokio::task::spawn_blocking(move || outbox.write(&message))
+                .await
+                .map_err(|e| SendError::temporary(format!("outbox: writer task failed: {e}")))??;
+            Ok(Handover {
+                detail: format!("written to {}", path.display()),
+            })
+        }
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A file name stem from the message's Message-ID: letters, digits and `. _ - + @`
+/// only, starting with a letter or digit; a digest of the bytes when there is no
+/// usable Message-ID.
+fn file_stem(message: &[u8]) -> String {
+    let id = mail_parser::MessageParser::new()
+        .parse_headers(message)
+        .and_then(|m| m.message_id().map(str::to_string))
+        .unwrap_or_default();
+    let mut stem: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_STEM)
+        .collect();
+    if !stem.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        stem.insert(0, 'm');
+    }
+    if !id.chars().any(|c| c.is_ascii_alphanumeric()) {
+        let digest = Sha256::digest(message);
+        stem = format!(
+            "nomsgid-{}",
+            digest
+                .iter()
+                .take(12)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
+    stem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_are_safe() {
+        let msg = |id: &str| format!("Message-ID: <{id}>\r\nSubject: x\r\n\r\nbody\r\n");
+        assert_eq!(file_stem(msg("abc.1@example.org").as_bytes()), "abc.1@example.org");
+        assert_eq!(file_stem(msg("../../etc/passwd").as_bytes()), "m.._.._etc_passwd");
+        assert_eq!(file_stem(msg(".hidden@x").as_bytes()), "m.hidden@x");
+        let long = file_stem(msg(&"x".repeat(500)).as_bytes());
+        assert_eq!(long.len(), MAX_STEM);
+        assert!(file_stem(b"Subject: none\r\n\r\nbody\r\n").starts_with("nomsgid-"));
+    }
+}

@@ -1,0 +1,528 @@
+//! The SMTP client that hands outgoing iMIP mail to the configured relay (smarthost).
+//!
+//! Built on mail-send 0.7, the one SMTP client in the project. One connection is kept
+//! and reused for the next message while it is fresh: before reuse the relay gets a
+//! `RSET`, which both clears any half-finished transaction and proves the connection
+//! is still alive; a connection that fails, answers 421, or sat idle longer than
+//! [`RelayConfig::reuse_for`] is dropped and a new one opened. Calls are serialised
+//! on that connection (imipd sends a few messages a minute, not thousands).
+//!
+//! The envelope asks for bounces that can be matched: `MAIL FROM:<verp> RET=HDRS
+//! ENVID=<id>` and `RCPT TO:<rcpt> NOTIFY=FAILURE,DELAY ORCPT=rfc822;<rcpt>` when the
+//! relay advertises DSN (RFC 3461); without DSN the relay still bounces to the VERP
+//! address. Failures are classified for the queue: a 5xx reply to MAIL, RCPT or DATA
+//! is [`SendError::Permanent`]; everything else (4xx, timeouts, refused or dropped
+//! connections, TLS and login problems, which no retry of this message can fix but
+//! an admin can) is [`SendError::Temporary`]. This module does not retry by itself.
+
+use super::transport::{xtext_encode, Envelope, Failure, Handover, SendError, SmtpReply, Transport};
+use mail_send::smtp::message::Parameters;
+use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
+use smtp_proto::{EhloResponse, Response, EXT_8BIT_MIME, EXT_DSN, EXT_SIZE, EXT_SMTP_UTF8};
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+/// How the connection to the relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayTls {
+    /// Plain SMTP: only for a relay on the same machine or a trusted network.
+    None,
+    /// Plain connection upgraded with STARTTLS (port 587); refused if not offered.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// AUTH credentials for the relay.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayAuth {
+    /// The login name.
+    pub username: String,
+    /// The password (never printed by `Debug`).
+    pub password: String,
+}
+
+impl fmt::Debug for RelayAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where and how to reach the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Host name or IP address of the relay.
+    pub host: String,
+    /// TCP port (587 for submission with STARTTLS, 465 for implicit TLS, 25).
+    pub port: u16,
+    /// Transport security.
+    pub tls: RelayTls,
+    /// Login, when the relay wants one.
+    pub auth: Option<RelayAuth>,
+    /// How long one step of the conversation (connect, a command, the message) may
+    /// take before the attempt counts as a temporary failure.
+    pub timeout: Duration,
+    /// The name imipd gives in EHLO: the gateway's host name.
+    pub helo_name: String,
+    /// Accept any TLS certificate. For tests against a self-signed relay only.
+    pub accept_invalid_certs: bool,
+    /// An idle connection older than this is closed instead of reused, staying under
+    /// the relay's own idle timeout (Postfix: 300 s).
+    pub reuse_for: Duration,
+}
+
+impl RelayConfig {
+    /// A configuration for `host:port` with STARTTLS, no login, 60 s timeout.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        RelayConfig {
+            host: host.into(),
+            port,
+            tls: RelayTls::StartTls,
+            auth: None,
+            timeout: Duration::from_secs(60),
+            helo_name: "localhost".to_string(),
+            accept_invalid_certs: false,
+            reuse_for: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The stream types mail-send hands back (plain TCP or a rustls stream), boxed so one
+/// connection type serves every [`RelayTls`] mode.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One open, greeted (and logged-in) connection to the relay.
+struct Connection {
+    client: SmtpClient<Box<dyn Stream>>,
+    /// What the relay offered in EHLO (DSN, SIZE, 8BITMIME, SMTPUTF8).
+    capabilities: EhloResponse<String>,
+    /// When the last transaction on it finished, for [`RelayConfig::reuse_for`].
+    idle_since: Instant,
+    /// Messages sent over it, for the log.
+    messages: u64,
+}
+
+/// The conversation step a failure happened in; decides the wording and whether a 5xx
+/// is about this message (permanent) or about the relay (temporary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connect,
+    Ehlo,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+}
+
+impl Stage {
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::Connect => "connecting",
+            Stage::Ehlo => "EHLO",
+            Stage::Auth => "AUTH",
+            Stage::MailFrom => "MAIL FROM",
+            Stage::RcptTo => "RCPT TO",
+            Stage::Data => "DATA",
+        }
+    }
+
+    /// Whether a 5xx reply at this step condemns the message rather than the setup.
+    fn is_about_message(self) -> bool {
+        matches!(self, Stage::MailFrom | Stage::RcptTo | Stage::Data)
+    }
+}
+
+/// The SMTP relay transport: one reused connection to one relay.
+pub struct Relay {
+    config: RelayConfig,
+    /// The kept connection; the mutex also serialises transactions on it.
+    connection: Mutex<Option<Connection>>,
+}
+
+impl Relay {
+    /// A relay transport; nothing is connected until the first send.
+    pub fn new(config: RelayConfig) -> Self {
+        Relay {
+            config,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// Says QUIT on the kept connection, if any (daemon shutdown).
+    pub async fn close(&self) {
+        if let Some(connection) = self.connection.lock().await.take() {
+            self.quit(connection).await;
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port)
+    }
+
+    async fn quit(&self, connection: Connection) {
+        let limit = self.config.timeout.min(Duration::from_secs(5));
+        let _ = tokio::time::timeout(limit, connection.client.quit()).await;
+    }
+
+    async fn send_message(
+        &self,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Handover, SendError> {
+        check_address("sender", &envelope.mail_from, true)?;
+        check_address("recipient", &envelope.recipient, false)?;
+        let mut slot = self.connection.lock().await;
+        if let Some(mut kept) = slot.take() {
+            if kept.idle_since.elapsed() > self.config.reuse_for {
+                tracing::debug!(relay = %self.address(), "closing idle relay connection");
+                self.quit(kept).await;
+            } else {
+                match kept.client.rset().await {
+                    Ok(()) => *slot = Some(kept),
+                    Err(e) => tracing::debug!(
+                        relay = %self.address(),
+                        error = %e,
+                        "kept relay connection is gone, reconnecting"
+                    ),
+                }
+            }
+        }
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(self.connect().await?),
+        };
+        match self.transaction(connection, envelope, message).await {
+            Ok(reply) => {
+                connection.idle_since = Instant::now();
+                connection.messages += 1;
+                Ok(Handover {
+                    detail: format!(
+                        "relay {} accepted it: {}",
+                        self.address(),
+                        reply_of(&reply)
+                    ),
+                })
+            }
+            Err((stage, error)) => {
+                // A rejected command leaves the conversation in step (RSET fixes the
+                // rest); anything else, or 421, means the connection is unusable.
+                let in_step = matches!(&error, mail_send::Error::UnexpectedReply(r) if r.code != 421);
+                if in_step {
+                    connection.idle_since = Instant::now();
+                } else {
+                    *slot = None;
+                }
+                Err(self.classify(stage, error, envelope))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, SendError> {
+        let cfg = &self.config;
+        let fail = |stage, e| self.classify_setup(stage, e);
+        let mut client: SmtpClient<Box<dyn Stream>> = match cfg.tls {
+            RelayTls::None => {
+                let stream = tokio::time::timeout(
+                    cfg.timeout,
+                    TcpStream::connect((cfg.host.as_str(), cfg.port)),
+                )
+                .await
+                .map_err(|_| fail(Stage::Connect, mail_send::Error::Timeout))?
+                .map_err(|e| fail(Stage::Connect, mail_send::Error::Io(e)))?;
+                let mut client = SmtpClient {
+                    stream: Box::new(stream) as Box<dyn Stream>,
+                    timeout: cfg.timeout,
+                };
+                let greeting = tokio::time::timeout(cfg.timeout, client.read())
+                    .await
+                    .map_err(|_| fail(Stage::Connect, mail_send::Error::Timeout))?
+                    .map_err(|e| fail(Stage::Connect, e))?;
+                if !(200..300).contains(&greeting.code) {
+                    return Err(fail(
+                        Stage::Connect,
+                        mail_send::Error::UnexpectedReply(greeting),
+                    ));
+                }
+                client
+            }
+            RelayTls::StartTls | RelayTls::Implicit => {
+                let mut builder =
+                    SmtpClientBuilder::new(cfg.host.clone(), cfg.port).map_err(|e| {
+                        SendError::temporary(format!(
+                            "cannot set up TLS for relay {}: {e}",
+                            self.address()
+                        ))
+                    })?;
+                if cfg.accept_invalid_certs {
+                    builder = builder.allow_invalid_certs();
+                }
+                let client = builder
+                    .implicit_tls(cfg.tls == RelayTls::Implicit)
+                    .helo_host(cfg.helo_name.clone())
+                    .timeout(cfg.timeout)
+                    .say_ehlo(false)
+                    .connect()
+                    .await
+                    .map_err(|e| fail(Stage::Connect, e))?;
+                SmtpClient {
+                    stream: Box::new(client.stream) as Box<dyn Stream>,
+                    timeout: client.timeout,
+                }
+            }
+        };
+        let capabilities = client
+            .ehlo(&cfg.helo_name)
+            .await
+            .map_err(|e| fail(Stage::Ehlo, e))?;
+        if let Some(auth) = &cfg.auth {
+            let credentials = Credentials::new(auth.username.clone(), auth.password.clone());
+            client
+                .authenticate(&credentials, &capabilities)
+                .await
+                .map_err(|e| fail(Stage::Auth, e))?;
+        }
+        tracing::debug!(relay = %self.address(), "connected to relay");
+        Ok(Connection {
+            client,
+            capabilities,
+            idle_since: Instant::now(),
+            messages: 0,
+        })
+    }
+
+    /// MAIL, RCPT, DATA on an open connection; the error names the failed step.
+    async fn transaction(
+        &self,
+        connection: &mut Connection,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Response<String>, (Stage, mail_send::Error)> {
+        let caps = &connection.capabilities;
+        let dsn = caps.has_capability(EXT_DSN);
+        let mut mail_params = Parameters::new();
+        if caps.has_capability(EXT_SIZE) {
+            mail_params.add(("SIZE".to_string(), message.len().to_string()));
+        }
+        if caps.has_capability(EXT_8BIT_MIME) && !message.is_ascii() {
+            mail_params.add(("BODY".to_string(), "8BITMIME".to_string()));
+        }
+        if caps.has_capability(EXT_SMTP_UTF8)
+            && !(envelope.mail_from.is_ascii() && envelope.recipient.is_ascii())
+        {
+            mail_params.add("SMTPUTF8".to_string());
+        }
+        if dsn {
+            mail_params.add(("RET".to_string(), "HDRS".to_string()));
+            if let Some(id) = &envelope.envelope_id {
+                mail_params.add(("ENVID".to_string(), xtext_encode(id)));
+            }
+        }
+        let mut rcpt_params = Parameters::new();
+        if dsn {
+            rcpt_params.add(("NOTIFY".to_string(), "FAILURE,DELAY".to_string()));
+            rcpt_params.add((
+                "ORCPT".to_string(),
+                format!("rfc822;{}", xtext_encode(&envelope.recipient)),
+            ));
+        }
+        let client = &mut connection.client;
+        client
+            .mail_from(&envelope.mail_from, &mail_params)
+            .await
+            .map_err(|e| (Stage::MailFrom, e))?;
+        client
+            .rcpt_to(&envelope.recipient, &rcpt_params)
+            .await
+            .map_err(|e| (Stage::RcptTo, e))?;
+        client.data(message).await.map_err(|e| (Stage::Data, e))
+    }
+
+    /// A failure before any message-specific command: always temporary.
+    fn classify_setup(&self, stage: Stage, error: mail_send::Error) -> SendError {
+        match self.classify_inner(stage, error, None) {
+            SendError::Permanent(f) | SendError::Temporary(f) => SendError::Temporary(f),
+        }
+    }
+
+    fn classify(&self, stage: Stage, error: mail_send::Error, envelope: &Envelope) -> SendError {
+        self.classify_inner(stage, error, Some(envelope))
+    }
+
+    fn classify_inner(
+        &self,
+        stage: Stage,
+        error: mail_send::Error,
+        envelope: Option<&Envelope>,
+    ) -> SendError {
+        let relay = self.address();
+        let secs = self.config.timeout.as_secs();
+        let (message, reply) = match error {
+            mail_send::Error::UnexpectedReply(r) | mail_send::Error::AuthenticationFailed(r) => {
+                let reply = smtp_reply(&r);
+                let what = match (stage, envelope) {
+                    (Stage::MailFrom, Some(env)) => {
+                        format!("relay {relay} refused sender <{}>", env.mail_from)
+                    }
+                    (Stage::RcptTo, Some(env)) => {
+                        format!("relay {relay} refused recipient <{}>", env.recipient)
+                    }
+                    (Stage::Data, _) => format!("relay {relay} refused the message"),
+                    (Stage::Connect, _) => format!("relay {relay} is not accepting mail now"),
+                    (Stage::Auth, _) => format!(
+                        "relay {relay} rejected the login of {:?} (check the relay user name and password)",
+                        self.config.auth.as_ref().map(|a| a.username.as_str()).unwrap_or("")
+                    ),
+                    (stage, _) => format!("relay {relay} rejected {}", stage.describe()),
+                };
+                (format!("{what}: {reply}"), Some(reply))
+            }
+            mail_send::Error::Io(e) if stage == Stage::Connect => {
+                let hint = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        format!("relay {relay} refused the connection: is it running?")
+                    }
+                    _ => format!("cannot connect to relay {relay}: {e}"),
+                };
+                (hint, None)
+            }
+            mail_send::Error::Io(e) => (
+                format!(
+                    "connection to relay {relay} failed during {}: {e}",
+                    stage.describe()
+                ),
+                None,
+            ),
+            mail_send::Error::Tls(e) => (
+                format!(
+                    "TLS with relay {relay} failed: {e} (check its certificate and the tls setting)"
+                ),
+                None,
+            ),
+            mail_send::Error::Timeout => (
+                format!(
+                    "relay {relay} did not answer within {secs} s during {}",
+                    stage.describe()
+                ),
+                None,
+            ),
+            mail_send::Error::UnparseableReply => (
+                format!(
+                    "relay {relay} closed the connection (or sent an unreadable reply) during {}",
+                    stage.describe()
+                ),
+                None,
+            ),
+            mail_send::Error::MissingStartTls => (
+                format!(
+                    "relay {relay} does not offer STARTTLS (use tls = \"tls\" for port 465, or \"none\" only for a relay on this machine)"
+                ),
+                None,
+            ),
+            mail_send::Error::UnsupportedAuthMechanism => (
+                format!("relay {relay} offers no login method imipd supports (PLAIN or LOGIN)"),
+                None,
+            ),
+            mail_send::Error::InvalidTLSName => (
+                format!(
+                    "relay host name {:?} cannot be checked against a TLS certificate",
+                    self.config.host
+                ),
+                None,
+            ),
+            other => (format!("relay {relay}: {other}"), None),
+        };
+        let failure = Failure { message, reply };
+        let permanent = stage.is_about_message()
+            && failure
+                .reply
+                .as_ref()
+                .is_some_and(|r| (500..600).contains(&r.code));
+        if permanent {
+            SendError::Permanent(failure)
+        } else {
+            SendError::Temporary(failure)
+        }
+    }
+}
+
+impl Transport for Relay {
+    fn send<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+        message: &'a [u8],
+    ) -> impl Future<Output = Result<Handover, SendError>> + Send + 'a {
+        self.send_message(envelope, message)
+    }
+}
+
+/// Refuses envelope addresses that would break the SMTP command line they go into
+/// (a calendar can name any attendee; CR LF in one must not become a command).
+fn check_address(role: &str, address: &str, may_be_empty: bool) -> Result<(), SendError> {
+    let bad = (address.is_empty() && !may_be_empty)
+        || address.len() > 320
+        || address
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>');
+    if bad {
+        return Err(SendError::Permanent(Failure {
+            message: format!("the {role} address {address:?} cannot be used in SMTP"),
+            reply: None,
+        }));
+    }
+    Ok(())
+}
+
+fn smtp_reply(r: &Response<String>) -> SmtpReply {
+    let [class, subject, detail] = r.esc;
+    SmtpReply {
+        code: r.code,
+        enhanced: (class != 0).then(|| format!("{class}.{subject}.{detail}")),
+        text: r.message.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn reply_of(r: &Response<String>) -> String {
+    smtp_reply(r).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_addresses_cannot_inject_commands() {
+        assert!(check_address("recipient", "bob@example.org", false).is_ok());
+        assert!(check_address("sender", "", true).is_ok());
+        for bad in [
+            "",
+            "bob@example.org>\r\nRCPT TO:<evil@x",
+            "a b@c",
+            "a<b@c",
+        ] {
+            let err = check_address("recipient", bad, false).unwrap_err();
+            assert!(!err.is_temporary(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_password() {
+        let auth = RelayAuth {
+            username: "imipd".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,376 @@
+//! One LMTP conversation (RFC 2033), from greeting to QUIT.
+//!
+//! Commands are parsed by smtp-proto's request parser; this module keeps the
+//! transaction state (LHLO name, sender, accepted recipients), applies the limits
+//! (SIZE, recipients, commands, errors, idle time), asks the [`LmtpHandler`] about
+//! recipients and messages, and writes exactly one reply per command, plus one reply
+//! per accepted recipient after DATA, in RCPT order. The LHLO and 354 replies are
+//! written here rather than by smtp-proto (its EHLO writer prints a fixed greeting and
+//! its 354 an odd enhanced code). It never panics on input: every byte sequence ends
+//! in a reply or a closed connection. Accepting connections and shutdown live in
+//! [`lmtp`](super::lmtp).
+
+use super::framing::{Data, Framed, Line, ReadError};
+use super::handler::{LmtpHandler, ReceivedMessage, RecipientCheck, RecipientOutcome};
+use super::lmtp::LmtpConfig;
+use super::reply::{write_multiline, Reply};
+use smtp_proto::{Error as ParseError, Request};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+/// Whether the conversation goes on.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// State of one connection.
+struct Session<'a, S, H> {
+    io: Framed<S>,
+    config: &'a LmtpConfig,
+    handler: &'a H,
+    peer: String,
+    /// The LHLO name; `None` until the client has said LHLO.
+    lhlo: Option<String>,
+    /// The current transaction's sender; `None` outside a transaction.
+    mail_from: Option<String>,
+    /// Recipients accepted in the current transaction, in RCPT order.
+    recipients: Vec<String>,
+    commands: usize,
+    errors: usize,
+}
+
+/// Runs one session on `stream` until QUIT, an error, a limit, or shutdown (which
+/// lets a transaction in progress finish first).
+pub(crate) async fn run<S, H>(
+    stream: S,
+    peer: String,
+    config: &LmtpConfig,
+    handler: &H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: LmtpHandler,
+{
+    let mut session = Session {
+        io: Framed::new(stream, config.max_line_length, config.idle_timeout),
+        config,
+        handler,
+        peer,
+        lhlo: None,
+        mail_from: None,
+        recipients: Vec::new(),
+        commands: 0,
+        errors: 0,
+    };
+    tracing::debug!(peer = %session.peer, "LMTP session started");
+    session.reply(Reply::new(
+        220,
+        "",
+        format!("{} LMTP imipd ready", config.hostname),
+    ));
+    loop {
+        if !session.io.has_buffered_line() && session.io.flush().await.is_err() {
+            break;
+        }
+        let idle_between_transactions = session.mail_from.is_none();
+        if idle_between_transactions && *shutdown.borrow() {
+            session.close_with(421, "4.3.2", "shutting down, try again later").await;
+            break;
+        }
+        let line = if idle_between_transactions {
+            tokio::select! {
+                biased;
+                line = session.io.read_line() => line,
+                () = shutdown_signalled(&mut shutdown) => {
+                    session.close_with(421, "4.3.2", "shutting down, try again later").await;
+                    break;
+                }
+            }
+        } else {
+            session.io.read_line().await
+        };
+        let flow = match line {
+            Ok(line) => session.command(line).await,
+            Err(ReadError::Idle) => {
+                session.close_with(421, "4.4.2", "idle too long, closing connection").await;
+                Flow::Close
+            }
+            Err(ReadError::Closed) => Flow::Close,
+            Err(ReadError::Io(e)) => {
+                tracing::debug!(peer = %session.peer, error = %e, "LMTP connection failed");
+                Flow::Close
+            }
+        };
+        if let Flow::Close = flow {
+            let _ = session.io.flush().await;
+            break;
+        }
+    }
+    tracing::debug!(peer = %session.peer, commands = session.commands, "LMTP session ended");
+}
+
+/// Resolves once shutdown is requested (or the server is gone).
+async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl<S, H> Session<'_, S, H>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: LmtpHandler,
+{
+    fn reply(&mut self, reply: Reply) {
+        reply.write_to(self.io.queue());
+    }
+
+    /// An error reply; too many of them end the session.
+    fn error(&mut self, code: u16, enhanced: &str, text: impl AsRef<str>) -> Flow {
+        self.reply(Reply::new(code, enhanced, text));
+        self.errors += 1;
+        if self.errors > self.config.max_errors {
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                format!("{} too many errors, closing connection", self.config.hostname),
+            ));
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    async fn close_with(&mut self, code: u16, enhanced: &str, text: &str) {
+        let text = format!("{} {text}", self.config.hostname);
+        self.reply(Reply::new(code, enhanced, text));
+        let _ = self.io.flush().await;
+    }
+
+    fn reset(&mut self) {
+        self.mail_from = None;
+        self.recipients.clear();
+    }
+
+    async fn command(&mut self, line: Line) -> Flow {
+        self.commands += 1;
+        if self.commands > self.config.max_commands {
+            self.reply(Reply::new(
+                421,
+                "4.7.0",
+                format!("{} too many commands, closing connection", self.config.hostname),
+            ));
+            return Flow::Close;
+        }
+        let bytes = match line {
+            Line::Command(bytes) => bytes,
+            Line::TooLong => return self.error(500, "5.5.2", "line too long"),
+        };
+        let request = match Request::parse(&mut bytes.iter()) {
+            Ok(request) => request.into_owned(),
+            Err(e) => return self.parse_error(e),
+        };
+        match request {
+            Request::Lhlo { host } => {
+                self.reset();
+                self.lhlo = Some(host);
+                let lines = [
+                    self.config.hostname.clone(),
+                    "PIPELINING".to_string(),
+                    "ENHANCEDSTATUSCODES".to_string(),
+                    "8BITMIME".to_string(),
+                    format!("SIZE {}", self.config.max_message_size),
+                ];
+                write_multiline(self.io.queue(), 250, &lines);
+                Flow::Continue
+            }
+            Request::Ehlo { .. } | Request::Helo { .. } => {
+                self.error(500, "5.5.1", "this is an LMTP server: say LHLO")
+            }
+            Request::Mail { from } => {
+                if self.lhlo.is_none() {
+                    return self.error(503, "5.5.1", "say LHLO first");
+                }
+                if self.mail_from.is_some() {
+                    return self.error(503, "5.5.1", "nested MAIL command");
+                }
+                if from.size > self.config.max_message_size {
+                    return self.error(
+                        552,
+                        "5.3.4",
+                        format!(
+                            "message size exceeds fixed maximum message size ({} bytes)",
+                            self.config.max_message_size
+                        ),
+                    );
+                }
+                self.mail_from = Some(from.address);
+                self.recipients.clear();
+                self.reply(Reply::new(250, "2.1.0", "sender ok"));
+                Flow::Continue
+            }
+            Request::Rcpt { to } => {
+                if self.mail_from.is_none() {
+                    return self.error(503, "5.5.1", "need MAIL before RCPT");
+                }
+                if self.recipients.len() >= self.config.max_recipients {
+                    self.reply(Reply::new(452, "4.5.3", "too many recipients"));
+                    return Flow::Continue;
+                }
+                match self.handler.check_recipient(&to.address) {
+                    RecipientCheck::Accept => {
+                        self.recipients.push(to.address);
+                        self.reply(Reply::new(250, "2.1.5", "recipient ok"));
+                        Flow::Continue
+                    }
+                    RecipientCheck::Unknown => self.error(
+                        550,
+                        "5.1.1",
+                        format!("<{}>: recipient address unknown", to.address),
+                    ),
+                    RecipientCheck::TempFail(reason) => {
+                        self.reply(Reply::new(451, "4.3.0", reason));
+                        Flow::Continue
+                    }
+                }
+            }
+            Request::Data => self.data().await,
+            Request::Rset => {
+                self.reset();
+                self.reply(Reply::new(250, "2.0.0", "ok"));
+                Flow::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(Reply::new(250, "2.0.0", "ok"));
+                Flow::Continue
+            }
+            Request::Quit => {
+                let text = format!("{} closing connection", self.config.hostname);
+                self.reply(Reply::new(221, "2.0.0", text));
+                Flow::Close
+            }
+            Request::Bdat { .. } => {
+                // The chunk's bytes follow at once and would be read as commands.
+                self.reply(Reply::new(
+                    421,
+                    "4.5.0",
+                    "BDAT not supported (CHUNKING is not advertised), closing connection",
+                ));
+                Flow::Close
+            }
+            other => {
+                let name = other.name();
+                self.error(502, "5.5.1", format!("{name} not implemented"))
+            }
+        }
+    }
+
+    fn parse_error(&mut self, error: ParseError) -> Flow {
+        match error {
+            ParseError::SyntaxError { syntax } => {
+                self.error(501, "5.5.4", format!("syntax: {syntax}"))
+            }
+            ParseError::InvalidSenderAddress => {
+                self.error(501, "5.1.7", "bad sender address syntax")
+            }
+            ParseError::InvalidRecipientAddress => {
+                self.error(501, "5.1.3", "bad recipient address syntax")
+            }
+            ParseError::InvalidParameter { param } => {
+                self.error(501, "5.5.4", format!("invalid parameter {param}"))
+            }
+            ParseError::UnsupportedParameter { param } => {
+                self.error(555, "5.5.4", format!("unsupported parameter {param}"))
+            }
+            ParseError::UnknownCommand
+            | ParseError::NeedsMoreData { .. }
+            | ParseError::ResponseTooLong
+            | ParseError::InvalidResponse { .. } => {
+                self.error(500, "5.5.2", "command not recognized")
+            }
+        }
+    }
+
+    async fn data(&mut self) -> Flow {
+        let Some(mail_from) = self.mail_from.clone() else {
+            return self.error(503, "5.5.1", "need MAIL before DATA");
+        };
+        if self.recipients.is_empty() {
+            return self.error(503, "5.5.1", "no valid recipients");
+        }
+        self.reply(Reply::new(354, "", "start mail input; end with <CRLF>.<CRLF>"));
+        if self.io.flush().await.is_err() {
+            return Flow::Close;
+        }
+        let recipients = std::mem::take(&mut self.recipients);
+        self.reset();
+        let data = match self.io.read_data(self.config.max_message_size).await {
+            Ok(Data::Complete(data)) => data,
+            Ok(Data::TooBig) => {
+                let text = format!(
+                    "message size exceeds fixed maximum message size ({} bytes)",
+                    self.config.max_message_size
+                );
+                for _ in &recipients {
+                    self.reply(Reply::new(552, "5.3.4", &text));
+                }
+                return Flow::Continue;
+            }
+            Err(ReadError::Idle) => {
+                self.close_with(421, "4.4.2", "idle too long in DATA, closing connection")
+                    .await;
+                return Flow::Close;
+            }
+            Err(_) => return Flow::Close,
+        };
+        let size = data.len();
+        let message = ReceivedMessage {
+            mail_from: mail_from.clone(),
+            recipients: recipients.clone(),
+            data,
+            lhlo: self.lhlo.clone().unwrap_or_default(),
+            peer: self.peer.clone(),
+        };
+        let outcomes = self.handler.deliver(message).await;
+        if outcomes.len() != recipients.len() {
+            tracing::warn!(
+                peer = %self.peer,
+                expected = recipients.len(),
+                got = outcomes.len(),
+                "LMTP handler returned the wrong number of outcomes; missing ones are answered 451"
+            );
+        }
+        for (i, rcpt) in recipients.iter().enumerate() {
+            let reply = match outcomes.get(i) {
+                Some(RecipientOutcome::Accepted(text)) => Reply::new(250, "2.0.0", text),
+                Some(RecipientOutcome::TempFail { enhanced, reason }) => {
+                    Reply::new(451, enhanced, reason)
+                }
+                Some(RecipientOutcome::Rejected {
+                    code,
+                    enhanced,
+                    reason,
+                }) => {
+                    let code = if (500..600).contains(code) { *code } else { 554 };
+                    Reply::new(code, enhanced, reason)
+                }
+                None => Reply::new(451, "4.3.0", "delivery outcome unknown, try again later"),
+            };
+            tracing::info!(
+                peer = %self.peer,
+                from = %mail_from,
+                rcpt = %rcpt,
+                size,
+                reply = reply.code,
+                "LMTP delivery"
+            );
+            self.reply(reply);
+        }
+        Flow::Continue
+    }
+}
