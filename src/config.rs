@@ -303,7 +303,12 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute paths: file events name absolute paths, and the daemon may chdir.
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -432,6 +437,7 @@ mod tests {
         assert_eq!(config.users().expect("users").len(), 2);
         assert!(config.relay.is_none(), "the demo writes mail to the outbox");
         assert!(config.queue.outbox.ends_with("examples/outbox"));
+        assert!(config.store.root.is_absolute(), "store paths are absolute");
     }
 
     #[test]

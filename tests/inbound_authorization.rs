@@ -1,0 +1,342 @@
+//! Who may change a local calendar by email: each case is one email as the MTA would
+//! deliver it, decided by the same code the LMTP server uses, against a real store.
+//! Every refused case leaves the stored copy byte-for-byte unchanged.
+
+use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::daemon::inbound::{Inbound, Verdict};
+use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::store::layout::Store;
+use imipd::store::process::Processor;
+use imipd::store::scan::scan_all;
+use imipd::store::state::State;
+use std::path::PathBuf;
+
+const NOW: i64 = 1_900_000_000;
+
+struct Site {
+    dir: PathBuf,
+    store: Store,
+    state: State,
+    settings: LmtpSection,
+}
+
+const ORGANIZER_COPY: &str =
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
+UID:budget-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300410T120000Z\r\n\
+DTEND:20300410T130000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Budget\r\n\
+ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
+ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.net\r\n\
+END:VEVENT\r\nEND:VCALENDAR\r\n";
+
+/// Bob's copy of an event Dave organizes.
+const ATTENDEE_COPY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
+UID:review-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:2\r\nDTSTART:20300411T120000Z\r\n\
+DTEND:20300411T130000Z\r\nSUMMARY:Review\r\nORGANIZER:mailto:dave@example.net\r\n\
+ATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@example.net\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com\r\n\
+ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+impl Site {
+    fn new(name: &str) -> Site {
+        let dir = std::env::temp_dir().join(format!("imipd-inbound-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for user in ["alice", "bob"] {
+            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
+                .expect("folders");
+        }
+        std::fs::write(dir.join("stores/alice/calendar/budget.ics"), ORGANIZER_COPY)
+            .expect("alice's event");
+        std::fs::write(dir.join("stores/bob/calendar/review.ics"), ATTENDEE_COPY)
+            .expect("bob's event");
+        let section = StoreSection {
+            layout: Layout::Vdir,
+            root: dir.join("stores"),
+            max_object_size: 1 << 20,
+            rescan_interval: 60,
+            debounce_ms: 10,
+        };
+        let users =
+            ["alice", "bob"]
+                .iter()
+                .map(|name| User {
+                    name: name.to_string(),
+                    addresses: vec![
+                        CalAddress::parse(&format!("{name}@example.com")).expect("address")
+                    ],
+                    invitations: "calendar".into(),
+                    language: None,
+                })
+                .collect();
+        let store = Store::new(&section, users);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        scan_all(
+            &Processor {
+                store: &store,
+                state: &state,
+                reply_details: ReplyDetails::Full,
+            },
+            NOW,
+            false,
+        )
+        .expect("baseline");
+        let settings = LmtpSection {
+            listen: None,
+            socket: None,
+            max_message_size: 1 << 20,
+            max_calendar_size: 512 * 1024,
+            max_connections: 5,
+            idle_timeout: 30,
+            import_policy: ImportPolicy::Everyone,
+            trusted_authserv_ids: vec!["mx.example.com".into()],
+            require_authenticated: false,
+            bounce_refused: true,
+        };
+        Site {
+            dir,
+            store,
+            state,
+            settings,
+        }
+    }
+
+    fn deliver(&self, rcpt: &str, mail: &str) -> Verdict {
+        let inbound = Inbound {
+            store: &self.store,
+            state: &self.state,
+            settings: &self.settings,
+            reply_details: ReplyDetails::Full,
+            bounce_local_part: "imipd-bounces",
+        };
+        let mut verdicts = inbound.deliver(
+            "sender@example.net",
+            &[rcpt.to_string()],
+            mail.as_bytes(),
+            NOW,
+        );
+        verdicts.remove(0)
+    }
+
+    fn alice(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stores/alice/calendar/budget.ics"))
+            .expect("alice's copy")
+    }
+
+    fn bob(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stores/bob/calendar/review.ics"))
+            .expect("bob's copy")
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An iMIP email as a client would send it.
+fn email(from: &str, message_id: &str, extra_headers: &str, method: &str, body: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: someone@example.com\r\nSubject: iMIP\r\nMessage-ID: <{message_id}>\r\n{extra_headers}\
+         MIME-Version: 1.0\r\nContent-Type: text/calendar; method={method}; charset=utf-8\r\n\r\n\
+         BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Client//EN\r\nMETHOD:{method}\r\nBEGIN:VEVENT\r\n{body}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn reply_body(attendee: &str, partstat: &str) -> String {
+    format!(
+        "UID:budget-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\nORGANIZER:mailto:alice@example.com\r\n\
+         ATTENDEE;PARTSTAT={partstat}:mailto:{attendee}\r\nREQUEST-STATUS:2.0;Success\r\n"
+    )
+}
+
+fn refused(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Refused { code: 550, .. })
+}
+
+#[test]
+fn an_attendees_reply_is_applied_once_even_when_delivered_twice() {
+    let site = Site::new("replay");
+    let mail = email(
+        "carol@example.net",
+        "r1@example.net",
+        "",
+        "REPLY",
+        &reply_body("carol@example.net", "ACCEPTED"),
+    );
+    assert!(
+        matches!(site.deliver("alice@example.com", &mail), Verdict::Accepted(t) if t.contains("applied"))
+    );
+    let after_first = site.alice();
+    assert!(
+        after_first
+            .replace("\r\n ", "")
+            .contains("PARTSTAT=ACCEPTED;SCHEDULE-STATUS=2.0:mailto:carol"),
+        "{after_first}"
+    );
+    assert!(
+        matches!(site.deliver("alice@example.com", &mail), Verdict::Accepted(t) if t.contains("already applied"))
+    );
+    assert_eq!(site.alice(), after_first);
+}
+
+#[test]
+fn a_reply_from_someone_not_invited_is_refused() {
+    let site = Site::new("stranger");
+    let mail = email(
+        "mallory@example.org",
+        "m1@example.org",
+        "",
+        "REPLY",
+        &reply_body("mallory@example.org", "ACCEPTED"),
+    );
+    assert!(refused(&site.deliver("alice@example.com", &mail)));
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+}
+
+#[test]
+fn a_reply_whose_from_is_not_the_attendee_is_refused() {
+    let site = Site::new("impersonation");
+    let mail = email(
+        "mallory@example.org",
+        "m2@example.org",
+        "",
+        "REPLY",
+        &reply_body("carol@example.net", "DECLINED"),
+    );
+    assert!(refused(&site.deliver("alice@example.com", &mail)));
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+}
+
+#[test]
+fn a_cancel_or_request_not_from_the_organizer_is_refused() {
+    let site = Site::new("not-organizer");
+    let cancel = email(
+        "carol@example.net",
+        "c1@example.net",
+        "",
+        "CANCEL",
+        "UID:review-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:3\r\nSTATUS:CANCELLED\r\nORGANIZER:mailto:dave@example.net\r\n\
+         ATTENDEE:mailto:bob@example.com\r\nATTENDEE:mailto:carol@example.net\r\n",
+    );
+    assert!(refused(&site.deliver("bob@example.com", &cancel)));
+    let request = email(
+        "carol@example.net",
+        "c2@example.net",
+        "",
+        "REQUEST",
+        "UID:review-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:3\r\nDTSTART:20300412T120000Z\r\nDTEND:20300412T130000Z\r\n\
+         SUMMARY:Review (moved)\r\nORGANIZER:mailto:dave@example.net\r\nATTENDEE:mailto:bob@example.com\r\nATTENDEE:mailto:carol@example.net\r\n",
+    );
+    assert!(refused(&site.deliver("bob@example.com", &request)));
+    assert_eq!(site.bob(), ATTENDEE_COPY);
+}
+
+#[test]
+fn a_refresh_from_a_stranger_gets_nothing() {
+    let site = Site::new("refresh");
+    let mail = email(
+        "mallory@example.org",
+        "m3@example.org",
+        "",
+        "REFRESH",
+        "UID:budget-1\r\nDTSTAMP:20300102T090000Z\r\nORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:mallory@example.org\r\n",
+    );
+    assert!(refused(&site.deliver("alice@example.com", &mail)));
+    assert!(
+        site.state.queue().expect("queue").is_empty(),
+        "no answer is queued"
+    );
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+}
+
+#[test]
+fn a_forged_from_without_an_authenticated_verdict_is_refused_when_required() {
+    let mut site = Site::new("forged");
+    site.settings.require_authenticated = true;
+    let forged = email(
+        "carol@example.net",
+        "f1@example.net",
+        "",
+        "REPLY",
+        &reply_body("carol@example.net", "DECLINED"),
+    );
+    assert!(refused(&site.deliver("alice@example.com", &forged)));
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+    // An Authentication-Results header from an MTA we do not trust changes nothing.
+    let untrusted = email(
+        "carol@example.net",
+        "f2@example.net",
+        "Authentication-Results: evil.example.org; dmarc=pass header.from=example.net\r\n",
+        "REPLY",
+        &reply_body("carol@example.net", "DECLINED"),
+    );
+    assert!(refused(&site.deliver("alice@example.com", &untrusted)));
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+    // Our own MTA's verdict is believed.
+    let trusted = email(
+        "carol@example.net",
+        "f3@example.net",
+        "Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n",
+        "REPLY",
+        &reply_body("carol@example.net", "DECLINED"),
+    );
+    assert!(matches!(
+        site.deliver("alice@example.com", &trusted),
+        Verdict::Accepted(_)
+    ));
+    assert!(site.alice().contains("PARTSTAT=DECLINED"));
+}
+
+#[test]
+fn a_reply_that_tries_to_add_an_occurrence_for_a_stranger_is_refused() {
+    let site = Site::new("add-instance");
+    let mail = email(
+        "mallory@example.org",
+        "m4@example.org",
+        "",
+        "REPLY",
+        "UID:budget-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\nRECURRENCE-ID:20300417T120000Z\r\n\
+         ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:mallory@example.org\r\n",
+    );
+    assert!(refused(&site.deliver("alice@example.com", &mail)));
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+}
+
+#[test]
+fn an_old_request_arriving_late_is_refused() {
+    let site = Site::new("stale");
+    let mail = email(
+        "dave@example.net",
+        "d1@example.net",
+        "",
+        "REQUEST",
+        "UID:review-1\r\nDTSTAMP:20291201T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300409T120000Z\r\nDTEND:20300409T130000Z\r\n\
+         SUMMARY:Review (old time)\r\nORGANIZER:mailto:dave@example.net\r\nATTENDEE:mailto:bob@example.com\r\n",
+    );
+    assert!(refused(&site.deliver("bob@example.com", &mail)));
+    assert_eq!(site.bob(), ATTENDEE_COPY);
+}
+
+#[test]
+fn unknown_recipients_and_mail_without_a_calendar_get_clear_answers() {
+    let site = Site::new("rcpt");
+    let mail = email(
+        "carol@example.net",
+        "x1@example.net",
+        "",
+        "REPLY",
+        &reply_body("carol@example.net", "ACCEPTED"),
+    );
+    match site.deliver("nobody@example.com", &mail) {
+        Verdict::Refused { code, enhanced, .. } => assert_eq!((code, enhanced), (550, "5.1.1")),
+        other => panic!("{other:?}"),
+    }
+    let plain =
+        "From: carol@example.net\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nJust text.\r\n";
+    match site.deliver("alice@example.com", plain) {
+        Verdict::Refused { reason, .. } => {
+            assert!(reason.contains("not an iMIP message"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(site.alice(), ORGANIZER_COPY);
+}
