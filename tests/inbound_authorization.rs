@@ -5,6 +5,7 @@
 use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
 use imipd::daemon::inbound::{Inbound, Verdict};
 use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
@@ -104,7 +105,7 @@ impl Site {
             state: &self.state,
             settings: &self.settings,
             reply_details: ReplyDetails::Full,
-            bounce_local_part: "imipd-bounces",
+            bounces: &BounceAddress::new("imipd-bounces", "example.com").expect("bounce address"),
         };
         let mut verdicts = inbound.deliver(
             "sender@example.net",

@@ -9,7 +9,10 @@
 
 use crate::config::{ImportPolicy, LmtpSection};
 use crate::imip::{self, IncomingOptions};
+use crate::itip::status::FAILED;
 use crate::itip::CalAddress;
+use crate::smtp::dsn::parse_dsn;
+use crate::smtp::verp::BounceAddress;
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
 use crate::store::state::State;
@@ -54,9 +57,8 @@ pub struct Inbound<'a> {
     pub settings: &'a LmtpSection,
     /// How answers are written.
     pub reply_details: crate::itip::ReplyDetails,
-    /// The local part of the bounce address (`imipd-bounces`), matched with any
-    /// `+suffix` on the mail domain.
-    pub bounce_local_part: &'a str,
+    /// The bounce address family (`imipd-bounces+<item>@<domain>`).
+    pub bounces: &'a BounceAddress,
 }
 
 impl Inbound<'_> {
@@ -68,9 +70,7 @@ impl Inbound<'_> {
         if let Some(user) = self.store.user_for_address(&address) {
             return RecipientCheck::User(user.name.clone());
         }
-        let local = address.as_str().split('@').next().unwrap_or_default();
-        let base = local.split('+').next().unwrap_or_default();
-        if base == self.bounce_local_part {
+        if self.bounces.matches(rcpt) {
             return RecipientCheck::Bounces;
         }
         RecipientCheck::Unknown
@@ -113,7 +113,7 @@ impl Inbound<'_> {
                     enhanced: "5.1.1",
                     reason: format!("{rcpt}: no such calendar user here"),
                 },
-                RecipientCheck::Bounces => Verdict::Accepted("bounce noted".into()),
+                RecipientCheck::Bounces => self.note_bounce(rcpt, data),
                 RecipientCheck::User(user) => match &parsed {
                     Err(err) => {
                         self.refuse_or_ignore("5.6.0", format!("not an iMIP message: {err}"))
@@ -189,6 +189,71 @@ impl Inbound<'_> {
             }
             Err(err @ ApplyError::Itip(_)) => self.refuse_or_ignore("5.7.1", err.to_string()),
             Err(err) => Verdict::Accepted(format!("ignored: {err}")),
+        }
+    }
+}
+
+impl Inbound<'_> {
+    /// A delivery report for an email imipd sent: the attendee it failed for gets
+    /// SCHEDULE-STATUS 5.1 on the organizer's copy. Matched by the VERP token of the
+    /// bounce address, else the ENVID, else the tracking header (UID and recipient).
+    fn note_bounce(&self, rcpt: &str, data: &[u8]) -> Verdict {
+        let report = match parse_dsn(data) {
+            Ok(report) => report,
+            Err(err) => return Verdict::Accepted(format!("ignored at the bounce address: {err}")),
+        };
+        let id = self
+            .bounces
+            .token_of(rcpt)
+            .and_then(|t| t.queue_item())
+            .or_else(|| {
+                report
+                    .envelope_id
+                    .as_deref()
+                    .and_then(|e| e.strip_prefix("imipd.")?.parse().ok())
+            });
+        let sent = match id.map(|id| self.state.sent(id)).transpose() {
+            Ok(found) => found.flatten(),
+            Err(err) => return Verdict::TryLater(err.to_string()),
+        };
+        let sent = match (sent, &report.item) {
+            (Some(sent), _) => Some(sent),
+            (None, Some(item)) => match self.state.sent_records() {
+                Ok(records) => records.into_iter().rev().find(|r| {
+                    r.uid == item.uid
+                        && CalAddress::parse(&r.rcpt).as_ref() == Some(&item.recipient)
+                }),
+                Err(err) => return Verdict::TryLater(err.to_string()),
+            },
+            (None, None) => None,
+        };
+        let Some(sent) = sent else {
+            return Verdict::Accepted("ignored: a bounce for no message imipd remembers".into());
+        };
+        let failed: Vec<&str> = report
+            .recipients
+            .iter()
+            .filter(|r| r.is_permanent_failure())
+            .map(|r| r.status.as_str())
+            .collect();
+        let Some(status) = failed.first() else {
+            return Verdict::Accepted(format!("delay notice for {} noted", sent.rcpt));
+        };
+        let Some(attendee) = CalAddress::parse(&sent.rcpt) else {
+            return Verdict::Accepted("ignored: the bounced recipient is not an address".into());
+        };
+        let applier = Applier {
+            store: self.store,
+            state: self.state,
+            reply_details: self.reply_details,
+        };
+        match applier.record_status(&sent.status_object, &attendee, FAILED) {
+            Ok(_) => Verdict::Accepted(format!(
+                "bounce ({status}) for {attendee}: SCHEDULE-STATUS {FAILED} recorded on {}",
+                sent.status_object
+            )),
+            Err(err) if err.is_temporary() => Verdict::TryLater(err.to_string()),
+            Err(err) => Verdict::Accepted(format!("bounce for {attendee} not recorded: {err}")),
         }
     }
 }

@@ -160,12 +160,13 @@ pub fn inject(
     let state = State::open(&config.state).map_err(|e| {
         format!("{e}\n(is the daemon running? Deliver through its LMTP port, or use --dry-run)")
     })?;
+    let settings = crate::daemon::serve::queue_settings(config).map_err(|e| e.to_string())?;
     let inbound = Inbound {
         store: &store,
         state: &state,
         settings: &lmtp,
         reply_details: config.reply_details(),
-        bounce_local_part: crate::daemon::BOUNCE_LOCAL_PART,
+        bounces: &settings.bounces,
     };
     let verdicts = inbound.deliver("", &[rcpt.to_string()], &data, now);
     Ok(verdicts

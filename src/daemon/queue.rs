@@ -5,43 +5,23 @@
 //! temporary failure (relay down, 4xx, disk full) is retried with backoff until the
 //! item is older than the maximum age; a permanent one (5xx) ends the item. Either
 //! way the organizer's copy learns the outcome as SCHEDULE-STATUS on that attendee:
-//! 1.2 delivered locally, 1.1 sent, 3.7 invalid address, 5.1 failed.
+//! 1.2 delivered locally, 1.1 sent, 3.7 not an email address, 5.1 failed. Each email
+//! goes out with a VERP envelope sender naming its queue item, and is remembered for
+//! the maximum age, so a bounce arriving days later still finds its attendee.
 
-use crate::imip::{self, OutgoingMail, OutgoingOptions, Stamp};
+use crate::imip::{self, OutgoingOptions, Stamp};
 use crate::itip::status::{DELIVERED, FAILED, INVALID_ADDRESS, SENT};
 use crate::itip::{CalAddress, FieldChange, ItipMessage, MessageSummary, Method};
+use crate::smtp::retry::{Decision, RandomSource, RetryPolicy};
+use crate::smtp::transport::{Envelope, SendError, Transport};
+use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
-use crate::store::state::{Batch, QueueItem, Route, State, StateError, SummaryRecord};
+use crate::store::state::{Batch, QueueItem, SentRecord, State, StateError, SummaryRecord};
 use calcard::icalendar::{
     ICalendar, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
 };
-use std::future::Future;
-
-/// Why handing an email over failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandoverError {
-    /// Try again later (4xx, timeout, relay down, disk full).
-    Temporary(String),
-    /// Give up (5xx). `enhanced` is the enhanced status code, e.g. `5.1.1`.
-    Permanent {
-        /// Enhanced status code from the server.
-        enhanced: String,
-        /// What the server said.
-        text: String,
-    },
-}
-
-/// Gives a built email to the next hop: the daemon's view of a transport.
-pub trait Handover {
-    /// Sends `mail` with the given envelope sender and envelope id.
-    fn hand_over(
-        &mut self,
-        mail: &OutgoingMail,
-        envelope_from: &str,
-        envid: &str,
-    ) -> impl Future<Output = Result<(), HandoverError>> + Send;
-}
+use std::time::Duration;
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,19 +39,12 @@ pub enum Attempt {
 pub struct QueueSettings {
     /// How emails are written.
     pub mail: OutgoingOptions,
-    /// The envelope sender for bounces, e.g. `imipd-bounces@example.com`.
-    pub bounce_address: String,
-    /// Seconds after which an undelivered item fails.
-    pub max_age: i64,
+    /// Where bounces go: `imipd-bounces+<queue item>@<domain>`.
+    pub bounces: BounceAddress,
+    /// When to retry, and when to give up.
+    pub retry: RetryPolicy,
     /// How answers are written.
     pub reply_details: crate::itip::ReplyDetails,
-}
-
-/// The delay before attempt number `attempts + 1`: one minute, doubling, at most an
-/// hour, with up to a quarter of jitter (from `jitter`, 0..=1) so retries spread out.
-pub fn retry_delay(attempts: u32, jitter: f64) -> i64 {
-    let base = 60i64.saturating_mul(1i64 << attempts.min(6)).min(3600);
-    base + (base as f64 * 0.25 * jitter.clamp(0.0, 1.0)) as i64
 }
 
 /// Rebuilds the engine's message from a queue item.
@@ -179,13 +152,8 @@ impl Worker<'_> {
         }
     }
 
-    /// Builds the email for a mail item and hands it over.
-    pub async fn deliver_mail(
-        &self,
-        item: &QueueItem,
-        out: &mut impl Handover,
-        now: i64,
-    ) -> Attempt {
+    /// Builds the email for a mail item and hands it to the transport.
+    pub async fn deliver_mail(&self, item: &QueueItem, out: &impl Transport, now: i64) -> Attempt {
         let Some(message) = itip_message(item) else {
             return Attempt::Failed(FAILED, "the queued message no longer parses".into());
         };
@@ -203,20 +171,19 @@ impl Worker<'_> {
             Ok(mail) => mail,
             Err(err) => return Attempt::Failed(FAILED, format!("cannot build the email: {err}")),
         };
-        let envid = format!("imipd.{}", item.id);
-        match out
-            .hand_over(&mail, &self.settings.bounce_address, &envid)
-            .await
-        {
-            Ok(()) => Attempt::Delivered(SENT),
-            Err(HandoverError::Temporary(reason)) => Attempt::Retry(reason),
-            Err(HandoverError::Permanent { enhanced, text }) => {
-                let status = if enhanced.starts_with("5.1.") {
-                    INVALID_ADDRESS
-                } else {
-                    FAILED
-                };
-                Attempt::Failed(status, format!("{enhanced} {text}"))
+        let envelope = Envelope {
+            mail_from: self
+                .settings
+                .bounces
+                .address(&BounceToken::for_queue_item(item.id)),
+            recipient: rcpt.to_string(),
+            envelope_id: Some(format!("imipd.{}", item.id)),
+        };
+        match out.send(&envelope, &mail.bytes).await {
+            Ok(_) => Attempt::Delivered(SENT),
+            Err(err @ SendError::Temporary(_)) => Attempt::Retry(err.failure().to_string()),
+            Err(err @ SendError::Permanent(_)) => {
+                Attempt::Failed(FAILED, err.failure().to_string())
             }
         }
     }
@@ -228,34 +195,62 @@ impl Worker<'_> {
         item: &QueueItem,
         attempt: &Attempt,
         now: i64,
-        jitter: f64,
+        random: &mut impl RandomSource,
     ) -> Result<(), StateError> {
-        let (status, done) = match attempt {
-            Attempt::Delivered(status) => (Some(*status), true),
-            Attempt::Failed(status, _) => (Some(*status), true),
+        let mut batch = Batch::default();
+        let status = match attempt {
+            Attempt::Delivered(status) => {
+                if let (true, Some(object)) = (*status == SENT, &item.status_object) {
+                    batch.sent.push(SentRecord {
+                        id: item.id,
+                        at: now,
+                        uid: item.uid.clone(),
+                        rcpt: item.rcpt.clone(),
+                        status_object: object.clone(),
+                    });
+                }
+                batch.dequeue.push(item.id);
+                Some(*status)
+            }
+            Attempt::Failed(status, _) => {
+                batch.dequeue.push(item.id);
+                Some(*status)
+            }
             Attempt::Retry(reason) => {
-                if now - item.created >= self.settings.max_age {
-                    tracing::warn!(id = item.id, rcpt = %item.rcpt, %reason, "giving up: too old");
-                    (Some(FAILED), true)
-                } else {
-                    let mut next = item.clone();
-                    next.attempts += 1;
-                    next.next_attempt = now + retry_delay(item.attempts, jitter);
-                    next.last_error = Some(reason.clone());
-                    self.state.commit(Batch {
-                        requeue: vec![next],
-                        ..Batch::default()
-                    })?;
-                    (None, false)
+                let age = Duration::from_secs((now - item.created).max(0) as u64);
+                match self
+                    .settings
+                    .retry
+                    .after_temporary_failure(item.attempts + 1, age, random)
+                {
+                    Decision::RetryAfter(delay) => {
+                        let mut next = item.clone();
+                        next.attempts += 1;
+                        next.next_attempt = now + delay.as_secs().max(1) as i64;
+                        next.last_error = Some(reason.clone());
+                        batch.requeue.push(next);
+                        None
+                    }
+                    Decision::GiveUp(_) => {
+                        tracing::warn!(id = item.id, rcpt = %item.rcpt, %reason, "giving up: undeliverable for too long");
+                        batch.dequeue.push(item.id);
+                        Some(FAILED)
+                    }
                 }
             }
         };
-        if done {
-            self.state.commit(Batch {
-                dequeue: vec![item.id],
-                ..Batch::default()
-            })?;
+        // Sent records older than a bounce can be are forgotten as new ones come.
+        let horizon = now - self.settings.retry.max_age.as_secs() as i64 - 86_400;
+        if !batch.sent.is_empty() {
+            batch.forget_sent = self
+                .state
+                .sent_records()?
+                .into_iter()
+                .filter(|r| r.at < horizon)
+                .map(|r| r.id)
+                .collect();
         }
+        self.state.commit(batch)?;
         if let (Some(status), Some(object), Some(rcpt)) =
             (status, &item.status_object, CalAddress::parse(&item.rcpt))
         {
@@ -269,26 +264,5 @@ impl Worker<'_> {
             }
         }
         Ok(())
-    }
-
-    /// The route of an item, for dispatch.
-    pub fn route(item: &QueueItem) -> &Route {
-        &item.route
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_back_off_to_an_hour_with_bounded_jitter() {
-        assert_eq!(retry_delay(0, 0.0), 60);
-        assert_eq!(retry_delay(1, 0.0), 120);
-        assert_eq!(retry_delay(5, 0.0), 1920);
-        assert_eq!(retry_delay(6, 0.0), 3600);
-        assert_eq!(retry_delay(40, 0.0), 3600);
-        assert_eq!(retry_delay(0, 1.0), 75);
-        assert_eq!(retry_delay(0, 7.0), 75, "jitter is clamped");
     }
 }

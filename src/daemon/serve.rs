@@ -9,9 +9,16 @@
 //! 3. Tell systemd we are ready; wait for a signal. SIGHUP reloads the user map;
 //!    SIGTERM or SIGINT closes the listeners, lets work in flight finish, and exits.
 
-use super::queue::{Attempt, Handover, QueueSettings, Worker};
+use super::inbound::{Inbound, RecipientCheck as InboundCheck, Verdict};
+use super::queue::{Attempt, QueueSettings, Worker};
 use super::systemd;
 use crate::config::{Config, ConfigError};
+use crate::smtp::retry::{RandomSource, RetryPolicy, SplitMix64};
+use crate::smtp::transport::Transport;
+use crate::smtp::verp::BounceAddress;
+use crate::smtp::{
+    LmtpConfig, LmtpHandler, LmtpServer, ReceivedMessage, RecipientCheck, RecipientOutcome,
+};
 use crate::store::layout::Store;
 use crate::store::process::{Decision, ProcessError, Processor};
 use crate::store::scan::{process_settled, scan_all};
@@ -271,13 +278,13 @@ pub async fn store_loop(
 }
 
 /// The queue loop: delivers what is due, waits for new items or the next retry.
-pub async fn queue_loop<H: Handover + Send>(
+pub async fn queue_loop<T: Transport>(
     shared: Arc<Shared>,
     settings: Arc<QueueSettings>,
-    mut out: H,
+    out: T,
     mut shutdown: signal_watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let mut jitter = Jitter::seeded();
+    let mut random = SplitMix64::from_entropy();
     loop {
         let due = {
             let store = shared.store();
@@ -315,7 +322,7 @@ pub async fn queue_loop<H: Handover + Send>(
                         state: &shared.state,
                         settings: &settings,
                     };
-                    worker.deliver_mail(&item, &mut out, now()).await
+                    worker.deliver_mail(&item, &out, now()).await
                 }
             };
             match &attempt {
@@ -329,12 +336,8 @@ pub async fn queue_loop<H: Handover + Send>(
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
                 }
             }
-            let (s, settings, item, r) = (
-                shared.clone(),
-                settings.clone(),
-                item.clone(),
-                jitter.next(),
-            );
+            let (s, settings, item) = (shared.clone(), settings.clone(), item.clone());
+            let mut r = SplitMix64::new(random.next_u64());
             tokio::task::spawn_blocking(move || {
                 let store = s.store();
                 let worker = Worker {
@@ -342,7 +345,7 @@ pub async fn queue_loop<H: Handover + Send>(
                     state: &s.state,
                     settings: &settings,
                 };
-                s.with_store_lock(|| worker.settle(&item, &attempt, now(), r))
+                s.with_store_lock(|| worker.settle(&item, &attempt, now(), &mut r))
             })
             .await
             .map_err(|e| DaemonError::Setup(format!("recording a delivery stopped: {e}")))??;
@@ -371,28 +374,6 @@ pub async fn queue_loop<H: Handover + Send>(
     }
 }
 
-/// Spreads retries: a small xorshift generator seeded from the clock.
-struct Jitter(u64);
-
-impl Jitter {
-    fn seeded() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9)
-            | 1;
-        Jitter(seed)
-    }
-
-    /// A number in 0..=1.
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % 10_000) as f64 / 10_000.0
-    }
-}
-
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
 pub async fn wait_for_shutdown(shared: &Shared) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -416,4 +397,302 @@ pub async fn wait_for_shutdown(shared: &Shared) -> Result<(), DaemonError> {
             }
         }
     }
+}
+
+/// Delivery settings from the configuration.
+pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
+    use crate::imip::{Language, Mailbox, OutgoingOptions};
+    let users = config.users()?;
+    let domain = config
+        .mail
+        .domain
+        .clone()
+        .or_else(|| {
+            users
+                .first()
+                .and_then(|u| u.addresses.first())
+                .map(|a| a.domain().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string());
+    let mut mail = OutgoingOptions {
+        default_language: config
+            .mail
+            .default_language
+            .as_deref()
+            .and_then(Language::from_tag)
+            .unwrap_or_default(),
+        message_id_domain: domain.clone(),
+        ..OutgoingOptions::default()
+    };
+    for user in &users {
+        if let Some(language) = user.language.as_deref().and_then(Language::from_tag) {
+            for address in &user.addresses {
+                mail.languages.insert(address.clone(), language);
+            }
+        }
+    }
+    for (sender_domain, system) in &config.mail.system_sender {
+        let address =
+            crate::itip::CalAddress::parse(system).ok_or_else(|| ConfigError::Invalid {
+                path: PathBuf::from("configuration"),
+                key: format!("mail.system_sender.{sender_domain}"),
+                message: format!("{system:?} is not an email address"),
+            })?;
+        mail.system_senders.insert(
+            sender_domain.to_ascii_lowercase(),
+            Mailbox {
+                name: None,
+                address,
+            },
+        );
+    }
+    let bounces = BounceAddress::new(super::BOUNCE_LOCAL_PART, &domain).map_err(|e| {
+        ConfigError::Invalid {
+            path: PathBuf::from("configuration"),
+            key: "mail.domain".into(),
+            message: format!("{domain:?} cannot be the domain of the bounce address: {e}"),
+        }
+    })?;
+    Ok(QueueSettings {
+        mail,
+        bounces,
+        retry: RetryPolicy {
+            max_age: Duration::from_secs(config.queue.max_age_hours.saturating_mul(3600)),
+            ..RetryPolicy::default()
+        },
+        reply_details: config.reply_details(),
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
+    use crate::smtp::outbox::Outbox;
+    use crate::smtp::relay::{Relay, RelayAuth, RelayConfig, RelayTls};
+    let shared = start(config_path).await?;
+    let config = shared.config();
+    let settings = Arc::new(queue_settings(&config)?);
+    let (stop_tx, stop_rx) = signal_watch::channel(false);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(store_loop(shared.clone(), stop_rx.clone()));
+    match &config.relay {
+        Some(relay) => {
+            let mut relay_config = RelayConfig::new(relay.host.clone(), relay.port);
+            relay_config.tls = match relay.tls.as_str() {
+                "none" => RelayTls::None,
+                "tls" => RelayTls::Implicit,
+                _ => RelayTls::StartTls,
+            };
+            relay_config.timeout = Duration::from_secs(relay.timeout.max(1));
+            relay_config.helo_name = settings.mail.message_id_domain.clone();
+            if let Some(username) = &relay.username {
+                let password = match &relay.password_file {
+                    Some(file) => std::fs::read_to_string(file)
+                        .map_err(|e| {
+                            DaemonError::Setup(format!(
+                                "relay.password_file {}: {e}",
+                                file.display()
+                            ))
+                        })?
+                        .trim_end()
+                        .to_string(),
+                    None => String::new(),
+                };
+                relay_config.auth = Some(RelayAuth {
+                    username: username.clone(),
+                    password,
+                });
+            }
+            tracing::info!(relay = %format!("{}:{}", relay.host, relay.port), "outgoing mail goes through the relay");
+            tasks.spawn(queue_loop(
+                shared.clone(),
+                settings.clone(),
+                Relay::new(relay_config),
+                stop_rx.clone(),
+            ));
+        }
+        None => {
+            tracing::info!(outbox = %config.queue.outbox.display(), "no [relay]: outgoing mail is written to the outbox folder");
+            tasks.spawn(queue_loop(
+                shared.clone(),
+                settings.clone(),
+                Outbox::new(config.queue.outbox.clone()),
+                stop_rx.clone(),
+            ));
+        }
+    }
+    if let Some(server) = bind_lmtp(shared.clone(), settings.clone()).await? {
+        let places: Vec<String> = server
+            .tcp_addr()
+            .map(|a| a.to_string())
+            .into_iter()
+            .chain(server.unix_path().map(|p| p.display().to_string()))
+            .collect();
+        tracing::info!(listen = %places.join(", "), "LMTP server listening");
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            server
+                .serve(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            Ok(())
+        });
+    }
+    // Anything left from before a restart is delivered now.
+    shared.queue_wake.notify_one();
+
+    systemd::notify("READY=1");
+    tracing::info!("imipd is running");
+    let result = tokio::select! {
+        signal = wait_for_shutdown(&shared) => signal,
+        Some(ended) = tasks.join_next() => match ended {
+            Ok(Ok(())) => Err(DaemonError::Setup("a service loop ended unexpectedly".into())),
+            Ok(Err(err)) => Err(err),
+            Err(err) => Err(DaemonError::Setup(format!("a service loop stopped: {err}"))),
+        },
+    };
+    systemd::notify("STOPPING=1");
+    let _ = stop_tx.send(true);
+    // Work in flight finishes; loops return at their next check.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(20), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some work did not finish within 20 s; it will be redone after restart");
+    }
+    tracing::info!("imipd stopped");
+    result
+}
+
+/// The daemon's side of the LMTP conversation: recipient checks and deliveries, decided
+/// by [`super::inbound::Inbound`] under the store lock.
+pub struct MailHandler {
+    shared: Arc<Shared>,
+    settings: Arc<QueueSettings>,
+}
+
+impl MailHandler {
+    /// A handler over the daemon's shared state.
+    pub fn new(shared: Arc<Shared>, settings: Arc<QueueSettings>) -> Self {
+        MailHandler { shared, settings }
+    }
+}
+
+impl LmtpHandler for MailHandler {
+    fn check_recipient(&self, recipient: &str) -> RecipientCheck {
+        let config = self.shared.config();
+        let store = self.shared.store();
+        let Some(lmtp) = &config.lmtp else {
+            return RecipientCheck::TempFail("LMTP is being reconfigured".into());
+        };
+        let inbound = Inbound {
+            store: &store,
+            state: &self.shared.state,
+            settings: lmtp,
+            reply_details: config.reply_details(),
+            bounces: &self.settings.bounces,
+        };
+        match inbound.check_recipient(recipient) {
+            InboundCheck::User(_) | InboundCheck::Bounces => RecipientCheck::Accept,
+            InboundCheck::Unknown => RecipientCheck::Unknown,
+        }
+    }
+
+    fn deliver(
+        &self,
+        message: ReceivedMessage,
+    ) -> impl std::future::Future<Output = Vec<RecipientOutcome>> + Send {
+        let shared = self.shared.clone();
+        let settings = self.settings.clone();
+        async move {
+            let count = message.recipients.len();
+            let decided = tokio::task::spawn_blocking(move || {
+                let config = shared.config();
+                let store = shared.store();
+                let lmtp = config.lmtp.clone()?;
+                let inbound = Inbound {
+                    store: &store,
+                    state: &shared.state,
+                    settings: &lmtp,
+                    reply_details: config.reply_details(),
+                    bounces: &settings.bounces,
+                };
+                let verdicts = shared.with_store_lock(|| {
+                    inbound.deliver(&message.mail_from, &message.recipients, &message.data, now())
+                });
+                for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
+                    let answer = super::preview::verdict_text(verdict);
+                    match verdict {
+                        Verdict::Accepted(_) => tracing::info!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message"),
+                        _ => tracing::warn!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message not applied"),
+                    }
+                }
+                Some(verdicts)
+            })
+            .await;
+            match decided {
+                Ok(Some(verdicts)) => {
+                    // An answer may have been queued (REFRESH): send it now.
+                    self.shared.queue_wake.notify_one();
+                    verdicts.into_iter().map(outcome_of).collect()
+                }
+                _ => vec![
+                    RecipientOutcome::TempFail {
+                        enhanced: "4.3.0".into(),
+                        reason: "imipd could not process the message now".into(),
+                    };
+                    count
+                ],
+            }
+        }
+    }
+}
+
+fn outcome_of(verdict: Verdict) -> RecipientOutcome {
+    match verdict {
+        Verdict::Accepted(text) => RecipientOutcome::Accepted(text),
+        Verdict::TryLater(reason) => RecipientOutcome::TempFail {
+            enhanced: if reason.contains("No space") {
+                "4.3.1".into()
+            } else {
+                "4.3.0".into()
+            },
+            reason,
+        },
+        Verdict::Refused {
+            code,
+            enhanced,
+            reason,
+        } => RecipientOutcome::Rejected {
+            code,
+            enhanced: enhanced.into(),
+            reason,
+        },
+    }
+}
+
+/// Binds the LMTP server of `[lmtp]`.
+pub async fn bind_lmtp(
+    shared: Arc<Shared>,
+    settings: Arc<QueueSettings>,
+) -> Result<Option<LmtpServer<MailHandler>>, DaemonError> {
+    let config = shared.config();
+    let Some(lmtp) = &config.lmtp else {
+        return Ok(None);
+    };
+    let server_config = LmtpConfig {
+        tcp: lmtp.listen,
+        unix: lmtp.socket.clone(),
+        hostname: settings.mail.message_id_domain.clone(),
+        max_message_size: lmtp.max_message_size,
+        max_connections: lmtp.max_connections.max(1),
+        idle_timeout: Duration::from_secs(lmtp.idle_timeout.max(1)),
+        ..LmtpConfig::default()
+    };
+    let server = LmtpServer::bind(server_config, Arc::new(MailHandler::new(shared, settings)))
+        .await
+        .map_err(|e| DaemonError::Setup(e.to_string()))?;
+    Ok(Some(server))
 }

@@ -23,6 +23,7 @@ const UIDS: TableDefinition<&str, &str> = TableDefinition::new("uids");
 const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const APPLIED: TableDefinition<&str, i64> = TableDefinition::new("applied_messages");
+const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
 
 const NEXT_QUEUE_ID: &str = "next_queue_id";
 
@@ -129,6 +130,22 @@ pub struct QueueItem {
     pub last_error: Option<String>,
 }
 
+/// An email handed to the next hop, remembered so that a bounce arriving later can be
+/// matched to the organizer's object and the attendee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRecord {
+    /// The queue id it had (the VERP token and ENVID carry it).
+    pub id: u64,
+    /// When it was handed over (UTC timestamp).
+    pub at: i64,
+    /// The UID of the event.
+    pub uid: String,
+    /// The recipient.
+    pub rcpt: String,
+    /// The organizer's object that records the delivery status.
+    pub status_object: String,
+}
+
 /// A storable form of [`crate::itip::MessageSummary`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SummaryRecord {
@@ -165,6 +182,10 @@ pub struct Batch {
     pub meta: Vec<(String, String)>,
     /// Settings to forget.
     pub forget_meta: Vec<String>,
+    /// Emails handed over, for bounce matching.
+    pub sent: Vec<SentRecord>,
+    /// Sent records to forget (older than a bounce can be).
+    pub forget_sent: Vec<u64>,
 }
 
 impl Batch {
@@ -177,6 +198,8 @@ impl Batch {
             && self.applied.is_empty()
             && self.meta.is_empty()
             && self.forget_meta.is_empty()
+            && self.sent.is_empty()
+            && self.forget_sent.is_empty()
     }
 }
 
@@ -225,6 +248,7 @@ impl State {
         txn.open_table(QUEUE)?;
         txn.open_table(META)?;
         txn.open_table(APPLIED)?;
+        txn.open_table(SENT)?;
         txn.commit()?;
         Ok(State { db })
     }
@@ -303,6 +327,29 @@ impl State {
         }
     }
 
+    /// The email that had queue id `id`, if it was handed over and not yet forgotten.
+    pub fn sent(&self, id: u64) -> Result<Option<SentRecord>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SENT)?;
+        match table.get(id)? {
+            Some(value) => Ok(Some(decode(&id.to_string(), value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every remembered email, oldest first (for matching a bounce by UID and
+    /// recipient, and for forgetting old ones).
+    pub fn sent_records(&self) -> Result<Vec<SentRecord>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SENT)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            out.push(decode(&key.value().to_string(), value.value())?);
+        }
+        Ok(out)
+    }
+
     /// Commits `batch` in one durable transaction; returns the ids given to new items.
     pub fn commit(&self, batch: Batch) -> Result<Vec<u64>, StateError> {
         let txn = self.db.begin_write()?;
@@ -371,6 +418,13 @@ impl State {
             let mut applied = txn.open_table(APPLIED)?;
             for (key, when) in &batch.applied {
                 applied.insert(key.as_str(), when)?;
+            }
+            let mut sent = txn.open_table(SENT)?;
+            for record in &batch.sent {
+                sent.insert(record.id, encode(record).as_slice())?;
+            }
+            for id in &batch.forget_sent {
+                sent.remove(id)?;
             }
         }
         txn.commit()?;

@@ -1,0 +1,259 @@
+//! The real `imipd serve` binary on vdir stores with the outbox transport.
+//!
+//! What a new user of the quick start sees: an invitation copied into the organizer's
+//! folder becomes an email in the outbox and a copy in the local attendee's calendar;
+//! the attendee's answer lands in the organizer's copy; a restart redoes nothing; and a
+//! SIGTERM in the middle of a burst of changes loses nothing and sends nothing twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A folder with stores, configuration and outbox for one test.
+struct Site {
+    dir: PathBuf,
+}
+
+impl Site {
+    fn new(name: &str) -> Site {
+        let dir = std::env::temp_dir().join(format!("imipd-daemon-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for user in ["alice", "bob"] {
+            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
+                .expect("store folders");
+        }
+        std::fs::write(
+            dir.join("imipd.toml"),
+            "state = \"state/imipd.redb\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
+             [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
+             [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
+             [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n",
+        )
+        .expect("configuration");
+        Site { dir }
+    }
+
+    fn serve(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .args(["serve", "--config"])
+            .arg(self.dir.join("imipd.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
+            .spawn()
+            .expect("imipd binary")
+    }
+
+    fn files(&self, folder: &str) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        out.retain(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        });
+        out.sort();
+        out
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("imipd did not stop within 20 s of SIGTERM");
+}
+
+/// Waits (bounded) until `check` holds; the bound is a deadlock guard, not a speed test.
+fn eventually(what: &str, site: &Site, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen; daemon log:\n{}",
+            site.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn event(uid: &str, summary: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+         DTSTAMP:20300101T090000Z\r\nDTSTART:20300610T103000Z\r\nDTEND:20300610T113000Z\r\n\
+         SUMMARY:{summary}\r\nORGANIZER;CN=Alice:mailto:alice@example.com\r\n\
+         ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n\
+         ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// Writes like a careful client: a temporary file renamed into place.
+fn write_event(dir: &Path, name: &str, text: &str) {
+    let temp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, text).expect("write");
+    std::fs::rename(&temp, dir.join(name)).expect("rename");
+}
+
+#[test]
+fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_back() {
+    let site = Site::new("story");
+    let daemon = site.serve();
+    eventually("startup", &site, || site.log().contains("imipd is running"));
+
+    write_event(
+        &site.dir.join("stores/alice/calendar"),
+        "lunch.ics",
+        &event("lunch-1", "Lunch"),
+    );
+    eventually("the invitation email", &site, || {
+        site.files("outbox").len() == 1
+    });
+    eventually("bob's copy", &site, || {
+        site.files("stores/bob/calendar").len() == 1
+    });
+    let bytes = std::fs::read(&site.files("outbox")[0]).expect("eml");
+    let mail = mail_parser::MessageParser::default()
+        .parse(&bytes)
+        .expect("a parsable email");
+    let to = mail
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default();
+    assert_eq!(to, "carol@example.net");
+    let subject = mail.subject().unwrap_or_default();
+    assert!(
+        subject.starts_with("Invitation: Lunch @ Mon 10 Jun 2030 10:30"),
+        "{subject}"
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("text/calendar; method=REQUEST") || text.contains("method=\"REQUEST\""),
+        "{text}"
+    );
+
+    // Bob accepts in his own calendar: Alice's copy shows it.
+    let bob_copy = site.files("stores/bob/calendar").remove(0);
+    let accepted = std::fs::read_to_string(&bob_copy)
+        .expect("bob's copy")
+        .replace(
+            "RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob",
+            "RSVP=TRUE;PARTSTAT=ACCEPTED:mailto:bob",
+        );
+    assert!(
+        accepted.contains("PARTSTAT=ACCEPTED:mailto:bob"),
+        "{accepted}"
+    );
+    write_event(
+        bob_copy.parent().expect("folder"),
+        &bob_copy.file_name().expect("name").to_string_lossy(),
+        &accepted,
+    );
+    let alice_copy = site.dir.join("stores/alice/calendar/lunch.ics");
+    eventually("bob's answer in alice's copy", &site, || {
+        std::fs::read_to_string(&alice_copy)
+            .map(|t| {
+                t.replace("\r\n ", "")
+                    .lines()
+                    .any(|l| l.contains("mailto:bob") && l.contains("PARTSTAT=ACCEPTED"))
+            })
+            .unwrap_or(false)
+    });
+    let alice_text = std::fs::read_to_string(&alice_copy)
+        .expect("alice's copy")
+        .replace("\r\n ", "");
+    assert!(alice_text.contains("SEQUENCE:1"), "{alice_text}");
+    let carol = alice_text
+        .lines()
+        .find(|l| l.contains("mailto:carol"))
+        .unwrap_or_default();
+    assert!(
+        carol.contains("SCHEDULE-STATUS=1.1"),
+        "carol's invitation was sent: {carol}"
+    );
+    stop(daemon);
+
+    // A restart finds nothing new to do.
+    let daemon = site.serve();
+    eventually("restart", &site, || {
+        site.log().matches("imipd is running").count() >= 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop(daemon);
+    assert_eq!(site.files("outbox").len(), 1, "nothing sent twice");
+}
+
+#[test]
+fn sigterm_during_a_burst_loses_nothing_and_sends_nothing_twice() {
+    let site = Site::new("burst");
+    let mut daemon = Some(site.serve());
+    eventually("startup", &site, || site.log().contains("imipd is running"));
+    let calendar = site.dir.join("stores/alice/calendar");
+    const EVENTS: usize = 40;
+    for i in 0..EVENTS {
+        write_event(
+            &calendar,
+            &format!("ev-{i}.ics"),
+            &event(&format!("burst-{i}"), &format!("Meeting {i}")),
+        );
+        if i == EVENTS / 2 {
+            // Stop in the middle of the burst; the rest is written while it is down.
+            if let Some(running) = daemon.take() {
+                stop(running);
+            }
+        }
+    }
+    let daemon = site.serve();
+    eventually("every invitation", &site, || {
+        site.files("outbox").len() >= EVENTS
+    });
+    eventually("every local copy", &site, || {
+        site.files("stores/bob/calendar").len() >= EVENTS
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop(daemon);
+    assert_eq!(
+        site.files("outbox").len(),
+        EVENTS,
+        "exactly one email per event"
+    );
+    assert_eq!(
+        site.files("stores/bob/calendar").len(),
+        EVENTS,
+        "exactly one copy per event"
+    );
+    let mut recipients_per_uid = std::collections::BTreeMap::new();
+    for file in site.files("outbox") {
+        let text = std::fs::read_to_string(&file).expect("eml");
+        let uid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Imipd-Item: uid="))
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_default()
+            .to_string();
+        *recipients_per_uid.entry(uid).or_insert(0) += 1;
+    }
+    assert_eq!(recipients_per_uid.len(), EVENTS, "{recipients_per_uid:?}");
+    assert!(
+        recipients_per_uid.values().all(|n| *n == 1),
+        "{recipients_per_uid:?}"
+    );
+}
