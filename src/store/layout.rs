@@ -137,7 +137,8 @@ impl Store {
         key.split('/').next().and_then(|name| self.users.get(name))
     }
 
-    /// The calendar folders of `user` (hidden folders excluded).
+    /// The calendar folders of `user` (hidden folders excluded, and Radicale
+    /// collections whose `.Radicale.props` say they are address books).
     pub fn calendar_dirs(&self, user: &str) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(self.users_root.join(user)) else {
             return Vec::new();
@@ -146,7 +147,7 @@ impl Store {
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
-            .filter(|p| p.is_dir() && self.inside_root(p))
+            .filter(|p| p.is_dir() && self.inside_root(p) && is_calendar_collection(p))
             .collect();
         out.sort();
         out
@@ -261,6 +262,21 @@ impl Store {
     }
 }
 
+/// Radicale records a collection's type as `"tag"` in `.Radicale.props` (JSON):
+/// `VCALENDAR` or `VADDRESSBOOK`. Folders without props (vdir) count as calendars.
+fn is_calendar_collection(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join(".Radicale.props")) else {
+        return true;
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(props) => props
+            .get("tag")
+            .and_then(|t| t.as_str())
+            .is_none_or(|tag| tag.eq_ignore_ascii_case("VCALENDAR")),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +313,29 @@ mod tests {
         assert_eq!(s.key_for(Path::new("/srv/cal/alice/work/.a.ics.swp")), None);
         assert_eq!(s.key_for(Path::new("/srv/cal/alice/work/a.txt")), None);
         assert_eq!(s.key_for(Path::new("/srv/cal/alice/work/../x/a.ics")), None);
+    }
+
+    #[test]
+    fn radicale_address_books_are_not_calendars() {
+        let dir = std::env::temp_dir().join(format!("imipd-props-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (name, props) in [
+            ("cal", r#"{"tag": "VCALENDAR"}"#),
+            ("contacts", r#"{"tag": "VADDRESSBOOK"}"#),
+        ] {
+            std::fs::create_dir_all(dir.join("alice").join(name)).expect("dirs");
+            std::fs::write(dir.join("alice").join(name).join(".Radicale.props"), props)
+                .expect("props");
+        }
+        std::fs::create_dir_all(dir.join("alice/plain")).expect("dirs");
+        let s = store(&dir);
+        let names: Vec<String> = s
+            .calendar_dirs("alice")
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(names, vec!["cal", "plain"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
