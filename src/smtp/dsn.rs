@@ -110,7 +110,9 @@ pub enum DsnError {
     #[error("delivery report has no message/delivery-status part")]
     NoStatusPart,
     /// The status part names no recipient with Final-Recipient, Action and Status.
-    #[error("delivery status part has no complete recipient block (Final-Recipient, Action, Status)")]
+    #[error(
+        "delivery status part has no complete recipient block (Final-Recipient, Action, Status)"
+    )]
     NoRecipients,
 }
 
@@ -201,9 +203,7 @@ pub fn parse_dsn(raw: &[u8]) -> Result<DeliveryReport, DsnError> {
 
 /// The tracking header and Message-ID of a returned message or header block.
 fn returned_fields(message: &Message<'_>) -> (Option<ItemRef>, Option<String>) {
-    let item = message
-        .header_raw(TRACKING_HEADER)
-        .and_then(parse_item_ref);
+    let item = message.header_raw(TRACKING_HEADER).and_then(parse_item_ref);
     (item, message.message_id().map(str::to_string))
 }
 
@@ -256,7 +256,10 @@ fn strip_type(value: &str) -> String {
 fn recipient_report(fields: &Fields) -> Option<RecipientReport> {
     let final_recipient = strip_type(field(fields, "final-recipient")?);
     let action = DsnAction::parse(field(fields, "action")?)?;
-    let status = field(fields, "status")?.split_whitespace().next()?.to_string();
+    let status = field(fields, "status")?
+        .split_whitespace()
+        .next()?
+        .to_string();
     if final_recipient.is_empty() || !valid_status(&status) {
         return None;
     }

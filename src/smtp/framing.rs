@@ -196,10 +196,16 @@ mod tests {
         let long = format!("NOOP {}\r\n", "x".repeat(100));
         let input = format!("LHLO a\r\n{long}RSET\r\n");
         let mut f = framed_with(input.as_bytes(), 64).await;
-        assert_eq!(f.read_line().await.unwrap(), Line::Command(b"LHLO a\r\n".to_vec()));
+        assert_eq!(
+            f.read_line().await.unwrap(),
+            Line::Command(b"LHLO a\r\n".to_vec())
+        );
         assert!(f.has_buffered_line());
         assert_eq!(f.read_line().await.unwrap(), Line::TooLong);
-        assert_eq!(f.read_line().await.unwrap(), Line::Command(b"RSET\r\n".to_vec()));
+        assert_eq!(
+            f.read_line().await.unwrap(),
+            Line::Command(b"RSET\r\n".to_vec())
+        );
         assert!(matches!(f.read_line().await, Err(ReadError::Idle)));
     }
 
@@ -210,7 +216,10 @@ mod tests {
             f.read_data(1000).await.unwrap(),
             Data::Complete(b".dot\r\nbody\r\n".to_vec())
         );
-        assert_eq!(f.read_line().await.unwrap(), Line::Command(b"QUIT\r\n".to_vec()));
+        assert_eq!(
+            f.read_line().await.unwrap(),
+            Line::Command(b"QUIT\r\n".to_vec())
+        );
         let mut f = framed_with(b".\r\nQUIT\r\n", 64).await;
         assert_eq!(f.read_data(1000).await.unwrap(), Data::Complete(Vec::new()));
     }
@@ -221,6 +230,9 @@ mod tests {
         let input = format!("{body}.\r\nNOOP\r\n");
         let mut f = framed_with(input.as_bytes(), 64).await;
         assert_eq!(f.read_data(100).await.unwrap(), Data::TooBig);
-        assert_eq!(f.read_line().await.unwrap(), Line::Command(b"NOOP\r\n".to_vec()));
+        assert_eq!(
+            f.read_line().await.unwrap(),
+            Line::Command(b"NOOP\r\n".to_vec())
+        );
     }
 }

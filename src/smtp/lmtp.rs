@@ -202,8 +202,9 @@ impl<H: LmtpHandler> LmtpServer<H> {
                                     .await
                             }
                             Conn::Unix(stream) => {
-                                let peer = socket_path
-                                    .map_or("unix".to_string(), |p| format!("unix:{}", p.display()));
+                                let peer = socket_path.map_or("unix".to_string(), |p| {
+                                    format!("unix:{}", p.display())
+                                });
                                 session::run(stream, peer, &config, &*handler, stop).await
                             }
                         }
@@ -215,7 +216,10 @@ impl<H: LmtpHandler> LmtpServer<H> {
                         "421 4.3.2 {} too many connections, try again later\r\n",
                         config.hostname
                     );
-                    tracing::warn!(limit = config.max_connections, "LMTP connection refused: limit reached");
+                    tracing::warn!(
+                        limit = config.max_connections,
+                        "LMTP connection refused: limit reached"
+                    );
                     sessions.spawn(async move {
                         let write = async move {
                             match conn {

@@ -165,8 +165,14 @@ mod tests {
     #[test]
     fn stems_are_safe() {
         let msg = |id: &str| format!("Message-ID: <{id}>\r\nSubject: x\r\n\r\nbody\r\n");
-        assert_eq!(file_stem(msg("abc.1@example.org").as_bytes()), "abc.1@example.org");
-        assert_eq!(file_stem(msg("../../etc/passwd").as_bytes()), "m.._.._etc_passwd");
+        assert_eq!(
+            file_stem(msg("abc.1@example.org").as_bytes()),
+            "abc.1@example.org"
+        );
+        assert_eq!(
+            file_stem(msg("../../etc/passwd").as_bytes()),
+            "m.._.._etc_passwd"
+        );
         assert_eq!(file_stem(msg(".hidden@x").as_bytes()), "m.hidden@x");
         let long = file_stem(msg(&"x".repeat(500)).as_bytes());
         assert_eq!(long.len(), MAX_STEM);

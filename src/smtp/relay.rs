@@ -15,7 +15,9 @@
 //! connections, TLS and login problems, which no retry of this message can fix but
 //! an admin can) is [`SendError::Temporary`]. This module does not retry by itself.
 
-use super::transport::{xtext_encode, Envelope, Failure, Handover, SendError, SmtpReply, Transport};
+use super::transport::{
+    xtext_encode, Envelope, Failure, Handover, SendError, SmtpReply, Transport,
+};
 use mail_send::smtp::message::Parameters;
 use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
 use smtp_proto::{EhloResponse, Response, EXT_8BIT_MIME, EXT_DSN, EXT_SIZE, EXT_SMTP_UTF8};
@@ -209,17 +211,14 @@ impl Relay {
                 connection.idle_since = Instant::now();
                 connection.messages += 1;
                 Ok(Handover {
-                    detail: format!(
-                        "relay {} accepted it: {}",
-                        self.address(),
-                        reply_of(&reply)
-                    ),
+                    detail: format!("relay {} accepted it: {}", self.address(), reply_of(&reply)),
                 })
             }
             Err((stage, error)) => {
                 // A rejected command leaves the conversation in step (RSET fixes the
                 // rest); anything else, or 421, means the connection is unusable.
-                let in_step = matches!(&error, mail_send::Error::UnexpectedReply(r) if r.code != 421);
+                let in_step =
+                    matches!(&error, mail_send::Error::UnexpectedReply(r) if r.code != 421);
                 if in_step {
                     connection.idle_since = Instant::now();
                 } else {
@@ -506,12 +505,7 @@ mod tests {
     fn envelope_addresses_cannot_inject_commands() {
         assert!(check_address("recipient", "bob@example.org", false).is_ok());
         assert!(check_address("sender", "", true).is_ok());
-        for bad in [
-            "",
-            "bob@example.org>\r\nRCPT TO:<evil@x",
-            "a b@c",
-            "a<b@c",
-        ] {
+        for bad in ["", "bob@example.org>\r\nRCPT TO:<evil@x", "a b@c", "a<b@c"] {
             let err = check_address("recipient", bad, false).unwrap_err();
             assert!(!err.is_temporary(), "{bad:?}");
         }

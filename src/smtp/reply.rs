@@ -41,8 +41,7 @@ impl Reply {
             enhanced.to_string()
         } else {
             match code / 100 {
-                2 => "2.0.0",
-                3 => "",
+                2 | 3 => "2.0.0",
                 4 => "4.0.0",
                 _ => "5.0.0",
             }
@@ -52,6 +51,15 @@ impl Reply {
             code,
             enhanced,
             text: clean_text(text.as_ref()),
+        }
+    }
+
+    /// A reply without an enhanced status code: the greeting (sent before the client
+    /// could know about ENHANCEDSTATUSCODES) and the 354 intermediate reply.
+    pub fn bare(code: u16, text: impl AsRef<str>) -> Self {
+        Reply {
+            enhanced: String::new(),
+            ..Reply::new(code, "", text)
         }
     }
 
@@ -121,6 +129,7 @@ mod tests {
         assert_eq!(Reply::new(554, "5.7.1", "x").enhanced, "5.7.1");
         assert_eq!(Reply::new(451, "junk", "x").enhanced, "4.0.0");
         assert_eq!(Reply::new(999, "5.0.0", "x").code, 451);
-        assert_eq!(wire(&Reply::new(354, "", "go ahead")), "354 go ahead\r\n");
+        assert_eq!(wire(&Reply::bare(354, "go ahead")), "354 go ahead\r\n");
+        assert_eq!(wire(&Reply::bare(220, "ready")), "220 ready\r\n");
     }
 }

@@ -201,9 +201,15 @@ mod tests {
     fn jitter_stays_within_bounds() {
         let p = RetryPolicy::default();
         let young = Duration::from_secs(10);
-        assert_eq!(delay(p.decide(&temp(), 1, young, &mut Fixed(0))).as_secs(), 60);
+        assert_eq!(
+            delay(p.decide(&temp(), 1, young, &mut Fixed(0))).as_secs(),
+            60
+        );
         let low = delay(p.decide(&temp(), 1, young, &mut Fixed(u64::MAX)));
-        assert!(low > Duration::from_secs(47) && low <= Duration::from_secs(48), "{low:?}");
+        assert!(
+            low > Duration::from_secs(47) && low <= Duration::from_secs(48),
+            "{low:?}"
+        );
         let mut rng = SplitMix64::new(7);
         let mut seen = std::collections::BTreeSet::new();
         for failures in 1..20 {

@@ -64,9 +64,8 @@ pub(crate) async fn run<S, H>(
         errors: 0,
     };
     tracing::debug!(peer = %session.peer, "LMTP session started");
-    session.reply(Reply::new(
+    session.reply(Reply::bare(
         220,
-        "",
         format!("{} LMTP imipd ready", config.hostname),
     ));
     loop {
@@ -75,7 +74,9 @@ pub(crate) async fn run<S, H>(
         }
         let idle_between_transactions = session.mail_from.is_none();
         if idle_between_transactions && *shutdown.borrow() {
-            session.close_with(421, "4.3.2", "shutting down, try again later").await;
+            session
+                .close_with(421, "4.3.2", "shutting down, try again later")
+                .await;
             break;
         }
         let line = if idle_between_transactions {
@@ -93,7 +94,9 @@ pub(crate) async fn run<S, H>(
         let flow = match line {
             Ok(line) => session.command(line).await,
             Err(ReadError::Idle) => {
-                session.close_with(421, "4.4.2", "idle too long, closing connection").await;
+                session
+                    .close_with(421, "4.4.2", "idle too long, closing connection")
+                    .await;
                 Flow::Close
             }
             Err(ReadError::Closed) => Flow::Close,
@@ -139,7 +142,10 @@ where
             self.reply(Reply::new(
                 421,
                 "4.7.0",
-                format!("{} too many errors, closing connection", self.config.hostname),
+                format!(
+                    "{} too many errors, closing connection",
+                    self.config.hostname
+                ),
             ));
             return Flow::Close;
         }
@@ -163,7 +169,10 @@ where
             self.reply(Reply::new(
                 421,
                 "4.7.0",
-                format!("{} too many commands, closing connection", self.config.hostname),
+                format!(
+                    "{} too many commands, closing connection",
+                    self.config.hostname
+                ),
             ));
             return Flow::Close;
         }
@@ -303,7 +312,11 @@ where
         if self.recipients.is_empty() {
             return self.error(503, "5.5.1", "no valid recipients");
         }
-        self.reply(Reply::new(354, "", "start mail input; end with <CRLF>.<CRLF>"));
+        self.reply(Reply::new(
+            354,
+            "",
+            "start mail input; end with <CRLF>.<CRLF>",
+        ));
         if self.io.flush().await.is_err() {
             return Flow::Close;
         }
@@ -356,7 +369,11 @@ where
                     enhanced,
                     reason,
                 }) => {
-                    let code = if (500..600).contains(code) { *code } else { 554 };
+                    let code = if (500..600).contains(code) {
+                        *code
+                    } else {
+                        554
+                    };
                     Reply::new(code, enhanced, reason)
                 }
                 None => Reply::new(451, "4.3.0", "delivery outcome unknown, try again later"),

@@ -109,7 +109,9 @@ impl BounceAddress {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !domain_ok {
             return Err(VerpError::BadDomain(domain));
@@ -178,7 +180,10 @@ mod tests {
         let family = BounceAddress::new("imipd-bounces", "imip.example.org").unwrap();
         assert!(!family.matches("alice@imip.example.org"));
         assert!(!family.matches("imipd-bounces+q1@other.example.org"));
-        assert_eq!(family.token_of("imipd-bounces+q1/../x@imip.example.org"), None);
+        assert_eq!(
+            family.token_of("imipd-bounces+q1/../x@imip.example.org"),
+            None
+        );
         assert_eq!(family.token_of("imipd-bounces+@imip.example.org"), None);
         assert!(BounceToken::new("Q1").is_err());
         assert!(BounceToken::new(&"a".repeat(41)).is_err());

@@ -1,0 +1,31 @@
+//! Test helpers for the mail-transport tests, reusable by any integration test with
+//!
+//! ```text
+//! #[path = "support/mod.rs"]
+//! mod support;
+//! ```
+//!
+//! - [`TempDir`]: a folder under the system temp dir, removed on drop.
+//! - [`free_port`]: a loopback TCP port no other test of this process was given.
+//! - [`Postfix`]: a private Postfix instance (`postfix -c <dir> start-fg`) on a
+//!   loopback port, with its own queue, log file and routing; stopped on drop.
+//! - [`Sink`]: a small SMTP server that records what it accepts and can be told to
+//!   answer 4xx/5xx or to be down.
+//! - [`lmtp`]: a recording [`LmtpHandler`](imipd::smtp::LmtpHandler) and a running
+//!   imipd LMTP server for it.
+//! - [`tools`]: swaks and a raw line client.
+//!
+//! Everything listens on 127.0.0.1 only. Each test binary uses only some helpers.
+#![allow(dead_code, unused_imports)]
+
+pub mod lmtp;
+pub mod ports;
+pub mod postfix;
+pub mod sink;
+pub mod tempdir;
+pub mod tools;
+
+pub use ports::free_port;
+pub use postfix::Postfix;
+pub use sink::Sink;
+pub use tempdir::TempDir;
