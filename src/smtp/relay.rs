@@ -346,7 +346,10 @@ impl Relay {
             .rcpt_to(&envelope.recipient, &rcpt_params)
             .await
             .map_err(|e| (Stage::RcptTo, e))?;
-        client.data(message).await.map_err(|e| (Stage::Data, e))
+        // mail-send always appends CRLF "." CRLF; without this the message would gain
+        // an empty last line.
+        let body = message.strip_suffix(b"\r\n").unwrap_or(message);
+        client.data(body).await.map_err(|e| (Stage::Data, e))
     }
 
     /// A failure before any message-specific command: always temporary.

@@ -42,6 +42,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 ";
 
 /// What the instance should do; see [`Postfix::builder`].
@@ -50,6 +51,7 @@ pub struct PostfixBuilder {
     routes: Vec<(String, String)>,
     relayhost: Option<SocketAddr>,
     params: Vec<(String, String)>,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl PostfixBuilder {
@@ -73,6 +75,13 @@ impl PostfixBuilder {
         self
     }
 
+    /// Offer STARTTLS on the smtpd port and listen for implicit TLS
+    /// ([`Postfix::smtps_addr`]) with this certificate and key (PEM files).
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
     /// Writes the configuration and starts Postfix; panics with Postfix's own
     /// messages if it does not come up.
     pub fn start(self) -> Postfix {
@@ -85,6 +94,8 @@ pub struct Postfix {
     dir: TempDir,
     child: Option<Child>,
     port: u16,
+    /// The implicit-TLS port, when TLS is configured.
+    smtps_port: Option<u16>,
 }
 
 impl Postfix {
@@ -110,11 +121,15 @@ impl Postfix {
             let _ = std::os::unix::fs::chown(dir.join("data"), Some(uid), None);
         }
         std::fs::write(conf.join("main.cf"), main_cf(dir.path(), &builder)).expect("main.cf");
-        std::fs::write(
-            conf.join("master.cf"),
-            format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}"),
-        )
-        .expect("master.cf");
+        let mut master = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+        let smtps_port = builder.tls.as_ref().map(|_| free_port());
+        if let Some(p) = smtps_port {
+            master.push_str(&format!(
+                "127.0.0.1:{p} inet n - n - - smtpd\n  -o smtpd_tls_wrappermode=yes\n"
+            ));
+        }
+        master.push_str(MASTER_CF);
+        std::fs::write(conf.join("master.cf"), master).expect("master.cf");
         let child = Command::new(POSTFIX)
             .arg("-c")
             .arg(&conf)
@@ -128,6 +143,7 @@ impl Postfix {
             dir,
             child: Some(child),
             port,
+            smtps_port,
         };
         postfix.wait_ready();
         postfix
@@ -160,6 +176,15 @@ impl Postfix {
     /// Where its smtpd listens.
     pub fn smtp_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Where its implicit-TLS smtpd listens; panics unless built with
+    /// [`PostfixBuilder::tls`].
+    pub fn smtps_addr(&self) -> SocketAddr {
+        let port = self
+            .smtps_port
+            .expect("this Postfix was built without tls()");
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// Its configuration folder (for `postfix -c`, `postconf -c`).
@@ -291,6 +316,13 @@ address_verify_poll_delay = 1s
         Some(addr) => cf.push_str(&format!("relayhost = [{}]:{}\n", addr.ip(), addr.port())),
         None => cf.push_str("default_transport = error:this test Postfix sends no outbound mail\n"),
     }
+    if let Some((cert, key)) = &b.tls {
+        cf.push_str(&format!(
+            "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n",
+            cert.display(),
+            key.display()
+        ));
+    }
     for (name, value) in &b.params {
         cf.push_str(&format!("{name} = {value}\n"));
     }
@@ -320,4 +352,26 @@ fn smtp_banner(addr: SocketAddr) -> Option<String> {
     let _ = stream.write_all(b"QUIT\r\n");
     let _ = reader.read_line(&mut String::new());
     line.starts_with("220").then_some(line)
+}
+
+/// Creates a self-signed certificate for `mx.postfix.test` in `dir` with the openssl
+/// command; returns (certificate, key) paths.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .arg("ec_paramgen_curve:prime256v1")
+        .args(["-days", "2", "-subj", "/CN=mx.postfix.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install openssl"));
+    assert!(
+        output.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (cert, key)
 }
