@@ -257,3 +257,61 @@ fn sigterm_during_a_burst_loses_nothing_and_sends_nothing_twice() {
         "{recipients_per_uid:?}"
     );
 }
+
+#[test]
+fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
+    let site = Site::new("sighup");
+    // Bob's folder already holds an event he organizes, but he is not configured yet.
+    let bob_calendar = site.dir.join("stores/bob/calendar");
+    let bobs_old =
+        event("bob-old", "Old plan").replace("mailto:alice@example.com", "mailto:bob@example.com");
+    write_event(
+        &bob_calendar,
+        "old.ics",
+        &bobs_old.replacen(
+            "ATTENDEE;RSVP=TRUE:mailto:bob@example.com",
+            "ATTENDEE;RSVP=TRUE:mailto:alice@example.com",
+            1,
+        ),
+    );
+    let config = site.dir.join("imipd.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let without_bob = text.replace(
+        "[[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n",
+        "",
+    );
+    assert_ne!(text, without_bob);
+    std::fs::write(&config, &without_bob).expect("config without bob");
+
+    let daemon = site.serve();
+    eventually("startup", &site, || site.log().contains("imipd is running"));
+    std::fs::write(&config, &text).expect("config with bob");
+    let _ = Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status();
+    eventually("reload", &site, || site.log().contains("user map reloaded"));
+
+    // Touching the old event must not send it: it is bob's past, not a change.
+    let touched = std::fs::read_to_string(bob_calendar.join("old.ics")).expect("old");
+    write_event(&bob_calendar, "old.ics", &touched);
+    eventually("bob's baseline", &site, || {
+        site.log().contains("newly configured users")
+    });
+    // A new event bob creates now is scheduled.
+    let bobs_new = bobs_old
+        .replace("bob-old", "bob-new")
+        .replace("Old plan", "New plan");
+    write_event(&bob_calendar, "new.ics", &bobs_new);
+    eventually("bob's new invitation", &site, || {
+        site.files("outbox").len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stop(daemon);
+    let bytes = std::fs::read(&site.files("outbox")[0]).expect("eml");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("uid=bob-new"),
+        "only the new event is sent: {text}"
+    );
+    assert_eq!(site.files("outbox").len(), 1);
+}

@@ -23,7 +23,7 @@ use crate::store::layout::Store;
 use crate::store::process::{Decision, ProcessError, Processor};
 use crate::store::scan::{process_settled, scan_all};
 use crate::store::state::{Route, State, StateError};
-use crate::store::watch::{folder_keys, watch, Debouncer, Hint};
+use crate::store::watch::{folder_keys, hints_for, watch, Debouncer, Hint};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -166,6 +166,18 @@ fn process_hint(shared: &Shared, hint: &Hint) -> Result<usize, DaemonError> {
         state: &shared.state,
         reply_details: config.reply_details(),
     };
+    // A user imipd has never scanned (added by SIGHUP) gets a baseline first, so their
+    // existing events are not mistaken for new ones.
+    let user = match hint {
+        Hint::Object(key) | Hint::Folder(key) => key.split('/').next(),
+        Hint::Everything => None,
+    };
+    let hint = match user {
+        Some(user) if shared.state.meta(&format!("baseline:{user}"))?.is_none() => {
+            &Hint::Everything
+        }
+        _ => hint,
+    };
     let keys = match hint {
         Hint::Object(key) => vec![key.clone()],
         Hint::Folder(folder) => {
@@ -178,6 +190,13 @@ fn process_hint(shared: &Shared, hint: &Hint) -> Result<usize, DaemonError> {
         }
         Hint::Everything => {
             let report = shared.with_store_lock(|| scan_all(&processor, now(), false))?;
+            if report.baselined > 0 {
+                tracing::info!(
+                    baselined = report.baselined,
+                    "newly configured users: {} existing objects recorded as baseline, nothing sent for them",
+                    report.baselined
+                );
+            }
             return Ok(report.queued);
         }
     };
@@ -251,8 +270,12 @@ pub async fn store_loop(
         let wake_at = debouncer.next_due().unwrap_or(next_scan).min(next_scan);
         tokio::select! {
             _ = shutdown.changed() => return Ok(()),
-            hint = hints.recv() => match hint {
-                Some(hint) => debouncer.add(hint, Instant::now()),
+            noticed = hints.recv() => match noticed {
+                Some(noticed) => {
+                    for hint in hints_for(&shared.store(), &noticed) {
+                        debouncer.add(hint, Instant::now());
+                    }
+                }
                 None => return Err(DaemonError::Setup("the file watcher stopped".into())),
             },
             _ = tokio::time::sleep_until(wake_at.into()) => {}

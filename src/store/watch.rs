@@ -26,18 +26,32 @@ pub enum Hint {
     Everything,
 }
 
-/// Starts watching every user's folder; hints arrive on the returned channel. Keep the
-/// watcher alive as long as hints are wanted.
-pub fn watch(store: &Store) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<Hint>)> {
+/// What the watcher reports: changed paths, or that events were lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Noticed {
+    /// These paths changed (map them with [`hints_for`] and the current store).
+    Paths(Vec<std::path::PathBuf>),
+    /// Events were lost: look everywhere.
+    Lost,
+}
+
+/// Starts watching the folder that holds every user's folder; what it notices arrives
+/// on the returned channel. Keep the watcher alive as long as events are wanted.
+/// Paths are mapped to objects later, with the user map in force then (SIGHUP may
+/// change it).
+pub fn watch(
+    store: &Store,
+) -> notify::Result<(RecommendedWatcher, mpsc::UnboundedReceiver<Noticed>)> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let hint_store = store.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<Event>| {
-        let hints = match result {
-            Ok(event) => hints_for(&hint_store, &event),
-            Err(_) => vec![Hint::Everything],
+        let noticed = match result {
+            Ok(event) if event.need_rescan() => Some(Noticed::Lost),
+            Ok(event) if matches!(event.kind, EventKind::Access(_)) => None,
+            Ok(event) => Some(Noticed::Paths(event.paths)),
+            Err(_) => Some(Noticed::Lost),
         };
-        for hint in hints {
-            let _ = tx.send(hint);
+        if let Some(noticed) = noticed {
+            let _ = tx.send(noticed);
         }
     })?;
     std::fs::create_dir_all(store.users_root()).ok();
@@ -45,19 +59,15 @@ pub fn watch(store: &Store) -> notify::Result<(RecommendedWatcher, mpsc::Unbound
     Ok((watcher, rx))
 }
 
-/// The hints one event gives.
-pub fn hints_for(store: &Store, event: &Event) -> Vec<Hint> {
-    if event.need_rescan() {
-        return vec![Hint::Everything];
+/// The hints of what the watcher noticed, for the current store.
+pub fn hints_for(store: &Store, noticed: &Noticed) -> Vec<Hint> {
+    match noticed {
+        Noticed::Lost => vec![Hint::Everything],
+        Noticed::Paths(paths) => paths
+            .iter()
+            .filter_map(|path| hint_for_path(store, path))
+            .collect(),
     }
-    if matches!(event.kind, EventKind::Access(_)) {
-        return Vec::new();
-    }
-    event
-        .paths
-        .iter()
-        .filter_map(|path| hint_for_path(store, path))
-        .collect()
 }
 
 fn hint_for_path(store: &Store, path: &Path) -> Option<Hint> {
