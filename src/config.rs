@@ -207,6 +207,14 @@ pub struct LmtpSection {
     pub bounce_refused: bool,
 }
 
+/// `[metrics]`: Prometheus metrics over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address to serve metrics on, e.g. `127.0.0.1:9425`.
+    pub listen: SocketAddr,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +237,8 @@ pub struct Config {
     pub queue: QueueSection,
     /// LMTP server.
     pub lmtp: Option<LmtpSection>,
+    /// Prometheus metrics.
+    pub metrics: Option<MetricsSection>,
 }
 
 fn default_max_object_size() -> u64 {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod inbound;
 pub mod logging;
+pub mod metrics;
 pub mod preview;
 pub mod queue;
 pub mod serve;

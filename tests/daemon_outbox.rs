@@ -15,6 +15,20 @@ struct Site {
 }
 
 impl Site {
+    /// A site whose daemon also serves metrics on a free loopback port.
+    fn with_metrics(name: &str) -> (Site, u16) {
+        let site = Site::new(name);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let config = site.dir.join("imipd.toml");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+        std::fs::write(&config, text).expect("config");
+        (site, port)
+    }
+
     fn new(name: &str) -> Site {
         let dir = std::env::temp_dir().join(format!("imipd-daemon-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -82,6 +96,18 @@ fn stop(mut child: Child) {
     panic!("imipd did not stop within 20 s of SIGTERM");
 }
 
+/// GET /metrics over plain HTTP.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
 /// Waits (bounded) until `check` holds; the bound is a deadlock guard, not a speed test.
 fn eventually(what: &str, site: &Site, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -114,7 +140,7 @@ fn write_event(dir: &Path, name: &str, text: &str) {
 
 #[test]
 fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_back() {
-    let site = Site::new("story");
+    let (site, metrics_port) = Site::with_metrics("story");
     let daemon = site.serve();
     eventually("startup", &site, || site.log().contains("imipd is running"));
 

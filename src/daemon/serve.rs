@@ -10,9 +10,11 @@
 //!    SIGTERM or SIGINT closes the listeners, lets work in flight finish, and exits.
 
 use super::inbound::{Inbound, RecipientCheck as InboundCheck, Verdict};
+use super::metrics::{metrics, Metrics};
 use super::queue::{Attempt, QueueSettings, Worker};
 use super::systemd;
 use crate::config::{Config, ConfigError};
+use crate::itip::status::SENT;
 use crate::smtp::retry::{RandomSource, RetryPolicy, SplitMix64};
 use crate::smtp::transport::Transport;
 use crate::smtp::verp::BounceAddress;
@@ -210,6 +212,18 @@ fn process_hint(shared: &Shared, hint: &Hint) -> Result<usize, DaemonError> {
 
 /// One log line per processed change; returns the number of messages queued.
 fn log_decision(key: &str, decision: &Decision) -> usize {
+    let counters = metrics();
+    if !matches!(
+        decision,
+        Decision::Unchanged | Decision::Baseline | Decision::Retry
+    ) {
+        Metrics::inc(&counters.changes);
+    }
+    if let Decision::Queued(sent) | Decision::Forgotten(sent) = decision {
+        counters
+            .queued
+            .fetch_add(sent.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     match decision {
         Decision::Unchanged | Decision::Baseline => 0,
         Decision::Skipped(reason) => {
@@ -348,14 +362,27 @@ pub async fn queue_loop<T: Transport>(
                     worker.deliver_mail(&item, &out, now()).await
                 }
             };
+            let counters = metrics();
             match &attempt {
                 Attempt::Delivered(status) => {
+                    Metrics::inc(if *status == SENT {
+                        &counters.sent
+                    } else {
+                        &counters.delivered_locally
+                    });
+                    if let Some(changed) = item.changed_at_ms {
+                        counters.latency(
+                            (chrono::Utc::now().timestamp_millis() - changed).max(0) as u64
+                        );
+                    }
                     tracing::info!(id = item.id, method = %item.method, rcpt = %item.rcpt, uid = %item.uid, status, "delivered")
                 }
                 Attempt::Retry(reason) => {
+                    Metrics::inc(&counters.retried);
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, %reason, attempts = item.attempts + 1, "delivery failed, will retry")
                 }
                 Attempt::Failed(status, reason) => {
+                    Metrics::inc(&counters.failed);
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
                 }
             }
@@ -562,6 +589,20 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             Ok(())
         });
     }
+    if let Some(section) = &config.metrics {
+        let listener = super::metrics::bind(section.listen)
+            .await
+            .map_err(DaemonError::Setup)?;
+        tracing::info!(listen = %section.listen, "metrics served over HTTP");
+        let (state, mut stop) = (shared.state.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            super::metrics::serve(listener, state, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+            Ok(())
+        });
+    }
     // Anything left from before a restart is delivered now.
     shared.queue_wake.notify_one();
 
@@ -647,6 +688,15 @@ impl LmtpHandler for MailHandler {
                 });
                 for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
                     let answer = super::preview::verdict_text(verdict);
+                    let (outcome, reason) = match verdict {
+                        Verdict::Accepted(text) if text.starts_with("ignored") => ("accepted", "ignored"),
+                        Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
+                        Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
+                        Verdict::Accepted(_) => ("accepted", "applied"),
+                        Verdict::TryLater(_) => ("deferred", "busy"),
+                        Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
+                    };
+                    metrics().lmtp(outcome, reason);
                     match verdict {
                         Verdict::Accepted(_) => tracing::info!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message"),
                         _ => tracing::warn!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message not applied"),

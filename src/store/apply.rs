@@ -121,7 +121,7 @@ impl Applier<'_> {
             })?;
             let outcome =
                 itip::receive(itip, sender, Some(&stored), &ctx).map_err(ApplyError::Itip)?;
-            let answers = queue_items(self.store, &outcome.responses, None, now);
+            let answers = queue_items(self.store, &outcome.responses, None, now, None);
             let count = answers.len();
             let Some(copy) = outcome.copy else {
                 self.commit(Batch {

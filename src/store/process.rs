@@ -145,7 +145,8 @@ impl Processor<'_> {
                     next.written_hash = Some(written_hash);
                     next.baseline = Some(written);
                 }
-                let items = self.queue_items(&outcome.messages, Some(key), now);
+                let changed_at = modified_ms(&self.store.path_for(key));
+                let items = queue_items(self.store, &outcome.messages, Some(key), now, changed_at);
                 let sent = items
                     .iter()
                     .map(|i| (i.method.clone(), i.rcpt.clone()))
@@ -195,7 +196,7 @@ impl Processor<'_> {
                     reply_details: self.reply_details,
                 };
                 if let Ok(outcome) = itip::schedule_removal(&old, &ctx) {
-                    items = self.queue_items(&outcome.messages, None, now);
+                    items = queue_items(self.store, &outcome.messages, None, now, Some(now * 1000));
                 }
             }
         }
@@ -224,26 +225,24 @@ impl Processor<'_> {
         })?;
         Ok(())
     }
-
-    /// One queue item per message and recipient; local recipients are delivered into
-    /// their store, everyone else by email. `status_object` is the organizer's copy that
-    /// records each recipient's delivery status.
-    pub fn queue_items(
-        &self,
-        messages: &[ItipMessage],
-        status_object: Option<&str>,
-        now: i64,
-    ) -> Vec<QueueItem> {
-        queue_items(self.store, messages, status_object, now)
-    }
 }
 
-/// See [`Processor::queue_items`].
+/// When a file was last modified, in ms since the epoch.
+fn modified_ms(path: &std::path::Path) -> Option<i64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
+}
+
+/// One queue item per message and recipient; local recipients are delivered into their
+/// store, everyone else by email. `status_object` is the organizer's copy that records
+/// each recipient's delivery status; `changed_at_ms` is when the user saved the change.
 pub fn queue_items(
     store: &Store,
     messages: &[ItipMessage],
     status_object: Option<&str>,
     now: i64,
+    changed_at_ms: Option<i64>,
 ) -> Vec<QueueItem> {
     let mut items = Vec::new();
     for message in messages {
@@ -277,6 +276,7 @@ pub fn queue_items(
                     .filter(|_| from_local_organizer)
                     .map(str::to_string),
                 last_error: None,
+                changed_at_ms,
             });
         }
     }

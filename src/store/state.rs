@@ -128,6 +128,10 @@ pub struct QueueItem {
     pub status_object: Option<String>,
     /// The last failure, for `queue list`.
     pub last_error: Option<String>,
+    /// When the user saved the change that caused this message (ms since the epoch),
+    /// for the change → handoff latency metric.
+    #[serde(default)]
+    pub changed_at_ms: Option<i64>,
 }
 
 /// An email handed to the next hop, remembered so that a bounce arriving later can be
@@ -462,6 +466,7 @@ mod tests {
             summary: SummaryRecord::Invite,
             status_object: None,
             last_error: None,
+            changed_at_ms: None,
         }
     }
 
