@@ -153,7 +153,7 @@ impl Worker<'_> {
     }
 
     /// Builds the email for a mail item and hands it to the transport.
-    pub async fn deliver_mail(&self, item: &QueueItem, out: &impl Transport, now: i64) -> Attempt {
+    pub async fn deliver_mail(&self, item: &QueueItem, out: &impl Transport) -> Attempt {
         let Some(message) = itip_message(item) else {
             return Attempt::Failed(FAILED, "the queued message no longer parses".into());
         };
@@ -163,8 +163,11 @@ impl Worker<'_> {
                 format!("{} is not an email address", item.rcpt),
             );
         };
+        // A message's identity is fixed when it is queued: every attempt builds the
+        // same bytes and Message-ID, so a retry after a crash is recognised as the same
+        // email (the outbox keeps one file; receivers de-duplicate by Message-ID).
         let stamp = Stamp {
-            now: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+            now: chrono::DateTime::from_timestamp(item.created, 0).unwrap_or_default(),
             unique: item.id,
         };
         let mail = match imip::build_message(&message, &rcpt, &self.settings.mail, &stamp) {

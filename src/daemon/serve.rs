@@ -359,7 +359,7 @@ pub async fn queue_loop<T: Transport>(
                         state: &shared.state,
                         settings: &settings,
                     };
-                    worker.deliver_mail(&item, &out, now()).await
+                    worker.deliver_mail(&item, &out).await
                 }
             };
             let counters = metrics();
