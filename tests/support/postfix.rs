@@ -117,9 +117,10 @@ impl Postfix {
         for sub in ["conf", "queue", "data"] {
             std::fs::create_dir_all(dir.join(sub)).expect("postfix folders");
         }
-        if let Some(uid) = postfix_uid() {
+        if let Some(uid) = account_id("/etc/passwd", "postfix") {
             let _ = std::os::unix::fs::chown(dir.join("data"), Some(uid), None);
         }
+        prepare_queue(&dir.join("queue"));
         std::fs::write(conf.join("main.cf"), main_cf(dir.path(), &builder)).expect("main.cf");
         let mut master = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
         let smtps_port = builder.tls.as_ref().map(|_| free_port());
@@ -130,6 +131,15 @@ impl Postfix {
         }
         master.push_str(MASTER_CF);
         std::fs::write(conf.join("master.cf"), master).expect("master.cf");
+        // Postfix re-reads a configuration file modified within the last second until
+        // it is older (300 ms naps, 1.5 s in all): date the files back instead.
+        for name in ["main.cf", "master.cf"] {
+            let past = std::time::SystemTime::now() - Duration::from_secs(60);
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(conf.join(name))
+                .and_then(|f| f.set_modified(past));
+        }
         let child = Command::new(POSTFIX)
             .arg("-c")
             .arg(&conf)
@@ -329,16 +339,56 @@ address_verify_poll_delay = 1s
     cf
 }
 
-/// The uid of the `postfix` user, which must own `data_directory`.
-fn postfix_uid() -> Option<u32> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd
+/// The numeric id of `name` in `/etc/passwd` or `/etc/group`.
+fn account_id(file: &str, name: &str) -> Option<u32> {
+    let table = std::fs::read_to_string(file).ok()?;
+    table
         .lines()
-        .find(|l| l.starts_with("postfix:"))?
+        .find(|l| l.split(':').next() == Some(name))?
         .split(':')
         .nth(2)?
         .parse()
         .ok()
+}
+
+/// Creates the queue subdirectories with the owners and modes `postfix` itself would
+/// give them and marks the queue `quick-start`, so `start-fg` skips its integrity
+/// check (`post-install create-missing` and friends take about two seconds). If the
+/// accounts are missing, nothing is prepared and Postfix does the work itself.
+fn prepare_queue(queue: &Path) {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let (Some(postfix), Some(postdrop)) = (
+        account_id("/etc/passwd", "postfix"),
+        account_id("/etc/group", "postdrop"),
+    ) else {
+        return;
+    };
+    let dirs: [(&str, u32, Option<u32>, u32); 14] = [
+        ("active", postfix, Some(0), 0o700),
+        ("bounce", postfix, Some(0), 0o700),
+        ("corrupt", postfix, Some(0), 0o700),
+        ("defer", postfix, Some(0), 0o700),
+        ("deferred", postfix, Some(0), 0o700),
+        ("flush", postfix, Some(0), 0o700),
+        ("hold", postfix, Some(0), 0o700),
+        ("incoming", postfix, Some(0), 0o700),
+        ("private", postfix, Some(0), 0o700),
+        ("saved", postfix, Some(0), 0o700),
+        ("trace", postfix, Some(0), 0o700),
+        ("maildrop", postfix, Some(postdrop), 0o730),
+        ("public", postfix, Some(postdrop), 0o710),
+        ("pid", 0, Some(0), 0o755),
+    ];
+    for (name, uid, gid, mode) in dirs {
+        let path = queue.join(name);
+        let ok = std::fs::create_dir_all(&path).is_ok()
+            && chown(&path, Some(uid), gid).is_ok()
+            && std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).is_ok();
+        if !ok {
+            return;
+        }
+    }
+    let _ = std::fs::write(queue.join("quick-start"), "");
 }
 
 /// The greeting of the SMTP server at `addr` (then QUIT), or `None` if it is not up.
