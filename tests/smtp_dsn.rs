@@ -71,7 +71,10 @@ async fn a_real_postfix_bounce_names_the_item_and_status() {
         timeout: Duration::from_secs(5),
         ..RelayConfig::new("127.0.0.1", postfix.smtp_addr().port())
     });
-    relay.send(&envelope, &mail.bytes).await.expect("Postfix takes it");
+    relay
+        .send(&envelope, &mail.bytes)
+        .await
+        .expect("Postfix takes it");
 
     let received = handler.wait_for(1, WAIT).await;
     let bounce = &received[0];
@@ -93,8 +96,14 @@ async fn a_real_postfix_bounce_names_the_item_and_status() {
     let diagnostic = r.diagnostic.clone().unwrap_or_default();
     assert!(diagnostic.contains("550 5.1.1"), "{diagnostic}");
     assert_eq!(report.item, mail.item);
-    assert_eq!(report.item, Some(item("lunch-42@example.com", "mailto:bob@example.net")));
-    assert_eq!(report.original_message_id.as_deref(), Some(mail.message_id.as_str()));
+    assert_eq!(
+        report.item,
+        Some(item("lunch-42@example.com", "mailto:bob@example.net"))
+    );
+    assert_eq!(
+        report.original_message_id.as_deref(),
+        Some(mail.message_id.as_str())
+    );
     // RET=HDRS: the headers came back, the invitation's body did not.
     let text = String::from_utf8_lossy(&bounce.data);
     assert!(text.contains("text/rfc822-headers"), "{text}");
@@ -112,13 +121,23 @@ fn exim_bounce_with_returned_headers() {
         ("carol@example.net", DsnAction::Failed, "5.0.0")
     );
     assert_eq!(r.remote_mta.as_deref(), Some("mx.example.net"));
-    assert!(r.diagnostic.as_deref().unwrap_or_default().contains("User unknown"));
+    assert!(r
+        .diagnostic
+        .as_deref()
+        .unwrap_or_default()
+        .contains("User unknown"));
     // The tracking header was folded by the MTA; it still reads back.
     assert_eq!(
         report.item,
-        Some(item("planning-2026-11-24@example.org", "mailto:carol@example.net"))
+        Some(item(
+            "planning-2026-11-24@example.org",
+            "mailto:carol@example.net"
+        ))
     );
-    assert_eq!(report.original_message_id.as_deref(), Some("7f3a9c0d11e2@gw.example.org"));
+    assert_eq!(
+        report.original_message_id.as_deref(),
+        Some("7f3a9c0d11e2@gw.example.org")
+    );
 }
 
 #[test]
@@ -150,7 +169,10 @@ fn postfix_delay_warning_is_not_a_failure() {
     assert_eq!(r.status, "4.4.1");
     assert!(!r.is_permanent_failure());
     assert_eq!(report.envelope_id.as_deref(), Some("q55.1"));
-    assert_eq!(report.item, Some(item("offsite-1@example.org", "mailto:erin@slow.example")));
+    assert_eq!(
+        report.item,
+        Some(item("offsite-1@example.org", "mailto:erin@slow.example"))
+    );
 }
 
 #[test]
@@ -161,7 +183,11 @@ fn things_that_are_not_delivery_status_notifications_are_refused() {
     }
     match parse_dsn(&fixture("not-dsn-read-receipt.eml")) {
         Err(e @ DsnError::NotAReport(_)) => {
-            assert!(e.to_string().contains("report-type=disposition-notification"), "{e}")
+            assert!(
+                e.to_string()
+                    .contains("report-type=disposition-notification"),
+                "{e}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -181,5 +207,8 @@ fn things_that_are_not_delivery_status_notifications_are_refused() {
     // An iMIP invitation is not a bounce either.
     let invite = fixture("exim-failed.eml");
     let forwarded = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), &invite].concat();
-    assert!(matches!(parse_dsn(&forwarded), Err(DsnError::NotAReport(_))));
+    assert!(matches!(
+        parse_dsn(&forwarded),
+        Err(DsnError::NotAReport(_))
+    ));
 }

@@ -177,7 +177,10 @@ async fn oversized_message_is_refused_by_imipd_and_bounced_to_the_sender() {
     );
     let line = postfix.wait_for_log(&["to=<alice@imip.test>", "status=bounced"], WAIT);
     assert!(line.contains("dsn=5.3.4"), "{line}");
-    assert!(line.contains("exceeds size limit 65536 of server"), "{line}");
+    assert!(
+        line.contains("exceeds size limit 65536 of server"),
+        "{line}"
+    );
 
     // The bounce comes back over LMTP to the sender's domain; the message never did.
     let received = handler.wait_for(1, WAIT).await;

@@ -170,7 +170,10 @@ async fn postfix_sees_one_smtp_session_for_several_messages() {
     sink.wait_for_messages(3, WAIT);
     // Postfix's own summary of the session: three MAIL, RCPT and DATA, RSET between.
     let line = postfix.wait_for_log(&["disconnect from", " mail=3 "], WAIT);
-    assert!(line.contains("ehlo=1 mail=3 rcpt=3 data=3 rset=2 quit=1"), "{line}");
+    assert!(
+        line.contains("ehlo=1 mail=3 rcpt=3 data=3 rset=2 quit=1"),
+        "{line}"
+    );
     let connects_after = postfix
         .log()
         .lines()

@@ -160,18 +160,17 @@ pub fn parse_dsn(raw: &[u8]) -> Result<DeliveryReport, DsnError> {
             ct.subtype().unwrap_or("").to_ascii_lowercase()
         );
         match full.as_str() {
-            "message/delivery-status" | "message/global-delivery-status" => {
-                if status_body.is_none() {
-                    status_body = Some(String::from_utf8_lossy(part.contents()).into_owned());
-                }
+            "message/delivery-status" | "message/global-delivery-status"
+                if status_body.is_none() =>
+            {
+                status_body = Some(String::from_utf8_lossy(part.contents()).into_owned());
             }
             "message/rfc822"
             | "message/global"
             | "text/rfc822-headers"
-            | "message/global-headers" => {
-                if item.is_some() {
-                    continue;
-                }
+            | "message/global-headers"
+                if item.is_none() =>
+            {
                 let returned = match &part.body {
                     PartType::Message(m) => returned_fields(m),
                     _ => MessageParser::new()
