@@ -127,7 +127,8 @@ impl RetryPolicy {
         let exponent = failures.saturating_sub(1).min(32);
         let factor = 1u64 << exponent;
         let secs = self.first_delay.as_secs_f64() * factor as f64;
-        Duration::from_secs_f64(secs.min(self.max_delay.as_secs_f64()))
+        Duration::try_from_secs_f64(secs.min(self.max_delay.as_secs_f64()))
+            .unwrap_or(self.max_delay)
     }
 
     /// What to do after a failure, given how many attempts failed so far (this one
@@ -159,7 +160,8 @@ impl RetryPolicy {
         let jitter = self.jitter.clamp(0.0, 1.0);
         // 53 random bits make a uniform fraction in [0, 1).
         let unit = (random.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let delay = base.mul_f64(1.0 - jitter * unit);
+        let delay =
+            Duration::try_from_secs_f64(base.as_secs_f64() * (1.0 - jitter * unit)).unwrap_or(base);
         let delay = delay.max(Duration::from_secs(1));
         Decision::RetryAfter(delay.min(self.max_age - age))
     }
@@ -195,6 +197,14 @@ mod tests {
         assert_eq!(secs, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
         assert_eq!(p.base_delay(1000).as_secs(), 3600);
         assert_eq!(p.base_delay(0).as_secs(), 60);
+        let huge = RetryPolicy {
+            first_delay: Duration::from_secs(u64::MAX / 2),
+            max_delay: Duration::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(huge.base_delay(40), Duration::MAX, "no overflow panic");
+        let d = delay(huge.decide(&temp(), 40, Duration::ZERO, &mut Fixed(0)));
+        assert!(d <= huge.max_age);
     }
 
     #[test]

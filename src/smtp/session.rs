@@ -391,3 +391,115 @@ where
         Flow::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::handler::ReceivedMessage;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Everyone;
+
+    impl LmtpHandler for Everyone {
+        fn check_recipient(&self, recipient: &str) -> RecipientCheck {
+            if recipient.len() % 2 == 0 {
+                RecipientCheck::Accept
+            } else {
+                RecipientCheck::Unknown
+            }
+        }
+
+        async fn deliver(&self, message: ReceivedMessage) -> Vec<RecipientOutcome> {
+            // Deliberately one outcome short: the server must fill the gap.
+            let n = message.recipients.len().saturating_sub(1);
+            vec![RecipientOutcome::Accepted("ok\r\n250 injected".into()); n]
+        }
+    }
+
+    /// Runs a session over `input` and returns everything it wrote.
+    async fn converse(input: Vec<u8>) -> String {
+        let config = LmtpConfig {
+            idle_timeout: Duration::from_millis(50),
+            max_message_size: 200,
+            max_line_length: 100,
+            ..LmtpConfig::default()
+        };
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&input).await;
+            let _ = client.shutdown().await;
+            let mut out = Vec::new();
+            let _ = client.read_to_end(&mut out).await;
+            out
+        });
+        run(server, "test".into(), &config, &Everyone, stop_rx).await;
+        String::from_utf8(writer.await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn random_conversations_get_well_formed_replies() {
+        let tokens: [&[u8]; 16] = [
+            b"LHLO x\r\n",
+            b"MAIL FROM:<a@b.c>\r\n",
+            b"MAIL FROM:<a@b.c> SIZE=999999\r\n",
+            b"RCPT TO:<ab@c.d>\r\n",
+            b"RCPT TO:<a@c.d>\r\n",
+            b"DATA\r\n",
+            b"BDAT 10 LAST\r\n",
+            b"RSET\r\n",
+            b"NOOP\r\n",
+            b".\r\n",
+            b"..\r\n",
+            b"\r\n",
+            b"\xff\x00\xfe",
+            b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            b"\r",
+            b"QUIT\r\n",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut replies = 0;
+        for _ in 0..300 {
+            let mut input = Vec::new();
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                input.extend_from_slice(tokens[(x % 16) as usize]);
+            }
+            let output = converse(input.clone()).await;
+            assert!(output.starts_with("220 "), "{output}");
+            for line in output.split_terminator("\r\n") {
+                let ok = line.len() >= 4
+                    && line.as_bytes()[..3].iter().all(u8::is_ascii_digit)
+                    && matches!(line.as_bytes()[3], b' ' | b'-');
+                assert!(ok, "malformed reply line {line:?} for input {input:?}");
+                replies += 1;
+            }
+        }
+        assert!(replies > 600, "the conversations should go somewhere: {replies}");
+    }
+
+    #[tokio::test]
+    async fn missing_outcomes_are_answered_451() {
+        let output = converse(
+            b"LHLO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<ab@c.d>\r\nRCPT TO:<cd@c.d>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n"
+                .to_vec(),
+        )
+        .await;
+        let after_data: Vec<&str> = output
+            .split_terminator("\r\n")
+            .skip_while(|l| !l.starts_with("354"))
+            .skip(1)
+            .collect();
+        assert_eq!(
+            after_data,
+            [
+                "250 2.0.0 ok 250 injected",
+                "451 4.3.0 delivery outcome unknown, try again later",
+                "221 2.0.0 localhost closing connection"
+            ]
+        );
+    }
+}
