@@ -403,7 +403,7 @@ mod tests {
 
     impl LmtpHandler for Everyone {
         fn check_recipient(&self, recipient: &str) -> RecipientCheck {
-            if recipient.len() % 2 == 0 {
+            if recipient.len().is_multiple_of(2) {
                 RecipientCheck::Accept
             } else {
                 RecipientCheck::Unknown
@@ -478,7 +478,10 @@ mod tests {
                 replies += 1;
             }
         }
-        assert!(replies > 600, "the conversations should go somewhere: {replies}");
+        assert!(
+            replies > 600,
+            "the conversations should go somewhere: {replies}"
+        );
     }
 
     #[tokio::test]
