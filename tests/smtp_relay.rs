@@ -176,7 +176,10 @@ async fn postfix_sees_one_smtp_session_for_several_messages() {
         .lines()
         .filter(|l| l.contains("smtpd[") && l.contains(": connect from"))
         .count();
-    assert_eq!(connects, 2, "one session for the relay plus the start-up probe");
+    assert_eq!(
+        connects, 2,
+        "one session for the relay plus the start-up probe"
+    );
 }
 
 fn temporary(result: Result<imipd::smtp::Handover, SendError>) -> imipd::smtp::Failure {
