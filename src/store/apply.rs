@@ -215,15 +215,20 @@ impl Applier<'_> {
         }
         let key = self.store.import_key(user, uid);
         let text = copy.to_string();
-        match replace(self.store, &key, &Expected::Absent, &text) {
-            Ok(()) => {}
-            Err(WriteError::Conflict(_)) => {
-                return Err(ApplyError::Busy(format!(
-                    "{key} exists but imipd has no record of it"
-                )))
-            }
+        let text = match replace(self.store, &key, &Expected::Absent, &text) {
+            Ok(()) => text,
+            Err(WriteError::Conflict(_)) => match self.adopt(&key, uid) {
+                // imipd wrote this file but stopped before recording it: take it as
+                // the copy (applying the message again is the caller's next attempt).
+                Some(existing) => existing,
+                None => {
+                    return Err(ApplyError::Busy(format!(
+                        "{key} exists, is not this event, and imipd has no record of it"
+                    )))
+                }
+            },
             Err(e) => return Err(ApplyError::Busy(e.to_string())),
-        }
+        };
         let hash = content_hash(text.as_bytes());
         let record = ObjectRecord {
             user: user.name.clone(),
@@ -243,6 +248,15 @@ impl Applier<'_> {
             key: Some(key),
             answers: 0,
         })
+    }
+
+    /// The text of an invitation file imipd named for `uid` but did not record, if it
+    /// holds that event.
+    fn adopt(&self, key: &str, uid: &str) -> Option<String> {
+        let (_, text) = self.store.read(key).ok()??;
+        let cal = ICalendar::parse(&text).ok()?;
+        let same = cal.uids().any(|u| u == uid);
+        same.then_some(text)
     }
 
     /// Records SCHEDULE-STATUS `status` for `attendee` on the organizer's object `key`.
