@@ -161,6 +161,12 @@ pub struct QueueSection {
     /// Hours after which an undeliverable message fails for good.
     #[serde(default = "default_max_age_hours")]
     pub max_age_hours: u64,
+    /// Seconds before the first retry of a failed delivery (then doubling).
+    #[serde(default = "default_first_retry")]
+    pub first_retry_delay: u64,
+    /// Longest wait between two retries, in seconds.
+    #[serde(default = "default_max_retry")]
+    pub max_retry_delay: u64,
 }
 
 impl Default for QueueSection {
@@ -168,6 +174,8 @@ impl Default for QueueSection {
         QueueSection {
             outbox: default_outbox(),
             max_age_hours: default_max_age_hours(),
+            first_retry_delay: default_first_retry(),
+            max_retry_delay: default_max_retry(),
         }
     }
 }
@@ -267,6 +275,12 @@ fn default_outbox() -> PathBuf {
 }
 fn default_max_age_hours() -> u64 {
     5 * 24
+}
+fn default_first_retry() -> u64 {
+    60
+}
+fn default_max_retry() -> u64 {
+    3600
 }
 fn default_max_message() -> usize {
     10 * 1024 * 1024

@@ -13,103 +13,21 @@ use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
 use imipd::store::state::{Route, State};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::radicale::Radicale;
 
 const NOW: i64 = 1_900_000_000; // 2030-03-17
 
-/// A Radicale server for one test; stopped on drop.
-struct Radicale {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+/// imipd's view of a Radicale test server.
+trait RadicaleStore {
+    fn store(&self) -> Store;
+    fn state_path(&self) -> PathBuf;
 }
 
-impl Radicale {
-    fn start(name: &str) -> Radicale {
-        let dir =
-            std::env::temp_dir().join(format!("imipd-radicale-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let config = dir.join("config");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = none\n[rights]\ntype = owner_only\n\
-                 [storage]\nfilesystem_folder = {}\n[logging]\nlevel = warning\n",
-                dir.join("collections").display()
-            ),
-        )
-        .expect("config");
-        let child = Command::new("python3")
-            .args(["-m", "radicale", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m radicale (install it: pip install radicale, see .ci/run)");
-        let radicale = Radicale { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Radicale did not start (is `pip install radicale` done?)"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        radicale
-    }
-
-    /// One HTTP request as `user`; returns (status, ETag header, body).
-    fn request(
-        &self,
-        method: &str,
-        user: &str,
-        path: &str,
-        body: &str,
-    ) -> (u16, Option<String>, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let auth = match user {
-            "alice" => "YWxpY2U6eA==",
-            "bob" => "Ym9iOng=",
-            other => panic!("no credentials for {other}"),
-        };
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
-             Content-Type: text/calendar; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("receive");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let etag = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("etag:"))
-            .map(|l| l[5..].trim().to_string());
-        (status, etag, body.to_string())
-    }
-
-    fn mkcalendar(&self, user: &str) {
-        let (status, _, body) = self.request("MKCALENDAR", user, &format!("/{user}/calendar/"), "");
-        assert_eq!(status, 201, "MKCALENDAR for {user}: {body}");
-    }
-
+impl RadicaleStore for Radicale {
     fn store(&self) -> Store {
         let section = StoreSection {
             layout: Layout::Radicale,
@@ -123,14 +41,6 @@ impl Radicale {
 
     fn state_path(&self) -> PathBuf {
         self.dir.join("state.redb")
-    }
-}
-
-impl Drop for Radicale {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -507,6 +507,14 @@ pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
         mail,
         bounces,
         retry: RetryPolicy {
+            first_delay: Duration::from_secs(config.queue.first_retry_delay.max(1)),
+            max_delay: Duration::from_secs(
+                config
+                    .queue
+                    .max_retry_delay
+                    .max(config.queue.first_retry_delay)
+                    .max(1),
+            ),
             max_age: Duration::from_secs(config.queue.max_age_hours.saturating_mul(3600)),
             ..RetryPolicy::default()
         },

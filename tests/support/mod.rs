@@ -14,6 +14,7 @@
 //! - [`lmtp`]: a recording [`LmtpHandler`](imipd::smtp::LmtpHandler) and a running
 //!   imipd LMTP server for it.
 //! - [`tools`]: swaks and a raw line client.
+//! - [`radicale`]: a real Radicale server and a minimal CalDAV (HTTP) client.
 //!
 //! Everything listens on 127.0.0.1 only. Each test binary uses only some helpers.
 #![allow(dead_code, unused_imports)]
@@ -21,6 +22,7 @@
 pub mod lmtp;
 pub mod ports;
 pub mod postfix;
+pub mod radicale;
 pub mod sink;
 pub mod tempdir;
 pub mod tools;

@@ -1,0 +1,112 @@
+//! A real Radicale server (pip `radicale`, installed by `.ci/run`) for one test: its
+//! own storage folder, a free loopback port, `auth = none` with owner-only rights, and
+//! a minimal HTTP client to talk CalDAV to it as a client would. Stopped on drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A Radicale server for one test; stopped on drop.
+pub struct Radicale {
+    child: Child,
+    /// The HTTP port.
+    pub port: u16,
+    /// Its folder: `collections/` is Radicale's filesystem_folder.
+    pub dir: PathBuf,
+}
+
+impl Radicale {
+    /// Starts Radicale with storage under a new temporary folder.
+    pub fn start(name: &str) -> Radicale {
+        let dir =
+            std::env::temp_dir().join(format!("imipd-radicale-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let config = dir.join("config");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = none\n[rights]\ntype = owner_only\n\
+                 [storage]\nfilesystem_folder = {}\n[logging]\nlevel = warning\n",
+                dir.join("collections").display()
+            ),
+        )
+        .expect("config");
+        let child = Command::new("python3")
+            .args(["-m", "radicale", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m radicale (install it: pip install radicale, see .ci/run)");
+        let radicale = Radicale { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Radicale did not start (is `pip install radicale` done?)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        radicale
+    }
+
+    /// One HTTP request as `user`; returns (status, ETag header, body).
+    pub fn request(
+        &self,
+        method: &str,
+        user: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, Option<String>, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let auth = match user {
+            "alice" => "YWxpY2U6eA==",
+            "bob" => "Ym9iOng=",
+            "carol" => "Y2Fyb2w6eA==",
+            other => panic!("no credentials for {other}"),
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: text/calendar; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("receive");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let etag = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("etag:"))
+            .map(|l| l[5..].trim().to_string());
+        (status, etag, body.to_string())
+    }
+
+    /// Creates `/<user>/calendar/`.
+    pub fn mkcalendar(&self, user: &str) {
+        let (status, _, body) = self.request("MKCALENDAR", user, &format!("/{user}/calendar/"), "");
+        assert_eq!(status, 201, "MKCALENDAR for {user}: {body}");
+    }
+}
+
+impl Drop for Radicale {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
