@@ -106,6 +106,7 @@ impl Site {
             settings: &self.settings,
             reply_details: ReplyDetails::Full,
             bounces: &BounceAddress::new("imipd-bounces", "example.com").expect("bounce address"),
+            bounce_key: b"test key",
         };
         let mut verdicts = inbound.deliver(
             "sender@example.net",
@@ -340,4 +341,64 @@ fn unknown_recipients_and_mail_without_a_calendar_get_clear_answers() {
         other => panic!("{other:?}"),
     }
     assert_eq!(site.alice(), ORGANIZER_COPY);
+}
+
+fn bounce(to: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.example.com\r\nTo: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <bounce-{to}@mx.example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\nThe message could not be delivered.\r\n\
+         --b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n\
+         Final-Recipient: rfc822; carol@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--b1--\r\n"
+    )
+}
+
+#[test]
+fn a_forged_bounce_is_ignored_and_a_signed_one_is_recorded() {
+    use imipd::smtp::verp::BounceToken;
+    use imipd::store::state::{Batch, SentRecord};
+    let site = Site::new("bounce");
+    site.state
+        .commit(Batch {
+            sent: vec![SentRecord {
+                id: 7,
+                at: NOW,
+                uid: "budget-1".into(),
+                rcpt: "carol@example.net".into(),
+                status_object: "alice/calendar/budget.ics".into(),
+            }],
+            ..Batch::default()
+        })
+        .expect("sent record");
+    // Anyone can write to the bounce address, guessing the plain queue number.
+    match site.deliver(
+        "imipd-bounces+q7@example.com",
+        &bounce("imipd-bounces+q7@example.com"),
+    ) {
+        Verdict::Accepted(text) => assert!(text.starts_with("ignored"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        site.alice(),
+        ORGANIZER_COPY,
+        "a forged bounce changes nothing"
+    );
+    // A bounce to the address imipd really used is believed.
+    let signed = format!(
+        "imipd-bounces+{}@example.com",
+        BounceToken::signed(7, b"test key")
+    );
+    match site.deliver(&signed, &bounce(&signed)) {
+        Verdict::Accepted(text) => assert!(text.contains("SCHEDULE-STATUS 5.1"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    let unfolded = site.alice().replace("\r\n ", "");
+    assert!(
+        unfolded
+            .lines()
+            .any(|l| l.contains("mailto:carol@example.net") && l.contains("SCHEDULE-STATUS=5.1")),
+        "{unfolded}"
+    );
 }

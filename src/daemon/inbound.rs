@@ -12,7 +12,7 @@ use crate::imip::{self, IncomingOptions};
 use crate::itip::status::FAILED;
 use crate::itip::CalAddress;
 use crate::smtp::dsn::parse_dsn;
-use crate::smtp::verp::BounceAddress;
+use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
 use crate::store::state::State;
@@ -59,6 +59,8 @@ pub struct Inbound<'a> {
     pub reply_details: crate::itip::ReplyDetails,
     /// The bounce address family (`imipd-bounces+<item>@<domain>`).
     pub bounces: &'a BounceAddress,
+    /// The secret that signs bounce tokens: only bounces naming a signed token count.
+    pub bounce_key: &'a [u8],
 }
 
 impl Inbound<'_> {
@@ -195,40 +197,34 @@ impl Inbound<'_> {
 
 impl Inbound<'_> {
     /// A delivery report for an email imipd sent: the attendee it failed for gets
-    /// SCHEDULE-STATUS 5.1 on the organizer's copy. Matched by the VERP token of the
-    /// bounce address, else the ENVID, else the tracking header (UID and recipient).
+    /// SCHEDULE-STATUS 5.1 on the organizer's copy. Matched by the signed VERP token of
+    /// the bounce address, else the signed ENVID; anything else is ignored (anyone can
+    /// mail the bounce address, and UIDs and recipients are no secret).
     fn note_bounce(&self, rcpt: &str, data: &[u8]) -> Verdict {
         let report = match parse_dsn(data) {
             Ok(report) => report,
             Err(err) => return Verdict::Accepted(format!("ignored at the bounce address: {err}")),
         };
+        // Only a token imipd signed names a message: from the bounce address it came
+        // to, or from the ENVID the MTA returned.
         let id = self
             .bounces
             .token_of(rcpt)
-            .and_then(|t| t.queue_item())
+            .and_then(|t| t.verified_queue_item(self.bounce_key))
             .or_else(|| {
-                report
-                    .envelope_id
-                    .as_deref()
-                    .and_then(|e| e.strip_prefix("imipd.")?.parse().ok())
+                let token = report.envelope_id.as_deref()?.strip_prefix("imipd.")?;
+                BounceToken::new(token)
+                    .ok()?
+                    .verified_queue_item(self.bounce_key)
             });
         let sent = match id.map(|id| self.state.sent(id)).transpose() {
             Ok(found) => found.flatten(),
             Err(err) => return Verdict::TryLater(err.to_string()),
         };
-        let sent = match (sent, &report.item) {
-            (Some(sent), _) => Some(sent),
-            (None, Some(item)) => match self.state.sent_records() {
-                Ok(records) => records.into_iter().rev().find(|r| {
-                    r.uid == item.uid
-                        && CalAddress::parse(&r.rcpt).as_ref() == Some(&item.recipient)
-                }),
-                Err(err) => return Verdict::TryLater(err.to_string()),
-            },
-            (None, None) => None,
-        };
         let Some(sent) = sent else {
-            return Verdict::Accepted("ignored: a bounce for no message imipd remembers".into());
+            return Verdict::Accepted(
+                "ignored: a bounce that names no message imipd signed and remembers".into(),
+            );
         };
         let failed: Vec<&str> = report
             .recipients

@@ -161,12 +161,14 @@ pub fn inject(
         format!("{e}\n(is the daemon running? Deliver through its LMTP port, or use --dry-run)")
     })?;
     let settings = crate::daemon::serve::queue_settings(config).map_err(|e| e.to_string())?;
+    let key = crate::daemon::serve::bounce_key(&state).map_err(|e| e.to_string())?;
     let inbound = Inbound {
         store: &store,
         state: &state,
         settings: &lmtp,
         reply_details: config.reply_details(),
         bounces: &settings.bounces,
+        bounce_key: &key,
     };
     let verdicts = inbound.deliver("", &[rcpt.to_string()], &data, now);
     Ok(verdicts

@@ -39,8 +39,10 @@ pub enum Attempt {
 pub struct QueueSettings {
     /// How emails are written.
     pub mail: OutgoingOptions,
-    /// Where bounces go: `imipd-bounces+<queue item>@<domain>`.
+    /// Where bounces go: `imipd-bounces+<signed queue item>@<domain>`.
     pub bounces: BounceAddress,
+    /// The secret that signs bounce tokens, so forged bounces are not believed.
+    pub bounce_key: Vec<u8>,
     /// When to retry, and when to give up.
     pub retry: RetryPolicy,
     /// How answers are written.
@@ -174,13 +176,11 @@ impl Worker<'_> {
             Ok(mail) => mail,
             Err(err) => return Attempt::Failed(FAILED, format!("cannot build the email: {err}")),
         };
+        let token = BounceToken::signed(item.id, &self.settings.bounce_key);
         let envelope = Envelope {
-            mail_from: self
-                .settings
-                .bounces
-                .address(&BounceToken::for_queue_item(item.id)),
+            mail_from: self.settings.bounces.address(&token),
             recipient: rcpt.to_string(),
-            envelope_id: Some(format!("imipd.{}", item.id)),
+            envelope_id: Some(format!("imipd.{token}")),
         };
         match out.send(&envelope, &mail.bytes).await {
             Ok(_) => Attempt::Delivered(SENT),

@@ -506,6 +506,7 @@ pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
     Ok(QueueSettings {
         mail,
         bounces,
+        bounce_key: Vec::new(),
         retry: RetryPolicy {
             first_delay: Duration::from_secs(config.queue.first_retry_delay.max(1)),
             max_delay: Duration::from_secs(
@@ -522,13 +523,45 @@ pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
     })
 }
 
+/// The secret that signs bounce tokens: made once from the system's random source and
+/// kept in the state, so tokens stay valid across restarts.
+pub fn bounce_key(state: &State) -> Result<Vec<u8>, DaemonError> {
+    const KEY: &str = "bounce_key";
+    if let Some(hex) = state.meta(KEY)? {
+        if let Some(key) = from_hex(&hex) {
+            return Ok(key);
+        }
+    }
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+        .map_err(|e| {
+            DaemonError::Setup(format!("cannot read /dev/urandom for the bounce key: {e}"))
+        })?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    state.commit(crate::store::state::Batch {
+        meta: vec![(KEY.to_string(), hex)],
+        ..Default::default()
+    })?;
+    Ok(key.to_vec())
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     use crate::smtp::outbox::Outbox;
     use crate::smtp::relay::{Relay, RelayAuth, RelayConfig, RelayTls};
     let shared = start(config_path).await?;
     let config = shared.config();
-    let settings = Arc::new(queue_settings(&config)?);
+    let mut settings = queue_settings(&config)?;
+    settings.bounce_key = bounce_key(&shared.state)?;
+    let settings = Arc::new(settings);
     let (stop_tx, stop_rx) = signal_watch::channel(false);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -665,6 +698,7 @@ impl LmtpHandler for MailHandler {
             settings: lmtp,
             reply_details: config.reply_details(),
             bounces: &self.settings.bounces,
+            bounce_key: &self.settings.bounce_key,
         };
         match inbound.check_recipient(recipient) {
             InboundCheck::User(_) | InboundCheck::Bounces => RecipientCheck::Accept,
@@ -690,6 +724,7 @@ impl LmtpHandler for MailHandler {
                     settings: &lmtp,
                     reply_details: config.reply_details(),
                     bounces: &settings.bounces,
+                    bounce_key: &settings.bounce_key,
                 };
                 let verdicts = shared.with_store_lock(|| {
                     inbound.deliver(&message.mail_from, &message.recipients, &message.data, now())

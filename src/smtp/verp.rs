@@ -8,8 +8,10 @@
 //! builds and reads addresses; routing `<domain>` to imipd's LMTP server is the MTA's
 //! job (Postfix `transport_maps`).
 //!
-//! Anyone can send mail to a bounce address, so a token is a hint to match with, not
-//! proof: the daemon should accept a bounce only for an item that is still pending.
+//! Anyone can send mail to a bounce address, so the daemon uses *signed* tokens
+//! ([`BounceToken::signed`]): the queue item plus a MAC under a site secret. A bounce
+//! whose token does not verify is not believed, so nobody can mark someone else's
+//! invitation as failed by mailing the bounce address.
 
 use std::fmt;
 
@@ -66,10 +68,36 @@ impl BounceToken {
         digits.parse().ok()
     }
 
+    /// The signed token for queue item `id`: `q<id>-<mac>`, where the MAC is the first
+    /// 12 hex digits of SHA-256(key ‖ id). Only whoever holds `key` can make one.
+    pub fn signed(id: u64, key: &[u8]) -> Self {
+        BounceToken(format!("q{id}-{}", mac(id, key)))
+    }
+
+    /// The queue item of a signed token, if its MAC verifies under `key`.
+    pub fn verified_queue_item(&self, key: &[u8]) -> Option<u64> {
+        let (item, tag) = self.0.split_once('-')?;
+        let id = BounceToken(item.to_string()).queue_item()?;
+        (tag == mac(id, key)).then_some(id)
+    }
+
     /// The token text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn mac(id: u64, key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(key);
+    hasher.update(id.to_be_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl fmt::Display for BounceToken {
@@ -158,6 +186,21 @@ impl BounceAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_tokens_verify_only_with_the_key() {
+        let token = BounceToken::signed(42, b"site secret");
+        assert!(token.as_str().starts_with("q42-"));
+        assert_eq!(token.verified_queue_item(b"site secret"), Some(42));
+        assert_eq!(token.verified_queue_item(b"another secret"), None);
+        assert_eq!(
+            BounceToken::for_queue_item(42).verified_queue_item(b"site secret"),
+            None
+        );
+        let forged = BounceToken::new(&token.as_str().replace("q42", "q43")).expect("token");
+        assert_eq!(forged.verified_queue_item(b"site secret"), None);
+        assert!(token.as_str().len() <= MAX_TOKEN);
+    }
 
     #[test]
     fn round_trip() {
