@@ -352,3 +352,46 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
     );
     assert_eq!(site.files("outbox").len(), 1);
 }
+
+#[test]
+fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
+    let site = Site::new("vanish");
+    let config = site.dir.join("imipd.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("debounce_ms = 50", "debounce_ms = 50\nrescan_interval = 1");
+    std::fs::write(&config, text).expect("config");
+    let daemon = site.serve();
+    eventually("startup", &site, || site.log().contains("imipd is running"));
+    let calendar = site.dir.join("stores/alice/calendar");
+    write_event(&calendar, "lunch.ics", &event("vanish-1", "Lunch"));
+    eventually("the invitation", &site, || site.files("outbox").len() == 1);
+
+    // The folder disappears (an unmounted share), through a few rescans, and returns.
+    let away = site.dir.join("away");
+    std::fs::rename(&calendar, &away).expect("move away");
+    eventually("the rescans that see it missing", &site, || {
+        site.log().contains("calendar folder is missing")
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    std::fs::rename(&away, &calendar).expect("move back");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        site.files("outbox").len(),
+        1,
+        "no CANCEL, no new invitation:\n{}",
+        site.log()
+    );
+    assert_eq!(
+        site.log().matches("calendar folder is missing").count(),
+        1,
+        "logged once, not per scan"
+    );
+
+    // A real deletion still cancels.
+    std::fs::remove_file(calendar.join("lunch.ics")).expect("delete");
+    eventually("the cancellation", &site, || {
+        site.files("outbox").len() == 2
+    });
+    stop(daemon);
+}

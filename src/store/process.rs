@@ -181,6 +181,26 @@ impl Processor<'_> {
         let Some(record) = record else {
             return Ok(Decision::Unchanged);
         };
+        // A file counts as deleted only if its calendar folder is still there. A
+        // vanished folder (an unmounted share, a folder moved away) must not cancel
+        // every meeting in it: keep the records and wait for the folder to return.
+        let folder_present = self
+            .store
+            .path_for(key)
+            .parent()
+            .is_some_and(|dir| std::fs::read_dir(dir).is_ok());
+        if !folder_present {
+            let reason = "its calendar folder is missing; not treated as a deletion (nothing sent)";
+            if record.last_error.as_deref() == Some(reason) {
+                return Ok(Decision::Unchanged);
+            }
+            let record = ObjectRecord {
+                last_error: Some(reason.to_string()),
+                ..record
+            };
+            self.commit_record(key, record, Vec::new())?;
+            return Ok(Decision::Skipped(reason.into()));
+        }
         let mut items = Vec::new();
         if !baseline {
             if let (Some(user), Some(old)) = (
