@@ -216,16 +216,17 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
         "carol's invitation was sent: {carol}"
     );
 
-    // What an admin's Prometheus sees.
-    let metrics = scrape(metrics_port);
-    for line in [
+    // What an admin's Prometheus sees, once the queue has settled.
+    let expected = [
         "imipd_messages_sent_total 1",
         "imipd_messages_delivered_locally_total 2",
         "imipd_queue_depth 0",
         "imipd_change_to_handoff_seconds_count 3",
-    ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
-    }
+    ];
+    eventually("the metrics", &site, || {
+        let metrics = scrape(metrics_port);
+        expected.iter().all(|line| metrics.contains(line))
+    });
     stop(daemon);
 
     // A restart finds nothing new to do.
