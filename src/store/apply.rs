@@ -96,6 +96,7 @@ impl Applier<'_> {
             now,
             reply_details: self.reply_details,
         };
+        let mut unparsable = None;
         for _ in 0..ATTEMPTS {
             let key = self.state.find_uid(&user.name, &uid)?;
             let current = match &key {
@@ -115,10 +116,13 @@ impl Applier<'_> {
             let Some((key, hash, text)) = current else {
                 return self.import(user, itip, sender, &ctx, &uid, may_import, applied_key);
             };
-            let stored = ICalendar::parse(&text).map_err(|_| ApplyError::Unreadable {
-                key: key.clone(),
-                reason: SkipReason::Io("not valid iCalendar".into()),
-            })?;
+            let Ok(stored) = ICalendar::parse(&text) else {
+                // A client may be writing the file in place right now: look again in a
+                // moment. If it stays broken, the sender is asked to try again later.
+                unparsable = Some(key.clone());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
             let outcome =
                 itip::receive(itip, sender, Some(&stored), &ctx).map_err(ApplyError::Itip)?;
             let answers = queue_items(self.store, &outcome.responses, None, now, None);
@@ -186,9 +190,12 @@ impl Applier<'_> {
                 answers: count,
             });
         }
-        Err(ApplyError::Busy(format!(
-            "the copy of {uid} kept changing while imipd updated it"
-        )))
+        Err(ApplyError::Busy(match unparsable {
+            Some(key) => format!(
+                "{key} is not valid iCalendar right now (being written, or broken); try again later"
+            ),
+            None => format!("the copy of {uid} kept changing while imipd updated it"),
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -279,10 +286,12 @@ impl Applier<'_> {
                 }
             };
             let hash = content_hash(&bytes);
-            let Some(updated) = ICalendar::parse(&text)
-                .ok()
-                .and_then(|cal| itip::status::with_schedule_status(&cal, attendee, status))
-            else {
+            let Ok(cal) = ICalendar::parse(&text) else {
+                // Possibly being written in place right now: look again in a moment.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            };
+            let Some(updated) = itip::status::with_schedule_status(&cal, attendee, status) else {
                 return Ok(false);
             };
             let written = rewrite(&text, &updated);
