@@ -214,6 +214,7 @@ fn damaged_calendars_never_panic_the_engine() {
         tried > 1000,
         "too few parsable mutations were tried: {tried}"
     );
+    println!("engine robustness: {tried} damaged calendars, each through 8 engine calls, no panic");
 }
 
 #[test]
