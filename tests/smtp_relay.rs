@@ -226,6 +226,11 @@ async fn replies_4xx_are_temporary_with_code_and_text() {
         f.message
     );
 
+    // RFC 5321 4.5.3.1.10: 552 to RCPT ("too many recipients") is the temporary 452.
+    sink.reply_to_rcpt("crowd@external.test", Some("552 5.5.3 too many recipients"));
+    let f = temporary(relay.send(&to("crowd@external.test"), &note(5)).await);
+    assert_eq!(f.reply.as_ref().map(|r| r.code), Some(552));
+
     sink.reply_to_data(Some("451 4.7.1 greylisted, try again later"));
     let f = temporary(relay.send(&to("x@external.test"), &note(3)).await);
     assert_eq!(

@@ -447,11 +447,12 @@ impl Relay {
             other => (format!("relay {relay}: {other}"), None),
         };
         let failure = Failure { message, reply };
+        // RFC 5321 4.5.3.1.10: a 552 to RCPT means "too many recipients" and is to be
+        // treated as the temporary 452.
         let permanent = stage.is_about_message()
-            && failure
-                .reply
-                .as_ref()
-                .is_some_and(|r| (500..600).contains(&r.code));
+            && failure.reply.as_ref().is_some_and(|r| {
+                (500..600).contains(&r.code) && !(stage == Stage::RcptTo && r.code == 552)
+            });
         if permanent {
             SendError::Permanent(failure)
         } else {
