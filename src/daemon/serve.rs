@@ -83,6 +83,27 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// Runs `f` with a change processor over the current store and configuration.
+    pub fn with_processor<T>(&self, f: impl FnOnce(&Processor<'_>) -> T) -> T {
+        let store = self.store();
+        let config = self.config();
+        f(&Processor {
+            store: &store,
+            state: &self.state,
+            reply_details: config.reply_details(),
+        })
+    }
+
+    /// Runs `f` with a queue worker over the current store.
+    pub fn with_worker<T>(&self, settings: &QueueSettings, f: impl FnOnce(&Worker<'_>) -> T) -> T {
+        let store = self.store();
+        f(&Worker {
+            store: &store,
+            state: &self.state,
+            settings,
+        })
+    }
+
     /// Runs `f` while holding the store write lock.
     pub fn with_store_lock<T>(&self, f: impl FnOnce() -> T) -> T {
         let _guard = self.store_writes.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,15 +154,10 @@ pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
     });
     let scan_shared = shared.clone();
     let report = tokio::task::spawn_blocking(move || {
-        let store = scan_shared.store();
-        let config = scan_shared.config();
-        let processor = Processor {
-            store: &store,
-            state: &scan_shared.state,
-            reply_details: config.reply_details(),
-        };
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        scan_shared.with_store_lock(|| scan_all(&processor, now(), progress))
+        scan_shared.with_processor(|processor| {
+            scan_shared.with_store_lock(|| scan_all(processor, now(), progress))
+        })
     })
     .await
     .map_err(|e| DaemonError::Setup(format!("the first scan stopped: {e}")))??;
@@ -161,13 +177,14 @@ pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
 
 /// Processes one hint's objects; returns how many messages were queued.
 fn process_hint(shared: &Shared, hint: &Hint) -> Result<usize, DaemonError> {
-    let store = shared.store();
-    let config = shared.config();
-    let processor = Processor {
-        store: &store,
-        state: &shared.state,
-        reply_details: config.reply_details(),
-    };
+    shared.with_processor(|processor| process_hint_with(shared, processor, hint))
+}
+
+fn process_hint_with(
+    shared: &Shared,
+    processor: &Processor<'_>,
+    hint: &Hint,
+) -> Result<usize, DaemonError> {
     // A user imipd has never scanned (added by SIGHUP) gets a baseline first, so their
     // existing events are not mistaken for new ones.
     let user = match hint {
@@ -188,10 +205,10 @@ fn process_hint(shared: &Shared, hint: &Hint) -> Result<usize, DaemonError> {
                 .objects_with_prefix(&format!("{folder}/"))?
                 .into_iter()
                 .map(|(k, _)| k);
-            folder_keys(&store, known, folder)
+            folder_keys(processor.store, known, folder)
         }
         Hint::Everything => {
-            let report = shared.with_store_lock(|| scan_all(&processor, now(), false))?;
+            let report = shared.with_store_lock(|| scan_all(processor, now(), false))?;
             if report.baselined > 0 {
                 tracing::info!(
                     baselined = report.baselined,
@@ -204,7 +221,7 @@ fn process_hint(shared: &Shared, hint: &Hint) -> Result<usize, DaemonError> {
     };
     let mut queued = 0;
     for key in keys {
-        let decision = shared.with_store_lock(|| process_settled(&processor, &key, now()))?;
+        let decision = shared.with_store_lock(|| process_settled(processor, &key, now()))?;
         queued += log_decision(&key, &decision);
     }
     Ok(queued)
@@ -323,15 +340,7 @@ pub async fn queue_loop<T: Transport>(
 ) -> Result<(), DaemonError> {
     let mut random = SplitMix64::from_entropy();
     loop {
-        let due = {
-            let store = shared.store();
-            let worker = Worker {
-                store: &store,
-                state: &shared.state,
-                settings: &settings,
-            };
-            worker.due(now())?
-        };
+        let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
         for item in due {
             if *shutdown.borrow() {
                 return Ok(());
@@ -341,13 +350,9 @@ pub async fn queue_loop<T: Transport>(
                     let (s, settings, user, item) =
                         (shared.clone(), settings.clone(), user.clone(), item.clone());
                     tokio::task::spawn_blocking(move || {
-                        let store = s.store();
-                        let worker = Worker {
-                            store: &store,
-                            state: &s.state,
-                            settings: &settings,
-                        };
-                        s.with_store_lock(|| worker.deliver_local(&item, &user, now()))
+                        s.with_worker(&settings, |worker| {
+                            s.with_store_lock(|| worker.deliver_local(&item, &user, now()))
+                        })
                     })
                     .await
                     .unwrap_or_else(|e| Attempt::Retry(format!("delivery stopped: {e}")))
@@ -389,26 +394,14 @@ pub async fn queue_loop<T: Transport>(
             let (s, settings, item) = (shared.clone(), settings.clone(), item.clone());
             let mut r = SplitMix64::new(random.next_u64());
             tokio::task::spawn_blocking(move || {
-                let store = s.store();
-                let worker = Worker {
-                    store: &store,
-                    state: &s.state,
-                    settings: &settings,
-                };
-                s.with_store_lock(|| worker.settle(&item, &attempt, now(), &mut r))
+                s.with_worker(&settings, |worker| {
+                    s.with_store_lock(|| worker.settle(&item, &attempt, now(), &mut r))
+                })
             })
             .await
             .map_err(|e| DaemonError::Setup(format!("recording a delivery stopped: {e}")))??;
         }
-        let next = {
-            let store = shared.store();
-            let worker = Worker {
-                store: &store,
-                state: &shared.state,
-                settings: &settings,
-            };
-            worker.next_due()?
-        };
+        let next = shared.with_worker(&settings, |worker| worker.next_due())?;
         let wait = match next {
             Some(at) => Duration::from_secs((at - now()).clamp(0, 60) as u64),
             None => Duration::from_secs(60),

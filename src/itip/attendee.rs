@@ -108,12 +108,7 @@ pub fn update(
         return Err(ItipError::CannotModifyInstance);
     }
 
-    let ids: BTreeSet<InstanceId> = old
-        .instances
-        .keys()
-        .chain(new.instances.keys())
-        .copied()
-        .collect();
+    let ids = old.instance_ids_with(new);
     for id in &ids {
         match (old.instances.get(id), new.instances.get(id)) {
             (Some(o), Some(n)) => {

@@ -19,8 +19,8 @@ use calcard::icalendar::{
 };
 use std::collections::BTreeSet;
 
-/// Processes `itip`, sent by `sender`, for the account in `ctx`, whose current copy of
-/// the same UID is `stored` (if any).
+/// A message `itip` from `sender` arrived for the account in `ctx`, whose copy of the
+/// same UID is `stored` (or none): what it changes, and what it answers.
 pub fn receive(
     itip: &ICalendar,
     sender: &CalAddress,
@@ -570,22 +570,36 @@ fn apply_answer(
     let Some(entry) = entry_mut(comp, &stored.address) else {
         return;
     };
-    for name in [
-        ICalendarParameterName::Partstat,
-        ICalendarParameterName::Rsvp,
-        ICalendarParameterName::DelegatedTo,
-    ] {
-        set_param(
-            entry,
-            name.clone(),
-            replied.entry.parameters(&name).cloned().collect(),
-        );
-    }
+    copy_params(
+        entry,
+        replied.entry,
+        &[
+            ICalendarParameterName::Partstat,
+            ICalendarParameterName::Rsvp,
+            ICalendarParameterName::DelegatedTo,
+        ],
+    );
     if !request_status.is_empty() {
         set_param(
             entry,
             ICalendarParameterName::ScheduleStatus,
             vec![request_status.join(",").into()],
+        );
+    }
+}
+
+/// Sets each parameter in `names` on `entry` to what `from` says (removing it where
+/// `from` has none), leaving the other parameters where they were.
+fn copy_params(
+    entry: &mut ICalendarEntry,
+    from: &ICalendarEntry,
+    names: &[ICalendarParameterName],
+) {
+    for name in names {
+        set_param(
+            entry,
+            name.clone(),
+            from.parameters(name).cloned().collect(),
         );
     }
 }
@@ -598,20 +612,18 @@ fn update_delegate(comp: &mut ICalendarComponent, known: &Attendee<'_>, in_reply
     let Some(entry) = entry_mut(comp, &known.address) else {
         return;
     };
-    for name in [
-        ICalendarParameterName::DelegatedTo,
-        ICalendarParameterName::DelegatedFrom,
-        ICalendarParameterName::Partstat,
-        ICalendarParameterName::Rsvp,
-        ICalendarParameterName::ScheduleStatus,
-        ICalendarParameterName::Role,
-    ] {
-        set_param(
-            entry,
-            name.clone(),
-            in_reply.entry.parameters(&name).cloned().collect(),
-        );
-    }
+    copy_params(
+        entry,
+        in_reply.entry,
+        &[
+            ICalendarParameterName::DelegatedTo,
+            ICalendarParameterName::DelegatedFrom,
+            ICalendarParameterName::Partstat,
+            ICalendarParameterName::Rsvp,
+            ICalendarParameterName::ScheduleStatus,
+            ICalendarParameterName::Role,
+        ],
+    );
 }
 
 /// The organizer turns down an attendee's COUNTER: a DECLINECOUNTER built from the

@@ -27,7 +27,7 @@ pub mod time;
 pub use address::CalAddress;
 pub use error::ItipError;
 pub use export::ReplyDetails;
-pub use inbound::decline_counter;
+pub use inbound::{decline_counter, receive};
 pub use message::{method_name, FieldChange, ItipMessage, MessageSummary, Method};
 
 use calcard::icalendar::ICalendar;
@@ -136,15 +136,4 @@ pub fn schedule_removal(old: &ICalendar, ctx: &Context<'_>) -> Result<ChangeOutc
     } else {
         attendee::decline(&old, ctx)
     }
-}
-
-/// A message `itip` from `sender` arrived for the account in `ctx`, whose copy of the
-/// same UID is `stored` (or none).
-pub fn receive(
-    itip: &ICalendar,
-    sender: &CalAddress,
-    stored: Option<&ICalendar>,
-    ctx: &Context<'_>,
-) -> Result<InboundOutcome, ItipError> {
-    inbound::receive(itip, sender, stored, ctx)
 }

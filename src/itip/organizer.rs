@@ -77,12 +77,7 @@ pub fn update(
 
     let mut increment = false;
     let mut items: BTreeMap<CalAddress, BTreeMap<InstanceId, Method>> = BTreeMap::new();
-    let ids: BTreeSet<InstanceId> = old
-        .instances
-        .keys()
-        .chain(new.instances.keys())
-        .copied()
-        .collect();
+    let ids = old.instance_ids_with(new);
     for id in &ids {
         match (old.instances.get(id), new.instances.get(id)) {
             (Some(o), Some(n)) => {

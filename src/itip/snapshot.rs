@@ -364,6 +364,16 @@ impl<'a> Snapshot<'a> {
         self.instances.get(&InstanceId::Main)
     }
 
+    /// Every instance of this version or of `other`, in a stable order: what a change
+    /// between two versions has to look at.
+    pub fn instance_ids_with(&self, other: &Snapshot<'_>) -> BTreeSet<InstanceId> {
+        self.instances
+            .keys()
+            .chain(other.instances.keys())
+            .copied()
+            .collect()
+    }
+
     /// The address of the acting account as it appears in the object: the organizer's
     /// if local, otherwise the first local server-scheduled attendee's.
     pub fn local_address(&self) -> Option<&CalAddress> {
