@@ -258,6 +258,22 @@ impl<H: LmtpHandler> LmtpServer<H> {
     }
 }
 
+/// Runs one session over `stream` exactly as [`LmtpServer::serve`] does for an accepted
+/// connection (no shutdown requested), returning when the conversation ends.
+///
+/// Not part of the API: it lets the `lmtp_session` fuzz target (`fuzz/`) drive the
+/// private session state machine over an in-memory stream, without sockets or timing.
+#[doc(hidden)]
+pub async fn run_session<S, H>(stream: S, config: &LmtpConfig, handler: &H)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    H: LmtpHandler,
+{
+    // Kept until the session ends: a dropped sender would read as "shut down".
+    let (_no_shutdown, stop) = watch::channel(false);
+    session::run(stream, "in-memory".to_string(), config, handler, stop).await;
+}
+
 /// An accepted connection.
 enum Conn {
     Tcp(tokio::net::TcpStream, SocketAddr),
