@@ -1259,8 +1259,6 @@ proptest! {
     /// The same with a client that sometimes writes a stale, lower SEQUENCE (a second
     /// device, an old cache): the engine must still never send less than it sent.
     #[test]
-    #[ignore = "fails: a stale lower SEQUENCE written by the client is sent as is (+1), \
-                below what attendees already have (organizer.rs sequence_of)"]
     fn sequence_never_decreases_with_a_stale_client(
         event in event(),
         style in style(),

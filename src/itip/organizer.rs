@@ -158,13 +158,16 @@ pub fn update(
     }
 
     let sequence_of = |id: &InstanceId, n: &Instance<'_>| -> i64 {
-        if !increment {
-            return n.sequence;
-        }
-        match old.instances.get(id) {
+        let stored = old.instances.get(id).map(|o| o.sequence);
+        match (increment, stored) {
             // The client already moved SEQUENCE forward: don't bump it twice.
-            Some(o) if n.sequence > o.sequence => n.sequence,
-            _ => n.sequence + 1,
+            (true, Some(o)) if n.sequence > o => n.sequence,
+            // Never below what the attendees already hold: a client may write back a
+            // stale copy with a lower SEQUENCE, and attendees would refuse the update.
+            (true, Some(o)) => (n.sequence + 1).max(o),
+            (true, None) => n.sequence + 1,
+            (false, Some(o)) => n.sequence.max(o),
+            (false, None) => n.sequence,
         }
     };
 
@@ -275,7 +278,23 @@ pub fn update(
     }
 
     if messages.is_empty() {
-        return Err(ItipError::NothingToSend);
+        // Nothing to send, but a stale copy (a second device, an old cache) may have
+        // written a lower SEQUENCE than the attendees hold: put it back, or the next
+        // real change would go out below it and be refused as out of date.
+        for (id, n) in &new.instances {
+            if let Some(o) = old.instances.get(id) {
+                if n.sequence < o.sequence {
+                    bumped.insert(n.comp_id, o.sequence);
+                }
+            }
+        }
+        if bumped.is_empty() {
+            return Err(ItipError::NothingToSend);
+        }
+        return Ok(ChangeOutcome {
+            messages,
+            updated: finalize(new.cal, &bumped),
+        });
     }
     Ok(ChangeOutcome {
         messages,

@@ -210,6 +210,13 @@ impl World {
         let old = self.baselines.get(&key).and_then(|c| c.get(name)).cloned();
         let ctx = self.context(&me);
         let (outcome, stored, accepted) = match itip::schedule_change(old.as_ref(), &new, &ctx) {
+            // A change that only repairs the stored copy (a stale, lower SEQUENCE put
+            // back) sends nothing: for the scenario that is NothingToSend.
+            Ok(result) if result.messages.is_empty() => (
+                Outcome::Error(ItipError::NothingToSend),
+                result.updated.unwrap_or(new),
+                true,
+            ),
             Ok(result) => (
                 Outcome::Messages(result.messages),
                 result.updated.unwrap_or(new),

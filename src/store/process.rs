@@ -147,11 +147,17 @@ impl Processor<'_> {
                 }
                 let changed_at = modified_ms(&self.store.path_for(key));
                 let items = queue_items(self.store, &outcome.messages, Some(key), now, changed_at);
-                let sent = items
+                let sent: Vec<(String, String)> = items
                     .iter()
                     .map(|i| (i.method.clone(), i.rcpt.clone()))
                     .collect();
                 self.commit_record(key, next, items)?;
+                if sent.is_empty() {
+                    return Ok(Decision::NothingToSend(
+                        "a lower SEQUENCE than the attendees hold was raised back; nothing to send"
+                            .into(),
+                    ));
+                }
                 Ok(Decision::Queued(sent))
             }
             Err(err) => {
