@@ -35,6 +35,15 @@ fi
 # AddressSanitizer, all of imipd is safe Rust and the runs go about twice as far.
 unset CARGO_TARGET_DIR
 build_flags=(-a -s none)
+# One run at a time: runs share the build, the corpus and the logs (and 2 cores).
+mkdir -p artifacts
+if command -v flock >/dev/null 2>&1; then
+    exec 9>artifacts/.run.lock
+    if ! flock -n 9; then
+        echo "fuzz: another fuzz/run.sh is running; waiting for it to finish"
+        flock 9
+    fi
+fi
 logs=artifacts/logs
 mkdir -p "$logs"
 if ! cargo +nightly fuzz build "${build_flags[@]}" >"$logs/build.log" 2>&1; then
