@@ -71,9 +71,14 @@ for target in "${targets[@]}"; do
     fi
     echo "fuzz $target: ${runs:-0} executions, $crashes crashes"
     if [ "$crashes" -ne 0 ]; then
-        echo "---- end of $log:" >&2
-        grep -vE '^#[0-9]+' "$log" | tail -n 40 >&2
-        echo "----" >&2
+        # What went wrong (the panic message, or libFuzzer's verdict) and where the
+        # input was saved; the whole log stays in $log.
+        {
+            echo "---- $target crashed (full log: fuzz/$log):"
+            grep -vE '^#[0-9]+' "$log" | grep -m 1 -A 24 -E 'panicked at|ERROR: libFuzzer'
+            grep -E 'Test unit written to|^\s+cargo fuzz (run|tmin)' "$log"
+            echo "----"
+        } >&2
     fi
 done
 exit "$failed"
