@@ -237,3 +237,22 @@ fn a_huge_attendee_list_is_handled() {
     assert_eq!(out.messages.len(), 1);
     assert_eq!(out.messages[0].to.len(), 5000);
 }
+
+#[test]
+fn an_object_whose_root_is_not_a_vcalendar_is_refused() {
+    // Found by the apply_itip fuzzer: calcard accepts any outer component, and an
+    // updated copy of such an object would not parse again.
+    let text = "BEGIN:\":\nBEGIN:VEVENT\nUID:a\nORGANIZER:m@m\nATTENDEE:a@e\nEND:VEVENT\nEND:\":\n";
+    let Ok(cal) = ICalendar::parse(text) else {
+        return;
+    };
+    let me = [CalAddress::parse("m@m").expect("address")];
+    let ctx = Context {
+        account: &me,
+        now: 631_152_000,
+        reply_details: ReplyDetails::Full,
+    };
+    let err = itip::schedule_change(None, &cal, &ctx).expect_err("refused");
+    assert_eq!(err.name(), "ICalendarParseError");
+    assert!(itip::schedule_removal(&cal, &ctx).is_err());
+}

@@ -224,6 +224,15 @@ pub struct Snapshot<'a> {
 impl<'a> Snapshot<'a> {
     /// Takes the snapshot of `cal` as seen by an account owning `account`.
     pub fn new(cal: &'a ICalendar, account: &[CalAddress]) -> Result<Self, ItipError> {
+        // calcard is lenient about the outer component; a scheduling object must be a
+        // VCALENDAR (anything else would not even serialise into something parseable).
+        if cal.components.first().map(|c| &c.component_type)
+            != Some(&ICalendarComponentType::VCalendar)
+        {
+            return Err(ItipError::ICalendarParseError(
+                "the object is not a VCALENDAR".into(),
+            ));
+        }
         let times = TimeResolver::new(cal);
         let mut component_type = None;
         let mut uid: Option<&str> = None;
