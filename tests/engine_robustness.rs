@@ -243,9 +243,7 @@ fn an_object_whose_root_is_not_a_vcalendar_is_refused() {
     // Found by the apply_itip fuzzer: calcard accepts any outer component, and an
     // updated copy of such an object would not parse again.
     let text = "BEGIN:\":\nBEGIN:VEVENT\nUID:a\nORGANIZER:m@m\nATTENDEE:a@e\nEND:VEVENT\nEND:\":\n";
-    let Ok(cal) = ICalendar::parse(text) else {
-        return;
-    };
+    let cal = ICalendar::parse(text).expect("calcard accepts any outer component");
     let me = [CalAddress::parse("m@m").expect("address")];
     let ctx = Context {
         account: &me,
