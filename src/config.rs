@@ -351,7 +351,15 @@ impl Config {
                 resolve(p);
             }
         }
-        config.users()?;
+        // Name this file in the errors about users.
+        config.users().map_err(|err| match err {
+            ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            },
+            other => other,
+        })?;
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             key: key.into(),
@@ -484,6 +492,7 @@ mod tests {
             err.contains("user.bob") && err.contains("not an address"),
             "{err}"
         );
+        assert!(err.starts_with("imipd.toml:"), "the file is named: {err}");
 
         let shared = "[store]\nroot = \"s\"\n[[user]]\nname = \"a\"\naddresses = [\"x@y.z\"]\n[[user]]\nname = \"b\"\naddresses = [\"X@Y.Z\"]\n";
         let err = Config::from_text(shared, Path::new("imipd.toml"))
