@@ -36,6 +36,21 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The LMTP reply line this verdict becomes, for logs and `imipd inject`.
+    pub fn lmtp_reply(&self) -> String {
+        match self {
+            Verdict::Accepted(text) => format!("250 2.0.0 {text}"),
+            Verdict::TryLater(text) => format!("451 4.3.0 {text}"),
+            Verdict::Refused {
+                code,
+                enhanced,
+                reason,
+            } => format!("{code} {enhanced} {reason}"),
+        }
+    }
+}
+
 /// Whether a RCPT is one imipd takes mail for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientCheck {

@@ -6,7 +6,7 @@
 //! with `--dry-run` it only reports what would change.
 
 use crate::config::Config;
-use crate::daemon::inbound::{Inbound, Verdict};
+use crate::daemon::inbound::Inbound;
 use crate::imip::{self, OutgoingOptions, Stamp};
 use crate::itip::snapshot::Snapshot;
 use crate::itip::{self, CalAddress, Context, ItipError, ReplyDetails};
@@ -173,21 +173,8 @@ pub fn inject(
     let verdicts = inbound.deliver("", &[rcpt.to_string()], &data, now);
     Ok(verdicts
         .iter()
-        .map(|v| format!("{rcpt}: {}\n", verdict_text(v)))
+        .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
         .collect())
-}
-
-/// What an LMTP reply for this verdict would say.
-pub fn verdict_text(verdict: &Verdict) -> String {
-    match verdict {
-        Verdict::Accepted(text) => format!("250 2.0.0 {text}"),
-        Verdict::TryLater(text) => format!("451 4.3.0 {text}"),
-        Verdict::Refused {
-            code,
-            enhanced,
-            reason,
-        } => format!("{code} {enhanced} {reason}"),
-    }
 }
 
 fn dry_run_inject(

@@ -18,6 +18,7 @@ use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
 use crate::store::state::{Batch, QueueItem, SentRecord, State, StateError, SummaryRecord};
+use calcard::common::IanaParse;
 use calcard::icalendar::{
     ICalendar, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
 };
@@ -74,7 +75,8 @@ pub fn itip_message(item: &QueueItem) -> Option<ItipMessage> {
         },
         SummaryRecord::Cancel => MessageSummary::Cancel,
         SummaryRecord::Reply(partstat) => MessageSummary::Reply {
-            partstat: partstat_of(partstat),
+            partstat: ICalendarParticipationStatus::parse(partstat.as_bytes())
+                .unwrap_or(ICalendarParticipationStatus::NeedsAction),
         },
         SummaryRecord::Counter => MessageSummary::Counter,
         SummaryRecord::DeclineCounter => MessageSummary::DeclineCounter,
@@ -87,19 +89,6 @@ pub fn itip_message(item: &QueueItem) -> Option<ItipMessage> {
         calendar,
         summary,
     })
-}
-
-fn partstat_of(text: &str) -> ICalendarParticipationStatus {
-    match text.to_ascii_uppercase().as_str() {
-        "ACCEPTED" => ICalendarParticipationStatus::Accepted,
-        "DECLINED" => ICalendarParticipationStatus::Declined,
-        "TENTATIVE" => ICalendarParticipationStatus::Tentative,
-        "DELEGATED" => ICalendarParticipationStatus::Delegated,
-        "COMPLETED" => ICalendarParticipationStatus::Completed,
-        "IN-PROCESS" => ICalendarParticipationStatus::InProcess,
-        "FAILED" => ICalendarParticipationStatus::Failed,
-        _ => ICalendarParticipationStatus::NeedsAction,
-    }
 }
 
 /// Works through the queue.

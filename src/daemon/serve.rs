@@ -723,7 +723,7 @@ impl LmtpHandler for MailHandler {
                     inbound.deliver(&message.mail_from, &message.recipients, &message.data, now())
                 });
                 for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
-                    let answer = super::preview::verdict_text(verdict);
+                    let answer = verdict.lmtp_reply();
                     let (outcome, reason) = match verdict {
                         Verdict::Accepted(text) if text.starts_with("ignored") => ("accepted", "ignored"),
                         Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),

@@ -291,10 +291,6 @@ pub fn update(
         if bumped.is_empty() {
             return Err(ItipError::NothingToSend);
         }
-        return Ok(ChangeOutcome {
-            messages,
-            updated: finalize(new.cal, &bumped),
-        });
     }
     Ok(ChangeOutcome {
         messages,

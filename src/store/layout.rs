@@ -277,25 +277,31 @@ fn is_calendar_collection(dir: &Path) -> bool {
     }
 }
 
+/// A store of one user, alice@example.com, for the unit tests of the store modules.
+#[cfg(test)]
+pub(crate) fn test_store(root: &Path, layout: Layout, max_object_size: u64) -> Store {
+    let section = StoreSection {
+        layout,
+        root: root.to_path_buf(),
+        max_object_size,
+        rescan_interval: 60,
+        debounce_ms: 10,
+    };
+    let users = vec![User {
+        name: "alice".into(),
+        addresses: vec![CalAddress::parse("alice@example.com").expect("address")],
+        invitations: "calendar".into(),
+        language: None,
+    }];
+    Store::new(&section, users)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn store(root: &Path) -> Store {
-        let section = StoreSection {
-            layout: Layout::Vdir,
-            root: root.to_path_buf(),
-            max_object_size: 100,
-            rescan_interval: 60,
-            debounce_ms: 10,
-        };
-        let users = vec![User {
-            name: "alice".into(),
-            addresses: vec![CalAddress::parse("alice@example.com").expect("address")],
-            invitations: "calendar".into(),
-            language: None,
-        }];
-        Store::new(&section, users)
+        test_store(root, Layout::Vdir, 100)
     }
 
     #[test]

@@ -113,24 +113,10 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Layout, StoreSection, User};
-    use crate::itip::CalAddress;
+    use crate::config::Layout;
 
     fn store(root: &Path, layout: Layout) -> Store {
-        let section = StoreSection {
-            layout,
-            root: root.to_path_buf(),
-            max_object_size: 1 << 20,
-            rescan_interval: 60,
-            debounce_ms: 10,
-        };
-        let users = vec![User {
-            name: "alice".into(),
-            addresses: vec![CalAddress::parse("alice@example.com").expect("address")],
-            invitations: "calendar".into(),
-            language: None,
-        }];
-        Store::new(&section, users)
+        crate::store::layout::test_store(root, layout, 1 << 20)
     }
 
     #[test]
