@@ -1,0 +1,144 @@
+//! What every benchmark binary shares: timing samples and their percentiles, the
+//! machine a figure was measured on, and the peak memory of child processes.
+//!
+//! Each benchmark prints Markdown tables that go into BENCHMARKS.md as they are.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+/// Durations measured for one thing, kept so that percentiles can be read off.
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
+    values: Vec<Duration>,
+}
+
+impl Samples {
+    /// No samples yet.
+    pub fn new() -> Self {
+        Samples::default()
+    }
+
+    /// Adds one measurement.
+    pub fn push(&mut self, d: Duration) {
+        self.values.push(d);
+    }
+
+    /// How many measurements.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The `p`-th percentile (0–100), nearest rank; zero when empty.
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.values.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut sorted = self.values.clone();
+        sorted.sort();
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+
+    /// The median.
+    pub fn median(&self) -> Duration {
+        self.percentile(50.0)
+    }
+
+    /// The largest measurement.
+    pub fn max(&self) -> Duration {
+        self.values.iter().copied().max().unwrap_or_default()
+    }
+}
+
+/// Runs `f` repeatedly, one sample per call, for at least `budget` and at least
+/// `min_runs` calls (after one warm-up call).
+pub fn sample(budget: Duration, min_runs: usize, mut f: impl FnMut()) -> Samples {
+    f();
+    let mut samples = Samples::new();
+    let start = Instant::now();
+    while samples.len() < min_runs || start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples
+}
+
+/// A duration in the unit that reads best: µs below 1 ms, ms below 10 s, else s.
+pub fn show(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.1} µs")
+    } else if us < 10_000_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// One line naming the machine: CPU model, cores, memory, kernel, compiler.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB, Linux {kernel}, {rustc}")
+}
+
+/// The largest peak resident set size (KiB) among child processes waited for so far.
+pub fn peak_rss_of_children_kib() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: initialised by the successful call above.
+    let usage = unsafe { usage.assume_init() };
+    usage.ru_maxrss.max(0) as u64
+}
+
+/// The peak resident set size (KiB) of this process so far.
+pub fn peak_rss_of_self_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads `NAME` from the environment as a number, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -1,0 +1,8 @@
+//! Benchmark `handoff`: being written.
+
+#[path = "common/mod.rs"]
+mod common;
+
+fn main() {
+    println!("{}", common::machine());
+}
