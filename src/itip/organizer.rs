@@ -146,12 +146,12 @@ pub fn update(
     let mut wants_full = false;
     let mut partial: BTreeMap<(MethodKey, Vec<InstanceId>), Vec<CalAddress>> = BTreeMap::new();
     for (rcpt, per_instance) in &items {
-        let methods: BTreeSet<MethodKey> = per_instance.values().map(MethodKey::from).collect();
-        if per_instance.get(&InstanceId::Main) == Some(&ICalendarMethod::Request)
-            || methods.len() > 1
-        {
+        let mut methods = per_instance.values().map(MethodKey::from);
+        let first = methods.next();
+        let mixed = first.as_ref().is_some_and(|f| methods.any(|m| &m != f));
+        if per_instance.get(&InstanceId::Main) == Some(&ICalendarMethod::Request) || mixed {
             wants_full = true;
-        } else if let Some(method) = methods.into_iter().next() {
+        } else if let Some(method) = first {
             let ids = per_instance.keys().copied().collect();
             partial.entry((method, ids)).or_default().push(rcpt.clone());
         }

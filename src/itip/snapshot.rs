@@ -14,7 +14,7 @@ use calcard::icalendar::{
     ICalendarParameterValue, ICalendarParticipationStatus, ICalendarProperty,
     ICalendarScheduleAgentValue, ICalendarValue,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Which instance of a (possibly recurring) item a component describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,6 +173,9 @@ pub struct Instance<'a> {
     pub comp: &'a ICalendarComponent,
     /// Its attendees with a valid address, in source order.
     pub attendees: Vec<Attendee<'a>>,
+    /// Where each address first appears in `attendees`: comparing two versions looks
+    /// every attendee up in the other, which must not cost O(n²) for big meetings.
+    by_address: HashMap<CalAddress, usize>,
     /// Tracked (property, value) pairs.
     pub tracked: BTreeSet<TrackedEntry>,
     /// SEQUENCE (0 when absent).
@@ -184,7 +187,9 @@ pub struct Instance<'a> {
 impl<'a> Instance<'a> {
     /// The attendee with this address, if any.
     pub fn attendee(&self, address: &CalAddress) -> Option<&Attendee<'a>> {
-        self.attendees.iter().find(|a| &a.address == address)
+        self.by_address
+            .get(address)
+            .and_then(|&i| self.attendees.get(i))
     }
 
     /// The first attendee that belongs to the acting account.
@@ -330,10 +335,15 @@ impl<'a> Snapshot<'a> {
                 }
             }
 
+            let mut by_address = HashMap::with_capacity(attendees.len());
+            for (i, a) in attendees.iter().enumerate() {
+                by_address.entry(a.address.clone()).or_insert(i);
+            }
             let instance = Instance {
                 comp_id: comp_id as u32,
                 comp,
                 attendees,
+                by_address,
                 tracked,
                 sequence,
                 request_status,
@@ -497,5 +507,32 @@ fn canonical_value(entry: &ICalendarEntry, value: &ICalendarValue, times: &TimeR
             .into_text()
             .map(|t| t.into_owned())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attendee_lookup_finds_the_first_entry_of_an_address() {
+        let cal = ICalendar::parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+             DTSTART:20270101T090000Z\r\nORGANIZER:mailto:o@example.org\r\n\
+             ATTENDEE;PARTSTAT=ACCEPTED:mailto:a@example.net\r\n\
+             ATTENDEE;PARTSTAT=DECLINED:MAILTO:A@Example.NET\r\n\
+             ATTENDEE:mailto:b@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("parses");
+        let me = [CalAddress::parse("o@example.org").expect("address")];
+        let snapshot = Snapshot::new(&cal, &me).expect("a scheduling object");
+        let main = snapshot.main().expect("a master");
+        let a = CalAddress::parse("a@example.net").expect("address");
+        let found = main.attendee(&a).expect("a is an attendee");
+        assert_eq!(found.partstat, Some(ICalendarParticipationStatus::Accepted));
+        let b = CalAddress::parse("b@example.net").expect("address");
+        assert_eq!(main.attendee(&b).map(|x| &x.address), Some(&b));
+        let c = CalAddress::parse("c@example.net").expect("address");
+        assert!(main.attendee(&c).is_none());
     }
 }
