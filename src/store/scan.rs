@@ -55,6 +55,10 @@ pub fn scan_all(
     } else {
         ProgressBar::hidden()
     };
+    // Baselines of several users share commits (a site of 10,000 users with a few
+    // events each would otherwise pay two durable commits per user). A user counts as
+    // baselined only in the commit that holds the last of their records, or a later one.
+    let mut baselines = Batch::default();
     for user in &users {
         bar.set_message(format!("scanning {user}:"));
         report.users += 1;
@@ -62,11 +66,8 @@ pub fn scan_all(
         let on_disk = user_keys(processor.store, user);
         report.objects += on_disk.len();
         if first_time {
-            report.baselined += take_baseline(processor, user, &on_disk, &bar)?;
-            processor.state.commit(Batch {
-                meta: vec![(baseline_key(user), now.to_string())],
-                ..Batch::default()
-            })?;
+            report.baselined += take_baseline(processor, user, &on_disk, &bar, &mut baselines)?;
+            baselines.meta.push((baseline_key(user), now.to_string()));
             continue;
         }
         let known: BTreeSet<String> = processor
@@ -87,6 +88,9 @@ pub fn scan_all(
                 _ => report.processed += 1,
             }
         }
+    }
+    if !baselines.is_empty() {
+        processor.state.commit(baselines)?;
     }
     bar.finish_and_clear();
     Ok(report)
@@ -118,14 +122,15 @@ pub fn user_keys(store: &Store, user: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Records every object of `user` as seen and accepted, sending nothing.
+/// Records every object of `user` as seen and accepted, sending nothing: adds the
+/// records to `batch`, committing it whenever it holds a chunk.
 fn take_baseline(
     processor: &Processor<'_>,
     user: &str,
     keys: &BTreeSet<String>,
     bar: &ProgressBar,
+    batch: &mut Batch,
 ) -> Result<usize, ProcessError> {
-    let mut batch = Batch::default();
     let mut count = 0;
     for key in keys {
         bar.inc(1);
@@ -146,11 +151,86 @@ fn take_baseline(
         batch.objects.push((key.clone(), Some(record)));
         count += 1;
         if batch.objects.len() >= BASELINE_CHUNK {
-            processor.state.commit(std::mem::take(&mut batch))?;
+            processor.state.commit(std::mem::take(batch))?;
         }
     }
-    if !batch.is_empty() {
-        processor.state.commit(batch)?;
-    }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Layout, StoreSection, User};
+    use crate::itip::{CalAddress, ReplyDetails};
+    use crate::store::state::State;
+
+    fn event(user: &str, n: usize, attendees: usize) -> String {
+        let mut ics = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\n\
+             UID:{user}-{n}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20270101T090000Z\r\n\
+             SUMMARY:x\r\nORGANIZER:mailto:{user}@example.com\r\n"
+        );
+        for a in 0..attendees {
+            ics.push_str(&format!("ATTENDEE:mailto:guest{a}@example.net\r\n"));
+        }
+        ics + "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    }
+
+    /// Baselines of several users share commits; every user must still end up known
+    /// (a later change is processed, not baselined again) and nothing may be sent.
+    #[test]
+    fn baselines_spanning_users_and_chunks_record_every_user() {
+        let dir = std::env::temp_dir().join(format!("imipd-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let names = ["ann", "bea", "cid"];
+        // 1,300 + 1 + 900 objects: chunks end inside a user and between users.
+        let counts = [1300, 1, 900];
+        for (name, count) in names.iter().zip(counts) {
+            let folder = dir.join("root").join(name).join("calendar");
+            std::fs::create_dir_all(&folder).expect("folder");
+            for n in 0..count {
+                std::fs::write(folder.join(format!("{n}.ics")), event(name, n, 2)).expect("write");
+            }
+        }
+        let section = StoreSection {
+            layout: Layout::Vdir,
+            root: dir.join("root"),
+            max_object_size: 1 << 20,
+            rescan_interval: 60,
+            debounce_ms: 10,
+        };
+        let users = names
+            .iter()
+            .map(|name| User {
+                name: (*name).into(),
+                addresses: vec![CalAddress::parse(&format!("{name}@example.com")).expect("a")],
+                invitations: "calendar".into(),
+                language: None,
+            })
+            .collect();
+        let store = Store::new(&section, users);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let processor = Processor {
+            store: &store,
+            state: &state,
+            reply_details: ReplyDetails::Full,
+        };
+        let now = 1_767_225_600;
+        let first = scan_all(&processor, now, false).expect("first scan");
+        assert_eq!((first.baselined, first.queued), (2201, 0));
+        for name in names {
+            assert!(state.meta(&baseline_key(name)).expect("meta").is_some());
+        }
+        assert_eq!(
+            state.objects_with_prefix("cid/").expect("objects").len(),
+            900
+        );
+
+        // The last user's change is a change, not a new baseline.
+        std::fs::write(dir.join("root/cid/calendar/0.ics"), event("cid", 0, 3)).expect("edit");
+        let second = scan_all(&processor, now, false).expect("second scan");
+        assert_eq!((second.baselined, second.processed), (0, 1));
+        assert!(second.queued > 0, "the new attendee is invited");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
