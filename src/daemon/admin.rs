@@ -148,9 +148,9 @@ pub fn scan(config: &Config, now: i64, baseline: bool) -> Result<String, AdminEr
         for user in store.users() {
             batch.objects.extend(
                 state
-                    .objects_with_prefix(&format!("{}/", user.name))?
+                    .object_keys_with_prefix(&format!("{}/", user.name))?
                     .into_iter()
-                    .map(|(key, _)| (key, None)),
+                    .map(|key| (key, None)),
             );
             batch.forget_meta.push(format!("baseline:{}", user.name));
         }

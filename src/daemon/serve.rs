@@ -202,9 +202,8 @@ fn process_hint_with(
         Hint::Folder(folder) => {
             let known = shared
                 .state
-                .objects_with_prefix(&format!("{folder}/"))?
-                .into_iter()
-                .map(|(k, _)| k);
+                .object_keys_with_prefix(&format!("{folder}/"))?
+                .into_iter();
             folder_keys(processor.store, known, folder)
         }
         Hint::Everything => {

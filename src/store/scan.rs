@@ -72,9 +72,8 @@ pub fn scan_all(
         }
         let known: BTreeSet<String> = processor
             .state
-            .objects_with_prefix(&format!("{user}/"))?
+            .object_keys_with_prefix(&format!("{user}/"))?
             .into_iter()
-            .map(|(k, _)| k)
             .collect();
         for key in on_disk.iter().chain(known.difference(&on_disk)) {
             bar.inc(1);
@@ -222,7 +221,10 @@ mod tests {
             assert!(state.meta(&baseline_key(name)).expect("meta").is_some());
         }
         assert_eq!(
-            state.objects_with_prefix("cid/").expect("objects").len(),
+            state
+                .object_keys_with_prefix("cid/")
+                .expect("objects")
+                .len(),
             900
         );
 
