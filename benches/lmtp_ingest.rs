@@ -23,7 +23,9 @@
 //! Run: `cargo bench --bench lmtp_ingest` (about a minute). Environment:
 //! `LMTP_K=1,4,16`, `LMTP_MESSAGES=3000`, `LMTP_MAX_SECONDS=20`, `LMTP_USERS=100`,
 //! `LMTP_EVENTS=10`, `LMTP_ATTENDEES=8`, `LMTP_DIR` (a folder on the disk to measure;
-//! default the system temp dir), `LMTP_KEEP=1` keeps the folder and the daemon log.
+//! default the system temp dir), `LMTP_KEEP=1` keeps the folder and the daemon log,
+//! `LMTP_WRAP="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"` runs the
+//! daemon under a profiler, `LMTP_RUST_LOG` sets its log level (default `info`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -155,10 +157,24 @@ impl Site {
 
     /// Starts `imipd serve` and waits (at most 120 s) until it has baselined the store.
     fn serve(&self) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        // LMTP_WRAP runs the daemon under a tool, e.g. "valgrind --tool=callgrind".
+        let wrap = std::env::var("LMTP_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(env!("CARGO_BIN_EXE_imipd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_imipd")),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", std::env::var("LMTP_RUST_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("LMTP_RUST_LOG").unwrap_or("info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
             .spawn()
@@ -177,12 +193,15 @@ impl Site {
 
     /// The PARTSTAT attendee `a` has in organizer `u`'s event `e`.
     fn partstat(&self, (u, e, a): (usize, usize, usize)) -> String {
-        let text = std::fs::read_to_string(self.dir.join(format!("stores/u{u}/calendar/ev{e}.ics")))
-            .expect("organizer's file");
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("stores/u{u}/calendar/ev{e}.ics")))
+                .expect("organizer's file");
         let unfolded = text.replace("\r\n ", "");
         let line = unfolded
             .lines()
-            .find(|l| l.starts_with("ATTENDEE") && l.ends_with(&format!(":mailto:a{a}@example.net")))
+            .find(|l| {
+                l.starts_with("ATTENDEE") && l.ends_with(&format!(":mailto:a{a}@example.net"))
+            })
             .expect("the attendee's line");
         line.split(';')
             .find_map(|p| p.strip_prefix("PARTSTAT="))
@@ -211,8 +230,8 @@ impl Site {
     }
 }
 
-/// CPU time (user + system) of process `pid` so far.
-fn cpu_of(pid: u32) -> Duration {
+/// CPU time (user, system) of process `pid` so far.
+fn cpu_of(pid: u32) -> (Duration, Duration) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -220,10 +239,10 @@ fn cpu_of(pid: u32) -> Duration {
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0))
         .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
+    let at = |i: usize| Duration::from_millis(fields.get(i).copied().unwrap_or(0) * 1000 / hz);
+    (at(11), at(12))
 }
 
 /// What one round of the load generator saw.
@@ -309,11 +328,13 @@ async fn connection(
         };
         let (u, e, a) = shape.target(i);
         let start = Instant::now();
-        let envelope = format!(
-            "MAIL FROM:<a{a}@example.net>\r\nRCPT TO:<u{u}@example.com>\r\nDATA\r\n"
-        );
+        let envelope =
+            format!("MAIL FROM:<a{a}@example.net>\r\nRCPT TO:<u{u}@example.com>\r\nDATA\r\n");
         let stream = reader.get_mut();
-        stream.write_all(envelope.as_bytes()).await.expect("envelope");
+        stream
+            .write_all(envelope.as_bytes())
+            .await
+            .expect("envelope");
         for want in ["250", "250", "354"] {
             let got = read_reply(reader).await;
             assert!(got.starts_with(want), "expected {want}, got {got}");
@@ -341,7 +362,14 @@ async fn connection(
     seen
 }
 
-fn run_round(port: u16, round: usize, shape: &Arc<Shape>, k: usize, count: usize, cap: Duration) -> Round {
+fn run_round(
+    port: u16,
+    round: usize,
+    shape: &Arc<Shape>,
+    k: usize,
+    count: usize,
+    cap: Duration,
+) -> Round {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -431,7 +459,10 @@ fn file_floor(dir: &Path, threads: usize, budget: Duration) -> f64 {
             })
         })
         .collect();
-    let total: u64 = handles.into_iter().map(|h| h.join().expect("floor thread")).sum();
+    let total: u64 = handles
+        .into_iter()
+        .map(|h| h.join().expect("floor thread"))
+        .sum();
     total as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -512,14 +543,16 @@ fn main() {
         show(started.elapsed())
     );
 
-    println!("| K connections | REPLYs sent | 250 | applied | seconds | REPLYs/s | p50 | p99 | daemon CPU per REPLY |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| K connections | REPLYs sent | 250 | applied | seconds | REPLYs/s | p50 | p99 | daemon CPU per REPLY, user | and system |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut problems = Vec::new();
     for (round, &k) in ks.iter().enumerate() {
         let applied_before = site.applied_metric();
         let cpu_before = cpu_of(pid);
         let seen = run_round(site.port, round, &shape, k, count, cap);
-        let cpu = cpu_of(pid).saturating_sub(cpu_before);
+        let cpu_after = cpu_of(pid);
+        let user = cpu_after.0.saturating_sub(cpu_before.0);
+        let sys = cpu_after.1.saturating_sub(cpu_before.1);
         let applied_metric = site.applied_metric() - applied_before;
         // Every change of the round must be in its organizer's file.
         let partstat = PARTSTATS[round % PARTSTATS.len()];
@@ -537,14 +570,15 @@ fn main() {
         }
         let secs = seen.elapsed.as_secs_f64();
         println!(
-            "| {k} | {} | {} | {} | {secs:.2} | {:.0} | {} | {} | {} |",
+            "| {k} | {} | {} | {} | {secs:.2} | {:.0} | {} | {} | {} | {} |",
             seen.sent,
             seen.ok,
             seen.applied,
             seen.sent as f64 / secs,
             show(seen.latency.percentile(50.0)),
             show(seen.latency.percentile(99.0)),
-            show(cpu / seen.sent.max(1) as u32),
+            show(user / seen.sent.max(1) as u32),
+            show(sys / seen.sent.max(1) as u32),
         );
     }
     stop(child);
@@ -553,7 +587,9 @@ fn main() {
     println!("| floor | per second |");
     println!("|---|---:|");
     println!("| redb durable commits, one small insert each (1 thread) | {redb_rate:.0} |");
-    println!("| file replace: write temp, fsync, rename, fsync folder (1 thread) | {file_rate:.0} |");
+    println!(
+        "| file replace: write temp, fsync, rename, fsync folder (1 thread) | {file_rate:.0} |"
+    );
     println!("| file replace, 16 threads in 16 folders | {file_rate_16:.0} |");
     println!("| one file replace then one redb commit, in series | {serial:.0} |");
     println!(
