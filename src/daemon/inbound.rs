@@ -51,6 +51,11 @@ impl Verdict {
     }
 }
 
+/// How [`Inbound::deliver_locked`] serialises a change with other writers:
+/// `lock(Some(user), apply)` runs `apply` while nobody else changes `user`'s calendars,
+/// `lock(None, apply)` while nobody else changes any.
+pub type StoreLock<'a> = dyn Fn(Option<&str>, &mut dyn FnMut()) + 'a;
+
 /// Whether a RCPT is one imipd takes mail for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientCheck {
@@ -128,7 +133,7 @@ impl Inbound<'_> {
         recipients: &[String],
         data: &[u8],
         now: i64,
-        lock: &dyn Fn(Option<&str>, &mut dyn FnMut()),
+        lock: &StoreLock<'_>,
     ) -> Vec<Verdict> {
         let options = IncomingOptions {
             max_message_size: self.settings.max_message_size,

@@ -220,10 +220,12 @@ pub struct State {
 
 /// Hex SHA-256 of file content: how imipd recognises a version it has seen.
 pub fn content_hash(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     out
 }
@@ -656,6 +658,95 @@ mod tests {
         assert_eq!(state.objects_with_prefix("alice/").expect("scan").len(), 0);
         // Queue ids keep increasing after items are removed.
         assert_eq!(state.queue().expect("queue").last().map(|q| q.id), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn content_hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            content_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn concurrent_commits_all_land_with_distinct_queue_ids() {
+        let dir = std::env::temp_dir().join(format!("imipd-state-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = State::open(&dir.join("state.redb")).expect("open");
+        let ids: Vec<u64> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let state = &state;
+                    scope.spawn(move || {
+                        let mut ids = Vec::new();
+                        for n in 0..20 {
+                            let key = format!("u{t}/cal/{n}.ics");
+                            let got = state
+                                .commit(Batch {
+                                    objects: vec![(
+                                        key,
+                                        Some(record(&format!("u{t}"), &n.to_string(), "v")),
+                                    )],
+                                    enqueue: vec![item("b@example.net")],
+                                    ..Batch::default()
+                                })
+                                .expect("commit");
+                            assert_eq!(got.len(), 1);
+                            ids.extend(got);
+                        }
+                        ids
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().expect("thread"))
+                .collect()
+        });
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=160).collect::<Vec<u64>>());
+        assert_eq!(state.queue().expect("queue").len(), 160);
+        for t in 0..8 {
+            assert_eq!(
+                state
+                    .objects_with_prefix(&format!("u{t}/"))
+                    .expect("scan")
+                    .len(),
+                20
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failing_batch_in_a_group_fails_only_its_own_caller() {
+        let dir = std::env::temp_dir().join(format!("imipd-state-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = State::open(&dir.join("state.redb")).expect("open");
+        // A damaged record: replacing it fails (its old UID index cannot be read).
+        let txn = state.db.begin_write().expect("write");
+        txn.open_table(OBJECTS)
+            .expect("table")
+            .insert("bad/cal/x.ics", b"not json".as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+        let good = |key: &str| Batch {
+            objects: vec![(key.to_string(), Some(record("u", key, "v")))],
+            ..Batch::default()
+        };
+        let results = state.commit_together(vec![
+            (1, good("u/cal/1.ics")),
+            (2, good("bad/cal/x.ics")),
+            (3, good("u/cal/3.ics")),
+        ]);
+        let ok: Vec<(u64, bool)> = results.iter().map(|(t, r)| (*t, r.is_ok())).collect();
+        assert_eq!(ok, vec![(1, true), (2, false), (3, true)]);
+        assert!(state.object("u/cal/1.ics").expect("read").is_some());
+        assert!(state.object("u/cal/3.ics").expect("read").is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
