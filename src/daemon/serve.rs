@@ -5,7 +5,9 @@
 //! 2. Start three loops: the **store loop** turns file events into processed changes,
 //!    the **queue loop** delivers queued messages, the **LMTP server** applies incoming
 //!    mail. Store writes from all three go through one lock, so each object's file and
-//!    its baseline always change together.
+//!    its baseline always change together: scans, local delivery and delivery status
+//!    take it exclusively; an incoming message and the processing of one object take
+//!    it shared plus a lock for that user, so different users' changes overlap.
 //! 3. Tell systemd we are ready; wait for a signal. SIGHUP reloads the user map;
 //!    SIGTERM or SIGINT closes the listeners, lets work in flight finish, and exits.
 
