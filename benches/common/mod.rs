@@ -49,6 +49,11 @@ impl Samples {
         self.percentile(50.0)
     }
 
+    /// Every measurement, in the order taken (to merge samples of several threads).
+    pub fn values(&self) -> &[Duration] {
+        &self.values
+    }
+
     /// The largest measurement.
     pub fn max(&self) -> Duration {
         self.values.iter().copied().max().unwrap_or_default()

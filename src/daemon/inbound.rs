@@ -51,6 +51,11 @@ impl Verdict {
     }
 }
 
+/// How [`Inbound::deliver_locked`] serialises a change with other writers:
+/// `lock(Some(user), apply)` runs `apply` while nobody else changes `user`'s calendars,
+/// `lock(None, apply)` while nobody else changes any.
+pub type StoreLock<'a> = dyn Fn(Option<&str>, &mut dyn FnMut()) + 'a;
+
 /// Whether a RCPT is one imipd takes mail for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientCheck {
@@ -106,13 +111,29 @@ impl Inbound<'_> {
     }
 
     /// Applies one message to each recipient's calendar; one verdict per recipient, in
-    /// order. Recipients must have passed [`Self::check_recipient`].
+    /// order. Recipients must have passed [`Self::check_recipient`]. The caller
+    /// serialises this with other writers of the store.
     pub fn deliver(
         &self,
         mail_from: &str,
         recipients: &[String],
         data: &[u8],
         now: i64,
+    ) -> Vec<Verdict> {
+        self.deliver_locked(mail_from, recipients, data, now, &|_, apply| apply())
+    }
+
+    /// [`Self::deliver`], taking a lock around each recipient's change: `lock(user,
+    /// apply)` must run `apply` while no other writer changes `user`'s calendars
+    /// (`None`: the change may touch any user's calendar, e.g. a bounce). Parsing
+    /// happens outside the lock, so deliveries to different users overlap.
+    pub fn deliver_locked(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+        now: i64,
+        lock: &StoreLock<'_>,
     ) -> Vec<Verdict> {
         let options = IncomingOptions {
             max_message_size: self.settings.max_message_size,
@@ -122,6 +143,11 @@ impl Inbound<'_> {
         };
         let envelope_from = (!mail_from.is_empty()).then_some(mail_from);
         let parsed = imip::parse_incoming(data, envelope_from, &options);
+        let locked = |user: Option<&str>, decide: &dyn Fn() -> Verdict| {
+            let mut verdict = None;
+            lock(user, &mut || verdict = Some(decide()));
+            verdict.unwrap_or_else(|| Verdict::TryLater("the store could not be locked".into()))
+        };
         recipients
             .iter()
             .map(|rcpt| match self.check_recipient(rcpt) {
@@ -130,12 +156,14 @@ impl Inbound<'_> {
                     enhanced: "5.1.1",
                     reason: format!("{rcpt}: no such calendar user here"),
                 },
-                RecipientCheck::Bounces => self.note_bounce(rcpt, data),
+                RecipientCheck::Bounces => locked(None, &|| self.note_bounce(rcpt, data)),
                 RecipientCheck::User(user) => match &parsed {
                     Err(err) => {
                         self.refuse_or_ignore("5.6.0", format!("not an iMIP message: {err}"))
                     }
-                    Ok(incoming) => self.deliver_to(&user, rcpt, incoming, now),
+                    Ok(incoming) => {
+                        locked(Some(&user), &|| self.deliver_to(&user, rcpt, incoming, now))
+                    }
                 },
             })
             .collect()

@@ -5,7 +5,9 @@
 //! 2. Start three loops: the **store loop** turns file events into processed changes,
 //!    the **queue loop** delivers queued messages, the **LMTP server** applies incoming
 //!    mail. Store writes from all three go through one lock, so each object's file and
-//!    its baseline always change together.
+//!    its baseline always change together: scans, local delivery and delivery status
+//!    take it exclusively; an incoming message and the processing of one object take
+//!    it shared plus a lock for that user, so different users' changes overlap.
 //! 3. Tell systemd we are ready; wait for a signal. SIGHUP reloads the user map;
 //!    SIGTERM or SIGINT closes the listeners, lets work in flight finish, and exits.
 
@@ -26,6 +28,7 @@ use crate::store::process::{Decision, ProcessError, Processor};
 use crate::store::scan::{process_settled, scan_all};
 use crate::store::state::{Route, State, StateError};
 use crate::store::watch::{folder_keys, hints_for, watch, Debouncer, Hint};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -60,8 +63,14 @@ pub struct Shared {
     /// imipd's state.
     pub state: Arc<State>,
     /// Held while any loop changes a calendar file and its record: a file and its
-    /// baseline must change together.
-    pub store_writes: Mutex<()>,
+    /// baseline must change together. Taken exclusively by [`Shared::with_store_lock`]
+    /// (scans, local delivery, delivery status), shared by [`Shared::with_user_lock`]
+    /// (which adds a per-user lock), so changes to different users' calendars overlap
+    /// and their disk flushes are shared.
+    pub store_writes: RwLock<()>,
+    /// One lock per user, taken under a shared `store_writes`: a user's files and their
+    /// records are changed by one writer at a time.
+    user_writes: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Wakes the queue loop when something was queued.
     pub queue_wake: Notify,
 }
@@ -104,9 +113,22 @@ impl Shared {
         })
     }
 
-    /// Runs `f` while holding the store write lock.
+    /// Runs `f` while holding the store write lock: no other writer changes any file.
     pub fn with_store_lock<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _guard = self.store_writes.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.store_writes.write().unwrap_or_else(|p| p.into_inner());
+        f()
+    }
+
+    /// Runs `f` while no other writer changes `user`'s files: writers of other users'
+    /// files may run meanwhile, [`Self::with_store_lock`] may not. `f` must change only
+    /// files (and records) of `user`.
+    pub fn with_user_lock<T>(&self, user: &str, f: impl FnOnce() -> T) -> T {
+        let _shared = self.store_writes.read().unwrap_or_else(|p| p.into_inner());
+        let lock = {
+            let mut locks = self.user_writes.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(user.to_string()).or_default().clone()
+        };
+        let _user = lock.lock().unwrap_or_else(|p| p.into_inner());
         f()
     }
 
@@ -149,7 +171,8 @@ pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
         config: RwLock::new(Arc::new(config)),
         store: RwLock::new(Arc::new(store)),
         state,
-        store_writes: Mutex::new(()),
+        store_writes: RwLock::new(()),
+        user_writes: Mutex::new(HashMap::new()),
         queue_wake: Notify::new(),
     });
     let scan_shared = shared.clone();
@@ -220,7 +243,13 @@ fn process_hint_with(
     };
     let mut queued = 0;
     for key in keys {
-        let decision = shared.with_store_lock(|| process_settled(processor, &key, now()))?;
+        // One object changes only its own user's files and records.
+        let decision = match processor.store.user_of_key(&key) {
+            Some(user) => {
+                shared.with_user_lock(&user.name, || process_settled(processor, &key, now()))
+            }
+            None => shared.with_store_lock(|| process_settled(processor, &key, now())),
+        }?;
         queued += log_decision(&key, &decision);
     }
     Ok(queued)
@@ -718,9 +747,19 @@ impl LmtpHandler for MailHandler {
                     bounces: &settings.bounces,
                     bounce_key: &settings.bounce_key,
                 };
-                let verdicts = shared.with_store_lock(|| {
-                    inbound.deliver(&message.mail_from, &message.recipients, &message.data, now())
-                });
+                // Each recipient's change under that user's lock: deliveries to
+                // different users overlap (and share their commit, see State::commit).
+                let lock = |user: Option<&str>, apply: &mut dyn FnMut()| match user {
+                    Some(user) => shared.with_user_lock(user, apply),
+                    None => shared.with_store_lock(apply),
+                };
+                let verdicts = inbound.deliver_locked(
+                    &message.mail_from,
+                    &message.recipients,
+                    &message.data,
+                    now(),
+                    &lock,
+                );
                 for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
                     let answer = verdict.lmtp_reply();
                     let (outcome, reason) = match verdict {
