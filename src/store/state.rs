@@ -721,7 +721,7 @@ mod tests {
         for t in 0..8 {
             assert_eq!(
                 state
-                    .objects_with_prefix(&format!("u{t}/"))
+                    .object_keys_with_prefix(&format!("u{t}/"))
                     .expect("scan")
                     .len(),
                 20
