@@ -244,7 +244,8 @@ fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
         kind: ICalendarComponentType,
         begin_at: usize,
         begin: &'a str,
-        lines: Vec<RawLine<'a>>,
+        /// Raw lines with their unfolded text, parsed when the component closes.
+        lines: Vec<(&'a str, String)>,
         children: Vec<RawComponent<'a>>,
     }
     let mut stack: Vec<Open<'_>> = Vec::new();
@@ -276,12 +277,23 @@ fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
                     "END:{name} closes another component"
                 )));
             }
+            let mut chain: Vec<ICalendarComponentType> =
+                stack.iter().map(|o| o.kind.clone()).collect();
+            chain.push(open.kind.clone());
+            let unfolded: Vec<&str> = open.lines.iter().map(|(_, u)| u.as_str()).collect();
+            let entries = parse_lines(&chain, &unfolded);
+            let lines = open
+                .lines
+                .iter()
+                .zip(entries)
+                .map(|((text, _), entry)| RawLine { text, entry })
+                .collect();
             let done = RawComponent {
                 kind: open.kind,
                 whole: &text[open.begin_at..e],
                 begin: open.begin,
                 end: raw,
-                lines: open.lines,
+                lines,
                 children: open.children,
             };
             match stack.last_mut() {
@@ -295,12 +307,8 @@ fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
                     return Ok((&text[..prefix_end], done, &text[e..]));
                 }
             }
-        } else if !stack.is_empty() {
-            let chain: Vec<ICalendarComponentType> = stack.iter().map(|o| o.kind.clone()).collect();
-            let entry = parse_line(&chain, &unfolded);
-            if let Some(open) = stack.last_mut() {
-                open.lines.push(RawLine { text: raw, entry });
-            }
+        } else if let Some(open) = stack.last_mut() {
+            open.lines.push((raw, unfolded));
         }
     }
     Err(PatchError::Malformed(if stack.is_empty() {
@@ -326,6 +334,57 @@ fn content_lines(text: &str) -> Vec<(usize, usize)> {
         lines.push((start, text.len()));
     }
     lines
+}
+
+/// Marks where one original line ends when a component's lines are parsed together.
+const SEPARATOR: &str = "X-IMIPD-PATCH-LINE";
+
+/// What calcard reads from each content line inside the given component chain.
+///
+/// All lines are parsed in one go, a numbered [`SEPARATOR`] line after each, so the
+/// entries can be told apart (one parse per component instead of one per line: the
+/// cost of applying a REPLY to a big meeting). Whenever the result does not map back
+/// one-to-one (a junk line that swallowed its neighbour, a user's own line that looks
+/// like a separator), each line is parsed on its own instead.
+fn parse_lines(chain: &[ICalendarComponentType], lines: &[&str]) -> Vec<Option<ICalendarEntry>> {
+    parse_lines_together(chain, lines)
+        .unwrap_or_else(|| lines.iter().map(|line| parse_line(chain, line)).collect())
+}
+
+fn parse_lines_together(
+    chain: &[ICalendarComponentType],
+    lines: &[&str],
+) -> Option<Vec<Option<ICalendarEntry>>> {
+    let size: usize = lines.iter().map(|l| l.len() + SEPARATOR.len() + 12).sum();
+    let mut text = String::with_capacity(size + 64 * chain.len());
+    for kind in chain {
+        let _ = write!(text, "BEGIN:{}\r\n", kind.as_str());
+    }
+    for (i, line) in lines.iter().enumerate() {
+        text.push_str(line.trim_end_matches(['\r', '\n']));
+        let _ = write!(text, "\r\n{SEPARATOR}:{i}\r\n");
+    }
+    for kind in chain.iter().rev() {
+        let _ = write!(text, "END:{}\r\n", kind.as_str());
+    }
+    let mut cal = ICalendar::parse(&text).ok()?;
+    let depth = chain.len().checked_sub(1)?;
+    let entries = std::mem::take(&mut cal.components.get_mut(depth)?.entries);
+    let mut out = Vec::with_capacity(lines.len());
+    let mut current = None;
+    for entry in entries {
+        if entry.name.as_str() == SEPARATOR {
+            let index: usize = entry.values.first()?.as_text()?.parse().ok()?;
+            if index != out.len() {
+                return None;
+            }
+            out.push(current.take());
+        } else if current.replace(entry).is_some() {
+            // Two entries from one line: the lines did not parse apart.
+            return None;
+        }
+    }
+    (out.len() == lines.len() && current.is_none()).then_some(out)
 }
 
 /// What calcard reads from one content line inside the given component chain.
@@ -491,5 +550,46 @@ mod tests {
         assert!(patch("BEGIN:VCALENDAR\nBEGIN:VEVENT\nEND:VCALENDAR\n", &cal).is_err());
         assert!(patch("no calendar here", &cal).is_err());
         assert!(patch("BEGIN:VEVENT\nEND:VEVENT\n", &cal).is_err());
+    }
+
+    /// Parsing a component's lines together must read exactly what parsing each line
+    /// alone reads, junk lines and look-alike separators included.
+    #[test]
+    fn lines_parsed_together_read_as_lines_parsed_alone() {
+        let chain = [
+            ICalendarComponentType::VCalendar,
+            ICalendarComponentType::VEvent,
+        ];
+        let lines = [
+            "UID:u1",
+            "this line has no colon",
+            "SUMMARY:Lunch\\, with \"quotes\"",
+            "ATTENDEE;CN=\"Unclosed;PARTSTAT=ACCEPTED:mailto:a@example.net",
+            "URL:https://example.com/a,b?x=1;y=2",
+            "X-IMIPD-PATCH-LINE:9",
+            ";:",
+            "DTSTART;TZID=Europe/Berlin:20300110T100000",
+        ];
+        let alone: Vec<Option<ICalendarEntry>> =
+            lines.iter().map(|l| parse_line(&chain, l)).collect();
+        assert_eq!(parse_lines(&chain, &lines), alone);
+        // Without the look-alike, the tricky lines parse together to the same entries.
+        let tricky: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("X-"))
+            .collect();
+        let alone: Vec<Option<ICalendarEntry>> =
+            tricky.iter().map(|l| parse_line(&chain, l)).collect();
+        let together = parse_lines_together(&chain, &tricky).expect("parsed together");
+        assert_eq!(together, alone);
+        let plain = ["UID:u1", "this line has no colon", "SUMMARY:Lunch"];
+        let together = parse_lines_together(&chain, &plain).expect("parsed together");
+        let alone: Vec<Option<ICalendarEntry>> =
+            plain.iter().map(|l| parse_line(&chain, l)).collect();
+        assert_eq!(together, alone);
+        assert!(together[1].is_none(), "the junk line reads as nothing");
+        // A user's line that looks like a separator makes it fall back.
+        assert!(parse_lines_together(&chain, &["X-IMIPD-PATCH-LINE:5", "UID:u"]).is_none());
     }
 }
