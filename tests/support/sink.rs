@@ -28,6 +28,9 @@ pub struct SinkMessage {
     pub data: Vec<u8>,
     /// Which connection (1-based) it came over.
     pub connection: u64,
+    /// When the sink accepted it (just before answering the end of DATA with 250),
+    /// for benchmarks that time the handoff.
+    pub arrived: Instant,
 }
 
 #[derive(Default)]
@@ -283,6 +286,7 @@ fn serve(stream: TcpStream, number: u64, shared: &Shared) -> std::io::Result<()>
                             rcpts: rcpts.clone(),
                             data,
                             connection: number,
+                            arrived: Instant::now(),
                         });
                         format!("250 2.0.0 Ok: queued as SINK{}", state.messages.len())
                     }
