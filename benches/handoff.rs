@@ -24,7 +24,10 @@
 //!
 //! Environment: `HANDOFF_FILES` (default 200), `HANDOFF_PACE_MS` (default 20),
 //! `HANDOFF_DEBOUNCE_MS` (default: unset, the daemon's default), `HANDOFF_ONLY`
-//! (`outbox` or `relay`: skip the other transport). Every run is bounded: 60 s to
+//! (words that pick runs, e.g. `outbox,paced`: `outbox` `relay` `paced` `burst`
+//! `rename` `in-place`), `HANDOFF_WRAP` (a command the
+//! daemon runs under, for profiling: `strace -f -T -o FILE`, `valgrind
+//! --tool=callgrind`). Every run is bounded: 60 s to
 //! drain at most. Loopback only.
 
 #[path = "common/mod.rs"]
@@ -107,6 +110,8 @@ struct Outcome {
     missing: usize,
     /// Wall time from the first write until the last message was seen.
     span: Duration,
+    /// CPU time the daemon used in the whole run (start-up included).
+    cpu: Duration,
 }
 
 /// First-seen instants of files appearing in watched folders.
@@ -177,6 +182,8 @@ fn event(uid: &str, n: usize) -> String {
 struct Site {
     dir: TempDir,
     daemon: Option<Child>,
+    /// CPU time (user + system) the daemon had used when it was stopped.
+    cpu: Duration,
 }
 
 impl Site {
@@ -211,7 +218,11 @@ impl Site {
             ));
         }
         std::fs::write(dir.join("imipd.toml"), config).expect("configuration");
-        Site { dir, daemon: None }
+        Site {
+            dir,
+            daemon: None,
+            cpu: Duration::ZERO,
+        }
     }
 
     fn calendar(&self) -> PathBuf {
@@ -224,7 +235,21 @@ impl Site {
 
     /// Starts `imipd serve` and waits (bounded) until it says it is running.
     fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
+        // HANDOFF_WRAP runs the daemon under a profiler, e.g. "strace -f -T -o FILE"
+        // or "valgrind --tool=callgrind --callgrind-out-file=FILE".
+        let wrap = std::env::var("HANDOFF_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(env!("CARGO_BIN_EXE_imipd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_imipd")),
+        };
+        // Its own process group, so that a wrapper and the daemon stop together.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
             .args(["serve", "--config"])
             .arg(self.dir.join("imipd.toml"))
             .env("RUST_LOG", "info")
@@ -233,7 +258,7 @@ impl Site {
             .spawn()
             .expect("the imipd binary");
         self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !self.log().contains("imipd is running") {
             assert!(
                 Instant::now() < deadline,
@@ -249,9 +274,10 @@ impl Site {
         let Some(mut child) = self.daemon.take() else {
             return;
         };
+        self.cpu = cpu_time(child.id());
         if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: sends a signal to our own child process.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            // SAFETY: sends a signal to the process group of our own child.
+            unsafe { libc::kill(-pid, libc::SIGTERM) };
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -260,7 +286,10 @@ impl Site {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = child.kill();
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = child.wait();
     }
 
@@ -299,6 +328,22 @@ impl Drop for Site {
     }
 }
 
+/// User + system CPU time of process `pid` so far (from /proc; zero if unreadable).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
 /// Writes one event file the chosen way; returns when it is complete in place.
 fn save(dir: &Path, name: &str, text: &str, how: Save) {
     match how {
@@ -321,6 +366,37 @@ fn run(handoff: Handoff, pacing: Pacing, how: Save, files: usize, pace: Duration
     let bob = site.dir.join("stores/bob/calendar");
     let (_watcher, arrivals) = watch_arrivals(&[&outbox, &bob]);
     let calendar = site.calendar();
+    let emails = files * EXTERNAL.len();
+    let under = |dir: &Path| {
+        arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|p| p.starts_with(dir))
+            .count()
+    };
+    let seen_emails = || match &sink {
+        Some(sink) => sink.messages().len(),
+        None => under(&outbox),
+    };
+
+    // Warm up (and make sure the daemon's watch is in place): one event in another
+    // folder, not measured, until its emails and local copy are there.
+    let warmup = site.dir.join("stores/alice/warmup");
+    std::fs::create_dir_all(&warmup).expect("warm-up folder");
+    std::thread::sleep(Duration::from_millis(100));
+    save(&warmup, "warmup.ics", &event("warmup", 0), Save::Rename);
+    let deadline = Instant::now() + DRAIN;
+    while (seen_emails() < EXTERNAL.len() || under(&bob) < 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        seen_emails() >= EXTERNAL.len(),
+        "the warm-up event was not sent:\n{}",
+        site.log()
+    );
+    // Let its delivery statuses settle.
+    std::thread::sleep(Duration::from_millis(300));
 
     // Write the files, remembering when each was complete.
     let mut written: HashMap<String, (Instant, SystemTime, String)> = HashMap::new();
@@ -339,22 +415,11 @@ fn run(handoff: Handoff, pacing: Pacing, how: Save, files: usize, pace: Duration
         written.insert(uid, (Instant::now(), SystemTime::now(), name));
     }
 
-    // Wait (bounded) for every email and every local copy.
-    let emails = files * EXTERNAL.len();
-    let under = |dir: &Path| {
-        arrivals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|p| p.starts_with(dir))
-            .count()
-    };
-    let seen_emails = || match &sink {
-        Some(sink) => sink.messages().len(),
-        None => under(&outbox),
-    };
+    // Wait (bounded) for every email and every local copy (the warm-up's too).
     let deadline = Instant::now() + DRAIN;
-    while (seen_emails() < emails || under(&bob) < files) && Instant::now() < deadline {
+    while (seen_emails() < emails + EXTERNAL.len() || under(&bob) < files + 1)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Let the last deliveries settle so the log is complete, then stop.
@@ -403,6 +468,7 @@ fn run(handoff: Handoff, pacing: Pacing, how: Save, files: usize, pace: Duration
         local,
         queued,
         span: last.duration_since(start),
+        cpu: site.cpu,
     }
 }
 
@@ -419,17 +485,26 @@ fn main() {
         pace.as_millis(),
         pace.as_millis()
     );
-    let mut handoffs = vec![];
-    if only != "relay" {
-        handoffs.push(Handoff::Outbox);
-    }
-    if only != "outbox" {
-        handoffs.push(Handoff::Relay);
-    }
+    // HANDOFF_ONLY: comma-separated words; within each kind (transport, pacing, save)
+    // that it names, only the named ones run.
+    let only: Vec<String> = only
+        .split(',')
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let keep = |kind: &[&str], name: &str| {
+        !kind.iter().any(|k| only.iter().any(|w| w == k)) || only.iter().any(|w| w == name)
+    };
     let mut rows = Vec::new();
-    for handoff in handoffs {
+    for (handoff, short) in [(Handoff::Outbox, "outbox"), (Handoff::Relay, "relay")] {
         for pacing in [Pacing::Paced, Pacing::Burst] {
             for how in [Save::Rename, Save::InPlace] {
+                if !keep(&["outbox", "relay"], short)
+                    || !keep(&["paced", "burst"], pacing.name())
+                    || !keep(&["rename", "in-place"], how.name())
+                {
+                    continue;
+                }
                 let outcome = run(handoff, pacing, how, files, pace);
                 eprintln!(
                     "{} {} {}: {} emails, p99 {}",
@@ -444,11 +519,11 @@ fn main() {
         }
     }
     println!("Write → email handed off (outbox file appears / sink accepted DATA):\n");
-    println!("| handoff | pacing | save | files | emails | p50 | p99 | max | missing | run took |");
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| handoff | pacing | save | files | emails | p50 | p99 | max | missing | run took | daemon CPU |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (handoff, pacing, how, o) in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             handoff.name(),
             pacing.name(),
             how.name(),
@@ -459,6 +534,7 @@ fn main() {
             show(o.mail.max()),
             o.missing,
             show(o.span),
+            show(o.cpu),
         );
     }
     println!(
