@@ -234,13 +234,7 @@ impl Worker<'_> {
         // Sent records older than a bounce can be are forgotten as new ones come.
         let horizon = now - self.settings.retry.max_age.as_secs() as i64 - 86_400;
         if !batch.sent.is_empty() {
-            batch.forget_sent = self
-                .state
-                .sent_records()?
-                .into_iter()
-                .filter(|r| r.at < horizon)
-                .map(|r| r.id)
-                .collect();
+            batch.forget_sent = self.state.sent_before(horizon)?;
         }
         self.state.commit(batch)?;
         if let (Some(status), Some(object), Some(rcpt)) =

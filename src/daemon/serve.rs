@@ -27,7 +27,7 @@ use crate::store::layout::Store;
 use crate::store::process::{Decision, ProcessError, Processor};
 use crate::store::scan::{process_settled, scan_all};
 use crate::store::state::{Route, State, StateError};
-use crate::store::watch::{folder_keys, hints_for, watch, Debouncer, Hint};
+use crate::store::watch::{folder_keys, watch, Debouncer, Hint};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -331,8 +331,12 @@ pub async fn store_loop(
             _ = shutdown.changed() => return Ok(()),
             noticed = hints.recv() => match noticed {
                 Some(noticed) => {
-                    for hint in hints_for(&shared.store(), &noticed) {
-                        debouncer.add(hint, Instant::now());
+                    // Take every event already waiting, so the pieces of one save
+                    // (a rename is reported twice) count once.
+                    let store = shared.store();
+                    debouncer.notice(&store, &noticed, Instant::now());
+                    while let Ok(noticed) = hints.try_recv() {
+                        debouncer.notice(&store, &noticed, Instant::now());
                     }
                 }
                 None => return Err(DaemonError::Setup("the file watcher stopped".into())),

@@ -372,6 +372,26 @@ impl State {
         Ok(out)
     }
 
+    /// The ids of remembered emails handed over before `horizon`, read in queue order
+    /// up to the first younger one. Queue order is nearly hand-over order (a retried
+    /// item can be handed over after younger ones, and then holds the rest back until
+    /// it is old enough itself), so this reads the few records due to be forgotten,
+    /// not every record, on every delivery.
+    pub fn sent_before(&self, horizon: i64) -> Result<Vec<u64>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SENT)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            let record: SentRecord = decode(&key.value().to_string(), value.value())?;
+            if record.at >= horizon {
+                break;
+            }
+            out.push(record.id);
+        }
+        Ok(out)
+    }
+
     /// Commits `batch` durably; returns the ids given to new items.
     ///
     /// Group commit: a caller that finds another commit in progress waits, and the
@@ -768,5 +788,31 @@ mod tests {
             err.to_string().contains("/nonexistent-dir/state.redb"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn old_sent_records_are_found_in_queue_order_up_to_the_first_young_one() {
+        let dir = std::env::temp_dir().join(format!("imipd-state-sent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = State::open(&dir.join("state.redb")).expect("open");
+        let sent = |id: u64, at: i64| SentRecord {
+            id,
+            at,
+            uid: "u1".into(),
+            rcpt: "b@example.net".into(),
+            status_object: "alice/cal/a.ics".into(),
+        };
+        state
+            .commit(Batch {
+                sent: vec![sent(1, 10), sent(2, 20), sent(3, 40), sent(4, 15)],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.sent_before(5).expect("read"), Vec::<u64>::new());
+        // 4 is old too, but waits behind the younger 3 until that one is old enough.
+        assert_eq!(state.sent_before(30).expect("read"), vec![1, 2]);
+        assert_eq!(state.sent_before(50).expect("read"), vec![1, 2, 3, 4]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
