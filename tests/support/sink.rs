@@ -210,7 +210,12 @@ fn read_line(reader: &mut BufReader<TcpStream>, number: u64, shared: &Shared) ->
         }
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => return None,
-            Ok(_) if line.ends_with(b"\n") => return Some(line),
+            // A line that arrives after the connection was dropped is not answered:
+            // the client must see the connection gone, however the timing fell.
+            Ok(_) if line.ends_with(b"\n") => {
+                let kicked = shared.kick_upto.load(Ordering::SeqCst) >= number;
+                return (!kicked).then_some(line);
+            }
             Ok(_) => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => return None,
