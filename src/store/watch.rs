@@ -119,13 +119,17 @@ fn hint_for_path(store: &Store, path: &Path) -> Option<Hint> {
     if let Some(key) = store.key_for(path) {
         return Some(Hint::Object(key));
     }
-    // A temporary file, a renamed folder or a user folder: look at the whole folder.
+    // A calendar folder made, renamed or removed: look at the whole folder; a user's
+    // folder: look everywhere. Other files (a client's or imipd's own temporary file,
+    // Radicale's cache) say nothing: the object they become is reported under its own
+    // name when it is renamed into place, and a folder pass for each of them would
+    // re-read every object of the folder on every save.
     let relative = path.strip_prefix(store.users_root()).ok()?;
     let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
     match parts.as_slice() {
         [] => Some(Hint::Everything),
         [user] if store.user(user).is_some() => Some(Hint::Everything),
-        [user, calendar, ..] if store.user(user).is_some() && !calendar.starts_with('.') => {
+        [user, calendar] if store.user(user).is_some() && !calendar.starts_with('.') => {
             Some(Hint::Folder(format!("{user}/{calendar}")))
         }
         _ => None,
@@ -315,6 +319,33 @@ mod tests {
                 Some(Noticed::Paths(vec![path("/s/a.ics")])),
                 "{kind:?} is not the end of a write"
             );
+        }
+    }
+
+    #[test]
+    fn temporary_files_are_no_hint_but_folders_and_objects_are() {
+        let store = crate::store::layout::test_store(
+            Path::new("/srv/cal"),
+            crate::config::Layout::Vdir,
+            1 << 20,
+        );
+        let hints = |p: &str| hints_for(&store, &Noticed::Paths(vec![std::path::PathBuf::from(p)]));
+        assert_eq!(
+            hints("/srv/cal/alice/work/a.ics"),
+            vec![Hint::Object("alice/work/a.ics".into())]
+        );
+        assert_eq!(
+            hints("/srv/cal/alice/work"),
+            vec![Hint::Folder("alice/work".into())]
+        );
+        assert_eq!(hints("/srv/cal/alice"), vec![Hint::Everything]);
+        for quiet in [
+            "/srv/cal/alice/work/.a.ics.tmp-1234",
+            "/srv/cal/alice/work/.Radicale.cache/item/a.ics",
+            "/srv/cal/alice/.hidden",
+            "/srv/cal/bob/work/a.ics",
+        ] {
+            assert!(hints(quiet).is_empty(), "{quiet} is no hint");
         }
     }
 
