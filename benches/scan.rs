@@ -15,7 +15,8 @@
 //!
 //! `cargo bench --bench scan` (optional: `SCAN_SIZES=1000x1,10000x100,…` as
 //! events×users; `SCAN_DIR=/path` for where the stores are written, default the
-//! system temp dir).
+//! system temp dir; `SCAN_COLD=1` empties the page cache before each scan, as root,
+//! so the files are read from the disk as after a reboot).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -83,8 +84,19 @@ fn prepare(dir: &Path, events: usize, users: usize) -> PathBuf {
     path
 }
 
+/// Empties the kernel's page cache (root only), so a scan reads from the disk; false
+/// when that is not allowed here.
+fn drop_page_cache() -> bool {
+    let synced = Command::new("sync").status().is_ok_and(|s| s.success());
+    synced && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
 /// Wall time and peak RSS (KiB) of one `imipd scan`; panics with its stderr on failure.
-fn run_scan(config: &Path) -> (Duration, u64, String) {
+/// With `cold`, the page cache is emptied first.
+fn run_scan(config: &Path, cold: bool) -> (Duration, u64, String) {
+    if cold && !drop_page_cache() {
+        eprintln!("  cannot empty the page cache (not root?): this scan runs warm");
+    }
     let start = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
         .arg("scan")
@@ -141,6 +153,7 @@ fn main() {
     let base = std::env::var_os("SCAN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let cold = std::env::var_os("SCAN_COLD").is_some();
     let mut rows = Vec::new();
     for (events, users) in sizes {
         let users = users.clamp(1, events.max(1));
@@ -158,14 +171,14 @@ fn main() {
             "  written in {:.1} s; baseline scan",
             write_time.as_secs_f64()
         );
-        let (baseline, baseline_rss, report) = run_scan(&config);
+        let (baseline, baseline_rss, report) = run_scan(&config, cold);
         assert!(
             report.contains(&format!("{events} recorded as baseline")),
             "every event is recorded: {report}"
         );
         eprintln!("  {report}");
         eprintln!("  rescan");
-        let (rescan, rescan_rss, report) = run_scan(&config);
+        let (rescan, rescan_rss, report) = run_scan(&config, cold);
         assert!(
             report.contains("0 messages queued"),
             "a rescan of an unchanged store sends nothing: {report}"
@@ -187,8 +200,14 @@ fn main() {
 
     println!("Machine: {}", common::machine());
     println!(
-        "Command: `cargo bench --bench scan`; one run per size, stores in {}\n",
-        base.display()
+        "Command: `{}cargo bench --bench scan`; one run per size, stores in {}, page cache {}\n",
+        if cold { "SCAN_COLD=1 " } else { "" },
+        base.display(),
+        if cold {
+            "emptied before each scan"
+        } else {
+            "warm (the files were just written)"
+        }
     );
     println!("| events | users | baseline scan | peak RSS | per event | rescan | peak RSS | state file |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
