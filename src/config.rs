@@ -82,7 +82,8 @@ pub struct StoreSection {
     /// Seconds between full rescans (file events are only hints).
     #[serde(default = "default_rescan")]
     pub rescan_interval: u64,
-    /// Milliseconds a file must stay unchanged before it is processed.
+    /// Milliseconds a file must stay unchanged before it is processed (a finished
+    /// write, a close or a rename into place, needs only 2 ms).
     #[serde(default = "default_debounce")]
     pub debounce_ms: u64,
 }
