@@ -157,6 +157,7 @@ pub fn update(
         }
     }
 
+    let series_floor = old.main().map_or(0, |m| m.sequence);
     let sequence_of = |id: &InstanceId, n: &Instance<'_>| -> i64 {
         let stored = old.instances.get(id).map(|o| o.sequence);
         match (increment, stored) {
@@ -165,7 +166,10 @@ pub fn update(
             // Never below what the attendees already hold: a client may write back a
             // stale copy with a lower SEQUENCE, and attendees would refuse the update.
             (true, Some(o)) => (n.sequence + 1).max(o),
-            (true, None) => n.sequence + 1,
+            // A new occurrence (or one added back after it was cancelled): never below
+            // what the series has reached, which includes the SEQUENCE of any CANCEL
+            // sent for a removed occurrence (see below).
+            (true, None) => (n.sequence + 1).max(series_floor),
             (false, Some(o)) => n.sequence.max(o),
             (false, None) => n.sequence,
         }
@@ -230,14 +234,22 @@ pub fn update(
                     let only: Vec<CalAddress> = to.iter().cloned().collect();
                     trees.push(cancel_component(n.comp, sequence, ctx.now, Some(&only)));
                 }
-                (ICalendarMethod::Cancel, Some(o), _) => {
+                (ICalendarMethod::Cancel, Some(o), n) => {
+                    let sequence = o.sequence + 1;
                     let only: Vec<CalAddress> = to.iter().cloned().collect();
-                    trees.push(cancel_component(
-                        o.comp,
-                        o.sequence + 1,
-                        ctx.now,
-                        Some(&only),
-                    ));
+                    trees.push(cancel_component(o.comp, sequence, ctx.now, Some(&only)));
+                    // An occurrence removed from the copy leaves nowhere to keep the
+                    // SEQUENCE its CANCEL carried: the master keeps it, so that adding
+                    // the occurrence back later does not go out below the CANCEL.
+                    if n.is_none() && *id != InstanceId::Main {
+                        if let Some(main) = new.main() {
+                            let kept = bumped.get(&main.comp_id).copied();
+                            let current = kept.unwrap_or(main.sequence);
+                            if sequence > current {
+                                bumped.insert(main.comp_id, sequence);
+                            }
+                        }
+                    }
                 }
                 (_, _, Some(n)) => {
                     let sequence = sequence_of(id, n);
