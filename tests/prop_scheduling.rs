@@ -6,9 +6,10 @@
 //! alarms, X- properties, long lines folded at varying widths (space or tab), and LF
 //! or CRLF line ends. Three things a user relies on are checked:
 //!
-//! - **A message delivered twice changes nothing the second time** (mail is redelivered
-//!   after timeouts and crashes): the invitation, the answer, an update and the
-//!   cancellation are each applied with `receive` and then applied again to the result.
+//! - **A message delivered twice changes nothing the second time**, not even the order
+//!   of lines in the file (mail is redelivered after timeouts and crashes): the
+//!   invitation, the answer, an update and the cancellation are each applied with
+//!   `receive` and then applied again to the result.
 //! - **SEQUENCE never goes down on the organizer's copy** across a series of edits
 //!   (also when a client writes back a stale, lower SEQUENCE), and an attendee who
 //!   receives every message never refuses one as out of sequence; nor does any
@@ -611,6 +612,14 @@ fn apply_twice(
             )))
         }
     };
+    prop_assert!(
+        second.copy.is_none(),
+        "{:?} from {} for {}: the second delivery would rewrite the copy (action {:?})",
+        message.method,
+        message.from,
+        recipient,
+        second.action
+    );
     let twice = second.copy.or_else(|| once.clone());
     prop_assert_eq!(
         twice.as_ref().map(canonical),

@@ -315,17 +315,32 @@ fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
 }
 
 /// Removes the entries named in `names` from `comp` and appends `from`'s entries with
-/// those names.
+/// those names. A property that already reads the same is left where it is, so a
+/// message delivered twice leaves the copy (and the user's file) exactly as it was.
 fn replace_properties(
     comp: &mut ICalendarComponent,
     from: &ICalendarComponent,
     names: &[ICalendarProperty],
 ) {
-    comp.entries.retain(|e| !names.contains(&e.name));
+    let entries_of = |c: &ICalendarComponent, name: &ICalendarProperty| -> Vec<ICalendarEntry> {
+        c.entries
+            .iter()
+            .filter(|e| &e.name == name)
+            .cloned()
+            .collect()
+    };
+    let differ: Vec<&ICalendarProperty> = names
+        .iter()
+        .filter(|name| entries_of(comp, name) != entries_of(from, name))
+        .collect();
+    if differ.is_empty() {
+        return;
+    }
+    comp.entries.retain(|e| !differ.contains(&&e.name));
     comp.entries.extend(
         from.entries
             .iter()
-            .filter(|e| names.contains(&e.name))
+            .filter(|e| differ.contains(&&e.name))
             .cloned(),
     );
 }
