@@ -180,15 +180,19 @@ impl Worker<'_> {
         }
     }
 
-    /// Records an attempt: the item leaves the queue or waits for its next try, and
-    /// the organizer's copy gets the delivery status.
+    /// Records an attempt durably: the item leaves the queue or waits for its next
+    /// try. Returns the delivery status the organizer's copy is to get, for
+    /// [`Self::record_statuses`]: the statuses of one change's deliveries are written
+    /// together, one rewrite of the organizer's file instead of one per attendee. (A
+    /// status is information for the organizer; a crash before it is written loses
+    /// the status, never a message.)
     pub fn settle(
         &self,
         item: &QueueItem,
         attempt: &Attempt,
         now: i64,
         random: &mut impl RandomSource,
-    ) -> Result<(), StateError> {
+    ) -> Result<Option<StatusNote>, StateError> {
         let mut batch = Batch::default();
         let status = match attempt {
             Attempt::Delivered(status) => {
@@ -237,18 +241,47 @@ impl Worker<'_> {
             batch.forget_sent = self.state.sent_before(horizon)?;
         }
         self.state.commit(batch)?;
-        if let (Some(status), Some(object), Some(rcpt)) =
-            (status, &item.status_object, CalAddress::parse(&item.rcpt))
-        {
-            let applier = Applier {
-                store: self.store,
-                state: self.state,
-                reply_details: self.settings.reply_details,
-            };
-            if let Err(err) = applier.record_status(object, &rcpt, status) {
-                tracing::warn!(object = %object, rcpt = %rcpt, %err, "could not record the delivery status");
+        Ok(match (status, &item.status_object) {
+            (Some(status), Some(object)) => CalAddress::parse(&item.rcpt).map(|rcpt| StatusNote {
+                object: object.clone(),
+                rcpt,
+                status,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Writes delivery statuses into the organizers' copies, one write per object.
+    /// Failures are logged: the messages are delivered either way.
+    pub fn record_statuses(&self, notes: &[StatusNote]) {
+        let applier = Applier {
+            store: self.store,
+            state: self.state,
+            reply_details: self.settings.reply_details,
+        };
+        let mut objects: Vec<&str> = notes.iter().map(|n| n.object.as_str()).collect();
+        objects.sort_unstable();
+        objects.dedup();
+        for object in objects {
+            let statuses: Vec<(CalAddress, &str)> = notes
+                .iter()
+                .filter(|n| n.object == object)
+                .map(|n| (n.rcpt.clone(), n.status))
+                .collect();
+            if let Err(err) = applier.record_statuses(object, &statuses) {
+                tracing::warn!(object, recipients = statuses.len(), %err, "could not record the delivery status");
             }
         }
-        Ok(())
     }
+}
+
+/// A delivery status still to be written into the organizer's copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusNote {
+    /// The organizer's object.
+    pub object: String,
+    /// The attendee it is about.
+    pub rcpt: CalAddress,
+    /// SCHEDULE-STATUS to record (1.1 sent, 1.2 delivered, 3.7, 5.1).
+    pub status: &'static str,
 }

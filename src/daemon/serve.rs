@@ -13,7 +13,7 @@
 
 use super::inbound::{Inbound, RecipientCheck as InboundCheck, Verdict};
 use super::metrics::{metrics, Metrics};
-use super::queue::{Attempt, QueueSettings, Worker};
+use super::queue::{Attempt, QueueSettings, StatusNote, Worker};
 use super::systemd;
 use crate::config::{Config, ConfigError};
 use crate::itip::status::SENT;
@@ -371,9 +371,19 @@ pub async fn queue_loop<T: Transport>(
     mut shutdown: signal_watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let mut random = SplitMix64::from_entropy();
+    // Delivery statuses of the items settled so far that belong to one change (its
+    // items are queued together): written into the organizer's copy in one go when
+    // the next item belongs to another object, and before the loop waits.
+    let mut statuses: Vec<StatusNote> = Vec::new();
     loop {
         let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
         for item in due {
+            let other_object = statuses
+                .last()
+                .is_some_and(|n| item.status_object.as_deref() != Some(n.object.as_str()));
+            if *shutdown.borrow() || other_object {
+                record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
+            }
             if *shutdown.borrow() {
                 return Ok(());
             }
@@ -425,14 +435,16 @@ pub async fn queue_loop<T: Transport>(
             }
             let (s, settings, item) = (shared.clone(), settings.clone(), item.clone());
             let mut r = SplitMix64::new(random.next_u64());
-            tokio::task::spawn_blocking(move || {
+            let status = tokio::task::spawn_blocking(move || {
                 s.with_worker(&settings, |worker| {
                     s.with_store_lock(|| worker.settle(&item, &attempt, now(), &mut r))
                 })
             })
             .await
             .map_err(|e| DaemonError::Setup(format!("recording a delivery stopped: {e}")))??;
+            statuses.extend(status);
         }
+        record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
         let next = shared.with_worker(&settings, |worker| worker.next_due())?;
         let wait = match next {
             Some(at) => Duration::from_secs((at - now()).clamp(0, 60) as u64),
@@ -446,6 +458,27 @@ pub async fn queue_loop<T: Transport>(
             _ = shared.queue_wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Writes delivery statuses into the organizers' copies, under the store lock.
+async fn record_statuses(
+    shared: &Arc<Shared>,
+    settings: &Arc<QueueSettings>,
+    notes: Vec<StatusNote>,
+) {
+    if notes.is_empty() {
+        return;
+    }
+    let (s, settings) = (shared.clone(), settings.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        s.with_worker(&settings, |worker| {
+            s.with_store_lock(|| worker.record_statuses(&notes))
+        })
+    })
+    .await;
+    if let Err(err) = written {
+        tracing::error!(%err, "recording delivery statuses stopped unexpectedly");
     }
 }
 

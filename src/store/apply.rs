@@ -274,6 +274,27 @@ impl Applier<'_> {
         attendee: &CalAddress,
         status: &str,
     ) -> Result<bool, ApplyError> {
+        self.record_statuses(key, &[(attendee.clone(), status)])
+    }
+
+    /// Records the SCHEDULE-STATUS of several attendees on the organizer's object `key`
+    /// in one write: a change mailed to many attendees rewrites the file once, not
+    /// once per attendee. Returns whether the file changed.
+    pub fn record_statuses(
+        &self,
+        key: &str,
+        statuses: &[(CalAddress, &str)],
+    ) -> Result<bool, ApplyError> {
+        let with_all = |cal: &ICalendar| -> Option<ICalendar> {
+            let mut current: Option<ICalendar> = None;
+            for (attendee, status) in statuses {
+                let base = current.as_ref().unwrap_or(cal);
+                if let Some(next) = itip::status::with_schedule_status(base, attendee, status) {
+                    current = Some(next);
+                }
+            }
+            current
+        };
         for _ in 0..ATTEMPTS {
             let (bytes, text) = match self.store.read(key) {
                 Ok(Some(found)) => found,
@@ -291,7 +312,7 @@ impl Applier<'_> {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 continue;
             };
-            let Some(updated) = itip::status::with_schedule_status(&cal, attendee, status) else {
+            let Some(updated) = with_all(&cal) else {
                 return Ok(false);
             };
             let written = rewrite(&text, &updated);
@@ -305,7 +326,7 @@ impl Applier<'_> {
                 if let Some(base) = r.baseline.as_deref() {
                     let updated_base = ICalendar::parse(base)
                         .ok()
-                        .and_then(|cal| itip::status::with_schedule_status(&cal, attendee, status))
+                        .and_then(|cal| with_all(&cal))
                         .map(|cal| rewrite(base, &cal));
                     if let Some(b) = updated_base {
                         r.baseline = Some(b);
@@ -340,4 +361,60 @@ impl Applier<'_> {
 
 fn applied(key: Option<&str>, now: i64) -> Vec<(String, i64)> {
     key.map(|k| vec![(k.to_string(), now)]).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Layout;
+    use crate::store::layout::test_store;
+
+    /// Several attendees' statuses land in one write, and writing them again changes
+    /// nothing.
+    #[test]
+    fn statuses_of_several_attendees_are_written_together() {
+        let dir = std::env::temp_dir().join(format!("imipd-statuses-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let folder = dir.join("root/alice/calendar");
+        std::fs::create_dir_all(&folder).expect("folder");
+        let original = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+            BEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20260101T000000Z\r\n\
+            DTSTART:20270101T090000Z\r\nSUMMARY:x\r\n\
+            ORGANIZER:mailto:alice@example.com\r\n\
+            ATTENDEE:mailto:a@example.net\r\nATTENDEE:mailto:b@example.net\r\n\
+            ATTENDEE:mailto:c@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        std::fs::write(folder.join("e.ics"), original).expect("write");
+        let store = test_store(&dir.join("root"), Layout::Vdir, 1 << 20);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let applier = Applier {
+            store: &store,
+            state: &state,
+            reply_details: ReplyDetails::Full,
+        };
+        let address = |a: &str| CalAddress::parse(a).expect("address");
+        let statuses = [
+            (address("a@example.net"), "1.1"),
+            (address("b@example.net"), "1.2"),
+            (address("c@example.net"), "5.1"),
+        ];
+        let key = "alice/calendar/e.ics";
+        assert!(applier.record_statuses(key, &statuses).expect("written"));
+        let text = std::fs::read_to_string(folder.join("e.ics")).expect("read");
+        for (who, status) in [("a", "1.1"), ("b", "1.2"), ("c", "5.1")] {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("{who}@example.net")))
+                .expect("attendee line");
+            assert!(
+                line.contains(&format!("SCHEDULE-STATUS={status}")),
+                "{line}"
+            );
+        }
+        assert!(!applier.record_statuses(key, &statuses).expect("looked at"));
+        assert_eq!(
+            std::fs::read_to_string(folder.join("e.ics")).expect("read"),
+            text
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
