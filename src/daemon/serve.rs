@@ -132,6 +132,15 @@ impl Shared {
         f()
     }
 
+    /// Runs `f` under [`Self::with_user_lock`] for `user`, or under
+    /// [`Self::with_store_lock`] when the change is not known to stay within one user.
+    pub fn with_lock_for<T>(&self, user: Option<&str>, f: impl FnOnce() -> T) -> T {
+        match user {
+            Some(user) => self.with_user_lock(user, f),
+            None => self.with_store_lock(f),
+        }
+    }
+
     /// Re-reads the configuration's user map (SIGHUP). Other settings need a restart.
     pub fn reload(&self) -> Result<usize, ConfigError> {
         let config = Config::load(&self.config_path)?;
@@ -244,12 +253,8 @@ fn process_hint_with(
     let mut queued = 0;
     for key in keys {
         // One object changes only its own user's files and records.
-        let decision = match processor.store.user_of_key(&key) {
-            Some(user) => {
-                shared.with_user_lock(&user.name, || process_settled(processor, &key, now()))
-            }
-            None => shared.with_store_lock(|| process_settled(processor, &key, now())),
-        }?;
+        let user = processor.store.user_of_key(&key).map(|u| u.name.as_str());
+        let decision = shared.with_lock_for(user, || process_settled(processor, &key, now()))?;
         queued += log_decision(&key, &decision);
     }
     Ok(queued)
@@ -786,9 +791,8 @@ impl LmtpHandler for MailHandler {
                 };
                 // Each recipient's change under that user's lock: deliveries to
                 // different users overlap (and share their commit, see State::commit).
-                let lock = |user: Option<&str>, apply: &mut dyn FnMut()| match user {
-                    Some(user) => shared.with_user_lock(user, apply),
-                    None => shared.with_store_lock(apply),
+                let lock = |user: Option<&str>, apply: &mut dyn FnMut()| {
+                    shared.with_lock_for(user, apply)
                 };
                 let verdicts = inbound.deliver_locked(
                     &message.mail_from,

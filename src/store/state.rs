@@ -359,19 +359,6 @@ impl State {
         }
     }
 
-    /// Every remembered email, oldest first (for matching a bounce by UID and
-    /// recipient, and for forgetting old ones).
-    pub fn sent_records(&self) -> Result<Vec<SentRecord>, StateError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SENT)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (key, value) = item?;
-            out.push(decode(&key.value().to_string(), value.value())?);
-        }
-        Ok(out)
-    }
-
     /// The ids of remembered emails handed over before `horizon`, read in queue order
     /// up to the first younger one. Queue order is nearly hand-over order (a retried
     /// item can be handed over after younger ones, and then holds the rest back until
