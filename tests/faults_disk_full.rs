@@ -4,9 +4,9 @@
 //! The calendar store lives on a small tmpfs (mounted by the test; it needs root, as CI
 //! has) that is then filled up. The state database stays on the normal disk.
 
-use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::config::Layout;
 use imipd::daemon::inbound::{Inbound, Verdict};
-use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::itip::ReplyDetails;
 use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
 use imipd::store::process::{Decision, Processor};
@@ -14,6 +14,10 @@ use imipd::store::scan::scan_all;
 use imipd::store::state::State;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 const NOW: i64 = 1_900_000_000;
 
@@ -75,35 +79,7 @@ ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@ex
 ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
 fn store(root: &Path) -> Store {
-    let section = StoreSection {
-        layout: Layout::Vdir,
-        root: root.to_path_buf(),
-        max_object_size: 1 << 20,
-        rescan_interval: 60,
-        debounce_ms: 10,
-    };
-    let users = vec![User {
-        name: "alice".into(),
-        addresses: vec![CalAddress::parse("alice@example.com").expect("address")],
-        invitations: "calendar".into(),
-        language: None,
-    }];
-    Store::new(&section, users)
-}
-
-fn lmtp_settings() -> LmtpSection {
-    LmtpSection {
-        listen: None,
-        socket: None,
-        max_message_size: 1 << 20,
-        max_calendar_size: 512 * 1024,
-        max_connections: 5,
-        idle_timeout: 30,
-        import_policy: ImportPolicy::Everyone,
-        trusted_authserv_ids: Vec::new(),
-        require_authenticated: false,
-        bounce_refused: false,
-    }
+    fixture::store(root, Layout::Vdir, vec![fixture::user("alice")])
 }
 
 const REPLY: &str = "From: carol@example.net\r\nTo: alice@example.com\r\nSubject: Accepted\r\n\
@@ -135,18 +111,9 @@ fn a_reply_on_a_full_disk_is_deferred_and_applied_later() {
     std::fs::write(calendar.join("budget.ics"), ORGANIZER_COPY).expect("event");
     let store = store(&disk.mount);
     let state = State::open(&disk.base.join("state.redb")).expect("state");
-    scan_all(
-        &Processor {
-            store: &store,
-            state: &state,
-            reply_details: ReplyDetails::Full,
-        },
-        NOW,
-        false,
-    )
-    .expect("baseline");
+    fixture::baseline(&store, &state, NOW);
     let filler = disk.fill(200);
-    let settings = lmtp_settings();
+    let settings = fixture::lmtp_settings(false);
     let bounces = BounceAddress::new("imipd-bounces", "example.com").expect("bounces");
     let inbound = Inbound {
         store: &store,

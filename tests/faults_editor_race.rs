@@ -6,14 +6,15 @@
 //! the end the file holds the client's last counter and all 40 answers.
 
 use calcard::icalendar::ICalendar;
-use imipd::config::{Layout, StoreSection, User};
+use imipd::config::Layout;
 use imipd::itip::{CalAddress, ReplyDetails};
 use imipd::store::apply::Applier;
-use imipd::store::layout::Store;
-use imipd::store::process::Processor;
-use imipd::store::scan::scan_all;
 use imipd::store::state::State;
 use std::time::Duration;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 const NOW: i64 = 1_900_000_000;
 const ANSWERS: usize = 40;
@@ -49,31 +50,14 @@ fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
     std::fs::create_dir_all(&calendar).expect("folders");
     let file = calendar.join("all-hands.ics");
     std::fs::write(&file, organizer_copy()).expect("event");
-    let section = StoreSection {
-        layout: Layout::Radicale,
-        root: dir.join("collections"),
-        max_object_size: 1 << 20,
-        rescan_interval: 60,
-        debounce_ms: 10,
-    };
-    let alice = User {
-        name: "alice".into(),
-        addresses: vec![CalAddress::parse("alice@example.com").expect("address")],
-        invitations: "calendar".into(),
-        language: None,
-    };
-    let store = Store::new(&section, vec![alice.clone()]);
+    let alice = fixture::user("alice");
+    let store = fixture::store(
+        &dir.join("collections"),
+        Layout::Radicale,
+        vec![alice.clone()],
+    );
     let state = State::open(&dir.join("state.redb")).expect("state");
-    scan_all(
-        &Processor {
-            store: &store,
-            state: &state,
-            reply_details: ReplyDetails::Full,
-        },
-        NOW,
-        false,
-    )
-    .expect("baseline");
+    fixture::baseline(&store, &state, NOW);
 
     let lock_path = dir.join("collections/.Radicale.lock");
     let editor_file = file.clone();

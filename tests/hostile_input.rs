@@ -2,13 +2,17 @@
 //! the recipient's calendar folder is touched. Each case goes through the same decision
 //! code the LMTP server uses, against a real store.
 
-use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::config::{Layout, LmtpSection};
 use imipd::daemon::inbound::{Inbound, Verdict};
-use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::itip::ReplyDetails;
 use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
 use imipd::store::state::State;
 use std::path::PathBuf;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 const NOW: i64 = 1_900_000_000;
 
@@ -24,33 +28,13 @@ impl Site {
         let dir = std::env::temp_dir().join(format!("imipd-hostile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("stores/bob/calendar")).expect("folders");
-        let section = StoreSection {
-            layout: Layout::Vdir,
-            root: dir.join("stores"),
-            max_object_size: 1 << 20,
-            rescan_interval: 60,
-            debounce_ms: 10,
-        };
-        let users = vec![User {
-            name: "bob".into(),
-            addresses: vec![CalAddress::parse("bob@example.com").expect("address")],
-            invitations: "calendar".into(),
-            language: None,
-        }];
-        let store = Store::new(&section, users);
+        let store = fixture::store(
+            &dir.join("stores"),
+            Layout::Vdir,
+            vec![fixture::user("bob")],
+        );
         let state = State::open(&dir.join("state.redb")).expect("state");
-        let settings = LmtpSection {
-            listen: None,
-            socket: None,
-            max_message_size: 1 << 20,
-            max_calendar_size: 512 * 1024,
-            max_connections: 5,
-            idle_timeout: 30,
-            import_policy: ImportPolicy::Everyone,
-            trusted_authserv_ids: Vec::new(),
-            require_authenticated: false,
-            bounce_refused: true,
-        };
+        let settings = fixture::lmtp_settings(true);
         Site {
             dir,
             store,

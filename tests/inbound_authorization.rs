@@ -2,15 +2,17 @@
 //! deliver it, decided by the same code the LMTP server uses, against a real store.
 //! Every refused case leaves the stored copy byte-for-byte unchanged.
 
-use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::config::{Layout, LmtpSection};
 use imipd::daemon::inbound::{Inbound, Verdict};
-use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::itip::ReplyDetails;
 use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
-use imipd::store::process::Processor;
-use imipd::store::scan::scan_all;
 use imipd::store::state::State;
 use std::path::PathBuf;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 const NOW: i64 = 1_900_000_000;
 
@@ -48,48 +50,13 @@ impl Site {
             .expect("alice's event");
         std::fs::write(dir.join("stores/bob/calendar/review.ics"), ATTENDEE_COPY)
             .expect("bob's event");
-        let section = StoreSection {
-            layout: Layout::Vdir,
-            root: dir.join("stores"),
-            max_object_size: 1 << 20,
-            rescan_interval: 60,
-            debounce_ms: 10,
-        };
-        let users =
-            ["alice", "bob"]
-                .iter()
-                .map(|name| User {
-                    name: name.to_string(),
-                    addresses: vec![
-                        CalAddress::parse(&format!("{name}@example.com")).expect("address")
-                    ],
-                    invitations: "calendar".into(),
-                    language: None,
-                })
-                .collect();
-        let store = Store::new(&section, users);
+        let users = vec![fixture::user("alice"), fixture::user("bob")];
+        let store = fixture::store(&dir.join("stores"), Layout::Vdir, users);
         let state = State::open(&dir.join("state.redb")).expect("state");
-        scan_all(
-            &Processor {
-                store: &store,
-                state: &state,
-                reply_details: ReplyDetails::Full,
-            },
-            NOW,
-            false,
-        )
-        .expect("baseline");
+        fixture::baseline(&store, &state, NOW);
         let settings = LmtpSection {
-            listen: None,
-            socket: None,
-            max_message_size: 1 << 20,
-            max_calendar_size: 512 * 1024,
-            max_connections: 5,
-            idle_timeout: 30,
-            import_policy: ImportPolicy::Everyone,
             trusted_authserv_ids: vec!["mx.example.com".into()],
-            require_authenticated: false,
-            bounce_refused: true,
+            ..fixture::lmtp_settings(true)
         };
         Site {
             dir,

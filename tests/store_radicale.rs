@@ -5,7 +5,7 @@
 //! would, and runs imipd's store processing on the same folder.
 
 use calcard::icalendar::ICalendar;
-use imipd::config::{Layout, StoreSection, User};
+use imipd::config::Layout;
 use imipd::itip::CalAddress;
 use imipd::itip::ReplyDetails;
 use imipd::store::apply::Applier;
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 #[path = "support/mod.rs"]
 mod support;
+use support::fixture::{self, user};
 use support::radicale::Radicale;
 
 const NOW: i64 = 1_900_000_000; // 2030-03-17
@@ -29,27 +30,15 @@ trait RadicaleStore {
 
 impl RadicaleStore for Radicale {
     fn store(&self) -> Store {
-        let section = StoreSection {
-            layout: Layout::Radicale,
-            root: self.dir.join("collections"),
-            max_object_size: 1 << 20,
-            rescan_interval: 60,
-            debounce_ms: 10,
-        };
-        Store::new(&section, vec![user("alice"), user("bob")])
+        fixture::store(
+            &self.dir.join("collections"),
+            Layout::Radicale,
+            vec![user("alice"), user("bob")],
+        )
     }
 
     fn state_path(&self) -> PathBuf {
         self.dir.join("state.redb")
-    }
-}
-
-fn user(name: &str) -> User {
-    User {
-        name: name.into(),
-        addresses: vec![CalAddress::parse(&format!("{name}@example.com")).expect("address")],
-        invitations: "calendar".into(),
-        language: None,
     }
 }
 
@@ -240,14 +229,11 @@ fn a_baseline_of_ten_thousand_objects_sends_nothing() {
         let text = INVITATION.replace("lunch-1", &format!("ev-{i}"));
         std::fs::write(calendar.join(format!("ev-{i}.ics")), text).expect("write");
     }
-    let section = StoreSection {
-        layout: Layout::Radicale,
-        root: dir.join("collections"),
-        max_object_size: 1 << 20,
-        rescan_interval: 60,
-        debounce_ms: 10,
-    };
-    let store = Store::new(&section, vec![user("alice")]);
+    let store = fixture::store(
+        &dir.join("collections"),
+        Layout::Radicale,
+        vec![user("alice")],
+    );
     let state = State::open(&dir.join("state.redb")).expect("state");
     let processor = Processor {
         store: &store,

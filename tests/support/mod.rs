@@ -15,10 +15,13 @@
 //!   imipd LMTP server for it.
 //! - [`tools`]: swaks and a raw line client.
 //! - [`radicale`]: a real Radicale server and a minimal CalDAV (HTTP) client.
+//! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
+//!   imipd's library directly.
 //!
 //! Everything listens on 127.0.0.1 only. Each test binary uses only some helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod fixture;
 pub mod lmtp;
 pub mod ports;
 pub mod postfix;

@@ -1,0 +1,65 @@
+//! A calendar store for tests that drive imipd's library directly (no daemon): users,
+//! the store section they all use, LMTP settings, and the first scan.
+
+use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::store::layout::Store;
+use imipd::store::process::Processor;
+use imipd::store::scan::scan_all;
+use imipd::store::state::State;
+use std::path::Path;
+
+/// A user whose folder is `name` and whose one address is `<name>@example.com`.
+pub fn user(name: &str) -> User {
+    User {
+        name: name.into(),
+        addresses: vec![CalAddress::parse(&format!("{name}@example.com")).expect("address")],
+        invitations: "calendar".into(),
+        language: None,
+    }
+}
+
+/// A store of `layout` at `root` (for Radicale, the folder that holds
+/// `collection-root`) for `users`: objects up to 1 MiB, 10 ms debounce.
+pub fn store(root: &Path, layout: Layout, users: Vec<User>) -> Store {
+    let section = StoreSection {
+        layout,
+        root: root.to_path_buf(),
+        max_object_size: 1 << 20,
+        rescan_interval: 60,
+        debounce_ms: 10,
+    };
+    Store::new(&section, users)
+}
+
+/// `[lmtp]` settings for deciding about mail without a listener: 1 MiB messages,
+/// invitations from everyone, no authentication required, refusals bounced as
+/// `bounce_refused` says.
+pub fn lmtp_settings(bounce_refused: bool) -> LmtpSection {
+    LmtpSection {
+        listen: None,
+        socket: None,
+        max_message_size: 1 << 20,
+        max_calendar_size: 512 * 1024,
+        max_connections: 5,
+        idle_timeout: 30,
+        import_policy: ImportPolicy::Everyone,
+        trusted_authserv_ids: Vec::new(),
+        require_authenticated: false,
+        bounce_refused,
+    }
+}
+
+/// The first scan: everything in the store becomes the baseline, nothing is sent.
+pub fn baseline(store: &Store, state: &State, now: i64) {
+    scan_all(
+        &Processor {
+            store,
+            state,
+            reply_details: ReplyDetails::Full,
+        },
+        now,
+        false,
+    )
+    .expect("baseline");
+}
