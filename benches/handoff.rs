@@ -41,7 +41,7 @@ use notify::{RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use support::{Sink, TempDir};
@@ -233,64 +233,25 @@ impl Site {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 
-    /// Starts `imipd serve` and waits (bounded) until it says it is running.
+    /// Starts `imipd serve` (under `HANDOFF_WRAP`, e.g. "strace -f -T -o FILE" or
+    /// "valgrind --tool=callgrind --callgrind-out-file=FILE") and waits until it runs.
     fn start(&mut self) {
-        // HANDOFF_WRAP runs the daemon under a profiler, e.g. "strace -f -T -o FILE"
-        // or "valgrind --tool=callgrind --callgrind-out-file=FILE".
-        let wrap = std::env::var("HANDOFF_WRAP").unwrap_or_default();
-        let mut words = wrap.split_whitespace();
-        let mut command = match words.next() {
-            Some(program) => {
-                let mut c = Command::new(program);
-                c.args(words).arg(env!("CARGO_BIN_EXE_imipd"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_imipd")),
-        };
-        // Its own process group, so that a wrapper and the daemon stop together.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("the imipd binary");
-        self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.log().contains("imipd is running") {
-            assert!(
-                Instant::now() < deadline,
-                "imipd did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.daemon = Some(common::start_daemon(
+            &self.dir.join("imipd.toml"),
+            &self.dir.join("serve.log"),
+            "HANDOFF_WRAP",
+            "info",
+            Duration::from_secs(60),
+        ));
     }
 
-    /// SIGTERM, then (bounded) wait; SIGKILL if it does not stop.
+    /// Records the daemon's CPU time, then stops it.
     fn stop(&mut self) {
-        let Some(mut child) = self.daemon.take() else {
+        let Some(child) = self.daemon.take() else {
             return;
         };
         self.cpu = cpu_time(child.id());
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: sends a signal to the process group of our own child.
-            unsafe { libc::kill(-pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: as above.
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        let _ = child.wait();
+        common::stop_daemon(child);
     }
 
     /// When the daemon logged "queued" for each object file name (wall clock).

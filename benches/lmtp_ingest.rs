@@ -33,7 +33,7 @@ mod common;
 use common::{env_or, show, Samples};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,44 +151,17 @@ impl Site {
         }
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    /// Starts `imipd serve` and waits (at most 120 s) until it has baselined the store.
+    /// Starts `imipd serve` (under `LMTP_WRAP`, e.g. "valgrind --tool=callgrind") and
+    /// waits (at most 120 s) until it has baselined the store.
     fn serve(&self) -> Child {
-        // LMTP_WRAP runs the daemon under a tool, e.g. "valgrind --tool=callgrind".
-        let wrap = std::env::var("LMTP_WRAP").unwrap_or_default();
-        let mut words = wrap.split_whitespace();
-        let mut command = match words.next() {
-            Some(tool) => {
-                let mut c = Command::new(tool);
-                c.args(words).arg(env!("CARGO_BIN_EXE_imipd"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_imipd")),
-        };
-        let child = command
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env(
-                "RUST_LOG",
-                std::env::var("LMTP_RUST_LOG").unwrap_or("info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("the imipd binary starts");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !self.log().contains("imipd is running") {
-            assert!(
-                Instant::now() < deadline,
-                "imipd did not start within 120 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
+        let level = std::env::var("LMTP_RUST_LOG").unwrap_or("info".into());
+        common::start_daemon(
+            &self.dir.join("imipd.toml"),
+            &self.dir.join("serve.log"),
+            "LMTP_WRAP",
+            &level,
+            Duration::from_secs(120),
+        )
     }
 
     /// The PARTSTAT attendee `a` has in organizer `u`'s event `e`.
@@ -466,21 +439,6 @@ fn file_floor(dir: &Path, threads: usize, budget: Duration) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn fs_type(dir: &Path) -> String {
     Command::new("df")
         .args(["--output=fstype,source"])
@@ -581,7 +539,7 @@ fn main() {
             show(sys / seen.sent.max(1) as u32),
         );
     }
-    stop(child);
+    common::stop_daemon(child);
 
     println!("\nFloors on the same disk, same folder, measured just before (2 s each):\n");
     println!("| floor | per second |");

@@ -147,3 +147,71 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Starts `imipd serve --config CONFIG` with its log (at `RUST_LOG=level`) in `log`,
+/// and waits (at most `timeout`) until it says it is running. When the environment
+/// variable `wrap_var` names a tool (e.g. `valgrind --tool=callgrind …`), the daemon
+/// runs under it. The daemon gets its own process group, so that [`stop_daemon`]
+/// stops a wrapper and the daemon together.
+pub fn start_daemon(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    wrap_var: &str,
+    level: &str,
+    timeout: Duration,
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let wrap = std::env::var(wrap_var).unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut command = match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(env!("CARGO_BIN_EXE_imipd"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_imipd")),
+    };
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", level)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("the daemon's log file"))
+        .spawn()
+        .expect("the imipd binary starts");
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    while !read_log().contains("imipd is running") {
+        assert!(
+            Instant::now() < deadline,
+            "imipd did not start within {} s:\n{}",
+            timeout.as_secs(),
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Stops a daemon from [`start_daemon`]: SIGTERM to its process group, a bounded wait,
+/// then SIGKILL.
+pub fn stop_daemon(mut child: std::process::Child) {
+    let group = i32::try_from(child.id()).ok();
+    let signal_group = |signal| {
+        if let Some(pid) = group {
+            // SAFETY: sends a signal to the process group of our own child.
+            unsafe { libc::kill(-pid, signal) };
+        }
+    };
+    signal_group(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal_group(libc::SIGKILL);
+    let _ = child.wait();
+}
