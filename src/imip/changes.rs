@@ -102,7 +102,7 @@ fn format_value(
                 for moment in moments {
                     // An all-day End is shown as its last day, as the When line does.
                     let moment = if property == "DTEND" {
-                        moment.as_last_day()
+                        moment.into_last_day()
                     } else {
                         moment
                     };

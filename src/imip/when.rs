@@ -66,7 +66,7 @@ impl Moment {
 
     /// The day a person names as the end of an all-day DTEND: the day before it, since
     /// DTEND is exclusive (a one-day event on the 12th ends on the 13th). Times stay.
-    pub(crate) fn as_last_day(self) -> Moment {
+    pub(crate) fn into_last_day(self) -> Moment {
         if !self.all_day {
             return self;
         }
