@@ -28,7 +28,7 @@ fn lunch_text() -> String {
 }
 
 fn lunch() -> ICalendar {
-    ICalendar::parse(&lunch_text()).expect("lunch.ics parses")
+    ICalendar::parse(lunch_text()).expect("lunch.ics parses")
 }
 
 /// The TZIDs the text defines, and where its first VTIMEZONE and first VEVENT begin.
@@ -83,7 +83,7 @@ fn a_reply_and_a_cancel_for_a_zoned_event_carry_the_definition_too() {
         account: &bob,
         ..ctx
     };
-    let accepted = ICalendar::parse(&lunch_text().replace(
+    let accepted = ICalendar::parse(lunch_text().replace(
         "ATTENDEE;CN=Bob Attendee;RSVP=TRUE",
         "ATTENDEE;CN=Bob Attendee;PARTSTAT=ACCEPTED;RSVP=TRUE",
     ))
