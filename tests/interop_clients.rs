@@ -475,6 +475,53 @@ fn has_iso_timestamp(text: &str) -> bool {
     })
 }
 
+/// Each occurrence ical.js lays out for a zoned series is at the instant chrono-tz gives
+/// its wall time: the VTIMEZONE's rules agree with the tz database across DST changes.
+/// Returns how many occurrences were compared.
+fn check_occurrences(failures: &mut Vec<String>, sample: &Sample, icaljs: &Value) -> usize {
+    let cal = ICalendar::parse(&sample.ics).expect("imipd's own output parses");
+    let components: Vec<_> = cal
+        .components
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.component_type,
+                ICalendarComponentType::VEvent | ICalendarComponentType::VTodo
+            )
+        })
+        .collect();
+    let seen = icaljs["components"].as_array().cloned().unwrap_or_default();
+    let mut compared = 0;
+    for (component, seen) in components.iter().zip(&seen) {
+        let Some(tz) = component
+            .property(&ICalendarProperty::Dtstart)
+            .and_then(|e| e.tz_id())
+            .and_then(|tzid| Tz::from_str(tzid).ok())
+        else {
+            continue;
+        };
+        for occurrence in seen["occurrences"].as_array().into_iter().flatten() {
+            let local = occurrence["local"].as_str().unwrap_or_default();
+            let Ok(wall) = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S") else {
+                continue;
+            };
+            let Some(real) = tz.from_local_datetime(&wall).earliest() else {
+                continue;
+            };
+            compared += 1;
+            if occurrence["unix"].as_i64() != Some(real.timestamp()) {
+                failures.push(format!(
+                    "{}: ical.js puts the occurrence at {local} at {}, the real instant is {}",
+                    sample.label,
+                    occurrence["unix"],
+                    real.timestamp()
+                ));
+            }
+        }
+    }
+    compared
+}
+
 /// The When line shows the day, wall time and zone of the main component's start as
 /// ical.js reads it (and the end time, when it ends the same day in the same zone);
 /// no line of the text shows a raw timestamp.
@@ -623,6 +670,8 @@ fn every_outgoing_message_reads_right_in_thunderbird_and_evolution_parsers() {
             if check_when_line(&mut failures, s, &want, got) {
                 *counts.entry("When lines checked").or_default() += 1;
             }
+            *counts.entry("ical.js occurrences checked").or_default() +=
+                check_occurrences(&mut failures, s, got);
         }
     }
     if let Some(command) = libical {

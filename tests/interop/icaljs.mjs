@@ -1,6 +1,7 @@
 // Reads every *.ics in the folder given as argument with ical.js (Thunderbird's parser)
 // and prints one JSON line per file: whether it parsed, and for each VEVENT/VTODO the
-// start, end and due as ical.js resolves them (zone, wall time, UTC instant).
+// start, end and due as ical.js resolves them (zone, wall time, UTC instant), and the
+// first occurrences of a series.
 //
 // Run by tests/interop_clients.rs; nothing here decides pass or fail.
 import fs from 'node:fs';
@@ -33,6 +34,15 @@ for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ics')).sort())
     for (const comp of root.getAllSubcomponents()) {
       if (comp.name !== 'vevent' && comp.name !== 'vtodo') continue;
       const rid = comp.getFirstProperty('recurrence-id');
+      // The first occurrences of a series, as Thunderbird lays them out: the wall time
+      // stays, the UTC instant follows the zone's DST rules from the VTIMEZONE.
+      const occurrences = [];
+      if (comp.hasProperty('rrule') && comp.hasProperty('dtstart')) {
+        const it = new ICAL.Event(comp).iterator();
+        for (let next = it.next(); next && occurrences.length < 60; next = it.next()) {
+          occurrences.push({ local: next.toString(), unix: next.toUnixTime() });
+        }
+      }
       out.components.push({
         type: comp.name,
         uid: comp.getFirstPropertyValue('uid'),
@@ -40,6 +50,7 @@ for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ics')).sort())
         dtstart: timeOf(comp, 'dtstart'),
         dtend: timeOf(comp, 'dtend'),
         due: timeOf(comp, 'due'),
+        occurrences,
       });
     }
     out.method = root.getFirstPropertyValue('method');
