@@ -2,9 +2,8 @@
 //!
 //! RFC 5545 §3.2.19: a VTIMEZONE MUST be present for each TZID. khal and people writing
 //! by hand (`examples/events/lunch.ics`) leave it out; ical.js (Thunderbird) then reads
-//! 12:30 Europe/Berlin as floating 12:30. These tests run the engine, the store's
-//! import and the mail builder on such files and read the result back as text, as a
-//! client would.
+//! 12:30 Europe/Berlin as floating 12:30. These tests run the engine and the store's
+//! import on such files and read the result back as text, as a client would.
 
 use calcard::icalendar::{ICalendar, ICalendarComponentType};
 use imipd::config::Layout;
@@ -138,54 +137,4 @@ fn an_imported_invitation_without_vtimezone_is_stored_with_one() {
         .components
         .iter()
         .any(|c| c.component_type == ICalendarComponentType::VEvent));
-}
-
-#[test]
-fn a_queued_message_without_vtimezone_still_goes_out_with_one() {
-    // An item queued by an imipd from before this rule: its calendar names a TZID only.
-    let text = lunch_text().replace("VERSION:2.0\n", "VERSION:2.0\nMETHOD:REQUEST\n");
-    let text = text.replace("VERSION:2.0\r\n", "VERSION:2.0\r\nMETHOD:REQUEST\r\n");
-    let calendar = ICalendar::parse(&text).expect("queued calendar");
-    assert!(defined_tzids(&calendar.to_string()).is_empty());
-    let bob = CalAddress::parse("bob@example.com").expect("address");
-    let msg = imipd::itip::ItipMessage {
-        method: imipd::itip::Method::Request,
-        from: CalAddress::parse("alice@example.com").expect("address"),
-        to: vec![bob.clone()],
-        calendar,
-        summary: imipd::itip::MessageSummary::Invite,
-    };
-    let stamp = imipd::imip::Stamp {
-        now: chrono::DateTime::from_timestamp(NOW, 0).expect("time"),
-        unique: 1,
-    };
-    let mail =
-        imipd::imip::build_message(&msg, &bob, &imipd::imip::OutgoingOptions::default(), &stamp)
-            .expect("mail");
-    let parsed = mail_parser::MessageParser::default()
-        .parse(&mail.bytes)
-        .expect("mail parses");
-    use mail_parser::MimeHeaders;
-    let calendars: Vec<String> = parsed
-        .parts
-        .iter()
-        .filter(|p| {
-            p.content_type().is_some_and(|ct| {
-                matches!(
-                    (ct.ctype(), ct.subtype()),
-                    ("text", Some("calendar")) | ("application", Some("ics"))
-                )
-            })
-        })
-        .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
-        .collect();
-    assert_eq!(calendars.len(), 2, "inline part and attachment");
-    for ics in calendars {
-        assert_eq!(
-            defined_tzids(&ics),
-            vec!["Europe/Berlin".to_string()],
-            "{ics}"
-        );
-        assert_zone_first(&ics);
-    }
 }

@@ -45,19 +45,6 @@ pub(crate) fn parse_method(text: &str) -> Option<Method> {
     Some(method)
 }
 
-/// `cal` with a VTIMEZONE for every TZID it uses (RFC 5545 §3.2.19), as it is sent.
-///
-/// The engine already builds messages that way; this also covers messages queued by an
-/// older imipd, so no mail leaves with a TZID a reader would take as floating time.
-pub(crate) fn with_timezones(cal: &ICalendar) -> std::borrow::Cow<'_, ICalendar> {
-    if crate::itip::vtimezone::undefined_tzids(cal).is_empty() {
-        return std::borrow::Cow::Borrowed(cal);
-    }
-    let mut cal = cal.clone();
-    crate::itip::vtimezone::add_missing_timezones(&mut cal);
-    std::borrow::Cow::Owned(cal)
-}
-
 /// The root VCALENDAR component, if the object is one.
 pub(crate) fn root(cal: &ICalendar) -> Option<&ICalendarComponent> {
     cal.components

@@ -112,7 +112,7 @@ pub fn build_message(
             })
         }
     }
-    let ics = calendar::with_timezones(&msg.calendar).to_string();
+    let ics = msg.to_ics();
     let language = recipient_language(msg, recipient, opts);
     let kind = MailKind::of(msg, recipient);
     let texts = render(msg, &kind, language)?;
