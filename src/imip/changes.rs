@@ -1,10 +1,11 @@
 //! "What changed" lines for updated invitations: `Start: old → new`.
 //!
 //! The engine reports each change as a property name with the old and new value as
-//! iCalendar text ([`FieldChange`]). Dates are shown the way the "When" line shows
-//! them, in the event's zone and the reader's language; text values are unescaped;
-//! anything else is shown as written. Deciding what counts as a change is the
-//! engine's job, not this module's.
+//! iCalendar text ([`FieldChange`]; dates with their TZID or VALUE=DATE, one property
+//! line per text line). Dates are shown the way the "When" line shows them: in the
+//! event's zone and the reader's language, all-day values as dates, an all-day End as
+//! its last day. Start comes before End. Text values are unescaped; anything else is
+//! shown as written. Deciding what counts as a change is the engine's job.
 
 use super::error::ImipError;
 use super::i18n::{Arg, Catalogue, Language};
@@ -43,8 +44,10 @@ pub(crate) fn describe(
 ) -> Result<Vec<ChangeLine>, ImipError> {
     let resolver = cal.build_tz_resolver();
     let none = catalogue.text(language, "no-value", &[])?;
+    let mut changes: Vec<&FieldChange> = changes.iter().collect();
+    changes.sort_by_key(|c| reading_order(&c.property));
     changes
-        .iter()
+        .into_iter()
         .map(|change| {
             let property = change.property.to_ascii_uppercase();
             let value = |v: &Option<String>| -> Result<String, ImipError> {
@@ -62,6 +65,25 @@ pub(crate) fn describe(
         .collect()
 }
 
+/// Where a property's line goes in "What changed": Start before End, the times first
+/// (as the When line reads), everything else after them in the engine's order.
+fn reading_order(property: &str) -> usize {
+    const ORDER: [&str; 8] = [
+        "DTSTART",
+        "DTEND",
+        "DUE",
+        "DURATION",
+        "RRULE",
+        "RDATE",
+        "EXDATE",
+        "RECURRENCE-ID",
+    ];
+    ORDER
+        .iter()
+        .position(|p| p.eq_ignore_ascii_case(property))
+        .unwrap_or(ORDER.len())
+}
+
 fn format_value(
     catalogue: &Catalogue,
     language: Language,
@@ -69,17 +91,37 @@ fn format_value(
     property: &str,
     value: &str,
 ) -> Result<String, ImipError> {
-    if DATE_PROPERTIES.contains(&property) {
-        if let Some(moment) = parse_date_value(property, value, resolver) {
-            return format_span(catalogue, language, &moment, None);
+    if !DATE_PROPERTIES.contains(&property) {
+        return Ok(unescape_text(value));
+    }
+    // One property line per text line (several EXDATE lines), each with its values.
+    let mut shown = Vec::new();
+    for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match parse_date_values(property, line, resolver) {
+            Some(moments) => {
+                for moment in moments {
+                    // An all-day End is shown as its last day, as the When line does.
+                    let moment = if property == "DTEND" {
+                        moment.into_last_day()
+                    } else {
+                        moment
+                    };
+                    shown.push(format_span(catalogue, language, &moment, None)?);
+                }
+            }
+            None => shown.push(unescape_text(line)),
         }
     }
-    Ok(unescape_text(value))
+    Ok(shown.join(", "))
 }
 
-/// Parses `20090602T160000Z`, `TZID=Europe/Berlin:20090602T160000` or
-/// `;VALUE=DATE:20090602` as the value of `property`.
-fn parse_date_value(property: &str, value: &str, resolver: &TzResolver<&str>) -> Option<Moment> {
+/// Parses `20090602T160000Z`, `TZID=Europe/Berlin:20090602T160000,20090603T160000`
+/// or `VALUE=DATE:20090602` as the value of one `property` line.
+fn parse_date_values(
+    property: &str,
+    value: &str,
+    resolver: &TzResolver<&str>,
+) -> Option<Vec<Moment>> {
     let value = value.trim_start_matches(';');
     let line = match value.rsplit_once(':') {
         Some((params, _)) if params.contains('=') => format!("{property};{value}"),
@@ -93,7 +135,16 @@ fn parse_date_value(property: &str, value: &str, resolver: &TzResolver<&str>) ->
     let cal = ICalendar::parse(&text).ok()?;
     let event = cal.components.get(1)?;
     let entry = event.entries.first()?;
-    Moment::from_entry(entry, resolver)
+    let moments: Option<Vec<Moment>> = entry
+        .values
+        .iter()
+        .map(|v| {
+            let mut single = entry.clone();
+            single.values = vec![v.clone()];
+            Moment::from_entry(&single, resolver)
+        })
+        .collect();
+    moments.filter(|m| !m.is_empty())
 }
 
 /// Undoes iCalendar TEXT escaping (`\n`, `\,`, `\;`, `\\`).
@@ -155,6 +206,43 @@ mod tests {
         assert_eq!(lines[1].old, "Room 1, 2nd floor");
         assert_eq!(lines[1].new, "(none)");
         assert_eq!(lines[2].field, "X-FOO");
+    }
+
+    #[test]
+    fn several_exdate_lines_and_values_are_each_shown_in_their_zone_start_first() {
+        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
+        let lines = describe(
+            Catalogue::get().unwrap(),
+            Language::En,
+            &cal,
+            &[
+                change(
+                    "EXDATE",
+                    None,
+                    Some("TZID=Europe/Berlin:20300617T123000,20300624T123000\nVALUE=DATE:20300701"),
+                ),
+                change(
+                    "DTEND",
+                    Some("VALUE=DATE:20300611"),
+                    Some("VALUE=DATE:20300613"),
+                ),
+                change(
+                    "DTSTART",
+                    Some("VALUE=DATE:20300610"),
+                    Some("VALUE=DATE:20300612"),
+                ),
+            ],
+        )
+        .unwrap();
+        let fields: Vec<&str> = lines.iter().map(|l| l.field.as_str()).collect();
+        assert_eq!(fields[..2], ["Start", "End"]);
+        assert_eq!(lines[1].old, "Mon 10 Jun 2030");
+        assert_eq!(lines[1].new, "Wed 12 Jun 2030");
+        assert_eq!(
+            lines[2].new,
+            "Mon 17 Jun 2030 12:30 (Europe/Berlin), Mon 24 Jun 2030 12:30 (Europe/Berlin), \
+             Mon 1 Jul 2030"
+        );
     }
 
     #[test]

@@ -22,14 +22,14 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{context, Environment, State, UndefinedBehavior};
 use std::sync::OnceLock;
 
-/// The three texts of one mail.
+/// The three texts of one mail; the bodies end their lines with CRLF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rendered {
     /// The Subject header, one line.
     pub subject: String,
-    /// The text/plain body.
+    /// The text/plain body (CRLF line ends).
     pub text: String,
-    /// The text/html body.
+    /// The text/html body (CRLF line ends).
     pub html: String,
 }
 
@@ -180,10 +180,26 @@ pub(crate) fn render(
     let subject = one_line(&render("subject.txt", ctx.clone())?);
     let html_ctx = context! { subject => subject.clone(), ..ctx.clone() };
     Ok(Rendered {
-        text: render("body.txt", ctx)?,
-        html: render("body.html", html_ctx)?,
+        text: crlf(&render("body.txt", ctx)?),
+        html: crlf(&render("body.html", html_ctx)?),
         subject,
     })
+}
+
+/// Ends every line with CRLF, the line break of MIME text (RFC 2046 §4.1.1). The
+/// templates have LF; quoted-printable would turn it into CRLF, base64 would keep it.
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    for line in text.split_inclusive('\n') {
+        match line.strip_suffix('\n') {
+            Some(body) => {
+                out.push_str(body.strip_suffix('\r').unwrap_or(body));
+                out.push_str("\r\n");
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// The process-wide template environment, built on first use.

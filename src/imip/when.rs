@@ -64,6 +64,21 @@ impl Moment {
         })
     }
 
+    /// The day a person names as the end of an all-day DTEND: the day before it, since
+    /// DTEND is exclusive (a one-day event on the 12th ends on the 13th). Times stay.
+    pub(crate) fn into_last_day(self) -> Moment {
+        if !self.all_day {
+            return self;
+        }
+        Moment {
+            local: self
+                .local
+                .checked_sub_signed(TimeDelta::days(1))
+                .unwrap_or(self.local),
+            ..self
+        }
+    }
+
     /// This moment's wall-clock time in `other`'s zone, when both zones are known.
     fn local_in_zone_of(&self, other: &Moment) -> NaiveDateTime {
         if self.label == other.label {

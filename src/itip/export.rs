@@ -135,7 +135,10 @@ impl MessageCalendar {
         id
     }
 
-    /// Builds the calendar: `trees`, then the source's VTIMEZONEs as `timezones` says.
+    /// Builds the calendar: the source's VTIMEZONEs as `timezones` says, then `trees`.
+    /// A TZID the source uses without defining gets a VTIMEZONE generated from the tz
+    /// database (RFC 5545 §3.2.19), so no reader sees a zoned time as floating.
+    /// VTIMEZONEs come first, as most clients write them.
     pub fn build(
         method: Option<&Method>,
         trees: Vec<ComponentTree>,
@@ -144,9 +147,6 @@ impl MessageCalendar {
     ) -> ICalendar {
         let with_tz = timezones == Timezones::All || trees.iter().any(ComponentTree::uses_tzid);
         let mut out = MessageCalendar::new(method);
-        for tree in trees {
-            out.push(tree);
-        }
         if with_tz {
             for id in vtimezone_ids(source) {
                 if let Some(tree) = ComponentTree::copy_from(source, id) {
@@ -154,6 +154,10 @@ impl MessageCalendar {
                 }
             }
         }
+        for tree in trees {
+            out.push(tree);
+        }
+        super::vtimezone::add_missing_timezones(&mut out.cal);
         out.cal
     }
 }

@@ -7,7 +7,10 @@
 //! the mail layer can write a subject and body without re-deriving the rules.
 
 use super::address::CalAddress;
-use calcard::icalendar::{ICalendar, ICalendarMethod, ICalendarParticipationStatus};
+use calcard::icalendar::{
+    ICalendar, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
+    ICalendarParticipationStatus, ICalendarValue,
+};
 
 /// The iTIP methods of RFC 5546 (PUBLISH is carried but never generated).
 pub type Method = ICalendarMethod;
@@ -87,4 +90,52 @@ pub struct FieldChange {
     pub old: Option<String>,
     /// The new value as iCalendar text, if there is one.
     pub new: Option<String>,
+}
+
+impl FieldChange {
+    /// The value of `entries` (every line of one property) as the mail layer reads it.
+    ///
+    /// Dates and date-times keep their TZID and VALUE parameters, as written in the
+    /// file (`TZID=Europe/Berlin:20300610T123000`, `VALUE=DATE:20300610`, one line per
+    /// property line), so that "What changed" can show them in the event's zone as the
+    /// When line does. Other values are their text, comma-separated.
+    pub fn value_text(entries: &[&ICalendarEntry]) -> Option<String> {
+        let dates = entries.iter().any(|e| {
+            e.values
+                .iter()
+                .any(|v| matches!(v, ICalendarValue::PartialDateTime(_)))
+        });
+        let texts: Vec<String> = if dates {
+            entries.iter().filter_map(|e| date_text(e)).collect()
+        } else {
+            entries
+                .iter()
+                .flat_map(|e| e.values.iter())
+                .filter_map(|v| v.clone().into_text().map(|t| t.into_owned()))
+                .collect()
+        };
+        (!texts.is_empty()).then(|| texts.join(if dates { "\n" } else { ", " }))
+    }
+}
+
+/// `TZID=Europe/Berlin:20300610T123000` for a DTSTART line: the line without its name,
+/// with only the TZID and VALUE parameters.
+fn date_text(entry: &ICalendarEntry) -> Option<String> {
+    let mut entry = entry.clone();
+    entry.params.retain(|p| {
+        matches!(
+            p.name,
+            ICalendarParameterName::Tzid | ICalendarParameterName::Value
+        )
+    });
+    let mut line = String::new();
+    entry.write_to(&mut line).ok()?;
+    let line = line.replace("\r\n ", "").replace("\r\n\t", "");
+    let rest = line.trim_end().strip_prefix(entry.name.as_str())?;
+    Some(
+        rest.strip_prefix(';')
+            .or_else(|| rest.strip_prefix(':'))
+            .unwrap_or(rest)
+            .to_string(),
+    )
 }

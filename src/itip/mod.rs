@@ -23,6 +23,7 @@ pub mod range;
 pub mod snapshot;
 pub mod status;
 pub mod time;
+pub mod vtimezone;
 
 pub use address::CalAddress;
 pub use error::ItipError;

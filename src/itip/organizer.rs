@@ -473,11 +473,5 @@ fn field_changes(old: &Snapshot<'_>, new: &Snapshot<'_>) -> Vec<FieldChange> {
 }
 
 fn value_text(instance: &Instance<'_>, property: &ICalendarProperty) -> Option<String> {
-    let texts: Vec<String> = instance
-        .comp
-        .properties(property)
-        .flat_map(|e| e.values.iter())
-        .filter_map(|v| v.clone().into_text().map(|t| t.into_owned()))
-        .collect();
-    (!texts.is_empty()).then(|| texts.join(", "))
+    FieldChange::value_text(&instance.comp.properties(property).collect::<Vec<_>>())
 }

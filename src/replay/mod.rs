@@ -45,6 +45,9 @@ pub struct Report {
     pub passed: usize,
     /// Steps that did not.
     pub failures: Vec<Failure>,
+    /// Every message the engine produced during the run, in order (for the tests
+    /// that feed them to real client parsers).
+    pub produced: Vec<ItipMessage>,
 }
 
 impl Report {
@@ -52,6 +55,7 @@ impl Report {
     pub fn merge(&mut self, other: Report) {
         self.passed += other.passed;
         self.failures.extend(other.failures);
+        self.produced.extend(other.produced);
     }
 
     /// The human-readable report: every failure, then `N passed, M failed`.
@@ -97,6 +101,7 @@ struct World {
     last: Option<Outcome>,
     numbering: Numbering,
     reply_details: ReplyDetails,
+    produced: Vec<ItipMessage>,
 }
 
 /// Runs every scenario in `files` (files, or folders of `*.txt`).
@@ -141,6 +146,7 @@ pub fn run_text(text: &str, file: &Path, reply_details: ReplyDetails) -> Result<
         last: None,
         numbering: Numbering::default(),
         reply_details,
+        produced: Vec::new(),
     };
     let mut report = Report::default();
     for step in &steps {
@@ -155,6 +161,7 @@ pub fn run_text(text: &str, file: &Path, reply_details: ReplyDetails) -> Result<
             }),
         }
     }
+    report.produced = world.produced;
     Ok(report)
 }
 
@@ -218,7 +225,10 @@ impl World {
                 true,
             ),
             Ok(result) => (
-                Outcome::Messages(result.messages),
+                {
+                    self.produced.extend(result.messages.iter().cloned());
+                    Outcome::Messages(result.messages)
+                },
                 result.updated.unwrap_or(new),
                 true,
             ),
@@ -272,7 +282,10 @@ impl World {
         };
         let ctx = self.context(&me);
         self.last = Some(match itip::schedule_removal(&old, &ctx) {
-            Ok(result) => Outcome::Messages(result.messages),
+            Ok(result) => {
+                self.produced.extend(result.messages.iter().cloned());
+                Outcome::Messages(result.messages)
+            }
             Err(err) => Outcome::Error(err),
         });
         Ok(())
@@ -329,7 +342,10 @@ impl World {
         for message in &messages {
             for rcpt in &message.to {
                 match self.deliver(message, rcpt) {
-                    Ok(mut responses) => answers.append(&mut responses),
+                    Ok(responses) => {
+                        self.produced.extend(responses.iter().cloned());
+                        answers.extend(responses);
+                    }
                     Err(err) => errors.push(err),
                 }
             }

@@ -221,6 +221,9 @@ impl Applier<'_> {
             return Err(ApplyError::ImportNotAllowed);
         }
         let key = self.store.import_key(user, uid);
+        // RFC 5545 §3.2.19: the stored invitation defines every TZID it uses.
+        let mut copy = copy;
+        itip::vtimezone::add_missing_timezones(&mut copy);
         let text = copy.to_string();
         let text = match replace(self.store, &key, &Expected::Absent, &text) {
             Ok(()) => text,
