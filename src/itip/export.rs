@@ -70,6 +70,22 @@ impl ComponentTree {
         })
     }
 
+    /// Removes SCHEDULE-STATUS, SCHEDULE-AGENT and SCHEDULE-FORCE-SEND from every
+    /// ORGANIZER and ATTENDEE of the tree: they belong to the server holding a copy.
+    pub fn strip_server_params(&mut self) {
+        for entry in self.component.entries.iter_mut() {
+            if matches!(
+                entry.name,
+                ICalendarProperty::Organizer | ICalendarProperty::Attendee
+            ) {
+                entry.params.retain(|p| !SERVER_PARAMS.contains(&p.name));
+            }
+        }
+        for child in self.children.iter_mut() {
+            child.strip_server_params();
+        }
+    }
+
     fn uses_tzid(&self) -> bool {
         self.component
             .entries
@@ -136,6 +152,8 @@ impl MessageCalendar {
     }
 
     /// Builds the calendar: `trees`, then the source's VTIMEZONEs as `timezones` says.
+    /// A message (`method` given) never carries a server-only parameter on ORGANIZER
+    /// or ATTENDEE (RFC 6638 §7.3), whichever component shape it holds.
     pub fn build(
         method: Option<&Method>,
         trees: Vec<ComponentTree>,
@@ -144,7 +162,10 @@ impl MessageCalendar {
     ) -> ICalendar {
         let with_tz = timezones == Timezones::All || trees.iter().any(ComponentTree::uses_tzid);
         let mut out = MessageCalendar::new(method);
-        for tree in trees {
+        for mut tree in trees {
+            if method.is_some() {
+                tree.strip_server_params();
+            }
             out.push(tree);
         }
         if with_tz {
@@ -256,7 +277,8 @@ const CANCEL_COPIED: [ICalendarProperty; 11] = [
 ];
 
 /// A CANCEL component: STATUS:CANCELLED, identifying properties, and the ATTENDEE lines
-/// of the people cancelled (`only`), or all of them when `only` is `None`.
+/// of the people cancelled (`only`), or all of them when `only` is `None`, without the
+/// server-only parameters (RFC 6638 §7.3: SCHEDULE-STATUS is never sent).
 pub fn cancel_component(
     source: &ICalendarComponent,
     sequence: i64,
@@ -280,7 +302,7 @@ pub fn cancel_component(
                         .is_some_and(|address| list.contains(&address)),
                 };
                 if keep {
-                    comp.entries.push(entry.clone());
+                    comp.entries.push(without_server_params(entry));
                 }
             }
             name if CANCEL_COPIED.contains(name) => comp.entries.push(entry.clone()),
