@@ -237,3 +237,139 @@ fn length_of(instance: &Instance<'_>, times: &TimeResolver<'_>) -> Option<i64> {
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORGANIZER: &str = "o@example.com";
+
+    fn series(master: &str, overrides: &str) -> ICalendar {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\n\
+             BEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\n\
+             TZOFFSETTO:+0100\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n\
+             BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nTZOFFSETFROM:+0100\r\n\
+             TZOFFSETTO:+0200\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n\
+             END:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:u\r\nDTSTAMP:20300101T000000Z\r\n\
+             ORGANIZER:mailto:{ORGANIZER}\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:a@example.net\r\n\
+             {master}END:VEVENT\r\n{overrides}END:VCALENDAR\r\n"
+        );
+        ICalendar::parse(&text).expect("parses")
+    }
+
+    fn moved(old: &ICalendar, new: &ICalendar) -> usize {
+        let me = [CalAddress::parse(ORGANIZER).expect("address")];
+        let old = Snapshot::new(old, &me).expect("old snapshot");
+        let new = Snapshot::new(new, &me).expect("new snapshot");
+        rescheduled(&old, &new).len()
+    }
+
+    const WEEKLY: &str = "DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\n\
+                          RRULE:FREQ=WEEKLY;COUNT=6\r\n";
+
+    #[test]
+    fn ending_a_series_sooner_or_excluding_a_week_moves_nothing() {
+        let old = series(WEEKLY, "");
+        let shorter = series(
+            "DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\n",
+            "",
+        );
+        assert_eq!(moved(&old, &shorter), 0);
+        let excluded = series(&format!("{WEEKLY}EXDATE:20300114T100000Z\r\n"), "");
+        assert_eq!(moved(&old, &excluded), 0);
+        // The same instant in another zone is no change either.
+        let zoned = series(
+            "DTSTART;TZID=Europe/Berlin:20300107T110000\r\n\
+             DTEND;TZID=Europe/Berlin:20300107T120000\r\nRRULE:FREQ=WEEKLY;COUNT=6\r\n",
+            "",
+        );
+        assert_eq!(moved(&old, &zoned), 0);
+    }
+
+    #[test]
+    fn a_longer_series_another_rule_or_a_lifted_exclusion_reschedules_the_master() {
+        let old = series(&format!("{WEEKLY}EXDATE:20300114T100000Z\r\n"), "");
+        let longer = series(
+            "DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\nRRULE:FREQ=WEEKLY;COUNT=9\r\n\
+             EXDATE:20300114T100000Z\r\n",
+            "",
+        );
+        assert_eq!(moved(&old, &longer), 1);
+        let daily = series(
+            "DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\nRRULE:FREQ=DAILY;COUNT=6\r\n\
+             EXDATE:20300114T100000Z\r\n",
+            "",
+        );
+        assert_eq!(moved(&old, &daily), 1);
+        let lifted = series(WEEKLY, "");
+        assert_eq!(moved(&old, &lifted), 1);
+    }
+
+    #[test]
+    fn a_new_override_reschedules_only_when_it_moves_or_stretches_its_occurrence() {
+        let old = series(WEEKLY, "");
+        let retitled = series(
+            WEEKLY,
+            "BEGIN:VEVENT\r\nUID:u\r\nRECURRENCE-ID:20300114T100000Z\r\n\
+             DTSTART:20300114T100000Z\r\nDTEND:20300114T110000Z\r\nSUMMARY:Demo\r\n\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
+        );
+        assert_eq!(moved(&old, &retitled), 0);
+        let longer = series(
+            WEEKLY,
+            "BEGIN:VEVENT\r\nUID:u\r\nRECURRENCE-ID:20300114T100000Z\r\n\
+             DTSTART:20300114T100000Z\r\nDTEND:20300114T120000Z\r\n\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
+        );
+        assert_eq!(moved(&old, &longer), 1);
+    }
+
+    #[test]
+    fn the_reset_spares_the_organizer_rooms_delegators_and_the_unanswered() {
+        let cal = ICalendar::parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+             DTSTART:20300107T100000Z\r\nORGANIZER:mailto:o@example.com\r\n\
+             ATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+             ATTENDEE;PARTSTAT=TENTATIVE:mailto:a@example.net\r\n\
+             ATTENDEE;PARTSTAT=DECLINED;RSVP=FALSE:mailto:a-list@example.net\r\n\
+             ATTENDEE;CUTYPE=ROOM;RSVP=FALSE;PARTSTAT=ACCEPTED:mailto:room@example.com\r\n\
+             ATTENDEE;PARTSTAT=DELEGATED;DELEGATED-TO=\"mailto:e@example.net\":mailto:c@example.net\r\n\
+             ATTENDEE;PARTSTAT=DECLINED;DELEGATED-FROM=\"mailto:c@example.net\":mailto:e@example.net\r\n\
+             ATTENDEE:mailto:n@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("parses");
+        let me = [CalAddress::parse(ORGANIZER).expect("address")];
+        let reset = reset_answers(&cal, &BTreeSet::from([1]), &me);
+        let lines: Vec<String> = reset.components[1]
+            .entries
+            .iter()
+            .filter(|e| e.name == ICalendarProperty::Attendee)
+            .map(|e| {
+                let mut one = ICalendar {
+                    components: vec![reset.components[1].clone()],
+                };
+                one.components[0].entries = vec![e.clone()];
+                one.components[0].component_ids.clear();
+                one.to_string()
+                    .replace("\r\n ", "")
+                    .lines()
+                    .find(|l| l.starts_with("ATTENDEE"))
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "ATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com",
+                "ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:a@example.net",
+                "ATTENDEE;PARTSTAT=DECLINED;RSVP=FALSE:mailto:a-list@example.net",
+                "ATTENDEE;CUTYPE=ROOM;RSVP=FALSE;PARTSTAT=ACCEPTED:mailto:room@example.com",
+                "ATTENDEE;PARTSTAT=DELEGATED;DELEGATED-TO=\"mailto:e@example.net\":mailto:c@example.net",
+                "ATTENDEE;PARTSTAT=NEEDS-ACTION;DELEGATED-FROM=\"mailto:c@example.net\";RSVP=TRUE:mailto:e@example.net",
+                "ATTENDEE:mailto:n@example.net",
+            ]
+        );
+    }
+}
