@@ -28,26 +28,21 @@ pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
     if !new.organizer.is_local {
         return Err(ItipError::NotOrganizer);
     }
-    let mut to = BTreeSet::new();
-    let mut trees = Vec::new();
-    let mut bumped = BTreeMap::new();
-    for instance in new.instances.values() {
-        to.extend(
-            instance
-                .attendees
-                .iter()
-                .filter(|a| a.send_invite())
-                .map(|a| a.address.clone()),
-        );
-        if instance.attendees.is_empty() {
-            continue;
-        }
-        let sequence = instance.sequence + 1;
-        bumped.insert(instance.comp_id, sequence);
-        trees.push(organizer_component(
-            new.cal, instance, &new.uid, sequence, ctx.now, true,
-        ));
+    // An item written already cancelled invites nobody (a REQUEST may not say
+    // STATUS:CANCELLED, RFC 5546 §3.2.2).
+    if new.main().is_some_and(is_cancelled) {
+        return Err(ItipError::NothingToSend);
     }
+    let to: BTreeSet<CalAddress> = new
+        .instances
+        .values()
+        .filter(|i| !is_cancelled(i))
+        .flat_map(|i| i.attendees.iter())
+        .filter(|a| a.send_invite())
+        .map(|a| a.address.clone())
+        .collect();
+    let mut bumped = BTreeMap::new();
+    let trees = full_request_trees(new, ctx, |_, n| n.sequence + 1, &mut bumped, true);
     if to.is_empty() || trees.is_empty() {
         return Err(ItipError::NothingToSend);
     }
@@ -215,6 +210,19 @@ fn changes(
                 }
             }
             (None, Some(n)) => {
+                // The organizer's client (or imipd applying a REPLY) recording one
+                // attendee's answer for one occurrence: the occurrence is the master's,
+                // only answers differ. Nothing to announce (RFC 5546 §2.1.4).
+                let plain = match (id, new.main()) {
+                    (InstanceId::Recurrence { timestamp, .. }, Some(main)) => {
+                        !is_cancelled(n)
+                            && reschedule::is_master_instance(n, *timestamp, main, new.cal)
+                    }
+                    _ => false,
+                };
+                if plain {
+                    continue;
+                }
                 increment = true;
                 // A new override of an existing occurrence is a REQUEST with its
                 // RECURRENCE-ID: RFC 5546 allows no RECURRENCE-ID in ADD, and major
@@ -273,8 +281,8 @@ fn changes(
             .filter(|a| a.send_update())
             .map(|a| a.address.clone())
             .collect();
-        let trees =
-            full_request_trees(new, ctx, |id, n| sequence_of(increment, id, n), &mut bumped);
+        let sequence = |id: &InstanceId, n: &Instance<'_>| sequence_of(increment, id, n);
+        let trees = full_request_trees(new, ctx, sequence, &mut bumped, false);
         if !full_to.is_empty() && !trees.is_empty() {
             let summary = MessageSummary::Update {
                 changes: field_changes(old, new),
@@ -389,7 +397,8 @@ fn changes(
 }
 
 /// The components of a full REQUEST: every instance with attendees, SEQUENCE as
-/// `sequence_of` says (recorded in `bumped` where it moved). Occurrences cancelled in
+/// `sequence_of` says (recorded in `bumped` where it moved), VALARMs only in a first
+/// invitation (`with_alarms`). Occurrences cancelled in
 /// the copy are not sent as components with STATUS:CANCELLED (RFC 5546 allows only
 /// TENTATIVE or CONFIRMED in a REQUEST): the master excludes them with EXDATE instead,
 /// so that an attendee's copy drops them rather than bringing them back.
@@ -398,6 +407,7 @@ fn full_request_trees(
     ctx: &Context<'_>,
     sequence_of: impl Fn(&InstanceId, &Instance<'_>) -> i64,
     bumped: &mut BTreeMap<u32, i64>,
+    with_alarms: bool,
 ) -> Vec<ComponentTree> {
     let mut trees = Vec::new();
     let mut excluded = Vec::new();
@@ -416,7 +426,7 @@ fn full_request_trees(
         if sequence != n.sequence {
             raise(bumped, n.comp_id, sequence);
         }
-        let tree = organizer_component(new.cal, n, &new.uid, sequence, ctx.now, false);
+        let tree = organizer_component(new.cal, n, &new.uid, sequence, ctx.now, with_alarms);
         if *id == InstanceId::Main {
             main_tree = Some(trees.len());
         }

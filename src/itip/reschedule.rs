@@ -108,6 +108,42 @@ pub fn reset_answers(cal: &ICalendar, comps: &BTreeSet<u32>, account: &[CalAddre
     out
 }
 
+/// Is a new override only the master's occurrence at `recurrence_id` with other
+/// answers: same start and length, the same tracked values apart from time and
+/// recurrence, the same attendees (PARTSTAT aside)? Then it records answers and
+/// changes nothing anyone must hear of.
+pub fn is_master_instance(
+    instance: &Instance<'_>,
+    recurrence_id: i64,
+    main: &Instance<'_>,
+    cal: &ICalendar,
+) -> bool {
+    let times = TimeResolver::new(cal);
+    let Some(start) = start_of(instance, &times) else {
+        return false;
+    };
+    if start != recurrence_id || override_moves(instance, recurrence_id, main, &times) {
+        return false;
+    }
+    let descriptive = |i: &Instance<'_>| -> BTreeSet<(String, String)> {
+        i.tracked
+            .iter()
+            .filter(|t| {
+                !TIMES.contains(&t.property)
+                    && !matches!(
+                        t.property,
+                        ICalendarProperty::Rrule
+                            | ICalendarProperty::Rdate
+                            | ICalendarProperty::Exdate
+                    )
+            })
+            .map(|t| (t.property.as_str().to_string(), t.value.clone()))
+            .collect()
+    };
+    descriptive(instance) == descriptive(main)
+        && instance.attendee_keys_without_answers() == main.attendee_keys_without_answers()
+}
+
 fn tracked_values<'a>(instance: &'a Instance<'_>, property: &ICalendarProperty) -> Vec<&'a str> {
     instance
         .tracked
