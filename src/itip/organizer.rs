@@ -244,6 +244,9 @@ fn changes(
                     put(&a.address, *id, method.clone());
                 }
             }
+            // A cancelled occurrence whose override is gone: its attendees hold it
+            // as cancelled (or as an EXDATE) already; another CANCEL says nothing new.
+            (Some(o), None) if is_cancelled(o) => {}
             (Some(o), None) => {
                 increment = true;
                 for a in o.attendees.iter().filter(|a| a.send_update()) {
