@@ -53,13 +53,6 @@ struct Known {
 /// suites present, an entry that matches nothing fails the test.
 const KNOWN: &[Known] = &[
     Known {
-        method: "ADD",
-        error: "RECURRENCE-ID property. Expected 0 instances",
-        message_contains: "RECURRENCE-ID",
-        why: "issue 12 item 5 (engine-outbound): a changed occurrence must go out as \
-              REQUEST, never ADD with RECURRENCE-ID",
-    },
-    Known {
         method: "REPLY",
         error: "ATTENDEE property. Expected 1 instances of the property and got 2",
         message_contains: "DELEGATED-",
@@ -95,18 +88,7 @@ const SERVER_ONLY: [&str; 3] = ["SCHEDULE-STATUS", "SCHEDULE-AGENT", "SCHEDULE-F
 
 /// Known server-only parameters in outgoing messages: (METHOD, parameter, why). Remove
 /// an entry when its fix is merged; with the shared suites present a stale one fails.
-const KNOWN_SERVER_PARAMS: &[(&str, &str, &str)] = &[
-    (
-        "CANCEL",
-        "SCHEDULE-STATUS",
-        "issue 12 item 7 (engine-outbound): cancel_component copies ATTENDEE lines whole",
-    ),
-    (
-        "CANCEL",
-        "SCHEDULE-AGENT",
-        "issue 12 item 7 (engine-outbound): cancel_component copies ATTENDEE lines whole",
-    ),
-];
+const KNOWN_SERVER_PARAMS: &[(&str, &str, &str)] = &[];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

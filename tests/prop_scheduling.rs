@@ -1476,3 +1476,57 @@ fn re_adding_a_removed_occurrence_keeps_its_sequence() {
         panic!("{e}");
     }
 }
+
+/// The case `messages_never_lower_the_sequence_of_an_occurrence` found on a fresh
+/// clone: an event whose only other attendee has declined; the invited attendee is
+/// removed (a CANCEL with SEQUENCE 2, and no REQUEST to anyone else, so the organizer's
+/// copy kept SEQUENCE 1), SCHEDULE-FORCE-SEND is put on the declined attendee, and a
+/// new title then went out as a REQUEST with SEQUENCE 1, below the CANCEL.
+#[test]
+fn an_update_after_removing_an_attendee_never_goes_out_below_the_cancel() {
+    let person = |address: &'static str, partstat: Option<&'static str>| Person {
+        address,
+        cn: None,
+        partstat,
+        rsvp: None,
+        agent: None,
+        room: false,
+    };
+    let event = Event {
+        uid: "uninvite@generated".to_string(),
+        sequence: None,
+        start: NaiveDate::from_ymd_opt(2030, 1, 7)
+            .and_then(|d| d.and_hms_opt(7, 0, 0))
+            .expect("a time"),
+        hours: 1,
+        zoned: false,
+        summary: "Planning",
+        location: None,
+        long_description: false,
+        organizer_cn: None,
+        organizer_attends: false,
+        attendees: vec![
+            person("d@example.org", Some("DECLINED")),
+            person("a@example.net", None),
+        ],
+        repeat: None,
+        overrides: Vec::new(),
+        alarm: false,
+        x_prop: false,
+        x_after_alarm: false,
+    };
+    let style = Style {
+        crlf: false,
+        fold: None,
+        mailto_caps: false,
+        param_rotation: 0,
+    };
+    let edits = [
+        Edit::Uninvite(1),
+        Edit::ForceSend(0),
+        Edit::Retitle("Review"),
+    ];
+    if let Err(e) = organizer_edit_chain(&event, &style, &edits, Messages::NeverLower) {
+        panic!("{e}");
+    }
+}

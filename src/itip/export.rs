@@ -70,6 +70,22 @@ impl ComponentTree {
         })
     }
 
+    /// Removes SCHEDULE-STATUS, SCHEDULE-AGENT and SCHEDULE-FORCE-SEND from every
+    /// ORGANIZER and ATTENDEE of the tree: they belong to the server holding a copy.
+    pub fn strip_server_params(&mut self) {
+        for entry in self.component.entries.iter_mut() {
+            if matches!(
+                entry.name,
+                ICalendarProperty::Organizer | ICalendarProperty::Attendee
+            ) {
+                entry.params.retain(|p| !SERVER_PARAMS.contains(&p.name));
+            }
+        }
+        for child in self.children.iter_mut() {
+            child.strip_server_params();
+        }
+    }
+
     fn uses_tzid(&self) -> bool {
         self.component
             .entries
@@ -138,7 +154,9 @@ impl MessageCalendar {
     /// Builds the calendar: the source's VTIMEZONEs as `timezones` says, then `trees`.
     /// A TZID the source uses without defining gets a VTIMEZONE generated from the tz
     /// database (RFC 5545 §3.2.19), so no reader sees a zoned time as floating.
-    /// VTIMEZONEs come first, as most clients write them.
+    /// VTIMEZONEs come first, as most clients write them. A message (`method` given)
+    /// never carries a server-only parameter on ORGANIZER or ATTENDEE (RFC 6638 §7.3),
+    /// whichever component shape it holds.
     pub fn build(
         method: Option<&Method>,
         trees: Vec<ComponentTree>,
@@ -154,7 +172,10 @@ impl MessageCalendar {
                 }
             }
         }
-        for tree in trees {
+        for mut tree in trees {
+            if method.is_some() {
+                tree.strip_server_params();
+            }
             out.push(tree);
         }
         super::vtimezone::add_missing_timezones(&mut out.cal);
@@ -260,7 +281,8 @@ const CANCEL_COPIED: [ICalendarProperty; 11] = [
 ];
 
 /// A CANCEL component: STATUS:CANCELLED, identifying properties, and the ATTENDEE lines
-/// of the people cancelled (`only`), or all of them when `only` is `None`.
+/// of the people cancelled (`only`), or all of them when `only` is `None`, without the
+/// server-only parameters (RFC 6638 §7.3: SCHEDULE-STATUS is never sent).
 pub fn cancel_component(
     source: &ICalendarComponent,
     sequence: i64,
@@ -284,7 +306,7 @@ pub fn cancel_component(
                         .is_some_and(|address| list.contains(&address)),
                 };
                 if keep {
-                    comp.entries.push(entry.clone());
+                    comp.entries.push(without_server_params(entry));
                 }
             }
             name if CANCEL_COPIED.contains(name) => comp.entries.push(entry.clone()),

@@ -20,6 +20,7 @@ mod inbound;
 pub mod message;
 mod organizer;
 pub mod range;
+mod reschedule;
 pub mod snapshot;
 pub mod status;
 pub mod time;

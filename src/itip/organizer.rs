@@ -1,10 +1,12 @@
 //! The organizer's side: what a local organizer's create, change or delete sends.
 //!
 //! Creation invites everyone who has not answered. A change is compared instance by
-//! instance with the last processed version: attendees of a changed instance get a
-//! REQUEST, removed attendees and removed instances a CANCEL, new overrides an ADD. A
-//! recipient touched in the master gets the whole event instead of pieces. Deletion
-//! cancels the event for everyone still taking part.
+//! instance with the last processed version: attendees of a changed or newly overridden
+//! instance get a REQUEST with its RECURRENCE-ID (never an ADD), removed attendees,
+//! removed and newly cancelled instances a CANCEL. A recipient touched in the master
+//! gets the whole event instead of pieces. STATUS:CANCELLED on the whole item, and
+//! deletion, cancel it for everyone still taking part. An answer recorded in the
+//! organizer's copy is no change; a reschedule resets the answers it invalidates.
 
 use super::address::CalAddress;
 use super::error::ItipError;
@@ -12,6 +14,7 @@ use super::export::{
     cancel_component, organizer_component, ComponentTree, MessageCalendar, Timezones,
 };
 use super::message::{FieldChange, ItipMessage, MessageSummary, Method};
+use super::reschedule;
 use super::snapshot::{is_significant, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::{ChangeOutcome, Context};
 use calcard::icalendar::{
@@ -25,26 +28,21 @@ pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
     if !new.organizer.is_local {
         return Err(ItipError::NotOrganizer);
     }
-    let mut to = BTreeSet::new();
-    let mut trees = Vec::new();
-    let mut bumped = BTreeMap::new();
-    for instance in new.instances.values() {
-        to.extend(
-            instance
-                .attendees
-                .iter()
-                .filter(|a| a.send_invite())
-                .map(|a| a.address.clone()),
-        );
-        if instance.attendees.is_empty() {
-            continue;
-        }
-        let sequence = instance.sequence + 1;
-        bumped.insert(instance.comp_id, sequence);
-        trees.push(organizer_component(
-            new.cal, instance, &new.uid, sequence, ctx.now, true,
-        ));
+    // An item written already cancelled invites nobody (a REQUEST may not say
+    // STATUS:CANCELLED, RFC 5546 §3.2.2).
+    if new.main().is_some_and(is_cancelled) {
+        return Err(ItipError::NothingToSend);
     }
+    let to: BTreeSet<CalAddress> = new
+        .instances
+        .values()
+        .filter(|i| !is_cancelled(i))
+        .flat_map(|i| i.attendees.iter())
+        .filter(|a| a.send_invite())
+        .map(|a| a.address.clone())
+        .collect();
+    let mut bumped = BTreeMap::new();
+    let trees = full_request_trees(new, ctx, |_, n| n.sequence + 1, &mut bumped, true);
     if to.is_empty() || trees.is_empty() {
         return Err(ItipError::NothingToSend);
     }
@@ -63,6 +61,9 @@ pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
 }
 
 /// The organizer changed an item imipd already scheduled.
+///
+/// A reschedule first resets the answers of the instances it moves (RFC 6638 §3.2.8,
+/// see [`super::reschedule`]); the messages and the stored copy both carry the reset.
 pub fn update(
     old: &Snapshot<'_>,
     new: &Snapshot<'_>,
@@ -74,45 +75,163 @@ pub fn update(
     if old.main().is_some() != new.main().is_some() {
         return Err(ItipError::CannotModifyInstance);
     }
+    let moved = reschedule::rescheduled(old, new);
+    if moved.is_empty() {
+        return changes(old, new, ctx);
+    }
+    let reset = reschedule::reset_answers(new.cal, &moved, ctx.account);
+    let reset_snapshot = Snapshot::new(&reset, ctx.account)?;
+    match changes(old, &reset_snapshot, ctx) {
+        Ok(mut outcome) => {
+            if outcome.updated.is_none() && reset != *new.cal {
+                outcome.updated = Some(reset);
+            }
+            Ok(outcome)
+        }
+        // Nobody to tell, but the copy must still not show answers for the old time.
+        Err(ItipError::NothingToSend) if reset != *new.cal => Ok(ChangeOutcome {
+            messages: Vec::new(),
+            updated: Some(reset),
+        }),
+        Err(err) => Err(err),
+    }
+}
+
+/// The SEQUENCE an instance goes out with. `increment`: the change is significant.
+fn next_sequence(increment: bool, stored: Option<i64>, written: i64, series_floor: i64) -> i64 {
+    match (increment, stored) {
+        // The client already moved SEQUENCE forward: don't bump it twice.
+        (true, Some(o)) if written > o => written,
+        // Never below what the attendees already hold: a client may write back a
+        // stale copy with a lower SEQUENCE, and attendees would refuse the update.
+        (true, Some(o)) => (written + 1).max(o),
+        // A new occurrence (or one added back after it was cancelled): never below
+        // what the series has reached, which includes the SEQUENCE of any CANCEL sent
+        // for a removed occurrence (see below).
+        (true, None) => (written + 1).max(series_floor),
+        (false, Some(o)) => written.max(o),
+        (false, None) => written,
+    }
+}
+
+/// Records that instance `comp_id` went out with `sequence` (keeping the highest).
+fn raise(bumped: &mut BTreeMap<u32, i64>, comp_id: u32, sequence: i64) {
+    let entry = bumped.entry(comp_id).or_insert(sequence);
+    *entry = (*entry).max(sequence);
+}
+
+/// The messages for a change from `old` to `new` (answers already reset).
+fn changes(
+    old: &Snapshot<'_>,
+    new: &Snapshot<'_>,
+    ctx: &Context<'_>,
+) -> Result<ChangeOutcome, ItipError> {
+    let series_floor = old.main().map_or(0, |m| m.sequence);
+    let sequence_of = |increment: bool, id: &InstanceId, n: &Instance<'_>| -> i64 {
+        let stored = old.instances.get(id).map(|o| o.sequence);
+        next_sequence(increment, stored, n.sequence, series_floor)
+    };
+
+    // STATUS:CANCELLED on the whole item: a CANCEL to everyone (RFC 5546 §3.2.5).
+    if let Some(main) = new.main().filter(|m| is_cancelled(m)) {
+        if old.main().is_some_and(is_cancelled) {
+            // Already cancelled: there is no meeting left to update.
+            return Err(ItipError::NothingToSend);
+        }
+        let to: BTreeSet<CalAddress> = old
+            .instances
+            .values()
+            .chain(new.instances.values())
+            .flat_map(|i| i.attendees.iter())
+            .filter(|a| a.send_update())
+            .map(|a| a.address.clone())
+            .collect();
+        if to.is_empty() {
+            return Err(ItipError::NothingToSend);
+        }
+        let sequence = sequence_of(true, &InstanceId::Main, main);
+        let mut bumped = BTreeMap::new();
+        raise(&mut bumped, main.comp_id, sequence);
+        let tree = cancel_component(main.comp, sequence, ctx.now, None);
+        return Ok(ChangeOutcome {
+            messages: vec![message(
+                new,
+                ICalendarMethod::Cancel,
+                to,
+                vec![tree],
+                Timezones::IfUsed,
+                MessageSummary::Cancel,
+            )],
+            updated: finalize(new.cal, &bumped),
+        });
+    }
 
     let mut increment = false;
     let mut items: BTreeMap<CalAddress, BTreeMap<InstanceId, Method>> = BTreeMap::new();
+    let mut put = |who: &CalAddress, id: InstanceId, method: Method| {
+        items.entry(who.clone()).or_default().insert(id, method);
+    };
     let ids = old.instance_ids_with(new);
     for id in &ids {
         match (old.instances.get(id), new.instances.get(id)) {
+            (Some(o), Some(n)) if is_cancelled(n) => {
+                // An occurrence cancelled now is a CANCEL for it (never a REQUEST with
+                // STATUS:CANCELLED); one cancelled before has nothing more to say.
+                if !is_cancelled(o) {
+                    increment = true;
+                    for a in o.attendees.iter().chain(&n.attendees) {
+                        if a.send_update() {
+                            put(&a.address, *id, ICalendarMethod::Cancel);
+                        }
+                    }
+                }
+            }
             (Some(o), Some(n)) => {
                 let changed: BTreeSet<&TrackedEntry> =
                     o.tracked.symmetric_difference(&n.tracked).collect();
                 if changed.iter().any(|t| is_significant(&t.property)) {
                     increment = true;
                 }
-                let attendees_differ = o.attendee_keys() != n.attendee_keys();
+                // An answer recorded in the organizer's copy is no change to announce.
+                let attendees_differ =
+                    o.attendee_keys_without_answers() != n.attendee_keys_without_answers();
                 if attendees_differ {
                     increment = true;
                     for a in o.attendees.iter().filter(|a| a.send_update()) {
                         if n.attendee(&a.address).is_none() {
-                            items
-                                .entry(a.address.clone())
-                                .or_default()
-                                .insert(*id, ICalendarMethod::Cancel);
+                            put(&a.address, *id, ICalendarMethod::Cancel);
                         }
                     }
                 }
                 if !changed.is_empty() || attendees_differ {
                     for a in n.attendees.iter().filter(|a| a.send_update()) {
-                        items
-                            .entry(a.address.clone())
-                            .or_default()
-                            .insert(*id, ICalendarMethod::Request);
+                        put(&a.address, *id, ICalendarMethod::Request);
                     }
                 }
             }
             (None, Some(n)) => {
+                // The organizer's client (or imipd applying a REPLY) recording one
+                // attendee's answer for one occurrence: the occurrence is the master's,
+                // only answers differ. Nothing to announce (RFC 5546 §2.1.4).
+                let plain = match (id, new.main()) {
+                    (InstanceId::Recurrence { timestamp, .. }, Some(main)) => {
+                        !is_cancelled(n)
+                            && reschedule::is_master_instance(n, *timestamp, main, new.cal)
+                    }
+                    _ => false,
+                };
+                if plain {
+                    continue;
+                }
                 increment = true;
+                // A new override of an existing occurrence is a REQUEST with its
+                // RECURRENCE-ID: RFC 5546 allows no RECURRENCE-ID in ADD, and major
+                // clients implement no ADD. (New occurrences come with a new RDATE,
+                // a change of the master: those recipients get the whole item.)
                 let method = if is_cancelled(n) {
                     ICalendarMethod::Cancel
                 } else {
-                    ICalendarMethod::Add
+                    ICalendarMethod::Request
                 };
                 // People already in the series hear about a new occurrence even if they
                 // accepted the series; newcomers only while they have not answered.
@@ -122,19 +241,16 @@ pub fn update(
                     a.send_invite() || (a.send_update() && in_series(&a.address))
                 };
                 for a in n.attendees.iter().filter(wanted) {
-                    items
-                        .entry(a.address.clone())
-                        .or_default()
-                        .insert(*id, method.clone());
+                    put(&a.address, *id, method.clone());
                 }
             }
+            // A cancelled occurrence whose override is gone: its attendees hold it
+            // as cancelled (or as an EXDATE) already; another CANCEL says nothing new.
+            (Some(o), None) if is_cancelled(o) => {}
             (Some(o), None) => {
                 increment = true;
                 for a in o.attendees.iter().filter(|a| a.send_update()) {
-                    items
-                        .entry(a.address.clone())
-                        .or_default()
-                        .insert(*id, ICalendarMethod::Cancel);
+                    put(&a.address, *id, ICalendarMethod::Cancel);
                 }
             }
             (None, None) => {}
@@ -157,24 +273,6 @@ pub fn update(
         }
     }
 
-    let series_floor = old.main().map_or(0, |m| m.sequence);
-    let sequence_of = |id: &InstanceId, n: &Instance<'_>| -> i64 {
-        let stored = old.instances.get(id).map(|o| o.sequence);
-        match (increment, stored) {
-            // The client already moved SEQUENCE forward: don't bump it twice.
-            (true, Some(o)) if n.sequence > o => n.sequence,
-            // Never below what the attendees already hold: a client may write back a
-            // stale copy with a lower SEQUENCE, and attendees would refuse the update.
-            (true, Some(o)) => (n.sequence + 1).max(o),
-            // A new occurrence (or one added back after it was cancelled): never below
-            // what the series has reached, which includes the SEQUENCE of any CANCEL
-            // sent for a removed occurrence (see below).
-            (true, None) => (n.sequence + 1).max(series_floor),
-            (false, Some(o)) => n.sequence.max(o),
-            (false, None) => n.sequence,
-        }
-    };
-
     let mut messages = Vec::new();
     let mut bumped = BTreeMap::new();
     let mut full_to = BTreeSet::new();
@@ -186,19 +284,8 @@ pub fn update(
             .filter(|a| a.send_update())
             .map(|a| a.address.clone())
             .collect();
-        let mut trees = Vec::new();
-        for (id, n) in &new.instances {
-            if n.attendees.is_empty() {
-                continue;
-            }
-            let sequence = sequence_of(id, n);
-            if sequence != n.sequence {
-                bumped.insert(n.comp_id, sequence);
-            }
-            trees.push(organizer_component(
-                new.cal, n, &new.uid, sequence, ctx.now, false,
-            ));
-        }
+        let sequence = |id: &InstanceId, n: &Instance<'_>| sequence_of(increment, id, n);
+        let trees = full_request_trees(new, ctx, sequence, &mut bumped, false);
         if !full_to.is_empty() && !trees.is_empty() {
             let summary = MessageSummary::Update {
                 changes: field_changes(old, new),
@@ -228,33 +315,35 @@ pub fn update(
         let mut trees = Vec::new();
         for id in &ids {
             match (method.clone(), old.instances.get(id), new.instances.get(id)) {
-                (ICalendarMethod::Cancel, None, Some(n)) => {
-                    let sequence = n.sequence + 1;
-                    bumped.insert(n.comp_id, sequence);
+                (ICalendarMethod::Cancel, o, Some(n)) => {
+                    // The instance stays in the copy: it keeps the SEQUENCE its CANCEL
+                    // carried, so that no later message goes out below it.
+                    // Above what the cancelled attendees hold, even when the client
+                    // wrote a stale SEQUENCE; kept in the copy (see `raise`).
+                    let sequence = sequence_of(true, id, n).max(o.map_or(0, |o| o.sequence + 1));
+                    raise(&mut bumped, n.comp_id, sequence);
+                    let source = match o {
+                        Some(o) if !is_cancelled(n) => o.comp,
+                        _ => n.comp,
+                    };
                     let only: Vec<CalAddress> = to.iter().cloned().collect();
-                    trees.push(cancel_component(n.comp, sequence, ctx.now, Some(&only)));
+                    trees.push(cancel_component(source, sequence, ctx.now, Some(&only)));
                 }
-                (ICalendarMethod::Cancel, Some(o), n) => {
+                (ICalendarMethod::Cancel, Some(o), None) => {
                     let sequence = o.sequence + 1;
                     let only: Vec<CalAddress> = to.iter().cloned().collect();
                     trees.push(cancel_component(o.comp, sequence, ctx.now, Some(&only)));
                     // An occurrence removed from the copy leaves nowhere to keep the
                     // SEQUENCE its CANCEL carried: the master keeps it, so that adding
                     // the occurrence back later does not go out below the CANCEL.
-                    if n.is_none() && *id != InstanceId::Main {
-                        if let Some(main) = new.main() {
-                            let kept = bumped.get(&main.comp_id).copied();
-                            let current = kept.unwrap_or(main.sequence);
-                            if sequence > current {
-                                bumped.insert(main.comp_id, sequence);
-                            }
-                        }
+                    if let Some(main) = new.main() {
+                        raise(&mut bumped, main.comp_id, sequence.max(main.sequence));
                     }
                 }
                 (_, _, Some(n)) => {
-                    let sequence = sequence_of(id, n);
+                    let sequence = sequence_of(increment, id, n);
                     if sequence != n.sequence {
-                        bumped.insert(n.comp_id, sequence);
+                        raise(&mut bumped, n.comp_id, sequence);
                     }
                     trees.push(organizer_component(
                         new.cal, n, &new.uid, sequence, ctx.now, false,
@@ -296,7 +385,7 @@ pub fn update(
         for (id, n) in &new.instances {
             if let Some(o) = old.instances.get(id) {
                 if n.sequence < o.sequence {
-                    bumped.insert(n.comp_id, o.sequence);
+                    raise(&mut bumped, n.comp_id, o.sequence);
                 }
             }
         }
@@ -308,6 +397,55 @@ pub fn update(
         messages,
         updated: finalize(new.cal, &bumped),
     })
+}
+
+/// The components of a full REQUEST: every instance with attendees, SEQUENCE as
+/// `sequence_of` says (recorded in `bumped` where it moved), VALARMs only in a first
+/// invitation (`with_alarms`). Occurrences cancelled in
+/// the copy are not sent as components with STATUS:CANCELLED (RFC 5546 allows only
+/// TENTATIVE or CONFIRMED in a REQUEST): the master excludes them with EXDATE instead,
+/// so that an attendee's copy drops them rather than bringing them back.
+fn full_request_trees(
+    new: &Snapshot<'_>,
+    ctx: &Context<'_>,
+    sequence_of: impl Fn(&InstanceId, &Instance<'_>) -> i64,
+    bumped: &mut BTreeMap<u32, i64>,
+    with_alarms: bool,
+) -> Vec<ComponentTree> {
+    let mut trees = Vec::new();
+    let mut excluded = Vec::new();
+    let mut main_tree = None;
+    for (id, n) in &new.instances {
+        if n.attendees.is_empty() {
+            continue;
+        }
+        if *id != InstanceId::Main && is_cancelled(n) {
+            if let Some(rid) = n.comp.property(&ICalendarProperty::RecurrenceId) {
+                excluded.push(rid.clone());
+            }
+            continue;
+        }
+        let sequence = sequence_of(id, n);
+        if sequence != n.sequence {
+            raise(bumped, n.comp_id, sequence);
+        }
+        let tree = organizer_component(new.cal, n, &new.uid, sequence, ctx.now, with_alarms);
+        if *id == InstanceId::Main {
+            main_tree = Some(trees.len());
+        }
+        trees.push(tree);
+    }
+    if let Some(main) = main_tree.and_then(|i| trees.get_mut(i)) {
+        for rid in excluded {
+            let mut exdate = rid;
+            exdate.name = ICalendarProperty::Exdate;
+            exdate
+                .params
+                .retain(|p| p.name != ICalendarParameterName::Range);
+            main.component.entries.push(exdate);
+        }
+    }
+    trees
 }
 
 /// The organizer deleted the item, or it lost its scheduling information: one CANCEL,

@@ -129,6 +129,16 @@ impl Attendee<'_> {
         }
     }
 
+    /// [`Self::key`] without PARTSTAT: an answer recorded in the organizer's copy (by
+    /// the organizer's client, or by imipd applying a REPLY) is not a change the other
+    /// attendees must hear of (RFC 5546 §2.1.4).
+    pub fn key_without_answer(&self) -> AttendeeKey {
+        AttendeeKey {
+            partstat: None,
+            ..self.key()
+        }
+    }
+
     /// Would this attendee receive a first invitation? External, delivered by us, not a
     /// room or non-participant (RSVP=FALSE), and not yet answered (or forced).
     pub fn send_invite(&self) -> bool {
@@ -200,6 +210,15 @@ impl<'a> Instance<'a> {
     /// The attendee keys, as a set, for change detection.
     pub fn attendee_keys(&self) -> BTreeSet<AttendeeKey> {
         self.attendees.iter().map(Attendee::key).collect()
+    }
+
+    /// The attendee keys without their answers ([`Attendee::key_without_answer`]): what
+    /// the organizer's side compares.
+    pub fn attendee_keys_without_answers(&self) -> BTreeSet<AttendeeKey> {
+        self.attendees
+            .iter()
+            .map(Attendee::key_without_answer)
+            .collect()
     }
 
     /// Number of tracked values of `property`.

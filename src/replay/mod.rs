@@ -4,9 +4,12 @@
 //! (`put`), delete them, receive messages (`send`, `itip`), and the file states what
 //! must come out (`expect`, `get`). Every user lives in one in-memory world; the engine
 //! is given one fixed "now" for the whole run. See `canonical` for how results are
-//! compared and `script` for the file format.
+//! compared, `script` for the file format and `departures` for the two places where
+//! the reference scenarios are translated to what the RFCs require (reported as
+//! departing, never silently passed).
 
 pub mod canonical;
+pub mod departures;
 pub mod script;
 
 use crate::itip::{
@@ -14,6 +17,7 @@ use crate::itip::{
 };
 use calcard::icalendar::{ICalendar, ICalendarMethod, ICalendarProperty, ICalendarValue};
 use canonical::{canonicalize, Node, Numbering};
+use departures::{Departure, SentSequences};
 use script::{Command, Step};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,11 +42,27 @@ pub struct Failure {
     pub actual: String,
 }
 
+/// A step that did what the RFC asks for where the file's reference expectation does
+/// not (see [`departures`]).
+#[derive(Debug, Clone)]
+pub struct Departed {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line of the command.
+    pub line: usize,
+    /// The step's title (last comment before it).
+    pub title: String,
+    /// Which RFC rule the expectation was translated by.
+    pub departure: Departure,
+}
+
 /// Totals over one or more files.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     /// Steps that did what the file says.
     pub passed: usize,
+    /// Steps that did what the RFC says where the file's reference expectation differs.
+    pub departed: Vec<Departed>,
     /// Steps that did not.
     pub failures: Vec<Failure>,
     /// Every message the engine produced during the run, in order (for the tests
@@ -54,13 +74,25 @@ impl Report {
     /// Adds another report's counts.
     pub fn merge(&mut self, other: Report) {
         self.passed += other.passed;
+        self.departed.extend(other.departed);
         self.failures.extend(other.failures);
         self.produced.extend(other.produced);
     }
 
-    /// The human-readable report: every failure, then `N passed, M failed`.
+    /// The human-readable report: every departure with its reason, every failure, then
+    /// `N passed, D departed (RFC), M failed` (the middle part only when D > 0).
     pub fn render(&self) -> String {
         let mut out = String::new();
+        for d in &self.departed {
+            let _ = writeln!(
+                out,
+                "DEPARTS {}:{} {}\n  ({})",
+                d.file.display(),
+                d.line,
+                d.title,
+                d.departure.reason()
+            );
+        }
         for f in &self.failures {
             let _ = writeln!(out, "FAIL {}:{} {}", f.file.display(), f.line, f.title);
             let _ = writeln!(out, "--- expected");
@@ -73,9 +105,13 @@ impl Report {
             }
             let _ = writeln!(out);
         }
+        let departed = match self.departed.len() {
+            0 => String::new(),
+            n => format!(", {n} departed (RFC)"),
+        };
         let _ = writeln!(
             out,
-            "{} passed, {} failed",
+            "{} passed{departed}, {} failed",
             self.passed,
             self.failures.len()
         );
@@ -102,6 +138,10 @@ struct World {
     numbering: Numbering,
     reply_details: ReplyDetails,
     produced: Vec<ItipMessage>,
+    /// The highest SEQUENCE each organizer sent per instance (see [`departures`]).
+    sent: SentSequences,
+    /// Set when the current step's expectation was translated by an RFC rule.
+    departed: Option<Departure>,
 }
 
 /// Runs every scenario in `files` (files, or folders of `*.txt`).
@@ -147,11 +187,22 @@ pub fn run_text(text: &str, file: &Path, reply_details: ReplyDetails) -> Result<
         numbering: Numbering::default(),
         reply_details,
         produced: Vec::new(),
+        sent: SentSequences::default(),
+        departed: None,
     };
     let mut report = Report::default();
     for step in &steps {
+        world.departed = None;
         match world.run(step) {
-            Ok(()) => report.passed += 1,
+            Ok(()) => match world.departed.take() {
+                Some(departure) => report.departed.push(Departed {
+                    file: file.to_path_buf(),
+                    line: step.line,
+                    title: step.title.clone(),
+                    departure,
+                }),
+                None => report.passed += 1,
+            },
             Err((expected, actual)) => report.failures.push(Failure {
                 file: file.to_path_buf(),
                 line: step.line,
@@ -196,6 +247,7 @@ impl World {
                 self.calendars.clear();
                 self.baselines.clear();
                 self.numbering.clear();
+                self.sent.clear();
                 self.last = None;
                 Ok(())
             }
@@ -246,6 +298,7 @@ impl World {
             .entry(key)
             .or_default()
             .insert(name.to_string(), stored);
+        self.record_sent(&outcome);
         self.last = Some(outcome);
         Ok(())
     }
@@ -256,9 +309,15 @@ impl World {
             .get(&account.to_ascii_lowercase())
             .and_then(|c| c.get(name))
             .map(|cal| cal.to_string());
-        let expected = canonicalize(payload, &mut self.numbering)
-            .map_err(|e| (format!("unreadable expected calendar: {e}"), String::new()))?
-            .render();
+        let mut expected = canonicalize(payload, &mut self.numbering)
+            .map_err(|e| (format!("unreadable expected calendar: {e}"), String::new()))?;
+        if self
+            .sent
+            .raise_expected(&account.to_ascii_lowercase(), &mut expected)
+        {
+            self.departed = Some(Departure::SequenceBelowSent);
+        }
+        let expected = expected.render();
         let Some(stored) = stored else {
             return Err((expected, format!("{account} has no object named {name}")));
         };
@@ -281,13 +340,15 @@ impl World {
             return Err((format!("{account} to have {name}"), "no such object".into()));
         };
         let ctx = self.context(&me);
-        self.last = Some(match itip::schedule_removal(&old, &ctx) {
+        let outcome = match itip::schedule_removal(&old, &ctx) {
             Ok(result) => {
                 self.produced.extend(result.messages.iter().cloned());
                 Outcome::Messages(result.messages)
             }
             Err(err) => Outcome::Error(err),
-        });
+        };
+        self.record_sent(&outcome);
+        self.last = Some(outcome);
         Ok(())
     }
 
@@ -395,6 +456,30 @@ impl World {
         Ok(outcome.responses)
     }
 
+    /// Remembers the SEQUENCEs an organizer's messages carried (REQUEST, ADD, CANCEL,
+    /// DECLINECOUNTER), for [`Departure::SequenceBelowSent`].
+    fn record_sent(&mut self, outcome: &Outcome) {
+        let Outcome::Messages(messages) = outcome else {
+            return;
+        };
+        for message in messages {
+            if !matches!(
+                message.method,
+                ICalendarMethod::Request
+                    | ICalendarMethod::Add
+                    | ICalendarMethod::Cancel
+                    | ICalendarMethod::Declinecounter
+            ) {
+                continue;
+            }
+            // A numbering of its own: DTSTAMPs are not looked at here, and the run's
+            // numbering must follow the order the file checks things in.
+            if let Ok(node) = canonicalize(&message.to_ics(), &mut Numbering::default()) {
+                self.sent.record(message.from.as_str(), &node);
+            }
+        }
+    }
+
     fn render_outcome(&mut self, outcome: &Outcome) -> String {
         match outcome {
             Outcome::Error(e) => e.name().to_string(),
@@ -416,8 +501,8 @@ impl World {
 
     /// Compares an outcome with an `expect`/`send` payload.
     fn compare_outcome(&mut self, actual: Option<Outcome>, payload: &str) -> StepResult {
-        let expected =
-            parse_expected(payload, &mut self.numbering).map_err(|e| (e, String::new()))?;
+        let expected = parse_expected(payload, &mut self.numbering, &mut self.departed)
+            .map_err(|e| (e, String::new()))?;
         let actual = match actual {
             None => return Err((render_expected(&expected), "(nothing)".into())),
             Some(a) => a,
@@ -539,7 +624,11 @@ fn render_expected(expected: &Expected) -> String {
     }
 }
 
-fn parse_expected(payload: &str, numbering: &mut Numbering) -> Result<Expected, String> {
+fn parse_expected(
+    payload: &str,
+    numbering: &mut Numbering,
+    departed: &mut Option<Departure>,
+) -> Result<Expected, String> {
     let trimmed = payload.trim();
     if !trimmed.contains('\n') && !trimmed.contains(':') {
         return Ok(Expected::Error(trimmed.to_string()));
@@ -576,7 +665,10 @@ fn parse_expected(payload: &str, numbering: &mut Numbering) -> Result<Expected, 
             // internal summary and are not compared.
         }
         let from = from.ok_or("an expected message without a from: line")?;
-        let body = canonicalize(&body.join("\n"), numbering)?;
+        let mut body = canonicalize(&body.join("\n"), numbering)?;
+        if departures::strip_server_params(&mut body) {
+            *departed = Some(Departure::ServerParameters);
+        }
         messages.push(ExpectedMessage { from, to, body });
     }
     Ok(Expected::Messages(messages))

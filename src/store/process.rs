@@ -154,7 +154,8 @@ impl Processor<'_> {
                 self.commit_record(key, next, items)?;
                 if sent.is_empty() {
                     return Ok(Decision::NothingToSend(
-                        "a lower SEQUENCE than the attendees hold was raised back; nothing to send"
+                        "the copy was corrected (a SEQUENCE raised back to what the attendees \
+                         hold, or answers reset for a new time); nothing to send"
                             .into(),
                     ));
                 }
