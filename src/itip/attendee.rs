@@ -166,6 +166,10 @@ pub fn update(
                         ctx.reply_details,
                     ));
                     reply.done.insert(*id);
+                    reply.partstat = new_me
+                        .partstat
+                        .clone()
+                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
                     reply.add_delegator(n, &me, false);
                 }
             }
@@ -388,5 +392,51 @@ fn delegation_request(
         from: me.clone(),
         to: delegates.into_iter().collect(),
         summary: MessageSummary::Invite,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calcard::icalendar::ICalendar;
+
+    const SERIES: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+        BEGIN:VEVENT\r\nUID:w1\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
+        DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n\
+        SUMMARY:Weekly sync\r\nORGANIZER:mailto:o@example.com\r\n\
+        ATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+        ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:a@example.net\r\nEND:VEVENT\r\n";
+
+    fn context(account: &[CalAddress]) -> Context<'_> {
+        Context {
+            account,
+            now: 0,
+            reply_details: super::super::ReplyDetails::Full,
+        }
+    }
+
+    /// Declining one week by adding an override for it says "Declined", not "Undecided".
+    #[test]
+    fn declining_one_occurrence_by_override_is_a_decline() {
+        let old = ICalendar::parse(&format!("{SERIES}END:VCALENDAR\r\n")).expect("old");
+        let new = ICalendar::parse(&format!(
+            "{SERIES}BEGIN:VEVENT\r\nUID:w1\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
+             RECURRENCE-ID:20300114T100000Z\r\nDTSTART:20300114T100000Z\r\n\
+             DTEND:20300114T110000Z\r\nSUMMARY:Weekly sync\r\n\
+             ORGANIZER:mailto:o@example.com\r\n\
+             ATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+             ATTENDEE;RSVP=TRUE;PARTSTAT=DECLINED:mailto:a@example.net\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        ))
+        .expect("new");
+        let me = [CalAddress::parse("a@example.net").expect("address")];
+        let outcome = crate::itip::schedule_change(Some(&old), &new, &context(&me)).expect("sent");
+        assert_eq!(outcome.messages.len(), 1);
+        assert_eq!(
+            outcome.messages[0].summary,
+            MessageSummary::Reply {
+                partstat: ICalendarParticipationStatus::Declined
+            }
+        );
     }
 }
