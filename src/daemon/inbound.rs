@@ -319,5 +319,6 @@ fn action_text(action: crate::itip::InboundAction) -> &'static str {
         RefreshAnswered => "answered with the current event",
         CounterProposed => "noted: a proposal for the organizer, nothing changed",
         CounterDeclined => "noted: the organizer declined the proposal",
+        RefreshRequested => "unknown event: asked the organizer for it (REFRESH)",
     }
 }

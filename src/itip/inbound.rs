@@ -11,8 +11,9 @@ use super::export::{
     organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
+use super::occurrence::{instance_at, membership, Membership};
 use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
-use super::{Context, InboundAction, InboundOutcome};
+use super::{Context, InboundAction, InboundOutcome, Refused};
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarMethod,
     ICalendarParameterName, ICalendarProperty, ICalendarStatus, ICalendarValue, Uri,
@@ -133,6 +134,7 @@ fn import(
         action: InboundAction::Imported,
         copy: Some(copy),
         responses: Vec::new(),
+        refused: Vec::new(),
     })
 }
 
@@ -156,6 +158,7 @@ fn to_organizer(
                 .flat_map(|i| i.attendees.iter())
                 .find(|a| &a.address == sender)
                 .ok_or_else(|| ItipError::SenderIsNotParticipant(sender.clone()))?;
+            let refused = occurrence_refusals(local, local, msg)?;
             if attendee.is_local {
                 return Err(ItipError::NothingToSend);
             }
@@ -181,6 +184,7 @@ fn to_organizer(
                 action: InboundAction::RefreshAnswered,
                 copy: None,
                 responses: vec![response],
+                refused,
             })
         }
         ICalendarMethod::Counter => {
@@ -191,10 +195,12 @@ fn to_organizer(
             if !is_attendee {
                 return Err(ItipError::SenderIsNotParticipant(sender.clone()));
             }
+            let refused = occurrence_refusals(local, local, msg)?;
             Ok(InboundOutcome {
                 action: InboundAction::CounterProposed,
                 copy: None,
                 responses: Vec::new(),
+                refused,
             })
         }
         other => Err(ItipError::UnsupportedMethod(method_name(other).into())),
@@ -225,6 +231,7 @@ fn to_attendee(
             action: InboundAction::CounterDeclined,
             copy: None,
             responses: Vec::new(),
+            refused: Vec::new(),
         }),
         ICalendarMethod::Reply => {
             // Only my delegate may answer to me.
@@ -267,6 +274,78 @@ fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: 
 
 fn is_x_property(name: &ICalendarProperty) -> bool {
     matches!(name, ICalendarProperty::Other(n) if strip_prefix_ignore_case(n, "X-").is_some())
+}
+
+/// Whether instance `id` of a message names an occurrence of `series` (the copy, or
+/// the message itself when it redefines the series). Instances the copy already holds
+/// are always valid; so is anything when the series has no master to expand.
+fn occurrence_of(series: &Snapshot<'_>, local: &Snapshot<'_>, id: &InstanceId) -> Membership {
+    match id {
+        InstanceId::Main => Membership::Occurrence,
+        _ if local.instances.contains_key(id) => Membership::Occurrence,
+        InstanceId::Recurrence { timestamp, .. } => match series.main() {
+            Some(main) => membership(series.cal, main.comp, *timestamp),
+            None => Membership::Undecided,
+        },
+    }
+}
+
+/// The refusal of one message component whose RECURRENCE-ID is no occurrence.
+fn refusal(comp: &ICalendarComponent) -> Refused {
+    let mut written = String::new();
+    if let Some(entry) = comp.property(&ICalendarProperty::RecurrenceId) {
+        let _ = entry.write_to(&mut written);
+    }
+    let value = written
+        .replace("\r\n ", "")
+        .trim_end()
+        .trim_start_matches("RECURRENCE-ID")
+        .trim_start_matches([';', ':'])
+        .to_string();
+    Refused {
+        recurrence_id: value,
+        error: ItipError::InvalidRecurrenceId,
+    }
+}
+
+/// The components of `msg` whose RECURRENCE-ID is no occurrence of `series`; an error
+/// when that leaves nothing of the message.
+fn occurrence_refusals(
+    series: &Snapshot<'_>,
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+) -> Result<Vec<Refused>, ItipError> {
+    let refused: Vec<Refused> = msg
+        .instances
+        .iter()
+        .filter(|(id, _)| occurrence_of(series, local, id) == Membership::NotAnOccurrence)
+        .map(|(_, m)| refusal(m.comp))
+        .collect();
+    if !refused.is_empty() && refused.len() == msg.instances.len() {
+        return Err(ItipError::InvalidRecurrenceId);
+    }
+    Ok(refused)
+}
+
+/// The outcome of a message some of whose components may have been refused.
+fn finish(
+    copy: ICalendar,
+    original: &ICalendar,
+    action: InboundAction,
+    refused: Vec<Refused>,
+) -> Result<InboundOutcome, ItipError> {
+    let mut outcome = updated(copy, original, action);
+    outcome.refused = refused;
+    Ok(outcome)
+}
+
+/// Appends the master's instance at `timestamp` to `copy` (as an override, sub-
+/// components included) and returns its index, or `None` without a master start.
+fn push_instance(copy: &mut ICalendar, master_id: u32, timestamp: i64) -> Option<u32> {
+    let tree = instance_at(copy, master_id, timestamp)?;
+    let id = copy.components.len() as u32;
+    push_tree(copy, tree);
+    Some(id)
 }
 
 /// Adds the message's VTIMEZONEs that the copy lacks, so every TZID stays resolvable.
@@ -355,13 +434,20 @@ fn updated(copy: ICalendar, original: &ICalendar, action: InboundAction) -> Inbo
         },
         copy: changed.then_some(copy),
         responses: Vec::new(),
+        refused: Vec::new(),
     }
 }
 
 /// The organizer's REQUEST applied to an attendee's copy.
 fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
+    // A full REQUEST redefines the series; a partial one speaks of the copy's.
+    let series = if msg.main().is_some() { msg } else { local };
+    let refused = occurrence_refusals(series, local, msg)?;
     for (id, m) in &msg.instances {
+        if occurrence_of(series, local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
         match local.instances.get(id) {
             Some(l) => {
                 if m.sequence < l.sequence {
@@ -399,7 +485,7 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
         copy.remove_component_ids(&gone);
     }
     copy_missing_timezones(&mut copy, msg.cal);
-    Ok(updated(copy, local.cal, InboundAction::Updated))
+    finish(copy, local.cal, InboundAction::Updated, refused)
 }
 
 /// The organizer's ADD: new occurrences join the attendee's copy.
@@ -418,7 +504,11 @@ fn apply_add(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome,
 fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let people = [ICalendarProperty::Organizer, ICalendarProperty::Attendee];
+    let refused = occurrence_refusals(local, local, msg)?;
     for (id, m) in &msg.instances {
+        if occurrence_of(local, local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
         match local.instances.get(id) {
             Some(l) => {
                 if m.sequence < l.sequence {
@@ -445,10 +535,45 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 }
             }
             None => {
-                let mut comp = m.comp.clone();
-                comp.entries.retain(|e| e.name != ICalendarProperty::Status);
-                comp.entries.push(cancelled_status());
-                append_component(&mut copy, comp, false);
+                // One occurrence of the series: the master's instance, marked
+                // cancelled at the message's SEQUENCE (a CANCEL may omit DTSTART).
+                let instance = match (local.main(), id) {
+                    (Some(main), InstanceId::Recurrence { timestamp, .. }) => {
+                        push_instance(&mut copy, main.comp_id, *timestamp)
+                    }
+                    _ => None,
+                };
+                match instance.and_then(|at| copy.components.get_mut(at as usize)) {
+                    Some(comp) => {
+                        comp.entries.retain(|e| {
+                            !matches!(
+                                e.name,
+                                ICalendarProperty::Status
+                                    | ICalendarProperty::Sequence
+                                    | ICalendarProperty::Dtstamp
+                            )
+                        });
+                        comp.entries.extend(
+                            m.comp
+                                .entries
+                                .iter()
+                                .filter(|e| {
+                                    matches!(
+                                        e.name,
+                                        ICalendarProperty::Sequence | ICalendarProperty::Dtstamp
+                                    )
+                                })
+                                .cloned(),
+                        );
+                        comp.entries.push(cancelled_status());
+                    }
+                    None => {
+                        let mut comp = m.comp.clone();
+                        comp.entries.retain(|e| e.name != ICalendarProperty::Status);
+                        comp.entries.push(cancelled_status());
+                        append_component(&mut copy, comp, false);
+                    }
+                }
             }
         }
     }
@@ -477,7 +602,7 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
             }
         }
     }
-    Ok(updated(copy, local.cal, InboundAction::Cancelled))
+    finish(copy, local.cal, InboundAction::Cancelled, refused)
 }
 
 fn cancelled_status() -> ICalendarEntry {
@@ -494,10 +619,27 @@ fn apply_reply(
 ) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let is_todo = local.component_type == ICalendarComponentType::VTodo;
+    // Who may answer comes before whether the occurrence exists: a stranger learns
+    // nothing about the series.
+    for (id, m) in &msg.instances {
+        let invited = match local.instances.get(id) {
+            Some(l) => l.attendee(sender).is_some(),
+            None => local
+                .main()
+                .is_some_and(|main| main.attendee(sender).is_some()),
+        };
+        if m.attendee(sender).is_none() || !invited {
+            return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+        }
+    }
+    let refused = occurrence_refusals(local, local, msg)?;
     for (id, m) in &msg.instances {
         let Some(replied) = m.attendee(sender) else {
             return Err(ItipError::SenderIsNotParticipant(sender.clone()));
         };
+        if occurrence_of(local, local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
         match local.instances.get(id) {
             Some(l) => {
                 let Some(stored) = l.attendee(sender) else {
@@ -527,33 +669,45 @@ fn apply_reply(
             }
             None => {
                 // An answer for one occurrence the organizer's copy has no override for:
-                // record it as an override, but only from someone invited to the series.
-                let invited = local
-                    .main()
-                    .is_some_and(|main| main.attendee(sender).is_some());
-                if !invited {
+                // the master's instance there, with only this answer changed; and only
+                // from someone invited to the series.
+                let Some(main) = local.main() else {
                     return Err(ItipError::SenderIsNotParticipant(sender.clone()));
-                }
-                let mut comp = ICalendarComponent::new(m.comp.component_type.clone());
-                for entry in &m.comp.entries {
-                    let keep = matches!(
-                        entry.name,
-                        ICalendarProperty::Organizer
-                            | ICalendarProperty::Attendee
-                            | ICalendarProperty::Uid
-                            | ICalendarProperty::Dtstamp
-                            | ICalendarProperty::Sequence
-                            | ICalendarProperty::RecurrenceId
-                    ) || (is_todo && TODO_PROGRESS.contains(&entry.name));
-                    if keep {
-                        comp.entries.push(entry.clone());
+                };
+                let Some(stored) = main.attendee(sender) else {
+                    return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+                };
+                let InstanceId::Recurrence { timestamp, .. } = id else {
+                    continue;
+                };
+                let Some(at) = push_instance(&mut copy, main.comp_id, *timestamp) else {
+                    continue;
+                };
+                let Some(comp) = copy.components.get_mut(at as usize) else {
+                    continue;
+                };
+                apply_answer(comp, stored, replied, &m.request_status);
+                for delegate in &replied.delegated_to {
+                    let Some(in_reply) = m.attendee(delegate) else {
+                        continue;
+                    };
+                    match main.attendee(delegate) {
+                        None => comp.entries.push(in_reply.entry.clone()),
+                        Some(known) => update_delegate(comp, known, in_reply),
                     }
                 }
-                append_component(&mut copy, comp, false);
+                if is_todo {
+                    let present: Vec<ICalendarProperty> = TODO_PROGRESS
+                        .iter()
+                        .filter(|p| m.comp.has_property(p))
+                        .cloned()
+                        .collect();
+                    replace_properties(comp, m.comp, &present);
+                }
             }
         }
     }
-    Ok(updated(copy, local.cal, InboundAction::Updated))
+    finish(copy, local.cal, InboundAction::Updated, refused)
 }
 
 /// Finds the stored entry of `stored` inside `comp` (it is the same line, by position
