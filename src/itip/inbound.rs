@@ -63,6 +63,9 @@ pub fn receive(
     }
 
     let Some(stored) = stored else {
+        if method == ICalendarMethod::Add {
+            return super::add::refresh_for_unknown(&msg, sender, ctx);
+        }
         return import(itip, &msg, &method, sender);
     };
     let local = Snapshot::new(stored, ctx.account)?;
@@ -225,7 +228,7 @@ fn to_attendee(
             Err(ItipError::SenderIsNotOrganizer(sender.clone()))
         }
         ICalendarMethod::Request => apply_request(local, msg),
-        ICalendarMethod::Add => apply_add(local, msg),
+        ICalendarMethod::Add => super::add::apply_add(local, msg),
         ICalendarMethod::Cancel => apply_cancel(local, msg),
         ICalendarMethod::Declinecounter => Ok(InboundOutcome {
             action: InboundAction::CounterDeclined,
@@ -260,7 +263,7 @@ fn to_attendee(
 
 /// Copies `comp` as a new top-level component of `cal` (no sub-components), optionally
 /// without X- properties.
-fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: bool) {
+pub(super) fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: bool) {
     if strip_x {
         comp.entries.retain(|e| !is_x_property(&e.name));
     }
@@ -272,7 +275,7 @@ fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: 
     }
 }
 
-fn is_x_property(name: &ICalendarProperty) -> bool {
+pub(super) fn is_x_property(name: &ICalendarProperty) -> bool {
     matches!(name, ICalendarProperty::Other(n) if strip_prefix_ignore_case(n, "X-").is_some())
 }
 
@@ -291,7 +294,7 @@ fn occurrence_of(series: &Snapshot<'_>, local: &Snapshot<'_>, id: &InstanceId) -
 }
 
 /// The refusal of one message component whose RECURRENCE-ID is no occurrence.
-fn refusal(comp: &ICalendarComponent) -> Refused {
+pub(super) fn refusal(comp: &ICalendarComponent) -> Refused {
     let mut written = String::new();
     if let Some(entry) = comp.property(&ICalendarProperty::RecurrenceId) {
         let _ = entry.write_to(&mut written);
@@ -328,7 +331,7 @@ fn occurrence_refusals(
 }
 
 /// The outcome of a message some of whose components may have been refused.
-fn finish(
+pub(super) fn finish(
     copy: ICalendar,
     original: &ICalendar,
     action: InboundAction,
@@ -349,7 +352,7 @@ fn push_instance(copy: &mut ICalendar, master_id: u32, timestamp: i64) -> Option
 }
 
 /// Adds the message's VTIMEZONEs that the copy lacks, so every TZID stays resolvable.
-fn copy_missing_timezones(copy: &mut ICalendar, itip: &ICalendar) {
+pub(super) fn copy_missing_timezones(copy: &mut ICalendar, itip: &ICalendar) {
     let have: BTreeSet<String> = copy
         .components
         .iter()
@@ -379,7 +382,7 @@ fn tzid_of(comp: &ICalendarComponent) -> Option<String> {
         .map(str::to_string)
 }
 
-fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
+pub(super) fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
     fn push(cal: &mut ICalendar, tree: ComponentTree) -> u32 {
         let id = cal.components.len() as u32;
         cal.components.push(tree.component);
@@ -486,18 +489,6 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
     }
     copy_missing_timezones(&mut copy, msg.cal);
     finish(copy, local.cal, InboundAction::Updated, refused)
-}
-
-/// The organizer's ADD: new occurrences join the attendee's copy.
-fn apply_add(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
-    let mut copy = local.cal.clone();
-    for (id, m) in &msg.instances {
-        if !local.instances.contains_key(id) {
-            append_component(&mut copy, m.comp.clone(), true);
-        }
-    }
-    copy_missing_timezones(&mut copy, msg.cal);
-    Ok(updated(copy, local.cal, InboundAction::Updated))
 }
 
 /// The organizer's CANCEL: the copy stays, marked CANCELLED, so the person sees it.

@@ -12,6 +12,7 @@
 //! `docs/itip-rules.md` of the shared material and in the scenarios under
 //! `tests/scenarios/`.
 
+mod add;
 pub mod address;
 mod attendee;
 pub mod error;

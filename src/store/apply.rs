@@ -13,7 +13,7 @@ use super::process::{queue_items, rewrite};
 use super::state::{content_hash, Batch, ObjectRecord, State, StateError};
 use super::write::{replace, Expected, WriteError};
 use crate::config::User;
-use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, ReplyDetails};
+use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, Refused, ReplyDetails};
 use calcard::icalendar::ICalendar;
 use thiserror::Error;
 
@@ -61,6 +61,26 @@ pub struct Applied {
     pub key: Option<String>,
     /// Answers queued (a REFRESH answered): their count.
     pub answers: usize,
+    /// Components of the message refused while the rest applied (a RECURRENCE-ID that
+    /// names no occurrence): the verdict names them.
+    pub refused: Vec<Refused>,
+}
+
+impl Applied {
+    /// The refused components for a verdict line, e.g.
+    /// `; refused RECURRENCE-ID 20300111T090000Z (InvalidRecurrenceId)`; empty if none.
+    pub fn refused_note(&self) -> String {
+        self.refused
+            .iter()
+            .map(|r| {
+                format!(
+                    "; refused RECURRENCE-ID {} ({})",
+                    r.recurrence_id,
+                    r.error.name()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Applies messages and statuses to local users' calendars.
@@ -137,6 +157,7 @@ impl Applier<'_> {
                     action: outcome.action,
                     key: Some(key),
                     answers: count,
+                    refused: outcome.refused,
                 });
             };
             let record = self.state.object(&key)?;
@@ -188,6 +209,7 @@ impl Applier<'_> {
                 action: outcome.action,
                 key: Some(key),
                 answers: count,
+                refused: outcome.refused,
             });
         }
         Err(ApplyError::Busy(match unparsable {
@@ -211,10 +233,32 @@ impl Applier<'_> {
     ) -> Result<Applied, ApplyError> {
         let outcome = itip::receive(itip, sender, None, ctx).map_err(ApplyError::Itip)?;
         let Some(copy) = outcome.copy else {
+            if outcome.responses.is_empty() {
+                return Ok(Applied {
+                    action: outcome.action,
+                    key: None,
+                    answers: 0,
+                    refused: outcome.refused,
+                });
+            }
+            // An ADD for an unknown event asks the organizer for the whole event: only
+            // where the invitation that answers it would be imported, so a stranger's
+            // ADD gets no sign of life from the recipient.
+            if !may_import {
+                return Err(ApplyError::ImportNotAllowed);
+            }
+            let answers = queue_items(self.store, &outcome.responses, None, ctx.now, None);
+            let count = answers.len();
+            self.commit(Batch {
+                enqueue: answers,
+                applied: applied(applied_key, ctx.now),
+                ..Batch::default()
+            })?;
             return Ok(Applied {
                 action: outcome.action,
                 key: None,
-                answers: 0,
+                answers: count,
+                refused: outcome.refused,
             });
         };
         if !may_import {
@@ -254,6 +298,7 @@ impl Applier<'_> {
             action: outcome.action,
             key: Some(key),
             answers: 0,
+            refused: outcome.refused,
         })
     }
 
