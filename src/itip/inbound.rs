@@ -825,3 +825,70 @@ pub fn decline_counter(
         summary: MessageSummary::DeclineCounter,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::itip::ReplyDetails;
+
+    const SERIES: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+        BEGIN:VEVENT\r\nUID:th\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
+        DTSTART;TZID=Europe/Berlin:20300103T100000\r\nDTEND;TZID=Europe/Berlin:20300103T110000\r\n\
+        RRULE:FREQ=WEEKLY;COUNT=20\r\nSUMMARY:Planning\r\n\
+        ORGANIZER:mailto:o@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+        ATTENDEE;RSVP=TRUE:mailto:a@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    fn reply(rids: &[&str]) -> ICalendar {
+        let mut text = String::from(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REPLY\r\n",
+        );
+        for rid in rids {
+            text.push_str(&format!(
+                "BEGIN:VEVENT\r\nUID:th\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\n\
+                 RECURRENCE-ID;TZID=Europe/Berlin:{rid}\r\nORGANIZER:mailto:o@example.com\r\n\
+                 ATTENDEE;PARTSTAT=DECLINED:mailto:a@example.net\r\nEND:VEVENT\r\n"
+            ));
+        }
+        text.push_str("END:VCALENDAR\r\n");
+        ICalendar::parse(&text).expect("parses")
+    }
+
+    fn receive_as_organizer(itip: &ICalendar) -> Result<InboundOutcome, ItipError> {
+        let stored = ICalendar::parse(SERIES).expect("parses");
+        let me = [CalAddress::parse("o@example.com").expect("address")];
+        let ctx = Context {
+            account: &me,
+            now: 0,
+            reply_details: ReplyDetails::Full,
+        };
+        let sender = CalAddress::parse("a@example.net").expect("address");
+        receive(itip, &sender, Some(&stored), &ctx)
+    }
+
+    /// A REPLY for a Thursday and a Friday of a Thursday series: the Thursday is
+    /// recorded, the Friday refused, and the outcome names the Friday.
+    #[test]
+    fn the_verdict_names_the_refused_occurrence_and_the_rest_applies() {
+        let outcome = receive_as_organizer(&reply(&["20300110T100000", "20300111T100000"]))
+            .expect("partly applied");
+        assert_eq!(
+            outcome.refused,
+            vec![Refused {
+                recurrence_id: "TZID=Europe/Berlin:20300111T100000".into(),
+                error: ItipError::InvalidRecurrenceId,
+            }]
+        );
+        let copy = outcome.copy.expect("the Thursday was recorded").to_string();
+        assert!(
+            copy.contains("RECURRENCE-ID;TZID=Europe/Berlin:20300110T100000"),
+            "{copy}"
+        );
+        assert!(!copy.contains("20300111T100000"), "{copy}");
+    }
+
+    #[test]
+    fn a_reply_naming_only_non_occurrences_is_refused() {
+        let refused = receive_as_organizer(&reply(&["20300111T100000"]));
+        assert_eq!(refused, Err(ItipError::InvalidRecurrenceId));
+    }
+}

@@ -462,4 +462,130 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// An ADD for an event alice does not hold asks the organizer for it, once queued,
+    /// and only where the import policy would take the invitation that answers it.
+    #[test]
+    fn add_for_an_unknown_event_queues_a_refresh_to_the_organizer() {
+        let dir = std::env::temp_dir().join(format!("imipd-add-refresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/alice/calendar")).expect("folder");
+        let store = test_store(&dir.join("root"), Layout::Vdir, 1 << 20);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let applier = Applier {
+            store: &store,
+            state: &state,
+            reply_details: ReplyDetails::Full,
+        };
+        let add = ICalendar::parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:ADD\r\n\
+             BEGIN:VEVENT\r\nUID:u-add\r\nDTSTAMP:20300101T000000Z\r\nSEQUENCE:2\r\n\
+             DTSTART:20300110T090000Z\r\nSUMMARY:Extra\r\n\
+             ORGANIZER:mailto:olga@example.org\r\n\
+             ATTENDEE;RSVP=TRUE:mailto:alice@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("parses");
+        let user = store.user("alice").expect("alice").clone();
+        let olga = CalAddress::parse("olga@example.org").expect("address");
+        let refused = applier.apply(&user, &add, &olga, 1_900_000_000, false, None);
+        assert!(
+            matches!(refused, Err(ApplyError::ImportNotAllowed)),
+            "{refused:?}"
+        );
+        let applied = applier
+            .apply(
+                &user,
+                &add,
+                &olga,
+                1_900_000_000,
+                true,
+                Some("m1\u{0}alice"),
+            )
+            .expect("answered");
+        assert_eq!(applied.action, InboundAction::RefreshRequested);
+        assert_eq!(applied.answers, 1);
+        assert_eq!(applied.key, None, "nothing is stored for the unknown event");
+        let queued = state.queue().expect("queue");
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].rcpt, "olga@example.org");
+        assert!(
+            queued[0].itip.contains("METHOD:REFRESH"),
+            "{}",
+            queued[0].itip
+        );
+        assert!(state.was_applied("m1\u{0}alice").expect("state"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A REPLY for a real and a made-up occurrence: the file records the real one, and
+    /// the verdict the daemon logs names the one refused.
+    #[test]
+    fn a_partly_refused_reply_is_written_and_named_in_the_verdict() {
+        let dir = std::env::temp_dir().join(format!("imipd-partly-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let folder = dir.join("root/alice/calendar");
+        std::fs::create_dir_all(&folder).expect("folder");
+        std::fs::write(
+            folder.join("w.ics"),
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+             BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20300101T000000Z\r\nSEQUENCE:1\r\n\
+             DTSTART:20300103T090000Z\r\nDTEND:20300103T100000Z\r\nRRULE:FREQ=WEEKLY\r\n\
+             SUMMARY:Weekly\r\nORGANIZER:mailto:alice@example.com\r\n\
+             ATTENDEE;RSVP=TRUE:mailto:bob@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("write");
+        let store = test_store(&dir.join("root"), Layout::Vdir, 1 << 20);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let key = "alice/calendar/w.ics";
+        state
+            .commit(Batch {
+                objects: vec![(
+                    key.to_string(),
+                    Some(ObjectRecord {
+                        user: "alice".into(),
+                        uid: Some("w".into()),
+                        seen_hash: String::new(),
+                        baseline: None,
+                        written_hash: None,
+                        last_error: None,
+                    }),
+                )],
+                ..Batch::default()
+            })
+            .expect("indexed");
+        let applier = Applier {
+            store: &store,
+            state: &state,
+            reply_details: ReplyDetails::Full,
+        };
+        let component = |rid: &str| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20300102T000000Z\r\nSEQUENCE:1\r\n\
+                 RECURRENCE-ID:{rid}\r\nORGANIZER:mailto:alice@example.com\r\n\
+                 ATTENDEE;PARTSTAT=DECLINED:mailto:bob@example.net\r\nEND:VEVENT\r\n"
+            )
+        };
+        let reply = ICalendar::parse(&format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REPLY\r\n{}{}\
+             END:VCALENDAR\r\n",
+            component("20300110T090000Z"),
+            component("20300111T090000Z")
+        ))
+        .expect("parses");
+        let user = store.user("alice").expect("alice").clone();
+        let bob = CalAddress::parse("bob@example.net").expect("address");
+        let applied = applier
+            .apply(&user, &reply, &bob, 1_900_000_000, false, None)
+            .expect("applied");
+        assert_eq!(applied.action, InboundAction::Updated);
+        assert_eq!(
+            applied.refused_note(),
+            "; refused RECURRENCE-ID 20300111T090000Z (InvalidRecurrenceId)"
+        );
+        let text = std::fs::read_to_string(folder.join("w.ics")).expect("read");
+        assert!(text.contains("RECURRENCE-ID:20300110T090000Z"), "{text}");
+        assert!(text.contains("DTSTART:20300110T090000Z"), "{text}");
+        assert!(!text.contains("20300111T090000Z"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
