@@ -11,7 +11,7 @@ use super::export::{
     decline_component, delegation_partners, organizer_component, reply_component, ComponentTree,
     MessageCalendar, Timezones, TODO_PROGRESS,
 };
-use super::message::{ItipMessage, MessageSummary};
+use super::message::{ItipMessage, MessageSummary, Occurrence};
 use super::organizer::finalize;
 use super::snapshot::{Attendee, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::time::TimeResolver;
@@ -39,6 +39,10 @@ struct ReplyBuilder {
     done: BTreeSet<InstanceId>,
     to: BTreeSet<CalAddress>,
     partstat: ICalendarParticipationStatus,
+    /// How many of `trees` decline an occurrence the attendee excluded by EXDATE.
+    exdate_trees: usize,
+    /// The first such occurrence: the subject names it when nothing else is answered.
+    exdate_occurrence: Option<Occurrence>,
 }
 
 impl ReplyBuilder {
@@ -48,6 +52,8 @@ impl ReplyBuilder {
             done: BTreeSet::new(),
             to: BTreeSet::from([organizer.clone()]),
             partstat: ICalendarParticipationStatus::NeedsAction,
+            exdate_trees: 0,
+            exdate_occurrence: None,
         }
     }
 
@@ -64,6 +70,13 @@ impl ReplyBuilder {
         if self.trees.is_empty() {
             return None;
         }
+        // Only EXDATE declines: their DTSTART is the series' first (as the reference
+        // writes them), so the summary says which occurrence is declined.
+        let occurrence = if self.exdate_trees == self.trees.len() {
+            self.exdate_occurrence
+        } else {
+            None
+        };
         Some(ItipMessage {
             calendar: MessageCalendar::build(
                 Some(&ICalendarMethod::Reply),
@@ -76,6 +89,7 @@ impl ReplyBuilder {
             to: self.to.into_iter().collect(),
             summary: MessageSummary::Reply {
                 partstat: self.partstat,
+                occurrence,
             },
         })
     }
@@ -330,6 +344,9 @@ fn exdate_declines(
         if reply.done.contains(&id) || new.instances.contains_key(&id) {
             continue;
         }
+        if reply.exdate_trees == reply.trees.len() {
+            reply.partstat = ICalendarParticipationStatus::Declined;
+        }
         reply.trees.push(decline_component(
             n.comp,
             &new.organizer.address,
@@ -341,10 +358,25 @@ fn exdate_declines(
             Some(rid),
             ctx.reply_details,
         ));
+        reply.exdate_trees += 1;
+        if reply.exdate_occurrence.is_none() {
+            reply.exdate_occurrence = occurrence_at(new, n, timestamp);
+        }
         reply.done.insert(id);
-        reply.partstat = ICalendarParticipationStatus::Declined;
         reply.add_delegator(n, me, true);
     }
+}
+
+/// The start and end of the series' occurrence at `timestamp`, in its own zone.
+fn occurrence_at(snap: &Snapshot<'_>, master: &Instance<'_>, timestamp: i64) -> Option<Occurrence> {
+    let instance = super::occurrence::instance_at(snap.cal, master.comp_id, timestamp)?;
+    let comp = instance.component;
+    let start = comp.property(&ICalendarProperty::Dtstart)?.clone();
+    let end = comp
+        .property(&ICalendarProperty::Dtend)
+        .or_else(|| comp.property(&ICalendarProperty::Due))
+        .cloned();
+    Some(Occurrence { start, end })
 }
 
 /// Each EXDATE value as (timestamp, a RECURRENCE-ID line with the same TZID).
@@ -435,7 +467,8 @@ mod tests {
         assert_eq!(
             outcome.messages[0].summary,
             MessageSummary::Reply {
-                partstat: ICalendarParticipationStatus::Declined
+                partstat: ICalendarParticipationStatus::Declined,
+                occurrence: None,
             }
         );
     }

@@ -30,7 +30,7 @@ pub use address::CalAddress;
 pub use error::ItipError;
 pub use export::ReplyDetails;
 pub use inbound::{decline_counter, receive};
-pub use message::{method_name, FieldChange, ItipMessage, MessageSummary, Method};
+pub use message::{method_name, FieldChange, ItipMessage, MessageSummary, Method, Occurrence};
 
 use calcard::icalendar::ICalendar;
 use snapshot::Snapshot;

@@ -108,7 +108,10 @@ fn reply(
         BOB,
         ALICE,
         &lines,
-        MessageSummary::Reply { partstat },
+        MessageSummary::Reply {
+            partstat,
+            occurrence: None,
+        },
     )
 }
 
