@@ -249,6 +249,35 @@ mod tests {
     }
 
     #[test]
+    fn a_day_after_until_is_not_an_occurrence() {
+        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
+             RRULE:FREQ=DAILY;UNTIL=20300110T100000Z\r\nORGANIZER:mailto:o@example.com\r\n\
+             END:VEVENT\r\n");
+        assert_eq!(
+            membership(&c, master(&c), utc("20300110T100000Z")),
+            Membership::Occurrence
+        );
+        assert_eq!(
+            membership(&c, master(&c), utc("20300111T100000Z")),
+            Membership::NotAnOccurrence
+        );
+    }
+
+    #[test]
+    fn an_rdate_is_an_occurrence() {
+        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
+             RDATE:20300301T140000Z\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
+        assert_eq!(
+            membership(&c, master(&c), utc("20300301T140000Z")),
+            Membership::Occurrence
+        );
+        assert_eq!(
+            membership(&c, master(&c), utc("20300302T140000Z")),
+            Membership::NotAnOccurrence
+        );
+    }
+
+    #[test]
     fn a_non_recurring_event_has_no_occurrences() {
         let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
              ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
@@ -266,6 +295,44 @@ mod tests {
             membership(&c, master(&c), utc("20900103T100000Z")),
             Membership::Undecided
         );
+    }
+
+    fn lines_of(tree: ComponentTree) -> String {
+        tree.component
+            .entries
+            .iter()
+            .map(|e| {
+                let mut s = String::new();
+                let _ = e.write_to(&mut s);
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_all_day_instance_stays_all_day() {
+        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART;VALUE=DATE:20300103\r\n\
+             DTEND;VALUE=DATE:20300104\r\nRRULE:FREQ=WEEKLY\r\n\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
+        assert_eq!(
+            membership(&c, master(&c), utc("20300110T000000Z")),
+            Membership::Occurrence
+        );
+        let text = lines_of(instance_at(&c, 1, utc("20300110T000000Z")).expect("instance"));
+        assert!(text.contains("DTSTART;VALUE=DATE:20300110"), "{text}");
+        assert!(text.contains("DTEND;VALUE=DATE:20300111"), "{text}");
+        assert!(text.contains("RECURRENCE-ID;VALUE=DATE:20300110"), "{text}");
+    }
+
+    #[test]
+    fn a_floating_instance_stays_floating() {
+        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000\r\n\
+             DURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\n\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
+        let text = lines_of(instance_at(&c, 1, utc("20300104T100000Z")).expect("instance"));
+        assert!(text.contains("DTSTART:20300104T100000\r\n"), "{text}");
+        assert!(text.contains("RECURRENCE-ID:20300104T100000\r\n"), "{text}");
+        assert!(text.contains("DURATION:PT1H"), "{text}");
     }
 
     /// The instance keeps the master's zone and wall-clock times across a DST change.
