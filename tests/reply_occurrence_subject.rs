@@ -2,7 +2,6 @@
 //! occurrence, not the series' first day, also after a trip through the queue.
 
 #[path = "data/imip/fixtures.rs"]
-#[allow(dead_code)]
 mod fixtures;
 
 use calcard::icalendar::ICalendar;
@@ -15,7 +14,7 @@ use imipd::store::state::{QueueItem, Route};
 use mail_parser::MessageParser;
 
 fn series(extra: &str) -> ICalendar {
-    ICalendar::parse(&format!(
+    ICalendar::parse(format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\n\
          UID:weekly-1\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
          DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\n\

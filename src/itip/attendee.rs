@@ -450,8 +450,8 @@ mod tests {
     /// Declining one week by adding an override for it says "Declined", not "Undecided".
     #[test]
     fn declining_one_occurrence_by_override_is_a_decline() {
-        let old = ICalendar::parse(&format!("{SERIES}END:VCALENDAR\r\n")).expect("old");
-        let new = ICalendar::parse(&format!(
+        let old = ICalendar::parse(format!("{SERIES}END:VCALENDAR\r\n")).expect("old");
+        let new = ICalendar::parse(format!(
             "{SERIES}BEGIN:VEVENT\r\nUID:w1\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
              RECURRENCE-ID:20300114T100000Z\r\nDTSTART:20300114T100000Z\r\n\
              DTEND:20300114T110000Z\r\nSUMMARY:Weekly sync\r\n\

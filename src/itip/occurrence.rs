@@ -203,7 +203,7 @@ mod tests {
     use super::*;
 
     fn cal(event: &str) -> ICalendar {
-        ICalendar::parse(&format!(
+        ICalendar::parse(format!(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n{event}END:VCALENDAR\r\n"
         ))
         .expect("parses")

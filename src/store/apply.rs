@@ -565,7 +565,7 @@ mod tests {
                  ATTENDEE;PARTSTAT=DECLINED:mailto:bob@example.net\r\nEND:VEVENT\r\n"
             )
         };
-        let reply = ICalendar::parse(&format!(
+        let reply = ICalendar::parse(format!(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REPLY\r\n{}{}\
              END:VCALENDAR\r\n",
             component("20300110T090000Z"),
