@@ -18,7 +18,7 @@ use super::inbound::{
     append_component, copy_missing_timezones, finish, is_x_property, push_tree, refusal,
 };
 use super::message::{ItipMessage, MessageSummary};
-use super::occurrence::{at_instant, instance_at, membership, Membership};
+use super::occurrence::{at_instant, instance_at, membership, Membership, Occurrences};
 use super::snapshot::{Instance, InstanceId, Snapshot};
 use super::time::{utc_date_time, TimeResolver};
 use super::{Context, InboundAction, InboundOutcome};
@@ -46,6 +46,7 @@ pub fn apply_add(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
     }
     copy_missing_timezones(&mut copy, msg.cal);
     let times = TimeResolver::new(msg.cal);
+    let set = Occurrences::of(local.cal, &local.cal.components[main.comp_id as usize]);
     for (id, m) in &msg.instances {
         match id {
             InstanceId::Main => add_instance(&mut copy, main.comp_id, m, &times),
@@ -53,8 +54,7 @@ pub fn apply_add(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
                 if local.instances.contains_key(id) {
                     continue;
                 }
-                let master = &local.cal.components[main.comp_id as usize];
-                if membership(local.cal, master, *timestamp) == Membership::NotAnOccurrence {
+                if set.membership(*timestamp) == Membership::NotAnOccurrence {
                     refused.push(refusal(m.comp));
                 } else {
                     append_component(&mut copy, m.comp.clone(), true);

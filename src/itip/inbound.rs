@@ -11,7 +11,7 @@ use super::export::{
     organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
-use super::occurrence::{instance_at, membership, Membership};
+use super::occurrence::{instance_at, Membership, Occurrences};
 use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
 use super::{Context, InboundAction, InboundOutcome, Refused};
 use calcard::icalendar::{
@@ -161,7 +161,8 @@ fn to_organizer(
                 .flat_map(|i| i.attendees.iter())
                 .find(|a| &a.address == sender)
                 .ok_or_else(|| ItipError::SenderIsNotParticipant(sender.clone()))?;
-            let refused = occurrence_refusals(local, local, msg)?;
+            let set = occurrences(local, local, msg);
+            let refused = occurrence_refusals(set.as_ref(), local, msg)?;
             if attendee.is_local {
                 return Err(ItipError::NothingToSend);
             }
@@ -198,7 +199,8 @@ fn to_organizer(
             if !is_attendee {
                 return Err(ItipError::SenderIsNotParticipant(sender.clone()));
             }
-            let refused = occurrence_refusals(local, local, msg)?;
+            let set = occurrences(local, local, msg);
+            let refused = occurrence_refusals(set.as_ref(), local, msg)?;
             Ok(InboundOutcome {
                 action: InboundAction::CounterProposed,
                 copy: None,
@@ -279,15 +281,34 @@ pub(super) fn is_x_property(name: &ICalendarProperty) -> bool {
     matches!(name, ICalendarProperty::Other(n) if strip_prefix_ignore_case(n, "X-").is_some())
 }
 
-/// Whether instance `id` of a message names an occurrence of `series` (the copy, or
-/// the message itself when it redefines the series). Instances the copy already holds
-/// are always valid; so is anything when the series has no master to expand.
-fn occurrence_of(series: &Snapshot<'_>, local: &Snapshot<'_>, id: &InstanceId) -> Membership {
+/// The occurrences of a series (the copy, or the message itself when it redefines the
+/// series), expanded once per message; `None` when it has no master to expand, or when
+/// the message names no instance the copy lacks (nothing to look up).
+fn occurrences(
+    series: &Snapshot<'_>,
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+) -> Option<Occurrences> {
+    let needed = msg
+        .instances
+        .keys()
+        .any(|id| *id != InstanceId::Main && !local.instances.contains_key(id));
+    if !needed {
+        return None;
+    }
+    series
+        .main()
+        .map(|main| Occurrences::of(series.cal, main.comp))
+}
+
+/// Whether instance `id` of a message names an occurrence of `set`. Instances the copy
+/// already holds are always valid; so is anything when there is no master to expand.
+fn occurrence_of(set: Option<&Occurrences>, local: &Snapshot<'_>, id: &InstanceId) -> Membership {
     match id {
         InstanceId::Main => Membership::Occurrence,
         _ if local.instances.contains_key(id) => Membership::Occurrence,
-        InstanceId::Recurrence { timestamp, .. } => match series.main() {
-            Some(main) => membership(series.cal, main.comp, *timestamp),
+        InstanceId::Recurrence { timestamp, .. } => match set {
+            Some(set) => set.membership(*timestamp),
             None => Membership::Undecided,
         },
     }
@@ -314,14 +335,14 @@ pub(super) fn refusal(comp: &ICalendarComponent) -> Refused {
 /// The components of `msg` whose RECURRENCE-ID is no occurrence of `series`; an error
 /// when that leaves nothing of the message.
 fn occurrence_refusals(
-    series: &Snapshot<'_>,
+    set: Option<&Occurrences>,
     local: &Snapshot<'_>,
     msg: &Snapshot<'_>,
 ) -> Result<Vec<Refused>, ItipError> {
     let refused: Vec<Refused> = msg
         .instances
         .iter()
-        .filter(|(id, _)| occurrence_of(series, local, id) == Membership::NotAnOccurrence)
+        .filter(|(id, _)| occurrence_of(set, local, id) == Membership::NotAnOccurrence)
         .map(|(_, m)| refusal(m.comp))
         .collect();
     if !refused.is_empty() && refused.len() == msg.instances.len() {
@@ -446,9 +467,10 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
     let mut copy = local.cal.clone();
     // A full REQUEST redefines the series; a partial one speaks of the copy's.
     let series = if msg.main().is_some() { msg } else { local };
-    let refused = occurrence_refusals(series, local, msg)?;
+    let set = occurrences(series, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
     for (id, m) in &msg.instances {
-        if occurrence_of(series, local, id) == Membership::NotAnOccurrence {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
             continue;
         }
         match local.instances.get(id) {
@@ -495,9 +517,10 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
 fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let people = [ICalendarProperty::Organizer, ICalendarProperty::Attendee];
-    let refused = occurrence_refusals(local, local, msg)?;
+    let set = occurrences(local, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
     for (id, m) in &msg.instances {
-        if occurrence_of(local, local, id) == Membership::NotAnOccurrence {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
             continue;
         }
         match local.instances.get(id) {
@@ -623,12 +646,13 @@ fn apply_reply(
             return Err(ItipError::SenderIsNotParticipant(sender.clone()));
         }
     }
-    let refused = occurrence_refusals(local, local, msg)?;
+    let set = occurrences(local, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
     for (id, m) in &msg.instances {
         let Some(replied) = m.attendee(sender) else {
             return Err(ItipError::SenderIsNotParticipant(sender.clone()));
         };
-        if occurrence_of(local, local, id) == Membership::NotAnOccurrence {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
             continue;
         }
         match local.instances.get(id) {

@@ -21,6 +21,7 @@ use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarEntry, ICalendarProperty, ICalendarValue,
 };
 use chrono::NaiveDateTime;
+use std::collections::BTreeSet;
 
 /// How many occurrences are expanded at most to find one: 27 years of a daily event.
 /// Beyond that the answer is [`Membership::Undecided`], never a refusal.
@@ -39,44 +40,87 @@ pub enum Membership {
     Undecided,
 }
 
+/// The recurrence set of one master, expanded once and asked about many
+/// RECURRENCE-IDs (a REPLY may decline fifty weeks in one message).
+#[derive(Debug, Clone)]
+pub struct Occurrences {
+    /// Occurrence starts as UTC instants; `None` when the series cannot be expanded.
+    starts: Option<BTreeSet<i64>>,
+    /// False for a non-recurring item: no RECURRENCE-ID is an occurrence of it.
+    recurs: bool,
+    /// The expansion stopped at the limit: later instants are undecided.
+    cut_short: bool,
+}
+
+impl Occurrences {
+    /// Expands the master component `master` of `cal` (its own RRULE, RDATE, EXDATE).
+    pub fn of(cal: &ICalendar, master: &ICalendarComponent) -> Self {
+        let recurs = master.has_property(&ICalendarProperty::Rrule)
+            || master.has_property(&ICalendarProperty::Rdate);
+        if !recurs {
+            return Occurrences {
+                starts: Some(BTreeSet::new()),
+                recurs,
+                cut_short: false,
+            };
+        }
+        // The master alone, with the time zones it may use: overrides would replace the
+        // occurrences they move, and the question is about the recurrence set itself.
+        let alone = ComponentTree::leaf(ICalendarComponent {
+            component_type: master.component_type.clone(),
+            entries: master.entries.clone(),
+            component_ids: Vec::new(),
+        });
+        let series = MessageCalendar::build(None, vec![alone], cal, Timezones::All);
+        let expanded = series.expand_dates(Tz::UTC, EXPANSION_LIMIT);
+        if !expanded.errors.is_empty() {
+            return Occurrences {
+                starts: None,
+                recurs,
+                cut_short: false,
+            };
+        }
+        let exdates: usize = master
+            .properties(&ICalendarProperty::Exdate)
+            .map(|e| e.values.len())
+            .sum();
+        Occurrences {
+            cut_short: expanded.events.len() + exdates >= EXPANSION_LIMIT,
+            starts: Some(
+                expanded
+                    .events
+                    .iter()
+                    .map(|e| e.start.timestamp())
+                    .collect(),
+            ),
+            recurs,
+        }
+    }
+
+    /// Is `timestamp` (a RECURRENCE-ID as a UTC instant) one of the occurrences?
+    pub fn membership(&self, timestamp: i64) -> Membership {
+        if !self.recurs {
+            return Membership::NotAnOccurrence;
+        }
+        let Some(starts) = &self.starts else {
+            return Membership::Undecided;
+        };
+        if starts.contains(&timestamp) {
+            return Membership::Occurrence;
+        }
+        let beyond = starts.last().is_none_or(|last| timestamp > *last);
+        if self.cut_short && beyond {
+            Membership::Undecided
+        } else {
+            Membership::NotAnOccurrence
+        }
+    }
+}
+
 /// Is `timestamp` (a RECURRENCE-ID as a UTC instant) an occurrence of `master`, the
-/// master component of `cal`?
+/// master component of `cal`? (One question; [`Occurrences`] for several.)
 pub fn membership(cal: &ICalendar, master: &ICalendarComponent, timestamp: i64) -> Membership {
-    let recurs = master.has_property(&ICalendarProperty::Rrule)
-        || master.has_property(&ICalendarProperty::Rdate);
-    if !recurs {
-        return Membership::NotAnOccurrence;
-    }
-    // The master alone, with the time zones it may use: overrides would replace the
-    // occurrences they move, and the question is about the recurrence set itself.
-    let alone = ComponentTree::leaf(ICalendarComponent {
-        component_type: master.component_type.clone(),
-        entries: master.entries.clone(),
-        component_ids: Vec::new(),
-    });
-    let series = MessageCalendar::build(None, vec![alone], cal, Timezones::All);
-    let expanded = series.expand_dates(Tz::UTC, EXPANSION_LIMIT);
-    if !expanded.errors.is_empty() {
-        return Membership::Undecided;
-    }
-    if expanded
-        .events
-        .iter()
-        .any(|e| e.start.timestamp() == timestamp)
-    {
-        return Membership::Occurrence;
-    }
-    let exdates: usize = master
-        .properties(&ICalendarProperty::Exdate)
-        .map(|e| e.values.len())
-        .sum();
-    let last = expanded.events.iter().map(|e| e.start.timestamp()).max();
-    let cut_short = expanded.events.len() + exdates >= EXPANSION_LIMIT;
-    if cut_short && last.is_none_or(|last| timestamp > last) {
-        Membership::Undecided
-    } else {
-        Membership::NotAnOccurrence
-    }
+    Occurrences::of(cal, master).membership(timestamp)
 }
 
 /// The master's instance at `timestamp`, as an override for the copy `cal`, whose
