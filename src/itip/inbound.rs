@@ -133,11 +133,27 @@ fn import(
     if let Some(root) = copy.components.first_mut() {
         root.entries.retain(|e| e.name != ICalendarProperty::Method);
     }
+    // Overrides of occurrences the invitation's own series does not have stay out.
+    let set = msg
+        .main()
+        .filter(|_| msg.instances.len() > 1)
+        .map(|main| Occurrences::of(msg.cal, main.comp));
+    let mut refused = Vec::new();
+    let mut drop = Vec::new();
+    for (id, m) in &msg.instances {
+        if let (Some(set), InstanceId::Recurrence { timestamp, .. }) = (&set, id) {
+            if set.membership(*timestamp) == Membership::NotAnOccurrence {
+                refused.push(refusal(m.comp));
+                drop.push(m.comp_id);
+            }
+        }
+    }
+    copy.remove_component_ids(&drop);
     Ok(InboundOutcome {
         action: InboundAction::Imported,
         copy: Some(copy),
         responses: Vec::new(),
-        refused: Vec::new(),
+        refused,
     })
 }
 
