@@ -717,6 +717,7 @@ fn apply_reply(
                 let Some(comp) = copy.components.get_mut(at as usize) else {
                     continue;
                 };
+                let before = comp.entries.clone();
                 apply_answer(comp, stored, replied, &m.request_status);
                 for delegate in &replied.delegated_to {
                     let Some(in_reply) = m.attendee(delegate) else {
@@ -734,6 +735,10 @@ fn apply_reply(
                         .cloned()
                         .collect();
                     replace_properties(comp, m.comp, &present);
+                }
+                if comp.entries == before {
+                    // The answer is the series' answer: no override needed.
+                    copy.remove_component_ids(&[at]);
                 }
             }
         }
@@ -924,6 +929,27 @@ mod tests {
             "{copy}"
         );
         assert!(!copy.contains("20300111T100000"), "{copy}");
+    }
+
+    /// Answering one week as the series is already answered adds nothing.
+    #[test]
+    fn an_occurrence_answered_as_the_series_needs_no_override() {
+        let series = SERIES.replace(
+            "ATTENDEE;RSVP=TRUE:mailto:a@example.net",
+            "ATTENDEE;PARTSTAT=DECLINED:mailto:a@example.net",
+        );
+        let stored = ICalendar::parse(&series).expect("parses");
+        let me = [CalAddress::parse("o@example.com").expect("address")];
+        let ctx = Context {
+            account: &me,
+            now: 0,
+            reply_details: ReplyDetails::Full,
+        };
+        let sender = CalAddress::parse("a@example.net").expect("address");
+        let outcome =
+            receive(&reply(&["20300110T100000"]), &sender, Some(&stored), &ctx).expect("taken");
+        assert_eq!(outcome.action, InboundAction::Unchanged);
+        assert!(outcome.copy.is_none());
     }
 
     #[test]
