@@ -11,7 +11,8 @@ use super::export::{
     decline_component, delegation_partners, organizer_component, reply_component, ComponentTree,
     MessageCalendar, Timezones, TODO_PROGRESS,
 };
-use super::message::{ItipMessage, MessageSummary, Occurrence};
+use super::message::{ItipMessage, MessageSummary};
+use super::occurrence::Occurrence;
 use super::organizer::finalize;
 use super::snapshot::{Attendee, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::time::TimeResolver;

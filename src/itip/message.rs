@@ -7,9 +7,8 @@
 //! the mail layer can write a subject and body without re-deriving the rules.
 
 use super::address::CalAddress;
-use calcard::icalendar::{
-    ICalendar, ICalendarEntry, ICalendarMethod, ICalendarParticipationStatus, ICalendarProperty,
-};
+use super::occurrence::Occurrence;
+use calcard::icalendar::{ICalendar, ICalendarMethod, ICalendarParticipationStatus};
 
 /// The iTIP methods of RFC 5546 (PUBLISH is carried but never generated).
 pub type Method = ICalendarMethod;
@@ -93,43 +92,4 @@ pub struct FieldChange {
     pub old: Option<String>,
     /// The new value as iCalendar text, if there is one.
     pub new: Option<String>,
-}
-
-/// One occurrence of a series: its start and end as DTSTART and DTEND (or DUE) lines,
-/// written in the series' own time zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Occurrence {
-    /// The occurrence's DTSTART.
-    pub start: ICalendarEntry,
-    /// Its DTEND or DUE, if the series has one.
-    pub end: Option<ICalendarEntry>,
-}
-
-impl Occurrence {
-    /// The two content lines, for storing the summary with a queued message.
-    pub fn to_lines(&self) -> (String, Option<String>) {
-        let line = |e: &ICalendarEntry| {
-            let mut text = String::new();
-            let _ = e.write_to(&mut text);
-            text.trim_end().to_string()
-        };
-        (line(&self.start), self.end.as_ref().map(line))
-    }
-
-    /// Reads back what [`Occurrence::to_lines`] wrote; `None` if it is not a DTSTART.
-    pub fn from_lines(start: &str, end: Option<&str>) -> Option<Self> {
-        let text = format!(
-            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n{start}\r\n{}END:VEVENT\r\nEND:VCALENDAR\r\n",
-            end.map(|e| format!("{e}\r\n")).unwrap_or_default()
-        );
-        let cal = ICalendar::parse(&text).ok()?;
-        let event = cal.components.get(1)?;
-        let start = event.property(&ICalendarProperty::Dtstart)?.clone();
-        let end = event
-            .entries
-            .iter()
-            .find(|e| matches!(e.name, ICalendarProperty::Dtend | ICalendarProperty::Due))
-            .cloned();
-        Some(Occurrence { start, end })
-    }
 }
