@@ -7,7 +7,6 @@
 //! the mail layer can write a subject and body without re-deriving the rules.
 
 use super::address::CalAddress;
-use super::occurrence::Occurrence;
 use calcard::icalendar::{ICalendar, ICalendarMethod, ICalendarParticipationStatus};
 
 /// The iTIP methods of RFC 5546 (PUBLISH is carried but never generated).
@@ -73,7 +72,7 @@ pub enum MessageSummary {
         /// The one occurrence the answer is about, when the message's own DTSTART does
         /// not say it: a decline by EXDATE repeats the series' first DTSTART (as the
         /// reference scenarios pin), so a person must be told the declined day here.
-        occurrence: Option<Occurrence>,
+        occurrence: Option<super::occurrence::Occurrence>,
     },
     /// An attendee proposes a change (COUNTER).
     Counter,
