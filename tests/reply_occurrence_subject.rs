@@ -1,5 +1,6 @@
 //! The mail an attendee's answer for one occurrence becomes: its subject names that
-//! occurrence, not the series' first day, also after a trip through the queue.
+//! occurrence, not the series' first day, also after a trip through the queue. The
+//! REPLY's own data says the declined occurrence's times, and the mail text follows it.
 
 #[path = "data/imip/fixtures.rs"]
 mod fixtures;
@@ -59,7 +60,12 @@ fn subject(msg: &ItipMessage) -> String {
 
 #[test]
 fn declining_one_week_by_exdate_names_that_week_in_the_subject() {
-    let subject = subject(&exdate_decline());
+    let msg = exdate_decline();
+    let ics = msg.to_ics();
+    assert!(ics.contains("RECURRENCE-ID:20300121T100000Z"), "{ics}");
+    assert!(ics.contains("DTSTART:20300121T100000Z"), "{ics}");
+    assert!(ics.contains("DTEND:20300121T110000Z"), "{ics}");
+    let subject = subject(&msg);
     assert!(subject.starts_with("Declined: Weekly sync"), "{subject}");
     assert!(subject.contains("21 Jan 2030 10:00"), "{subject}");
     assert!(!subject.contains(" 7 Jan 2030"), "{subject}");

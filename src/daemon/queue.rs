@@ -77,12 +77,6 @@ pub fn itip_message(item: &QueueItem) -> Option<ItipMessage> {
         SummaryRecord::Reply(partstat) => MessageSummary::Reply {
             partstat: ICalendarParticipationStatus::parse(partstat.as_bytes())
                 .unwrap_or(ICalendarParticipationStatus::NeedsAction),
-            occurrence: None,
-        },
-        SummaryRecord::ReplyFor(partstat, start, end) => MessageSummary::Reply {
-            partstat: ICalendarParticipationStatus::parse(partstat.as_bytes())
-                .unwrap_or(ICalendarParticipationStatus::NeedsAction),
-            occurrence: crate::itip::Occurrence::from_lines(start, end.as_deref()),
         },
         SummaryRecord::Counter => MessageSummary::Counter,
         SummaryRecord::DeclineCounter => MessageSummary::DeclineCounter,

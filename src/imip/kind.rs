@@ -64,9 +64,7 @@ impl MailKind {
                     .map(Person::from_entry)
                     .find(|p| p.address.as_ref() == Some(&msg.from));
                 let partstat = match &msg.summary {
-                    MessageSummary::Reply { partstat, .. } => {
-                        partstat.as_str().to_ascii_lowercase()
-                    }
+                    MessageSummary::Reply { partstat } => partstat.as_str().to_ascii_lowercase(),
                     _ => sender
                         .as_ref()
                         .map_or_else(|| "needs-action".to_string(), |p| p.partstat.clone()),

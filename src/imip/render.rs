@@ -15,7 +15,7 @@ use super::changes;
 use super::error::ImipError;
 use super::i18n::{Arg, Catalogue, Language};
 use super::kind::MailKind;
-use super::when::{component_span, format_span, Moment};
+use super::when::{component_span, format_span};
 use crate::itip::{CalAddress, ItipMessage, MessageSummary};
 use calcard::icalendar::{ICalendarFrequency, ICalendarProperty, ICalendarValue};
 use minijinja::value::{Kwargs, Value};
@@ -49,21 +49,7 @@ pub(crate) fn render(
         .map(one_line)
         .map_or_else(|| catalogue.text(language, "untitled", &[]), Ok)?;
     let resolver = cal.build_tz_resolver();
-    // An answer for one occurrence whose DTSTART is the series' names that occurrence.
-    let span = match &msg.summary {
-        MessageSummary::Reply {
-            occurrence: Some(o),
-            ..
-        } => Moment::from_entry(&o.start, &resolver).map(|start| {
-            let end = o
-                .end
-                .as_ref()
-                .and_then(|e| Moment::from_entry(e, &resolver));
-            (start, end)
-        }),
-        _ => main.and_then(|c| component_span(c, &resolver)),
-    };
-    let when = match span {
+    let when = match main.and_then(|c| component_span(c, &resolver)) {
         Some((start, end)) => Some(format_span(catalogue, language, &start, end.as_ref())?),
         None => None,
     };

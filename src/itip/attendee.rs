@@ -12,7 +12,6 @@ use super::export::{
     MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{ItipMessage, MessageSummary};
-use super::occurrence::Occurrence;
 use super::organizer::finalize;
 use super::snapshot::{Attendee, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::time::TimeResolver;
@@ -40,10 +39,9 @@ struct ReplyBuilder {
     done: BTreeSet<InstanceId>,
     to: BTreeSet<CalAddress>,
     partstat: ICalendarParticipationStatus,
-    /// How many of `trees` decline an occurrence the attendee excluded by EXDATE.
+    /// How many of `trees` decline an occurrence the attendee excluded by EXDATE: when
+    /// the REPLY also answers the series, that answer names the message.
     exdate_trees: usize,
-    /// The first such occurrence: the subject names it when nothing else is answered.
-    exdate_occurrence: Option<Occurrence>,
 }
 
 impl ReplyBuilder {
@@ -54,7 +52,6 @@ impl ReplyBuilder {
             to: BTreeSet::from([organizer.clone()]),
             partstat: ICalendarParticipationStatus::NeedsAction,
             exdate_trees: 0,
-            exdate_occurrence: None,
         }
     }
 
@@ -71,13 +68,6 @@ impl ReplyBuilder {
         if self.trees.is_empty() {
             return None;
         }
-        // Only EXDATE declines: their DTSTART is the series' first (as the reference
-        // writes them), so the summary says which occurrence is declined.
-        let occurrence = if self.exdate_trees == self.trees.len() {
-            self.exdate_occurrence
-        } else {
-            None
-        };
         Some(ItipMessage {
             calendar: MessageCalendar::build(
                 Some(&ICalendarMethod::Reply),
@@ -90,7 +80,6 @@ impl ReplyBuilder {
             to: self.to.into_iter().collect(),
             summary: MessageSummary::Reply {
                 partstat: self.partstat,
-                occurrence,
             },
         })
     }
@@ -348,8 +337,12 @@ fn exdate_declines(
         if reply.exdate_trees == reply.trees.len() {
             reply.partstat = ICalendarParticipationStatus::Declined;
         }
+        // The declined occurrence's own times (RFC 5545 3.8.4.4: with a RECURRENCE-ID,
+        // DTSTART is that instance's start), not the series' first.
+        let occurrence = super::occurrence::instance_at(new.cal, n.comp_id, timestamp);
+        let source = occurrence.as_ref().map_or(n.comp, |tree| &tree.component);
         reply.trees.push(decline_component(
-            n.comp,
+            source,
             &new.organizer.address,
             me,
             delegator_entry(n, me),
@@ -360,24 +353,9 @@ fn exdate_declines(
             ctx.reply_details,
         ));
         reply.exdate_trees += 1;
-        if reply.exdate_occurrence.is_none() {
-            reply.exdate_occurrence = occurrence_at(new, n, timestamp);
-        }
         reply.done.insert(id);
         reply.add_delegator(n, me, true);
     }
-}
-
-/// The start and end of the series' occurrence at `timestamp`, in its own zone.
-fn occurrence_at(snap: &Snapshot<'_>, master: &Instance<'_>, timestamp: i64) -> Option<Occurrence> {
-    let instance = super::occurrence::instance_at(snap.cal, master.comp_id, timestamp)?;
-    let comp = instance.component;
-    let start = comp.property(&ICalendarProperty::Dtstart)?.clone();
-    let end = comp
-        .property(&ICalendarProperty::Dtend)
-        .or_else(|| comp.property(&ICalendarProperty::Due))
-        .cloned();
-    Some(Occurrence { start, end })
 }
 
 /// Each EXDATE value as (timestamp, a RECURRENCE-ID line with the same TZID).
@@ -468,8 +446,7 @@ mod tests {
         assert_eq!(
             outcome.messages[0].summary,
             MessageSummary::Reply {
-                partstat: ICalendarParticipationStatus::Declined,
-                occurrence: None,
+                partstat: ICalendarParticipationStatus::Declined
             }
         );
     }

@@ -69,10 +69,6 @@ pub enum MessageSummary {
     Reply {
         /// The participation status the attendee gave.
         partstat: ICalendarParticipationStatus,
-        /// The one occurrence the answer is about, when the message's own DTSTART does
-        /// not say it: a decline by EXDATE repeats the series' first DTSTART (as the
-        /// reference scenarios pin), so a person must be told the declined day here.
-        occurrence: Option<super::occurrence::Occurrence>,
     },
     /// An attendee proposes a change (COUNTER).
     Counter,

@@ -31,7 +31,6 @@ pub use error::ItipError;
 pub use export::ReplyDetails;
 pub use inbound::{decline_counter, receive};
 pub use message::{method_name, FieldChange, ItipMessage, MessageSummary, Method};
-pub use occurrence::Occurrence;
 
 use calcard::icalendar::ICalendar;
 use snapshot::Snapshot;

@@ -11,9 +11,7 @@
 //!   master, DTSTART/DTEND/DUE moved to the occurrence in the master's own time zone,
 //!   and no RRULE, RDATE or EXDATE (RFC 5545 §3.8.4.4, §3.6.1).
 //!
-//! [`Occurrence`] carries one occurrence's start and end to the mail layer (the subject
-//! of a decline by EXDATE). It does not decide what a message changes in that instance:
-//! `inbound` does.
+//! It does not decide what a message changes in that instance: `inbound` does.
 
 use super::export::{ComponentTree, MessageCalendar, Timezones};
 use super::time::TimeResolver;
@@ -242,45 +240,6 @@ fn with_local(entry: &ICalendarEntry, local: NaiveDateTime) -> ICalendarEntry {
         out.values = vec![ICalendarValue::PartialDateTime(Box::new(value))];
     }
     out
-}
-
-/// One occurrence of a series: its start and end as DTSTART and DTEND (or DUE) lines,
-/// written in the series' own time zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Occurrence {
-    /// The occurrence's DTSTART.
-    pub start: ICalendarEntry,
-    /// Its DTEND or DUE, if the series has one.
-    pub end: Option<ICalendarEntry>,
-}
-
-impl Occurrence {
-    /// The two content lines, for storing the summary with a queued message.
-    pub fn to_lines(&self) -> (String, Option<String>) {
-        let line = |e: &ICalendarEntry| {
-            let mut text = String::new();
-            let _ = e.write_to(&mut text);
-            text.trim_end().to_string()
-        };
-        (line(&self.start), self.end.as_ref().map(line))
-    }
-
-    /// Reads back what [`Occurrence::to_lines`] wrote; `None` if it is not a DTSTART.
-    pub fn from_lines(start: &str, end: Option<&str>) -> Option<Self> {
-        let text = format!(
-            "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n{start}\r\n{}END:VEVENT\r\nEND:VCALENDAR\r\n",
-            end.map(|e| format!("{e}\r\n")).unwrap_or_default()
-        );
-        let cal = ICalendar::parse(&text).ok()?;
-        let event = cal.components.get(1)?;
-        let start = event.property(&ICalendarProperty::Dtstart)?.clone();
-        let end = event
-            .entries
-            .iter()
-            .find(|e| matches!(e.name, ICalendarProperty::Dtend | ICalendarProperty::Due))
-            .cloned();
-        Some(Occurrence { start, end })
-    }
 }
 
 #[cfg(test)]

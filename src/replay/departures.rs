@@ -43,6 +43,10 @@ impl Departure {
 const STUB_OVERRIDE: &str = "a REPLY for an occurrence without an override is stored as the \
      master's instance (with DTSTART, RFC 5545 3.6.1; every attendee), not as a stub \
      override with only the answering attendee";
+const EXDATE_DECLINE: &str = "a REPLY declining one occurrence by EXDATE carries that \
+     occurrence's DTSTART and DTEND (RFC 5545 3.8.4.4: with a RECURRENCE-ID, DTSTART is the \
+     instance's start; the series' first DTSTART would read as the occurrence moved, and \
+     the mail's When line follows the data)";
 const NOT_AN_OCCURRENCE: &str = "RECURRENCE-ID 19980101T170000Z is no occurrence of \
      DTSTART 19980101T100000Z + FREQ=MONTHLY;BYDAY=1FR (RFC 5545 3.8.4.4, 3.8.5.3): the \
      REPLY is refused with InvalidRecurrenceId instead of adding an override";
@@ -75,6 +79,15 @@ pub const DEPARTURES: &[Departure] = &[
         pinned_by: "tests/scenarios/recurring_occurrences.txt",
         shows: Some("DTSTART;TZID=America/Montreal:20090602T150000"),
         lacks: None,
+    },
+    Departure {
+        file: "rfc6638_recurring.txt",
+        line: 326,
+        title: "Participant removes an instance of the recurring event",
+        reason: EXDATE_DECLINE,
+        pinned_by: "tests/scenarios/recurring_occurrences.txt",
+        shows: Some("DTSTART;TZID=America/Montreal:20090603T150000"),
+        lacks: Some("DTSTART;TZID=America/Montreal:20090601T150000"),
     },
     Departure {
         file: "rfc6638_recurring.txt",

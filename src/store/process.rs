@@ -320,17 +320,7 @@ pub fn summary_record(summary: &MessageSummary) -> SummaryRecord {
                 .collect(),
         ),
         MessageSummary::Cancel => SummaryRecord::Cancel,
-        MessageSummary::Reply {
-            partstat,
-            occurrence: None,
-        } => SummaryRecord::Reply(partstat.as_str().to_string()),
-        MessageSummary::Reply {
-            partstat,
-            occurrence: Some(occurrence),
-        } => {
-            let (start, end) = occurrence.to_lines();
-            SummaryRecord::ReplyFor(partstat.as_str().to_string(), start, end)
-        }
+        MessageSummary::Reply { partstat } => SummaryRecord::Reply(partstat.as_str().to_string()),
         MessageSummary::Counter => SummaryRecord::Counter,
         MessageSummary::DeclineCounter => SummaryRecord::DeclineCounter,
         MessageSummary::Refresh => SummaryRecord::Refresh,

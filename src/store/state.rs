@@ -163,9 +163,6 @@ pub enum SummaryRecord {
     Cancel,
     /// See [`crate::itip::MessageSummary::Reply`]: the PARTSTAT text.
     Reply(String),
-    /// See [`crate::itip::MessageSummary::Reply`] for one occurrence: the PARTSTAT text
-    /// and the occurrence's DTSTART and DTEND lines.
-    ReplyFor(String, String, Option<String>),
     /// See [`crate::itip::MessageSummary::Counter`].
     Counter,
     /// See [`crate::itip::MessageSummary::DeclineCounter`].

@@ -108,10 +108,7 @@ fn reply(
         BOB,
         ALICE,
         &lines,
-        MessageSummary::Reply {
-            partstat,
-            occurrence: None,
-        },
+        MessageSummary::Reply { partstat },
     )
 }
 
