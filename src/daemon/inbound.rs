@@ -223,10 +223,15 @@ impl Inbound<'_> {
             applied_key.as_deref(),
         ) {
             Ok(applied) => Verdict::Accepted(format!(
-                "{} {}{}",
+                "{} {}{}{}",
                 crate::itip::method_name(&incoming.method),
                 action_text(applied.action),
-                applied.key.map(|k| format!(" ({k})")).unwrap_or_default()
+                applied
+                    .key
+                    .as_ref()
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default(),
+                applied.refused_note()
             )),
             Err(err) if err.is_temporary() => Verdict::TryLater(err.to_string()),
             Err(ApplyError::ImportNotAllowed) => {
@@ -319,5 +324,6 @@ fn action_text(action: crate::itip::InboundAction) -> &'static str {
         RefreshAnswered => "answered with the current event",
         CounterProposed => "noted: a proposal for the organizer, nothing changed",
         CounterDeclined => "noted: the organizer declined the proposal",
+        RefreshRequested => "unknown event: asked the organizer for it (REFRESH)",
     }
 }

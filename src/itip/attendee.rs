@@ -39,6 +39,9 @@ struct ReplyBuilder {
     done: BTreeSet<InstanceId>,
     to: BTreeSet<CalAddress>,
     partstat: ICalendarParticipationStatus,
+    /// How many of `trees` decline an occurrence the attendee excluded by EXDATE: when
+    /// the REPLY also answers the series, that answer names the message.
+    exdate_trees: usize,
 }
 
 impl ReplyBuilder {
@@ -48,6 +51,7 @@ impl ReplyBuilder {
             done: BTreeSet::new(),
             to: BTreeSet::from([organizer.clone()]),
             partstat: ICalendarParticipationStatus::NeedsAction,
+            exdate_trees: 0,
         }
     }
 
@@ -166,6 +170,10 @@ pub fn update(
                         ctx.reply_details,
                     ));
                     reply.done.insert(*id);
+                    reply.partstat = new_me
+                        .partstat
+                        .clone()
+                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
                     reply.add_delegator(n, &me, false);
                 }
             }
@@ -326,8 +334,15 @@ fn exdate_declines(
         if reply.done.contains(&id) || new.instances.contains_key(&id) {
             continue;
         }
+        if reply.exdate_trees == reply.trees.len() {
+            reply.partstat = ICalendarParticipationStatus::Declined;
+        }
+        // The declined occurrence's own times (RFC 5545 3.8.4.4: with a RECURRENCE-ID,
+        // DTSTART is that instance's start), not the series' first.
+        let occurrence = super::occurrence::instance_at(new.cal, n.comp_id, timestamp);
+        let source = occurrence.as_ref().map_or(n.comp, |tree| &tree.component);
         reply.trees.push(decline_component(
-            n.comp,
+            source,
             &new.organizer.address,
             me,
             delegator_entry(n, me),
@@ -337,8 +352,8 @@ fn exdate_declines(
             Some(rid),
             ctx.reply_details,
         ));
+        reply.exdate_trees += 1;
         reply.done.insert(id);
-        reply.partstat = ICalendarParticipationStatus::Declined;
         reply.add_delegator(n, me, true);
     }
 }
@@ -388,5 +403,51 @@ fn delegation_request(
         from: me.clone(),
         to: delegates.into_iter().collect(),
         summary: MessageSummary::Invite,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calcard::icalendar::ICalendar;
+
+    const SERIES: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+        BEGIN:VEVENT\r\nUID:w1\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
+        DTSTART:20300107T100000Z\r\nDTEND:20300107T110000Z\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n\
+        SUMMARY:Weekly sync\r\nORGANIZER:mailto:o@example.com\r\n\
+        ATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+        ATTENDEE;RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:a@example.net\r\nEND:VEVENT\r\n";
+
+    fn context(account: &[CalAddress]) -> Context<'_> {
+        Context {
+            account,
+            now: 0,
+            reply_details: super::super::ReplyDetails::Full,
+        }
+    }
+
+    /// Declining one week by adding an override for it says "Declined", not "Undecided".
+    #[test]
+    fn declining_one_occurrence_by_override_is_a_decline() {
+        let old = ICalendar::parse(format!("{SERIES}END:VCALENDAR\r\n")).expect("old");
+        let new = ICalendar::parse(format!(
+            "{SERIES}BEGIN:VEVENT\r\nUID:w1\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
+             RECURRENCE-ID:20300114T100000Z\r\nDTSTART:20300114T100000Z\r\n\
+             DTEND:20300114T110000Z\r\nSUMMARY:Weekly sync\r\n\
+             ORGANIZER:mailto:o@example.com\r\n\
+             ATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+             ATTENDEE;RSVP=TRUE;PARTSTAT=DECLINED:mailto:a@example.net\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        ))
+        .expect("new");
+        let me = [CalAddress::parse("a@example.net").expect("address")];
+        let outcome = crate::itip::schedule_change(Some(&old), &new, &context(&me)).expect("sent");
+        assert_eq!(outcome.messages.len(), 1);
+        assert_eq!(
+            outcome.messages[0].summary,
+            MessageSummary::Reply {
+                partstat: ICalendarParticipationStatus::Declined
+            }
+        );
     }
 }

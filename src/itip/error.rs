@@ -41,8 +41,9 @@ pub enum ItipError {
     /// Two masters, or two overrides with the same RECURRENCE-ID.
     #[error("two components describe the same instance (duplicate RECURRENCE-ID or two masters)")]
     MultipleObjectInstances,
-    /// A RECURRENCE-ID that is not a date or date-time.
-    #[error("a RECURRENCE-ID is not a valid date or date-time")]
+    /// A RECURRENCE-ID that is not a date or date-time, or names no occurrence of the
+    /// stored event (a non-recurring event, a day the rule skips, an EXDATE).
+    #[error("a RECURRENCE-ID is not a valid date or names no occurrence of the event")]
     InvalidRecurrenceId,
     /// An attendee changed a property only the organizer may change.
     #[error("an attendee may not add or remove {0}: only the organizer can change it")]

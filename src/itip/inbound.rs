@@ -11,8 +11,9 @@ use super::export::{
     organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
+use super::occurrence::{instance_at, Membership, Occurrences};
 use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
-use super::{Context, InboundAction, InboundOutcome};
+use super::{Context, InboundAction, InboundOutcome, Refused};
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarMethod,
     ICalendarParameterName, ICalendarProperty, ICalendarStatus, ICalendarValue, Uri,
@@ -62,6 +63,9 @@ pub fn receive(
     }
 
     let Some(stored) = stored else {
+        if method == ICalendarMethod::Add {
+            return super::add::refresh_for_unknown(&msg, sender, ctx);
+        }
         return import(itip, &msg, &method, sender);
     };
     let local = Snapshot::new(stored, ctx.account)?;
@@ -129,10 +133,27 @@ fn import(
     if let Some(root) = copy.components.first_mut() {
         root.entries.retain(|e| e.name != ICalendarProperty::Method);
     }
+    // Overrides of occurrences the invitation's own series does not have stay out.
+    let set = msg
+        .main()
+        .filter(|_| msg.instances.len() > 1)
+        .map(|main| Occurrences::of(msg.cal, main.comp));
+    let mut refused = Vec::new();
+    let mut drop = Vec::new();
+    for (id, m) in &msg.instances {
+        if let (Some(set), InstanceId::Recurrence { timestamp, .. }) = (&set, id) {
+            if set.membership(*timestamp) == Membership::NotAnOccurrence {
+                refused.push(refusal(m.comp));
+                drop.push(m.comp_id);
+            }
+        }
+    }
+    copy.remove_component_ids(&drop);
     Ok(InboundOutcome {
         action: InboundAction::Imported,
         copy: Some(copy),
         responses: Vec::new(),
+        refused,
     })
 }
 
@@ -156,6 +177,8 @@ fn to_organizer(
                 .flat_map(|i| i.attendees.iter())
                 .find(|a| &a.address == sender)
                 .ok_or_else(|| ItipError::SenderIsNotParticipant(sender.clone()))?;
+            let set = occurrences(local, local, msg);
+            let refused = occurrence_refusals(set.as_ref(), local, msg)?;
             if attendee.is_local {
                 return Err(ItipError::NothingToSend);
             }
@@ -181,6 +204,7 @@ fn to_organizer(
                 action: InboundAction::RefreshAnswered,
                 copy: None,
                 responses: vec![response],
+                refused,
             })
         }
         ICalendarMethod::Counter => {
@@ -191,10 +215,13 @@ fn to_organizer(
             if !is_attendee {
                 return Err(ItipError::SenderIsNotParticipant(sender.clone()));
             }
+            let set = occurrences(local, local, msg);
+            let refused = occurrence_refusals(set.as_ref(), local, msg)?;
             Ok(InboundOutcome {
                 action: InboundAction::CounterProposed,
                 copy: None,
                 responses: Vec::new(),
+                refused,
             })
         }
         other => Err(ItipError::UnsupportedMethod(method_name(other).into())),
@@ -219,12 +246,13 @@ fn to_attendee(
             Err(ItipError::SenderIsNotOrganizer(sender.clone()))
         }
         ICalendarMethod::Request => apply_request(local, msg),
-        ICalendarMethod::Add => apply_add(local, msg),
+        ICalendarMethod::Add => super::add::apply_add(local, msg),
         ICalendarMethod::Cancel => apply_cancel(local, msg),
         ICalendarMethod::Declinecounter => Ok(InboundOutcome {
             action: InboundAction::CounterDeclined,
             copy: None,
             responses: Vec::new(),
+            refused: Vec::new(),
         }),
         ICalendarMethod::Reply => {
             // Only my delegate may answer to me.
@@ -253,7 +281,7 @@ fn to_attendee(
 
 /// Copies `comp` as a new top-level component of `cal` (no sub-components), optionally
 /// without X- properties.
-fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: bool) {
+pub(super) fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: bool) {
     if strip_x {
         comp.entries.retain(|e| !is_x_property(&e.name));
     }
@@ -265,12 +293,103 @@ fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: 
     }
 }
 
-fn is_x_property(name: &ICalendarProperty) -> bool {
+pub(super) fn is_x_property(name: &ICalendarProperty) -> bool {
     matches!(name, ICalendarProperty::Other(n) if strip_prefix_ignore_case(n, "X-").is_some())
 }
 
+/// The occurrences of a series (the copy, or the message itself when it redefines the
+/// series), expanded once per message; `None` when it has no master to expand, or when
+/// the message names no instance the copy lacks (nothing to look up).
+fn occurrences(
+    series: &Snapshot<'_>,
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+) -> Option<Occurrences> {
+    let needed = msg
+        .instances
+        .keys()
+        .any(|id| *id != InstanceId::Main && !local.instances.contains_key(id));
+    if !needed {
+        return None;
+    }
+    series
+        .main()
+        .map(|main| Occurrences::of(series.cal, main.comp))
+}
+
+/// Whether instance `id` of a message names an occurrence of `set`. Instances the copy
+/// already holds are always valid; so is anything when there is no master to expand.
+fn occurrence_of(set: Option<&Occurrences>, local: &Snapshot<'_>, id: &InstanceId) -> Membership {
+    match id {
+        InstanceId::Main => Membership::Occurrence,
+        _ if local.instances.contains_key(id) => Membership::Occurrence,
+        InstanceId::Recurrence { timestamp, .. } => match set {
+            Some(set) => set.membership(*timestamp),
+            None => Membership::Undecided,
+        },
+    }
+}
+
+/// The refusal of one message component whose RECURRENCE-ID is no occurrence.
+pub(super) fn refusal(comp: &ICalendarComponent) -> Refused {
+    let mut written = String::new();
+    if let Some(entry) = comp.property(&ICalendarProperty::RecurrenceId) {
+        let _ = entry.write_to(&mut written);
+    }
+    let value = written
+        .replace("\r\n ", "")
+        .trim_end()
+        .trim_start_matches("RECURRENCE-ID")
+        .trim_start_matches([';', ':'])
+        .to_string();
+    Refused {
+        recurrence_id: value,
+        error: ItipError::InvalidRecurrenceId,
+    }
+}
+
+/// The components of `msg` whose RECURRENCE-ID is no occurrence of `series`; an error
+/// when that leaves nothing of the message.
+fn occurrence_refusals(
+    set: Option<&Occurrences>,
+    local: &Snapshot<'_>,
+    msg: &Snapshot<'_>,
+) -> Result<Vec<Refused>, ItipError> {
+    let refused: Vec<Refused> = msg
+        .instances
+        .iter()
+        .filter(|(id, _)| occurrence_of(set, local, id) == Membership::NotAnOccurrence)
+        .map(|(_, m)| refusal(m.comp))
+        .collect();
+    if !refused.is_empty() && refused.len() == msg.instances.len() {
+        return Err(ItipError::InvalidRecurrenceId);
+    }
+    Ok(refused)
+}
+
+/// The outcome of a message some of whose components may have been refused.
+pub(super) fn finish(
+    copy: ICalendar,
+    original: &ICalendar,
+    action: InboundAction,
+    refused: Vec<Refused>,
+) -> Result<InboundOutcome, ItipError> {
+    let mut outcome = updated(copy, original, action);
+    outcome.refused = refused;
+    Ok(outcome)
+}
+
+/// Appends the master's instance at `timestamp` to `copy` (as an override, sub-
+/// components included) and returns its index, or `None` without a master start.
+fn push_instance(copy: &mut ICalendar, master_id: u32, timestamp: i64) -> Option<u32> {
+    let tree = instance_at(copy, master_id, timestamp)?;
+    let id = copy.components.len() as u32;
+    push_tree(copy, tree);
+    Some(id)
+}
+
 /// Adds the message's VTIMEZONEs that the copy lacks, so every TZID stays resolvable.
-fn copy_missing_timezones(copy: &mut ICalendar, itip: &ICalendar) {
+pub(super) fn copy_missing_timezones(copy: &mut ICalendar, itip: &ICalendar) {
     let have: BTreeSet<String> = copy
         .components
         .iter()
@@ -300,7 +419,7 @@ fn tzid_of(comp: &ICalendarComponent) -> Option<String> {
         .map(str::to_string)
 }
 
-fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
+pub(super) fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
     fn push(cal: &mut ICalendar, tree: ComponentTree) -> u32 {
         let id = cal.components.len() as u32;
         cal.components.push(tree.component);
@@ -355,13 +474,21 @@ fn updated(copy: ICalendar, original: &ICalendar, action: InboundAction) -> Inbo
         },
         copy: changed.then_some(copy),
         responses: Vec::new(),
+        refused: Vec::new(),
     }
 }
 
 /// The organizer's REQUEST applied to an attendee's copy.
 fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
+    // A full REQUEST redefines the series; a partial one speaks of the copy's.
+    let series = if msg.main().is_some() { msg } else { local };
+    let set = occurrences(series, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
     for (id, m) in &msg.instances {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
         match local.instances.get(id) {
             Some(l) => {
                 if m.sequence < l.sequence {
@@ -399,26 +526,19 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
         copy.remove_component_ids(&gone);
     }
     copy_missing_timezones(&mut copy, msg.cal);
-    Ok(updated(copy, local.cal, InboundAction::Updated))
-}
-
-/// The organizer's ADD: new occurrences join the attendee's copy.
-fn apply_add(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
-    let mut copy = local.cal.clone();
-    for (id, m) in &msg.instances {
-        if !local.instances.contains_key(id) {
-            append_component(&mut copy, m.comp.clone(), true);
-        }
-    }
-    copy_missing_timezones(&mut copy, msg.cal);
-    Ok(updated(copy, local.cal, InboundAction::Updated))
+    finish(copy, local.cal, InboundAction::Updated, refused)
 }
 
 /// The organizer's CANCEL: the copy stays, marked CANCELLED, so the person sees it.
 fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let people = [ICalendarProperty::Organizer, ICalendarProperty::Attendee];
+    let set = occurrences(local, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
     for (id, m) in &msg.instances {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
         match local.instances.get(id) {
             Some(l) => {
                 if m.sequence < l.sequence {
@@ -445,10 +565,45 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 }
             }
             None => {
-                let mut comp = m.comp.clone();
-                comp.entries.retain(|e| e.name != ICalendarProperty::Status);
-                comp.entries.push(cancelled_status());
-                append_component(&mut copy, comp, false);
+                // One occurrence of the series: the master's instance, marked
+                // cancelled at the message's SEQUENCE (a CANCEL may omit DTSTART).
+                let instance = match (local.main(), id) {
+                    (Some(main), InstanceId::Recurrence { timestamp, .. }) => {
+                        push_instance(&mut copy, main.comp_id, *timestamp)
+                    }
+                    _ => None,
+                };
+                match instance.and_then(|at| copy.components.get_mut(at as usize)) {
+                    Some(comp) => {
+                        comp.entries.retain(|e| {
+                            !matches!(
+                                e.name,
+                                ICalendarProperty::Status
+                                    | ICalendarProperty::Sequence
+                                    | ICalendarProperty::Dtstamp
+                            )
+                        });
+                        comp.entries.extend(
+                            m.comp
+                                .entries
+                                .iter()
+                                .filter(|e| {
+                                    matches!(
+                                        e.name,
+                                        ICalendarProperty::Sequence | ICalendarProperty::Dtstamp
+                                    )
+                                })
+                                .cloned(),
+                        );
+                        comp.entries.push(cancelled_status());
+                    }
+                    None => {
+                        let mut comp = m.comp.clone();
+                        comp.entries.retain(|e| e.name != ICalendarProperty::Status);
+                        comp.entries.push(cancelled_status());
+                        append_component(&mut copy, comp, false);
+                    }
+                }
             }
         }
     }
@@ -477,7 +632,7 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
             }
         }
     }
-    Ok(updated(copy, local.cal, InboundAction::Cancelled))
+    finish(copy, local.cal, InboundAction::Cancelled, refused)
 }
 
 fn cancelled_status() -> ICalendarEntry {
@@ -494,10 +649,28 @@ fn apply_reply(
 ) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let is_todo = local.component_type == ICalendarComponentType::VTodo;
+    // Who may answer comes before whether the occurrence exists: a stranger learns
+    // nothing about the series.
+    for (id, m) in &msg.instances {
+        let invited = match local.instances.get(id) {
+            Some(l) => l.attendee(sender).is_some(),
+            None => local
+                .main()
+                .is_some_and(|main| main.attendee(sender).is_some()),
+        };
+        if m.attendee(sender).is_none() || !invited {
+            return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+        }
+    }
+    let set = occurrences(local, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
     for (id, m) in &msg.instances {
         let Some(replied) = m.attendee(sender) else {
             return Err(ItipError::SenderIsNotParticipant(sender.clone()));
         };
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
         match local.instances.get(id) {
             Some(l) => {
                 let Some(stored) = l.attendee(sender) else {
@@ -527,33 +700,50 @@ fn apply_reply(
             }
             None => {
                 // An answer for one occurrence the organizer's copy has no override for:
-                // record it as an override, but only from someone invited to the series.
-                let invited = local
-                    .main()
-                    .is_some_and(|main| main.attendee(sender).is_some());
-                if !invited {
+                // the master's instance there, with only this answer changed; and only
+                // from someone invited to the series.
+                let Some(main) = local.main() else {
                     return Err(ItipError::SenderIsNotParticipant(sender.clone()));
-                }
-                let mut comp = ICalendarComponent::new(m.comp.component_type.clone());
-                for entry in &m.comp.entries {
-                    let keep = matches!(
-                        entry.name,
-                        ICalendarProperty::Organizer
-                            | ICalendarProperty::Attendee
-                            | ICalendarProperty::Uid
-                            | ICalendarProperty::Dtstamp
-                            | ICalendarProperty::Sequence
-                            | ICalendarProperty::RecurrenceId
-                    ) || (is_todo && TODO_PROGRESS.contains(&entry.name));
-                    if keep {
-                        comp.entries.push(entry.clone());
+                };
+                let Some(stored) = main.attendee(sender) else {
+                    return Err(ItipError::SenderIsNotParticipant(sender.clone()));
+                };
+                let InstanceId::Recurrence { timestamp, .. } = id else {
+                    continue;
+                };
+                let Some(at) = push_instance(&mut copy, main.comp_id, *timestamp) else {
+                    continue;
+                };
+                let Some(comp) = copy.components.get_mut(at as usize) else {
+                    continue;
+                };
+                let before = comp.entries.clone();
+                apply_answer(comp, stored, replied, &m.request_status);
+                for delegate in &replied.delegated_to {
+                    let Some(in_reply) = m.attendee(delegate) else {
+                        continue;
+                    };
+                    match main.attendee(delegate) {
+                        None => comp.entries.push(in_reply.entry.clone()),
+                        Some(known) => update_delegate(comp, known, in_reply),
                     }
                 }
-                append_component(&mut copy, comp, false);
+                if is_todo {
+                    let present: Vec<ICalendarProperty> = TODO_PROGRESS
+                        .iter()
+                        .filter(|p| m.comp.has_property(p))
+                        .cloned()
+                        .collect();
+                    replace_properties(comp, m.comp, &present);
+                }
+                if comp.entries == before {
+                    // The answer is the series' answer: no override needed.
+                    copy.remove_component_ids(&[at]);
+                }
             }
         }
     }
-    Ok(updated(copy, local.cal, InboundAction::Updated))
+    finish(copy, local.cal, InboundAction::Updated, refused)
 }
 
 /// Finds the stored entry of `stored` inside `comp` (it is the same line, by position
@@ -679,4 +869,92 @@ pub fn decline_counter(
         to: vec![proposer.clone()],
         summary: MessageSummary::DeclineCounter,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::itip::ReplyDetails;
+
+    const SERIES: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+        BEGIN:VEVENT\r\nUID:th\r\nSEQUENCE:1\r\nDTSTAMP:20300101T090000Z\r\n\
+        DTSTART;TZID=Europe/Berlin:20300103T100000\r\nDTEND;TZID=Europe/Berlin:20300103T110000\r\n\
+        RRULE:FREQ=WEEKLY;COUNT=20\r\nSUMMARY:Planning\r\n\
+        ORGANIZER:mailto:o@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:o@example.com\r\n\
+        ATTENDEE;RSVP=TRUE:mailto:a@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    fn reply(rids: &[&str]) -> ICalendar {
+        let mut text = String::from(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REPLY\r\n",
+        );
+        for rid in rids {
+            text.push_str(&format!(
+                "BEGIN:VEVENT\r\nUID:th\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\n\
+                 RECURRENCE-ID;TZID=Europe/Berlin:{rid}\r\nORGANIZER:mailto:o@example.com\r\n\
+                 ATTENDEE;PARTSTAT=DECLINED:mailto:a@example.net\r\nEND:VEVENT\r\n"
+            ));
+        }
+        text.push_str("END:VCALENDAR\r\n");
+        ICalendar::parse(&text).expect("parses")
+    }
+
+    fn receive_as_organizer(itip: &ICalendar) -> Result<InboundOutcome, ItipError> {
+        let stored = ICalendar::parse(SERIES).expect("parses");
+        let me = [CalAddress::parse("o@example.com").expect("address")];
+        let ctx = Context {
+            account: &me,
+            now: 0,
+            reply_details: ReplyDetails::Full,
+        };
+        let sender = CalAddress::parse("a@example.net").expect("address");
+        receive(itip, &sender, Some(&stored), &ctx)
+    }
+
+    /// A REPLY for a Thursday and a Friday of a Thursday series: the Thursday is
+    /// recorded, the Friday refused, and the outcome names the Friday.
+    #[test]
+    fn the_verdict_names_the_refused_occurrence_and_the_rest_applies() {
+        let outcome = receive_as_organizer(&reply(&["20300110T100000", "20300111T100000"]))
+            .expect("partly applied");
+        assert_eq!(
+            outcome.refused,
+            vec![Refused {
+                recurrence_id: "TZID=Europe/Berlin:20300111T100000".into(),
+                error: ItipError::InvalidRecurrenceId,
+            }]
+        );
+        let copy = outcome.copy.expect("the Thursday was recorded").to_string();
+        assert!(
+            copy.contains("RECURRENCE-ID;TZID=Europe/Berlin:20300110T100000"),
+            "{copy}"
+        );
+        assert!(!copy.contains("20300111T100000"), "{copy}");
+    }
+
+    /// Answering one week as the series is already answered adds nothing.
+    #[test]
+    fn an_occurrence_answered_as_the_series_needs_no_override() {
+        let series = SERIES.replace(
+            "ATTENDEE;RSVP=TRUE:mailto:a@example.net",
+            "ATTENDEE;PARTSTAT=DECLINED:mailto:a@example.net",
+        );
+        let stored = ICalendar::parse(&series).expect("parses");
+        let me = [CalAddress::parse("o@example.com").expect("address")];
+        let ctx = Context {
+            account: &me,
+            now: 0,
+            reply_details: ReplyDetails::Full,
+        };
+        let sender = CalAddress::parse("a@example.net").expect("address");
+        let outcome =
+            receive(&reply(&["20300110T100000"]), &sender, Some(&stored), &ctx).expect("taken");
+        assert_eq!(outcome.action, InboundAction::Unchanged);
+        assert!(outcome.copy.is_none());
+    }
+
+    #[test]
+    fn a_reply_naming_only_non_occurrences_is_refused() {
+        let refused = receive_as_organizer(&reply(&["20300111T100000"]));
+        assert_eq!(refused, Err(ItipError::InvalidRecurrenceId));
+    }
 }

@@ -12,12 +12,14 @@
 //! `docs/itip-rules.md` of the shared material and in the scenarios under
 //! `tests/scenarios/`.
 
+mod add;
 pub mod address;
 mod attendee;
 pub mod error;
 pub mod export;
 mod inbound;
 pub mod message;
+mod occurrence;
 mod organizer;
 pub mod range;
 mod reschedule;
@@ -73,6 +75,18 @@ pub enum InboundAction {
     CounterProposed,
     /// The organizer turned down this attendee's proposal; nothing was changed.
     CounterDeclined,
+    /// An ADD for an event the recipient does not hold: answered with a REFRESH to the
+    /// organizer, asking for the whole event (RFC 5546 §3.2.4).
+    RefreshRequested,
+}
+
+/// One component of a received message that was not applied, while the others were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The component's RECURRENCE-ID as written (e.g. `20300111T090000Z`).
+    pub recurrence_id: String,
+    /// Why it was refused (e.g. [`ItipError::InvalidRecurrenceId`]).
+    pub error: ItipError,
 }
 
 /// The result of applying a received message.
@@ -84,6 +98,9 @@ pub struct InboundOutcome {
     pub copy: Option<ICalendar>,
     /// Messages sent in answer (the current event for a REFRESH).
     pub responses: Vec<ItipMessage>,
+    /// Components of the message that were refused while the rest applied: the
+    /// verdict names them.
+    pub refused: Vec<Refused>,
 }
 
 /// A user stored `new` (replacing `old`, the last version imipd processed, if any).

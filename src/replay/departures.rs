@@ -5,7 +5,8 @@
 //! reference's expectation into what the RFC asks for before comparing, and reports the
 //! step as departing, with the reason, instead of hiding it among the passes. Each
 //! translation is narrow: it rewrites only the values the RFC rule is about, and the
-//! engine's output must still equal the translated expectation exactly. There are two:
+//! engine's output must still equal the translated expectation exactly. There are two
+//! translations, and a short list of steps that no narrow translation can express:
 //!
 //! - [`Departure::ServerParameters`]: an expected *message* whose ORGANIZER or ATTENDEE
 //!   lines carry SCHEDULE-STATUS, SCHEDULE-AGENT or SCHEDULE-FORCE-SEND (the reference's
@@ -16,11 +17,19 @@
 //!   store the SEQUENCE of a CANCEL sent to removed attendees). RFC 5546 §2.1.4: SEQUENCE
 //!   never goes down, so the copy keeps the highest value sent, and the next message
 //!   cannot go out below it. The expectation is raised to that value.
+//! - [`Departure::Listed`]: a step named by file, line and title in [`LISTED`] (received
+//!   messages for one occurrence: the reference stores stub overrides, accepts
+//!   RECURRENCE-IDs that name no occurrence, and repeats the series' DTSTART in an EXDATE
+//!   decline). It departs only when it fails as written *and* imipd's actual result shows
+//!   what the RFC asks for (`shows`/`lacks`); a listed step that passes as written is a
+//!   failure, so the list cannot go stale. The project scenario named by `pinned_by`
+//!   pins imipd's whole behaviour there.
 //!
 //! Anything else that differs is a failure.
 
 use super::canonical::Node;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Why a step's expectation was translated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +38,8 @@ pub enum Departure {
     ServerParameters,
     /// An organizer's copy expected with a SEQUENCE below one already sent.
     SequenceBelowSent,
+    /// A listed step (see [`LISTED`]).
+    Listed(&'static Listed),
 }
 
 impl Departure {
@@ -43,6 +54,7 @@ impl Departure {
                 "RFC 5546 2.1.4: SEQUENCE never goes down; the organizer's copy keeps the \
                  SEQUENCE of the CANCEL it sent, which the reference does not store"
             }
+            Departure::Listed(listed) => listed.reason,
         }
     }
 }
@@ -167,6 +179,102 @@ fn component(node: &Node) -> Option<(String, Option<String>, i64)> {
     Some((uid, rid, sequence))
 }
 
+/// One reference step imipd deliberately does not follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// The scenario file's name (without folder), e.g. `rfc6638_recurring.txt`.
+    pub file: &'static str,
+    /// The 1-based line of the step's command.
+    pub line: usize,
+    /// The step's title, checked too so that a shifted file does not match.
+    pub title: &'static str,
+    /// Why imipd does otherwise, with the RFC section.
+    pub reason: &'static str,
+    /// The project scenario that pins imipd's own behaviour for this case.
+    pub pinned_by: &'static str,
+    /// A line imipd's actual result must show (what the RFC asks for).
+    pub shows: Option<&'static str>,
+    /// Text imipd's actual result must not show (what the RFC forbids).
+    pub lacks: Option<&'static str>,
+}
+
+impl Listed {
+    /// True when `actual` (the step's rendered result) is what imipd does instead.
+    pub fn holds_for(&self, actual: &str) -> bool {
+        self.shows
+            .is_none_or(|s| actual.lines().any(|l| l.trim() == s))
+            && self.lacks.is_none_or(|l| !actual.contains(l))
+    }
+}
+
+const STUB_OVERRIDE: &str = "a REPLY for an occurrence without an override is stored as the \
+     master's instance (with DTSTART, RFC 5545 3.6.1; every attendee), not as a stub \
+     override with only the answering attendee";
+const EXDATE_DECLINE: &str = "a REPLY declining one occurrence by EXDATE carries that \
+     occurrence's DTSTART and DTEND (RFC 5545 3.8.4.4: with a RECURRENCE-ID, DTSTART is the \
+     instance's start; the series' first DTSTART would read as the occurrence moved, and \
+     the mail's When line follows the data)";
+const NOT_AN_OCCURRENCE: &str = "RECURRENCE-ID 19980101T170000Z is no occurrence of \
+     DTSTART 19980101T100000Z + FREQ=MONTHLY;BYDAY=1FR (RFC 5545 3.8.4.4, 3.8.5.3): the \
+     REPLY is refused with InvalidRecurrenceId instead of adding an override";
+
+/// Every departure, in file order.
+pub const LISTED: &[Listed] = &[
+    Listed {
+        file: "rfc5546_todo.txt",
+        line: 437,
+        title: "Reply to an instance of a recurring to-do",
+        reason: NOT_AN_OCCURRENCE,
+        pinned_by: "tests/scenarios/inbound_occurrences.txt",
+        shows: Some("InvalidRecurrenceId"),
+        lacks: None,
+    },
+    Listed {
+        file: "rfc5546_todo.txt",
+        line: 440,
+        title: "Make sure \"A\" received the reply",
+        reason: NOT_AN_OCCURRENCE,
+        pinned_by: "tests/scenarios/inbound_occurrences.txt",
+        shows: None,
+        lacks: Some("RECURRENCE-ID"),
+    },
+    Listed {
+        file: "rfc6638_recurring.txt",
+        line: 228,
+        title: "Organizer receives the response",
+        reason: STUB_OVERRIDE,
+        pinned_by: "tests/scenarios/recurring_occurrences.txt",
+        shows: Some("DTSTART;TZID=America/Montreal:20090602T150000"),
+        lacks: None,
+    },
+    Listed {
+        file: "rfc6638_recurring.txt",
+        line: 326,
+        title: "Participant removes an instance of the recurring event",
+        reason: EXDATE_DECLINE,
+        pinned_by: "tests/scenarios/recurring_occurrences.txt",
+        shows: Some("DTSTART;TZID=America/Montreal:20090603T150000"),
+        lacks: Some("DTSTART;TZID=America/Montreal:20090601T150000"),
+    },
+    Listed {
+        file: "rfc6638_recurring.txt",
+        line: 367,
+        title: "Organizer receives the response",
+        reason: STUB_OVERRIDE,
+        pinned_by: "tests/scenarios/recurring_occurrences.txt",
+        shows: Some("DTSTART;TZID=America/Montreal:20090603T150000"),
+        lacks: None,
+    },
+];
+
+/// The departure listed for the step at `line` of `file` titled `title`, if any.
+pub fn listed(file: &Path, line: usize, title: &str) -> Option<&'static Listed> {
+    let name = file.file_name()?.to_str()?;
+    LISTED
+        .iter()
+        .find(|d| d.file == name && d.line == line && d.title == title)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +319,37 @@ mod tests {
         let mut higher =
             node("BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:u\nSEQUENCE:3\nEND:VEVENT\nEND:VCALENDAR\n");
         assert!(!sequences.raise_expected("a@x.com", &mut higher));
+    }
+
+    #[test]
+    fn a_departure_matches_only_its_own_step() {
+        let file = Path::new("../shared/conformance/rfc6638_recurring.txt");
+        assert!(listed(file, 228, "Organizer receives the response").is_some());
+        assert!(listed(file, 229, "Organizer receives the response").is_none());
+        assert!(listed(file, 228, "Something else").is_none());
+        let other = Path::new("tests/scenarios/rfc6638_recurring_copy.txt");
+        assert!(listed(other, 228, "Organizer receives the response").is_none());
+    }
+
+    /// A failing step only counts as a departure when imipd does what the RFC asks.
+    #[test]
+    fn a_departure_holds_only_for_the_rfc_behaviour() {
+        let full = listed(
+            Path::new("rfc6638_recurring.txt"),
+            228,
+            "Organizer receives the response",
+        )
+        .expect("listed");
+        assert!(full.holds_for("BEGIN:VEVENT\n  DTSTART;TZID=America/Montreal:20090602T150000\n"));
+        assert!(!full
+            .holds_for("BEGIN:VEVENT\n  RECURRENCE-ID;TZID=America/Montreal:20090602T150000\n"));
+        let refused = listed(
+            Path::new("rfc5546_todo.txt"),
+            440,
+            "Make sure \"A\" received the reply",
+        )
+        .expect("listed");
+        assert!(refused.holds_for("BEGIN:VTODO\nUID:x\nEND:VTODO\n"));
+        assert!(!refused.holds_for("BEGIN:VTODO\nRECURRENCE-ID:19980101T170000Z\nEND:VTODO\n"));
     }
 }

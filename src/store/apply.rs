@@ -13,7 +13,7 @@ use super::process::{queue_items, rewrite};
 use super::state::{content_hash, Batch, ObjectRecord, State, StateError};
 use super::write::{replace, Expected, WriteError};
 use crate::config::User;
-use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, ReplyDetails};
+use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, Refused, ReplyDetails};
 use calcard::icalendar::ICalendar;
 use thiserror::Error;
 
@@ -61,6 +61,26 @@ pub struct Applied {
     pub key: Option<String>,
     /// Answers queued (a REFRESH answered): their count.
     pub answers: usize,
+    /// Components of the message refused while the rest applied (a RECURRENCE-ID that
+    /// names no occurrence): the verdict names them.
+    pub refused: Vec<Refused>,
+}
+
+impl Applied {
+    /// The refused components for a verdict line, e.g.
+    /// `; refused RECURRENCE-ID 20300111T090000Z (InvalidRecurrenceId)`; empty if none.
+    pub fn refused_note(&self) -> String {
+        self.refused
+            .iter()
+            .map(|r| {
+                format!(
+                    "; refused RECURRENCE-ID {} ({})",
+                    r.recurrence_id,
+                    r.error.name()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Applies messages and statuses to local users' calendars.
@@ -137,6 +157,7 @@ impl Applier<'_> {
                     action: outcome.action,
                     key: Some(key),
                     answers: count,
+                    refused: outcome.refused,
                 });
             };
             let record = self.state.object(&key)?;
@@ -188,6 +209,7 @@ impl Applier<'_> {
                 action: outcome.action,
                 key: Some(key),
                 answers: count,
+                refused: outcome.refused,
             });
         }
         Err(ApplyError::Busy(match unparsable {
@@ -211,10 +233,32 @@ impl Applier<'_> {
     ) -> Result<Applied, ApplyError> {
         let outcome = itip::receive(itip, sender, None, ctx).map_err(ApplyError::Itip)?;
         let Some(copy) = outcome.copy else {
+            if outcome.responses.is_empty() {
+                return Ok(Applied {
+                    action: outcome.action,
+                    key: None,
+                    answers: 0,
+                    refused: outcome.refused,
+                });
+            }
+            // An ADD for an unknown event asks the organizer for the whole event: only
+            // where the invitation that answers it would be imported, so a stranger's
+            // ADD gets no sign of life from the recipient.
+            if !may_import {
+                return Err(ApplyError::ImportNotAllowed);
+            }
+            let answers = queue_items(self.store, &outcome.responses, None, ctx.now, None);
+            let count = answers.len();
+            self.commit(Batch {
+                enqueue: answers,
+                applied: applied(applied_key, ctx.now),
+                ..Batch::default()
+            })?;
             return Ok(Applied {
                 action: outcome.action,
                 key: None,
-                answers: 0,
+                answers: count,
+                refused: outcome.refused,
             });
         };
         if !may_import {
@@ -257,6 +301,7 @@ impl Applier<'_> {
             action: outcome.action,
             key: Some(key),
             answers: 0,
+            refused: outcome.refused,
         })
     }
 
@@ -418,6 +463,132 @@ mod tests {
             std::fs::read_to_string(folder.join("e.ics")).expect("read"),
             text
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An ADD for an event alice does not hold asks the organizer for it, once queued,
+    /// and only where the import policy would take the invitation that answers it.
+    #[test]
+    fn add_for_an_unknown_event_queues_a_refresh_to_the_organizer() {
+        let dir = std::env::temp_dir().join(format!("imipd-add-refresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/alice/calendar")).expect("folder");
+        let store = test_store(&dir.join("root"), Layout::Vdir, 1 << 20);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let applier = Applier {
+            store: &store,
+            state: &state,
+            reply_details: ReplyDetails::Full,
+        };
+        let add = ICalendar::parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:ADD\r\n\
+             BEGIN:VEVENT\r\nUID:u-add\r\nDTSTAMP:20300101T000000Z\r\nSEQUENCE:2\r\n\
+             DTSTART:20300110T090000Z\r\nSUMMARY:Extra\r\n\
+             ORGANIZER:mailto:olga@example.org\r\n\
+             ATTENDEE;RSVP=TRUE:mailto:alice@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("parses");
+        let user = store.user("alice").expect("alice").clone();
+        let olga = CalAddress::parse("olga@example.org").expect("address");
+        let refused = applier.apply(&user, &add, &olga, 1_900_000_000, false, None);
+        assert!(
+            matches!(refused, Err(ApplyError::ImportNotAllowed)),
+            "{refused:?}"
+        );
+        let applied = applier
+            .apply(
+                &user,
+                &add,
+                &olga,
+                1_900_000_000,
+                true,
+                Some("m1\u{0}alice"),
+            )
+            .expect("answered");
+        assert_eq!(applied.action, InboundAction::RefreshRequested);
+        assert_eq!(applied.answers, 1);
+        assert_eq!(applied.key, None, "nothing is stored for the unknown event");
+        let queued = state.queue().expect("queue");
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].rcpt, "olga@example.org");
+        assert!(
+            queued[0].itip.contains("METHOD:REFRESH"),
+            "{}",
+            queued[0].itip
+        );
+        assert!(state.was_applied("m1\u{0}alice").expect("state"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A REPLY for a real and a made-up occurrence: the file records the real one, and
+    /// the verdict the daemon logs names the one refused.
+    #[test]
+    fn a_partly_refused_reply_is_written_and_named_in_the_verdict() {
+        let dir = std::env::temp_dir().join(format!("imipd-partly-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let folder = dir.join("root/alice/calendar");
+        std::fs::create_dir_all(&folder).expect("folder");
+        std::fs::write(
+            folder.join("w.ics"),
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
+             BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20300101T000000Z\r\nSEQUENCE:1\r\n\
+             DTSTART:20300103T090000Z\r\nDTEND:20300103T100000Z\r\nRRULE:FREQ=WEEKLY\r\n\
+             SUMMARY:Weekly\r\nORGANIZER:mailto:alice@example.com\r\n\
+             ATTENDEE;RSVP=TRUE:mailto:bob@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("write");
+        let store = test_store(&dir.join("root"), Layout::Vdir, 1 << 20);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let key = "alice/calendar/w.ics";
+        state
+            .commit(Batch {
+                objects: vec![(
+                    key.to_string(),
+                    Some(ObjectRecord {
+                        user: "alice".into(),
+                        uid: Some("w".into()),
+                        seen_hash: String::new(),
+                        baseline: None,
+                        written_hash: None,
+                        last_error: None,
+                    }),
+                )],
+                ..Batch::default()
+            })
+            .expect("indexed");
+        let applier = Applier {
+            store: &store,
+            state: &state,
+            reply_details: ReplyDetails::Full,
+        };
+        let component = |rid: &str| {
+            format!(
+                "BEGIN:VEVENT\r\nUID:w\r\nDTSTAMP:20300102T000000Z\r\nSEQUENCE:1\r\n\
+                 RECURRENCE-ID:{rid}\r\nORGANIZER:mailto:alice@example.com\r\n\
+                 ATTENDEE;PARTSTAT=DECLINED:mailto:bob@example.net\r\nEND:VEVENT\r\n"
+            )
+        };
+        let reply = ICalendar::parse(format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REPLY\r\n{}{}\
+             END:VCALENDAR\r\n",
+            component("20300110T090000Z"),
+            component("20300111T090000Z")
+        ))
+        .expect("parses");
+        let user = store.user("alice").expect("alice").clone();
+        let bob = CalAddress::parse("bob@example.net").expect("address");
+        let applied = applier
+            .apply(&user, &reply, &bob, 1_900_000_000, false, None)
+            .expect("applied");
+        assert_eq!(applied.action, InboundAction::Updated);
+        assert_eq!(
+            applied.refused_note(),
+            "; refused RECURRENCE-ID 20300111T090000Z (InvalidRecurrenceId)"
+        );
+        let text = std::fs::read_to_string(folder.join("w.ics")).expect("read");
+        assert!(text.contains("RECURRENCE-ID:20300110T090000Z"), "{text}");
+        assert!(text.contains("DTSTART:20300110T090000Z"), "{text}");
+        assert!(!text.contains("20300111T090000Z"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
