@@ -1,5 +1,6 @@
 //! Calendar stores: vdir and Radicale folders of `.ics` files, and imipd's state.
 
+pub mod answers;
 pub mod apply;
 pub mod layout;
 pub mod patch;

@@ -6,7 +6,12 @@
 //!   of what imipd itself last wrote, so its own writes never schedule anything;
 //! - an index from (user, UID) to the object, for incoming messages;
 //! - the delivery queue;
-//! - the Message-IDs already applied, so a message delivered twice is applied once.
+//! - the Message-IDs already applied, so a message delivered twice is applied once;
+//! - write intents: before imipd writes a user's file, the hash it is about to write and
+//!   the batch to commit once it is written, so that after a crash in between the file
+//!   is recognised as imipd's own write (see [`crate::store::write::recover_intents`]);
+//! - the answers imipd replaced in an organizer's copy when it applied a REPLY, so a
+//!   client's stale save that puts one back is recognised (see [`crate::store::answers`]).
 //!
 //! Changes go in as a [`Batch`] committed in one transaction: an object marked processed
 //! and the messages its change produced are stored together or not at all.
@@ -26,6 +31,8 @@ const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const APPLIED: TableDefinition<&str, i64> = TableDefinition::new("applied_messages");
 const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
+const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("write_intents");
+const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("replaced_answers");
 
 const NEXT_QUEUE_ID: &str = "next_queue_id";
 
@@ -172,7 +179,7 @@ pub enum SummaryRecord {
 }
 
 /// Changes committed together, in one durable transaction.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// Object records to store (`Some`) or forget (`None`), by key.
     pub objects: Vec<(String, Option<ObjectRecord>)>,
@@ -192,6 +199,44 @@ pub struct Batch {
     pub sent: Vec<SentRecord>,
     /// Sent records to forget (older than a bounce can be).
     pub forget_sent: Vec<u64>,
+    /// Write intents to record (`Some`) or clear (`None`), by object key.
+    #[serde(default)]
+    pub intents: Vec<(String, Option<Intent>)>,
+    /// Answers imipd replaced, by object key (an empty list forgets them).
+    #[serde(default)]
+    pub answers: Vec<(String, Vec<ReplacedAnswer>)>,
+}
+
+/// A write imipd is about to make to a user's file: what it will write, why, and what
+/// to commit once it is written. Recorded (durably) before the write; cleared in the
+/// transaction that commits `then`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Hash of the content about to be written.
+    pub hash: String,
+    /// Why imipd writes (REPLY applied, organizer write-back, delivery, import,
+    /// delivery status), for the log.
+    pub why: String,
+    /// What the write's caller commits once the file is written.
+    pub then: Batch,
+}
+
+/// An attendee's answer imipd replaced in an organizer's copy when it applied that
+/// attendee's REPLY: a later save of the organizer's copy that carries exactly the
+/// old answer again was made on a copy read before imipd's write (a stale save).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedAnswer {
+    /// The component: its UID and RECURRENCE-ID (as calcard reads it; empty: the master).
+    pub component: String,
+    /// The attendee's calendar address.
+    pub attendee: String,
+    /// The PARTSTAT parameter before the REPLY (`None`: there was none).
+    pub before: Option<String>,
+    /// The PARTSTAT the REPLY set.
+    pub applied: String,
+    /// The component's SEQUENCE when the REPLY was applied: a higher one in a later
+    /// version is a reschedule, whose answers are the organizer's to reset.
+    pub sequence: i64,
 }
 
 impl Batch {
@@ -206,6 +251,8 @@ impl Batch {
             && self.forget_meta.is_empty()
             && self.sent.is_empty()
             && self.forget_sent.is_empty()
+            && self.intents.is_empty()
+            && self.answers.is_empty()
     }
 }
 
@@ -269,6 +316,8 @@ impl State {
         txn.open_table(META)?;
         txn.open_table(APPLIED)?;
         txn.open_table(SENT)?;
+        txn.open_table(INTENTS)?;
+        txn.open_table(ANSWERS)?;
         txn.commit()?;
         Ok(State {
             db,
@@ -377,6 +426,31 @@ impl State {
             out.push(record.id);
         }
         Ok(out)
+    }
+
+    /// Every write intent still recorded: writes that were started and whose commit
+    /// did not follow (a crash in between), or that met a conflict.
+    pub fn intents(&self) -> Result<Vec<(String, Intent)>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INTENTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            let key = key.value().to_string();
+            let intent = decode(&key, value.value())?;
+            out.push((key, intent));
+        }
+        Ok(out)
+    }
+
+    /// The answers imipd replaced in object `key` (see [`ReplacedAnswer`]).
+    pub fn answers(&self, key: &str) -> Result<Vec<ReplacedAnswer>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ANSWERS)?;
+        match table.get(key)? {
+            Some(value) => decode(key, value.value()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Commits `batch` durably; returns the ids given to new items.
@@ -577,6 +651,27 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
         }
         for id in &batch.forget_sent {
             sent.remove(id)?;
+        }
+        let mut intents = txn.open_table(INTENTS)?;
+        let mut answers = txn.open_table(ANSWERS)?;
+        for (key, record) in &batch.objects {
+            if record.is_none() {
+                intents.remove(key.as_str())?;
+                answers.remove(key.as_str())?;
+            }
+        }
+        for (key, intent) in &batch.intents {
+            match intent {
+                Some(intent) => intents.insert(key.as_str(), encode(intent).as_slice())?,
+                None => intents.remove(key.as_str())?,
+            };
+        }
+        for (key, list) in &batch.answers {
+            if list.is_empty() {
+                answers.remove(key.as_str())?;
+            } else {
+                answers.insert(key.as_str(), encode(list).as_slice())?;
+            }
         }
     }
     Ok(ids)
