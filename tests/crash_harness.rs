@@ -25,7 +25,11 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-crash-{}", std::process::id()));
+        Site::named("crash")
+    }
+
+    fn named(label: &str) -> Site {
+        let dir = std::env::temp_dir().join(format!("imipd-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for user in ["alice", "bob"] {
             std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
@@ -54,10 +58,16 @@ impl Site {
     }
 
     fn start(&mut self) -> Child {
+        self.start_with(&[])
+    }
+
+    /// Starts the daemon with extra environment (the crash tests' failpoint).
+    fn start_with(&mut self, env: &[(&str, &str)]) -> Child {
         self.starts += 1;
         let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
             .args(["serve", "--config"])
             .arg(self.dir.join("imipd.toml"))
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(
@@ -348,4 +358,84 @@ fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
         EVENTS
     );
     let _ = Path::new(&site.dir);
+}
+
+/// Waits until `check` holds (bounded), polling.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The emails in the outbox as (METHOD, SEQUENCE line) pairs, sorted.
+fn outbox_messages(site: &Site) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = site
+        .files("outbox")
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            let find = |prefix: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (find("METHOD:"), find("SEQUENCE:"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Each kind of write killed in the window between the file write and the state
+/// commit: the restarted daemon recognises the file as its own write and sends nothing
+/// new (before write intents, a REPLY's PARTSTAT came back as the organizer's own edit
+/// and every attendee got a new REQUEST with SEQUENCE + 1).
+#[test]
+fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
+    let mut site = Site::named("intent");
+    let calendar = site.dir.join("stores/alice/calendar");
+    let mut daemon = site.start();
+    let temp = calendar.join(".ev-0.tmp");
+    std::fs::write(&temp, invitation(0)).expect("write");
+    std::fs::rename(&temp, calendar.join("ev-0.ics")).expect("rename");
+    wait_until("the invitation", || {
+        site.files("outbox").len() == 1 && site.files("stores/bob/calendar").len() == 1
+    });
+    // Let the delivery statuses land, then stop.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = outbox_messages(&site);
+    let bob_file = site.files("stores/bob/calendar")[0].clone();
+    let bob_before = std::fs::read_to_string(&bob_file).expect("bob");
+    kill(daemon);
+
+    // The REPLY is written into alice's copy, then the daemon dies before committing.
+    let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", "reply applied")]);
+    let answer = lmtp(site.port, "ext0@example.net", "alice@example.com", &reply(0));
+    assert!(
+        !answer.as_deref().is_ok_and(|a| a.starts_with("250")),
+        "the daemon died before answering: {answer:?}"
+    );
+    let _ = dying.wait();
+    let written = std::fs::read_to_string(calendar.join("ev-0.ics")).expect("alice's copy");
+    assert!(
+        written.replace("\r\n ", "").lines().any(|l| l.contains("ext0@example.net") && l.contains("PARTSTAT=ACCEPTED")),
+        "the answer was written before the kill:\n{written}"
+    );
+
+    // Restarted: the MTA delivers again; the answer is taken as applied once.
+    daemon = site.start();
+    let answer = lmtp(site.port, "ext0@example.net", "alice@example.com", &reply(0)).expect("lmtp");
+    assert!(answer.starts_with("250"), "{answer}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = outbox_messages(&site);
+    kill(daemon);
+    assert_eq!(after, before, "nothing sent again after the restart");
+    assert_eq!(
+        std::fs::read_to_string(&bob_file).expect("bob"),
+        bob_before,
+        "bob's copy was not re-invited"
+    );
 }

@@ -110,8 +110,22 @@ pub fn write_then_commit(
         ..Batch::default()
     })?;
     replace(store, key, expected, content)?;
+    if failpoint_after_write(why) {
+        // Test hook: die exactly in the window the intent exists for.
+        std::process::abort();
+    }
     then.intents.push((key.to_string(), None));
     Ok(state.commit(then)?)
+}
+
+/// Whether the crash tests asked this process to die right after a write of `why`
+/// (environment `IMIPD_FAILPOINT_AFTER_WRITE`, e.g. `reply applied`), before its commit.
+fn failpoint_after_write(why: WriteKind) -> bool {
+    static FAILPOINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FAILPOINT
+        .get_or_init(|| std::env::var("IMIPD_FAILPOINT_AFTER_WRITE").ok())
+        .as_deref()
+        == Some(why.as_str())
 }
 
 /// At start, before anything is scanned: settles the writes a crash interrupted. A
