@@ -413,7 +413,12 @@ fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
 
     // The REPLY is written into alice's copy, then the daemon dies before committing.
     let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", "reply applied")]);
-    let answer = lmtp(site.port, "ext0@example.net", "alice@example.com", &reply(0));
+    let answer = lmtp(
+        site.port,
+        "ext0@example.net",
+        "alice@example.com",
+        &reply(0),
+    );
     assert!(
         !answer.as_deref().is_ok_and(|a| a.starts_with("250")),
         "the daemon died before answering: {answer:?}"
@@ -421,13 +426,33 @@ fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
     let _ = dying.wait();
     let written = std::fs::read_to_string(calendar.join("ev-0.ics")).expect("alice's copy");
     assert!(
-        written.replace("\r\n ", "").lines().any(|l| l.contains("ext0@example.net") && l.contains("PARTSTAT=ACCEPTED")),
+        written
+            .replace("\r\n ", "")
+            .lines()
+            .any(|l| l.contains("ext0@example.net") && l.contains("PARTSTAT=ACCEPTED")),
         "the answer was written before the kill:\n{written}"
     );
 
+    // A temporary file a SIGKILL left mid-write is removed at start; a client's is not.
+    let ours = calendar.join(".ev-0.ics.imipd-4242-7.tmp");
+    let clients = calendar.join(".ev-0.ics.swp");
+    std::fs::write(&ours, "half a calen").expect("plant");
+    std::fs::write(&clients, "editor state").expect("plant");
+
     // Restarted: the MTA delivers again; the answer is taken as applied once.
     daemon = site.start();
-    let answer = lmtp(site.port, "ext0@example.net", "alice@example.com", &reply(0)).expect("lmtp");
+    assert!(
+        !ours.exists(),
+        "imipd's own temporary file is removed at start"
+    );
+    assert!(clients.exists(), "other dot files are left alone");
+    let answer = lmtp(
+        site.port,
+        "ext0@example.net",
+        "alice@example.com",
+        &reply(0),
+    )
+    .expect("lmtp");
     assert!(answer.starts_with("250"), "{answer}");
     std::thread::sleep(Duration::from_millis(1500));
     let after = outbox_messages(&site);

@@ -449,6 +449,23 @@ mod tests {
     }
 
     #[test]
+    fn only_imipds_own_temporary_files_count_as_its_own() {
+        assert!(is_own_temp_file(".a.ics.imipd-123-0.tmp"));
+        assert!(is_own_temp_file(&temp_name("ev 1.ics")));
+        for other in [
+            ".a.ics.swp",
+            ".a.ics.tmp",
+            "a.ics.imipd-1-0.tmp",
+            ".a.ics.imipd-x-0.tmp",
+            ".a.ics.imipd-1-0.tmp.bak",
+            ".Radicale.lock",
+            ".a.txt.imipd-1-0.tmp",
+        ] {
+            assert!(!is_own_temp_file(other), "{other}");
+        }
+    }
+
+    #[test]
     fn a_missing_folder_is_an_error_naming_the_file() {
         let s = store(Path::new("/nonexistent-imipd"), Layout::Vdir);
         let err = replace(&s, "alice/cal/a.ics", &Expected::Absent, "x").expect_err("no folder");
