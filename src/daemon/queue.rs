@@ -18,6 +18,7 @@ use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
 use crate::store::state::{Batch, QueueItem, SentRecord, State, StateError, SummaryRecord};
+use crate::store::supersede::order_key;
 use calcard::common::IanaParse;
 use calcard::icalendar::{
     ICalendar, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
@@ -133,19 +134,32 @@ pub struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    /// Items due at `now`, oldest first.
+    /// Items due at `now`, oldest first; of one (UID, recipient) only the oldest item
+    /// still queued, due or not: a recipient never gets a message after a newer one
+    /// (a CANCEL overtaken by the REQUESTs before it would leave a deleted meeting).
     pub fn due(&self, now: i64) -> Result<Vec<QueueItem>, StateError> {
+        let mut seen = std::collections::HashSet::new();
         Ok(self
             .state
             .queue()?
             .into_iter()
+            .filter(|i| seen.insert(order_key(i)))
             .filter(|i| i.next_attempt <= now)
             .collect())
     }
 
     /// The earliest time any item is due, if the queue is not empty.
     pub fn next_due(&self) -> Result<Option<i64>, StateError> {
-        Ok(self.state.queue()?.iter().map(|i| i.next_attempt).min())
+        // Only the items `due` may return: one waiting behind an older one of its
+        // (UID, recipient) is not due, whatever its time says.
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .state
+            .queue()?
+            .iter()
+            .filter(|i| seen.insert(order_key(i)))
+            .map(|i| i.next_attempt)
+            .min())
     }
 
     /// Delivers a local item into the recipient's calendar.

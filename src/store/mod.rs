@@ -7,5 +7,6 @@ pub mod patch;
 pub mod process;
 pub mod scan;
 pub mod state;
+pub mod supersede;
 pub mod watch;
 pub mod write;
