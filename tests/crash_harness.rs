@@ -464,3 +464,50 @@ fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
         "bob's copy was not re-invited"
     );
 }
+
+/// The other writes, each killed between the file write and its commit: the organizer's
+/// write-back of a new invitation, its import into the local attendee's calendar, and the
+/// delivery status on the organizer's copy. After the restart each event went out
+/// exactly once, with the SEQUENCE the organizer's copy holds.
+#[test]
+fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() {
+    for (n, kind) in ["organizer write-back", "import", "delivery status"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut site = Site::named(&format!("intent-kind-{n}"));
+        let calendar = site.dir.join("stores/alice/calendar");
+        let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", kind)]);
+        let temp = calendar.join(".ev-0.tmp");
+        std::fs::write(&temp, invitation(0)).expect("write");
+        std::fs::rename(&temp, calendar.join("ev-0.ics")).expect("rename");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while dying.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "{kind}: the failpoint was never reached");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let daemon = site.start();
+        wait_until("the invitation", || {
+            site.files("outbox").len() == 1 && site.files("stores/bob/calendar").len() == 1
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = outbox_messages(&site);
+        let stored = std::fs::read_to_string(calendar.join("ev-0.ics")).expect("alice");
+        let stored_sequence = stored
+            .lines()
+            .find(|l| l.starts_with("SEQUENCE:"))
+            .unwrap_or_default()
+            .to_string();
+        kill(daemon);
+        assert_eq!(
+            sent,
+            vec![("METHOD:REQUEST".to_string(), stored_sequence.clone())],
+            "{kind}: one invitation, carrying the organizer's SEQUENCE"
+        );
+        assert_eq!(
+            site.files("stores/bob/calendar").len(),
+            1,
+            "{kind}: one local copy"
+        );
+    }
+}
