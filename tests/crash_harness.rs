@@ -617,7 +617,7 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
         config.replace(
             "[queue]\noutbox = \"outbox\"\n",
             &format!(
-                "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 2\n\
+                "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 4\n\
                  [relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = 10\n",
                 sink.addr().port()
             ),
@@ -645,6 +645,16 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
     after_dot.sort();
     after_dot.dedup();
 
+    let dot_delay_us: Vec<usize> = (0..events).map(|_| rng.below(6000)).collect();
+    // Greylisting: every fourth event's first attendee is answered 451 until the end,
+    // so its messages pile up and are retried with growing delays.
+    let greylisted: Vec<String> = (0..events)
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("ext{i}a@example.net"))
+        .collect();
+    for rcpt in &greylisted {
+        sink.reply_to_rcpt(rcpt, Some("451 4.7.1 greylisted, try again later"));
+    }
     let daemon = std::sync::Arc::new(std::sync::Mutex::new(Some(site.start())));
     let kills = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -698,6 +708,9 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
                         "alice@example.com",
                         &lifecycle_reply(i),
                         || {
+                            // 0–6 ms after the dot: the window where the answer is
+                            // being written and committed.
+                            std::thread::sleep(Duration::from_micros(dot_delay_us[i] as u64));
                             if let Some(child) = daemon.lock().expect("lock").take() {
                                 kill(child);
                                 kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -751,6 +764,9 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();
     ensure_running(&mut site);
+    for rcpt in &greylisted {
+        sink.reply_to_rcpt(rcpt, None);
+    }
 
     // Done when every external attendee's last message is the CANCEL (bounded).
     let last_is_cancel = |all: &[Got], uid: &str, rcpt: &str| {
