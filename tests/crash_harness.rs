@@ -469,8 +469,9 @@ fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
 }
 
 /// The other writes, each killed between the file write and its commit: the organizer's
-/// write-back of a new invitation, its import into the local attendee's calendar, and the
-/// delivery status on the organizer's copy. After the restart each event went out
+/// write-back of a new invitation, its import into the local attendee's calendar, the
+/// delivery status on the organizer's copy, and an update delivered into the local
+/// attendee's existing copy. After the restart each event went out
 /// exactly once, with the SEQUENCE the organizer's copy holds.
 #[test]
 fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() {
@@ -516,6 +517,41 @@ fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() 
             "{kind}: one local copy"
         );
     }
+
+    // A delivery into the local attendee's existing copy (an update), killed likewise.
+    let mut site = Site::named("intent-kind-update");
+    let calendar = site.dir.join("stores/alice/calendar");
+    let daemon = site.start();
+    let file = calendar.join("ev-0.ics");
+    std::fs::write(calendar.join(".ev-0.tmp"), invitation(0)).expect("write");
+    std::fs::rename(calendar.join(".ev-0.tmp"), &file).expect("rename");
+    wait_until("the invitation", || {
+        site.files("outbox").len() == 1 && site.files("stores/bob/calendar").len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    kill(daemon);
+    let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", "local delivery")]);
+    let moved = std::fs::read_to_string(&file)
+        .expect("alice")
+        .replace("DTSTART:20300610T103000Z", "DTSTART:20300612T103000Z");
+    std::fs::write(calendar.join(".ev-0.tmp"), moved).expect("write");
+    std::fs::rename(calendar.join(".ev-0.tmp"), &file).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dying.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "the failpoint was never reached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let daemon = site.start();
+    wait_until("the update", || site.files("outbox").len() == 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = outbox_messages(&site);
+    let bob = std::fs::read_to_string(&site.files("stores/bob/calendar")[0]).expect("bob");
+    kill(daemon);
+    assert_eq!(sent.len(), 2, "invitation and update, once each: {sent:?}");
+    assert!(
+        bob.contains("DTSTART:20300612T103000Z"),
+        "bob has the update:\n{bob}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
