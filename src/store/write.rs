@@ -469,6 +469,57 @@ mod tests {
     }
 
     #[test]
+    fn an_intent_whose_file_was_written_is_committed_at_start_and_others_dropped() {
+        use crate::store::state::ObjectRecord;
+        let dir = std::env::temp_dir().join(format!("imipd-intents-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/alice/cal")).expect("dirs");
+        let s = store(&dir.join("root"), Layout::Vdir);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let record = |text: &str| ObjectRecord {
+            user: "alice".into(),
+            uid: Some("u1".into()),
+            seen_hash: content_hash(text.as_bytes()),
+            baseline: Some(text.into()),
+            written_hash: Some(content_hash(text.as_bytes())),
+            last_error: None,
+        };
+        let intent = |key: &str, text: &str| {
+            (
+                key.to_string(),
+                Some(Intent {
+                    hash: content_hash(text.as_bytes()),
+                    why: WriteKind::ReplyApplied.as_str().into(),
+                    then: Batch {
+                        objects: vec![(key.to_string(), Some(record(text)))],
+                        ..Batch::default()
+                    },
+                }),
+            )
+        };
+        // As a crash leaves them: both intents recorded, only the first file written.
+        state
+            .commit(Batch {
+                intents: vec![
+                    intent("alice/cal/a.ics", "written"),
+                    intent("alice/cal/b.ics", "never"),
+                ],
+                ..Batch::default()
+            })
+            .expect("intents");
+        replace(&s, "alice/cal/a.ics", &Expected::Absent, "written").expect("write");
+        std::fs::write(dir.join("root/alice/cal/b.ics"), "the user's").expect("user");
+        assert_eq!(recover_intents(&s, &state).expect("recover"), (1, 1));
+        assert_eq!(
+            state.object("alice/cal/a.ics").expect("read"),
+            Some(record("written"))
+        );
+        assert_eq!(state.object("alice/cal/b.ics").expect("read"), None);
+        assert!(state.intents().expect("read").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_missing_folder_is_an_error_naming_the_file() {
         let s = store(Path::new("/nonexistent-imipd"), Layout::Vdir);
         let err = replace(&s, "alice/cal/a.ics", &Expected::Absent, "x").expect_err("no folder");
