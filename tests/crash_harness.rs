@@ -917,5 +917,14 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
             "{} parses",
             file.display()
         );
+        assert!(
+            text.contains("STATUS:CANCELLED"),
+            "the local attendee's copy ends cancelled, not a meeting that was deleted:\n{text}"
+        );
     }
+    assert_eq!(
+        site.files("stores/bob/calendar").len(),
+        events,
+        "one local copy per event"
+    );
 }
