@@ -7,6 +7,9 @@
 //! restarted. At the end every expected email was sent exactly once, every local copy
 //! exists exactly once, every reply is applied, and every store file parses.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -25,7 +28,11 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-crash-{}", std::process::id()));
+        Site::named("crash")
+    }
+
+    fn named(label: &str) -> Site {
+        let dir = std::env::temp_dir().join(format!("imipd-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for user in ["alice", "bob"] {
             std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
@@ -54,10 +61,16 @@ impl Site {
     }
 
     fn start(&mut self) -> Child {
+        self.start_with(&[])
+    }
+
+    /// Starts the daemon with extra environment (the crash tests' failpoint).
+    fn start_with(&mut self, env: &[(&str, &str)]) -> Child {
         self.starts += 1;
         let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
             .args(["serve", "--config"])
             .arg(self.dir.join("imipd.toml"))
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(
@@ -348,4 +361,570 @@ fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
         EVENTS
     );
     let _ = Path::new(&site.dir);
+}
+
+/// Waits until `check` holds (bounded), polling.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The emails in the outbox as (METHOD, SEQUENCE line) pairs, sorted.
+fn outbox_messages(site: &Site) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = site
+        .files("outbox")
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            let find = |prefix: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (find("METHOD:"), find("SEQUENCE:"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Each kind of write killed in the window between the file write and the state
+/// commit: the restarted daemon recognises the file as its own write and sends nothing
+/// new (before write intents, a REPLY's PARTSTAT came back as the organizer's own edit
+/// and every attendee got a new REQUEST with SEQUENCE + 1).
+#[test]
+fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
+    let mut site = Site::named("intent");
+    let calendar = site.dir.join("stores/alice/calendar");
+    let mut daemon = site.start();
+    let temp = calendar.join(".ev-0.tmp");
+    std::fs::write(&temp, invitation(0)).expect("write");
+    std::fs::rename(&temp, calendar.join("ev-0.ics")).expect("rename");
+    wait_until("the invitation", || {
+        site.files("outbox").len() == 1 && site.files("stores/bob/calendar").len() == 1
+    });
+    // Let the delivery statuses land, then stop.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = outbox_messages(&site);
+    let bob_file = site.files("stores/bob/calendar")[0].clone();
+    let bob_before = std::fs::read_to_string(&bob_file).expect("bob");
+    kill(daemon);
+
+    // The REPLY is written into alice's copy, then the daemon dies before committing.
+    let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", "reply applied")]);
+    let answer = lmtp(
+        site.port,
+        "ext0@example.net",
+        "alice@example.com",
+        &reply(0),
+    );
+    assert!(
+        !answer.as_deref().is_ok_and(|a| a.starts_with("250")),
+        "the daemon died before answering: {answer:?}"
+    );
+    let _ = dying.wait();
+    let written = std::fs::read_to_string(calendar.join("ev-0.ics")).expect("alice's copy");
+    assert!(
+        written
+            .replace("\r\n ", "")
+            .lines()
+            .any(|l| l.contains("ext0@example.net") && l.contains("PARTSTAT=ACCEPTED")),
+        "the answer was written before the kill:\n{written}"
+    );
+
+    // A temporary file a SIGKILL left mid-write is removed at start; a client's is not.
+    let ours = calendar.join(".ev-0.ics.imipd-4242-7.tmp");
+    let clients = calendar.join(".ev-0.ics.swp");
+    std::fs::write(&ours, "half a calen").expect("plant");
+    std::fs::write(&clients, "editor state").expect("plant");
+
+    // Restarted: the MTA delivers again; the answer is taken as applied once.
+    daemon = site.start();
+    assert!(
+        !ours.exists(),
+        "imipd's own temporary file is removed at start"
+    );
+    assert!(clients.exists(), "other dot files are left alone");
+    let answer = lmtp(
+        site.port,
+        "ext0@example.net",
+        "alice@example.com",
+        &reply(0),
+    )
+    .expect("lmtp");
+    assert!(answer.starts_with("250"), "{answer}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = outbox_messages(&site);
+    kill(daemon);
+    assert_eq!(after, before, "nothing sent again after the restart");
+    assert_eq!(
+        std::fs::read_to_string(&bob_file).expect("bob"),
+        bob_before,
+        "bob's copy was not re-invited"
+    );
+}
+
+/// The other writes, each killed between the file write and its commit: the organizer's
+/// write-back of a new invitation, its import into the local attendee's calendar, the
+/// delivery status on the organizer's copy, and an update delivered into the local
+/// attendee's existing copy. After the restart each event went out
+/// exactly once, with the SEQUENCE the organizer's copy holds.
+#[test]
+fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() {
+    for (n, kind) in ["organizer write-back", "import", "delivery status"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut site = Site::named(&format!("intent-kind-{n}"));
+        let calendar = site.dir.join("stores/alice/calendar");
+        let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", kind)]);
+        let temp = calendar.join(".ev-0.tmp");
+        std::fs::write(&temp, invitation(0)).expect("write");
+        std::fs::rename(&temp, calendar.join("ev-0.ics")).expect("rename");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while dying.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: the failpoint was never reached"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let daemon = site.start();
+        wait_until("the invitation", || {
+            site.files("outbox").len() == 1 && site.files("stores/bob/calendar").len() == 1
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let sent = outbox_messages(&site);
+        let stored = std::fs::read_to_string(calendar.join("ev-0.ics")).expect("alice");
+        let stored_sequence = stored
+            .lines()
+            .find(|l| l.starts_with("SEQUENCE:"))
+            .unwrap_or_default()
+            .to_string();
+        kill(daemon);
+        assert_eq!(
+            sent,
+            vec![("METHOD:REQUEST".to_string(), stored_sequence.clone())],
+            "{kind}: one invitation, carrying the organizer's SEQUENCE"
+        );
+        assert_eq!(
+            site.files("stores/bob/calendar").len(),
+            1,
+            "{kind}: one local copy"
+        );
+    }
+
+    // A delivery into the local attendee's existing copy (an update), killed likewise.
+    let mut site = Site::named("intent-kind-update");
+    let calendar = site.dir.join("stores/alice/calendar");
+    let daemon = site.start();
+    let file = calendar.join("ev-0.ics");
+    std::fs::write(calendar.join(".ev-0.tmp"), invitation(0)).expect("write");
+    std::fs::rename(calendar.join(".ev-0.tmp"), &file).expect("rename");
+    wait_until("the invitation", || {
+        site.files("outbox").len() == 1 && site.files("stores/bob/calendar").len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    kill(daemon);
+    let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", "local delivery")]);
+    let moved = std::fs::read_to_string(&file)
+        .expect("alice")
+        .replace("DTSTART:20300610T103000Z", "DTSTART:20300612T103000Z");
+    std::fs::write(calendar.join(".ev-0.tmp"), moved).expect("write");
+    std::fs::rename(calendar.join(".ev-0.tmp"), &file).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dying.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "the failpoint was never reached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let daemon = site.start();
+    wait_until("the update", || site.files("outbox").len() == 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = outbox_messages(&site);
+    let bob = std::fs::read_to_string(&site.files("stores/bob/calendar")[0]).expect("bob");
+    kill(daemon);
+    assert_eq!(sent.len(), 2, "invitation and update, once each: {sent:?}");
+    assert!(
+        bob.contains("DTSTART:20300612T103000Z"),
+        "bob has the update:\n{bob}"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The organizer's whole life cycle under SIGKILL, with a relay that records everything.
+
+/// The harness's size: `CRASH_EVENTS` and `CRASH_KILLS` make a longer run
+/// (RELIABILITY.md); the defaults keep `cargo test` under a minute or two.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn lifecycle_event(i: usize, step: usize) -> String {
+    // step 0: created; 1: rescheduled; 2: extb removed.
+    let start = if step == 0 {
+        "20300610T103000Z"
+    } else {
+        "20300611T140000Z"
+    };
+    let extb = if step < 2 {
+        format!("ATTENDEE;RSVP=TRUE:mailto:ext{i}b@example.net\r\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\nUID:life-{i}\r\n\
+         DTSTAMP:20300101T090000Z\r\nDTSTART:{start}\r\nDURATION:PT1H\r\nSUMMARY:Review {i}\r\n\
+         ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
+         ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\nATTENDEE;RSVP=TRUE:mailto:ext{i}a@example.net\r\n\
+         {extb}END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+fn lifecycle_reply(i: usize) -> String {
+    format!(
+        "From: ext{i}a@example.net\r\nTo: alice@example.com\r\nSubject: Accepted\r\nMessage-ID: <life-reply-{i}@example.net>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/calendar; method=REPLY; charset=utf-8\r\n\r\n\
+         BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Ext//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\nUID:life-{i}\r\n\
+         DTSTAMP:20300102T090000Z\r\nORGANIZER:mailto:alice@example.com\r\n\
+         ATTENDEE;PARTSTAT=ACCEPTED:mailto:ext{i}a@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+/// One message as the relay got it.
+#[derive(Debug, Clone)]
+struct Got {
+    uid: String,
+    rcpt: String,
+    method: String,
+    sequence: i64,
+    message_id: String,
+    /// What the change says: DTSTART and the attendees (not their answers).
+    substance: String,
+}
+
+fn got(message: &support::sink::SinkMessage) -> Vec<Got> {
+    let text = String::from_utf8_lossy(&message.data).replace("\r\n ", "");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let (uid, method, message_id) = (field("UID:"), field("METHOD:"), field("Message-ID:"));
+    let sequence = field("SEQUENCE:").parse().unwrap_or(0);
+    let mut attendees: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("ATTENDEE"))
+        .filter_map(|l| l.rsplit_once(':').map(|(_, a)| a.to_ascii_lowercase()))
+        .collect();
+    attendees.sort();
+    let substance = format!("{} {}", field("DTSTART"), attendees.join(","));
+    message
+        .rcpts
+        .iter()
+        .map(|(rcpt, _)| Got {
+            uid: uid.clone(),
+            rcpt: rcpt.to_ascii_lowercase(),
+            method: method.clone(),
+            sequence,
+            message_id: message_id.clone(),
+            substance: substance.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing() {
+    let events = knob("CRASH_EVENTS", 80);
+    let kills_wanted = knob("CRASH_KILLS", 60);
+    let sink = support::Sink::start();
+    let mut site = Site::named("lifecycle");
+    let config = std::fs::read_to_string(site.dir.join("imipd.toml")).expect("config");
+    std::fs::write(
+        site.dir.join("imipd.toml"),
+        config.replace(
+            "[queue]\noutbox = \"outbox\"\n",
+            &format!(
+                "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 4\n\
+                 [relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = 10\n",
+                sink.addr().port()
+            ),
+        ),
+    )
+    .expect("relay configuration");
+    let calendar = site.dir.join("stores/alice/calendar");
+    let mut rng = Rng(0x2026_1201_0013_CAFE);
+    // Operations: create, answer, reschedule, remove an attendee, cancel; per round.
+    let rounds = 5;
+    let total_ops = rounds * events;
+    let third = kills_wanted / 3;
+    let mut random_kills: Vec<usize> = (0..third.max(1)).map(|_| rng.below(total_ops)).collect();
+    random_kills.sort();
+    // After the relay's 250: kill when the sink's count reaches these.
+    let mut after_250: Vec<usize> = (0..third.max(1))
+        .map(|_| 1 + rng.below(events * 5))
+        .collect();
+    after_250.sort();
+    after_250.dedup();
+    // After the LMTP dot: these answers.
+    let mut after_dot: Vec<usize> = (0..(kills_wanted - 2 * third).max(1))
+        .map(|_| rng.below(events))
+        .collect();
+    after_dot.sort();
+    after_dot.dedup();
+
+    let dot_delay_us: Vec<usize> = (0..events).map(|_| rng.below(6000)).collect();
+    // Greylisting: every fourth event's first attendee is answered 451 until the end,
+    // so its messages pile up and are retried with growing delays.
+    let greylisted: Vec<String> = (0..events)
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("ext{i}a@example.net"))
+        .collect();
+    for rcpt in &greylisted {
+        sink.reply_to_rcpt(rcpt, Some("451 4.7.1 greylisted, try again later"));
+    }
+    let daemon = std::sync::Arc::new(std::sync::Mutex::new(Some(site.start())));
+    let kills = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = std::sync::Arc::new(sink);
+    let watcher = {
+        let (daemon, kills, stop, sink) =
+            (daemon.clone(), kills.clone(), stop.clone(), sink.clone());
+        let thresholds = after_250.clone();
+        std::thread::spawn(move || {
+            let mut next = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && next < thresholds.len() {
+                if sink.message_count() >= thresholds[next] {
+                    if let Some(child) = daemon.lock().expect("lock").take() {
+                        kill(child);
+                        kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    next += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let ensure_running = |site: &mut Site| {
+        let mut slot = daemon.lock().expect("lock");
+        let dead = match slot.as_mut() {
+            Some(child) => child.try_wait().ok().flatten().is_some(),
+            None => true,
+        };
+        if dead {
+            *slot = Some(site.start());
+        }
+    };
+    let mut lmtp_retries = 0;
+    for op in 0..total_ops {
+        let (round, i) = (op / events, op % events);
+        if random_kills.binary_search(&op).is_ok() {
+            if let Some(child) = daemon.lock().expect("lock").take() {
+                kill(child);
+                kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        ensure_running(&mut site);
+        let file = calendar.join(format!("life-{i}.ics"));
+        match round {
+            1 => {
+                // The answer: killed right after the dot for some; an MTA retries.
+                if after_dot.binary_search(&i).is_ok() {
+                    let _ = lmtp_then(
+                        site.port,
+                        &format!("ext{i}a@example.net"),
+                        "alice@example.com",
+                        &lifecycle_reply(i),
+                        || {
+                            // 0–6 ms after the dot: the window where the answer is
+                            // being written and committed.
+                            std::thread::sleep(Duration::from_micros(dot_delay_us[i] as u64));
+                            if let Some(child) = daemon.lock().expect("lock").take() {
+                                kill(child);
+                                kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        },
+                    );
+                }
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    ensure_running(&mut site);
+                    match lmtp(
+                        site.port,
+                        &format!("ext{i}a@example.net"),
+                        "alice@example.com",
+                        &lifecycle_reply(i),
+                    ) {
+                        Ok(answer) if answer.starts_with("250") => break,
+                        _ => {
+                            lmtp_retries += 1;
+                            assert!(Instant::now() < deadline, "answer {i} never accepted");
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            }
+            4 => {
+                let _ = std::fs::remove_file(&file);
+            }
+            _ => {
+                // Like a client: read the file (with what imipd wrote into it), change
+                // it, save it by rename.
+                let current = std::fs::read_to_string(&file)
+                    .unwrap_or_default()
+                    .replace("\r\n ", "");
+                let text = match round {
+                    0 => lifecycle_event(i, 0),
+                    2 => current.replace("DTSTART:20300610T103000Z", "DTSTART:20300611T140000Z"),
+                    _ => current
+                        .split_inclusive("\r\n")
+                        .filter(|l| !l.contains(&format!("ext{i}b@example.net")))
+                        .collect(),
+                };
+                let temp = calendar.join(format!(".life-{i}.client-tmp"));
+                std::fs::write(&temp, text).expect("write");
+                std::fs::rename(&temp, &file).expect("rename");
+            }
+        }
+        // A client saves at human speed, not all in one debounce window.
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
+    ensure_running(&mut site);
+    for rcpt in &greylisted {
+        sink.reply_to_rcpt(rcpt, None);
+    }
+
+    // Done when every external attendee's last message is the CANCEL (bounded).
+    let last_is_cancel = |all: &[Got], uid: &str, rcpt: &str| {
+        all.iter()
+            .rev()
+            .find(|g| g.uid == uid && g.rcpt == rcpt)
+            .is_some_and(|g| g.method == "CANCEL")
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let all: Vec<Got> = sink.messages().iter().flat_map(got).collect();
+        let done = (0..events).all(|i| {
+            let uid = format!("life-{i}");
+            last_is_cancel(&all, &uid, &format!("ext{i}a@example.net"))
+                && last_is_cancel(&all, &uid, &format!("ext{i}b@example.net"))
+        });
+        if done || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let any late resend arrive before counting.
+    std::thread::sleep(Duration::from_secs(3));
+    if let Some(child) = daemon.lock().expect("lock").take() {
+        kill(child);
+    }
+    let all: Vec<Got> = sink.messages().iter().flat_map(got).collect();
+
+    // Per (UID, recipient): the last message is the CANCEL (lost: 0), SEQUENCE never
+    // goes down (order), and per (UID, recipient, method, SEQUENCE) one Message-ID
+    // (logical duplicates: 0). The same Message-ID again is a resend SMTP forces.
+    let mut lost = Vec::new();
+    let mut out_of_order = Vec::new();
+    let mut resent_changes = Vec::new();
+    let mut ids: BTreeMap<(String, String, String, i64), std::collections::BTreeSet<String>> =
+        BTreeMap::new();
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for g in &all {
+        ids.entry((g.uid.clone(), g.rcpt.clone(), g.method.clone(), g.sequence))
+            .or_default()
+            .insert(g.message_id.clone());
+        *copies
+            .entry(format!("{}|{}", g.message_id, g.rcpt))
+            .or_insert(0) += 1;
+    }
+    for i in 0..events {
+        let uid = format!("life-{i}");
+        for rcpt in [
+            format!("ext{i}a@example.net"),
+            format!("ext{i}b@example.net"),
+        ] {
+            if !last_is_cancel(&all, &uid, &rcpt) {
+                lost.push(format!("{uid} → {rcpt}"));
+            }
+            let seqs: Vec<(i64, &str)> = all
+                .iter()
+                .filter(|g| g.uid == uid && g.rcpt == rcpt)
+                .map(|g| (g.sequence, g.method.as_str()))
+                .collect();
+            if seqs.windows(2).any(|w| w[1].0 < w[0].0) {
+                out_of_order.push(format!("{uid} → {rcpt}: {seqs:?}"));
+            }
+            // The same change sent again under a higher SEQUENCE (another Message-ID,
+            // same substance as the REQUEST before it).
+            let requests: Vec<&Got> = all
+                .iter()
+                .filter(|g| g.uid == uid && g.rcpt == rcpt && g.method == "REQUEST")
+                .collect();
+            for pair in requests.windows(2) {
+                if pair[0].message_id != pair[1].message_id
+                    && pair[0].substance == pair[1].substance
+                {
+                    resent_changes.push(format!(
+                        "{uid} → {rcpt}: SEQUENCE {} then {} for {}",
+                        pair[0].sequence, pair[1].sequence, pair[1].substance
+                    ));
+                }
+            }
+        }
+    }
+    let logical_duplicates: Vec<_> = ids.iter().filter(|(_, set)| set.len() > 1).collect();
+    let logical_count = logical_duplicates.len() + resent_changes.len();
+    let resends: usize = copies.values().map(|n| n - 1).sum();
+    let kills = kills.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "lifecycle harness: {events} events, {total_ops} organizer changes and answers, {kills} SIGKILLs \
+         ({} random, {} after the relay's 250, {} after the LMTP dot), {} daemon starts, {} messages at the relay, \
+         lost {}, logical duplicates {}, out of order {}, same-Message-ID resends {resends}, {lmtp_retries} LMTP retries",
+        random_kills.len(),
+        after_250.len(),
+        after_dot.len(),
+        site.starts,
+        all.len(),
+        lost.len(),
+        logical_count,
+        out_of_order.len(),
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
+    assert!(
+        logical_duplicates.is_empty(),
+        "the same change sent again with another Message-ID: {logical_duplicates:?}"
+    );
+    assert!(
+        resent_changes.is_empty(),
+        "the same change sent again with a higher SEQUENCE: {resent_changes:?}"
+    );
+    for file in site.files("stores/bob/calendar") {
+        let text = std::fs::read_to_string(&file).expect("bob's copy");
+        assert!(
+            calcard::icalendar::ICalendar::parse(&text).is_ok(),
+            "{} parses",
+            file.display()
+        );
+        assert!(
+            text.contains("STATUS:CANCELLED"),
+            "the local attendee's copy ends cancelled, not a meeting that was deleted:\n{text}"
+        );
+    }
+    assert_eq!(
+        site.files("stores/bob/calendar").len(),
+        events,
+        "one local copy per event"
+    );
 }

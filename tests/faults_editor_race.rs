@@ -9,6 +9,7 @@ use calcard::icalendar::ICalendar;
 use imipd::config::Layout;
 use imipd::itip::{CalAddress, ReplyDetails};
 use imipd::store::apply::Applier;
+use imipd::store::process::Processor;
 use imipd::store::state::State;
 use std::time::Duration;
 
@@ -125,5 +126,247 @@ fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
         );
     }
     println!("editor race: {EDITS} client edits, {ANSWERS} answers, {deferred} deferred attempts, nothing lost");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How a vdir client saves a file.
+#[derive(Clone, Copy, Debug)]
+enum Writer {
+    /// Write a temporary file next to it and rename it over (vdirsyncer, khal).
+    TempAndRename,
+    /// Open the file with truncation and write it (editors that save in place).
+    InPlace,
+}
+
+/// Counts of one vdir race.
+struct Race {
+    /// Client edits whose result was gone when the client next read the file.
+    edits_lost: usize,
+    /// Answers not in the file after imipd processed the client's last save.
+    answers_lost: usize,
+    deferred: usize,
+}
+
+/// A client saving the organizer's vdir file without any lock, `EDITS` times, each
+/// time reading the file and raising its counter, while imipd applies 40 REPLYs; then
+/// imipd processes the client's last save as the daemon would.
+fn vdir_race(writer: Writer) -> Race {
+    let dir =
+        std::env::temp_dir().join(format!("imipd-vdir-race-{writer:?}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let calendar = dir.join("vdir/alice/calendar");
+    std::fs::create_dir_all(&calendar).expect("folders");
+    let file = calendar.join("all-hands.ics");
+    std::fs::write(&file, organizer_copy()).expect("event");
+    let alice = fixture::user("alice");
+    let store = fixture::store(&dir.join("vdir"), Layout::Vdir, vec![alice.clone()]);
+    let state = State::open(&dir.join("state.redb")).expect("state");
+    fixture::baseline(&store, &state, NOW);
+
+    let editor_file = file.clone();
+    let editor = std::thread::spawn(move || {
+        let mut lost = 0;
+        let temp = editor_file.with_file_name(".all-hands.ics.client-tmp");
+        for n in 1..=EDITS {
+            let text = loop {
+                // An in-place save of our own can be caught half-written by nobody
+                // but us; imipd's writes are atomic. Read until it parses.
+                let text = std::fs::read_to_string(&editor_file).expect("read");
+                if text.ends_with("END:VCALENDAR\r\n") {
+                    break text;
+                }
+            };
+            let counter = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-EDIT-COUNT:"))
+                .and_then(|c| c.trim().parse::<usize>().ok())
+                .expect("counter");
+            if counter != n - 1 {
+                lost += 1;
+            }
+            let edited = text.replace(
+                &format!("X-EDIT-COUNT:{counter}\r\n"),
+                &format!("X-EDIT-COUNT:{n}\r\n"),
+            );
+            match writer {
+                Writer::TempAndRename => {
+                    std::fs::write(&temp, edited).expect("write temp");
+                    std::fs::rename(&temp, &editor_file).expect("rename");
+                }
+                Writer::InPlace => {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(&editor_file)
+                        .expect("open");
+                    f.write_all(edited.as_bytes()).expect("write");
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        lost
+    });
+
+    let applier = Applier {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let mut deferred = 0;
+    for i in 0..ANSWERS {
+        let sender = CalAddress::parse(&format!("p{i}@example.net")).expect("address");
+        loop {
+            match applier.apply(&alice, &reply(i), &sender, NOW, false, None) {
+                Ok(_) => break,
+                Err(err) if err.is_temporary() => {
+                    deferred += 1;
+                    assert!(deferred < 10_000, "answer {i} never applied: {err}");
+                }
+                Err(err) => panic!("answer {i}: {err}"),
+            }
+        }
+    }
+    let edits_lost = editor.join().expect("client");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let key = "alice/calendar/all-hands.ics";
+    let decision = processor.process(key, NOW + 1, false).expect("process");
+    let text = std::fs::read_to_string(&file)
+        .expect("final")
+        .replace("\r\n ", "");
+    assert!(
+        text.contains(&format!("X-EDIT-COUNT:{EDITS}\r\n")),
+        "the client's last save is there ({decision:?}):\n{text}"
+    );
+    let answers_lost = (0..ANSWERS)
+        .filter(|i| {
+            !text.lines().any(|l| {
+                l.contains(&format!("mailto:p{i}@example.net")) && l.contains("PARTSTAT=ACCEPTED")
+            })
+        })
+        .count();
+    let _ = std::fs::remove_dir_all(&dir);
+    Race {
+        edits_lost,
+        answers_lost,
+        deferred,
+    }
+}
+
+#[test]
+fn a_vdir_client_saving_by_rename_loses_no_edit_and_no_answer() {
+    let race = vdir_race(Writer::TempAndRename);
+    println!(
+        "vdir race, temp+rename writer: {EDITS} edits, {} lost; {ANSWERS} answers, {} lost; {} deferred",
+        race.edits_lost, race.answers_lost, race.deferred
+    );
+    assert_eq!(race.edits_lost, 0, "client edits overwritten by imipd");
+    assert_eq!(race.answers_lost, 0, "answers put back by a stale save");
+}
+
+#[test]
+fn a_vdir_client_saving_in_place_loses_no_edit_and_no_answer() {
+    let race = vdir_race(Writer::InPlace);
+    println!(
+        "vdir race, in-place writer: {EDITS} edits, {} lost; {ANSWERS} answers, {} lost; {} deferred",
+        race.edits_lost, race.answers_lost, race.deferred
+    );
+    assert_eq!(race.edits_lost, 0, "client edits overwritten by imipd");
+    assert_eq!(race.answers_lost, 0, "answers put back by a stale save");
+}
+
+/// The organizer's vdir copy after answer `p0` was applied, saved by a client that had
+/// read it before: the old answer comes back with the client's edit.
+fn stale_save_setup(label: &str) -> (std::path::PathBuf, imipd::store::layout::Store, State) {
+    let dir = std::env::temp_dir().join(format!("imipd-stale-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let calendar = dir.join("vdir/alice/calendar");
+    std::fs::create_dir_all(&calendar).expect("folders");
+    std::fs::write(calendar.join("all-hands.ics"), organizer_copy()).expect("event");
+    let alice = fixture::user("alice");
+    let store = fixture::store(&dir.join("vdir"), Layout::Vdir, vec![alice.clone()]);
+    let state = State::open(&dir.join("state.redb")).expect("state");
+    fixture::baseline(&store, &state, NOW);
+    let applier = Applier {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let sender = CalAddress::parse("p0@example.net").expect("address");
+    applier
+        .apply(&alice, &reply(0), &sender, NOW, false, None)
+        .expect("answer applied");
+    (dir, store, state)
+}
+
+#[test]
+fn a_save_from_a_copy_read_before_an_answer_keeps_the_answer_and_sends_nothing() {
+    let (dir, store, state) = stale_save_setup("keep");
+    let file = dir.join("vdir/alice/calendar/all-hands.ics");
+    let applied = std::fs::read_to_string(&file).expect("read");
+    assert!(applied.contains("PARTSTAT=ACCEPTED"), "{applied}");
+    // The client read the file before the answer and saves its edit now.
+    let stale = organizer_copy().replace("X-EDIT-COUNT:0", "X-EDIT-COUNT:1");
+    std::fs::write(&file, stale).expect("stale save");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    let decision = processor
+        .process("alice/calendar/all-hands.ics", NOW + 1, false)
+        .expect("process");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        text.contains("X-EDIT-COUNT:1\r\n"),
+        "the edit stays:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("p0@example.net") && l.contains("PARTSTAT=ACCEPTED")),
+        "the applied answer stays ({decision:?}):\n{text}"
+    );
+    assert!(
+        state.queue().expect("queue").is_empty(),
+        "nothing is sent for a stale answer ({decision:?})"
+    );
+    // Processing the merged file again changes nothing more.
+    let again = processor
+        .process("alice/calendar/all-hands.ics", NOW + 2, false)
+        .expect("process");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        text,
+        "{again:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_organizer_resetting_an_answer_on_purpose_keeps_the_reset() {
+    let (dir, store, state) = stale_save_setup("reset");
+    let file = dir.join("vdir/alice/calendar/all-hands.ics");
+    let reset = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("PARTSTAT=ACCEPTED", "PARTSTAT=NEEDS-ACTION");
+    std::fs::write(&file, &reset).expect("reset");
+    let processor = Processor {
+        store: &store,
+        state: &state,
+        reply_details: ReplyDetails::Full,
+    };
+    processor
+        .process("alice/calendar/all-hands.ics", NOW + 1, false)
+        .expect("process");
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("p0@example.net") && l.contains("PARTSTAT=NEEDS-ACTION")),
+        "a deliberate reset stays:\n{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,8 +21,9 @@
 //!   edited model, keeps every line whose meaning did not change byte-for-byte, and
 //!   writes new lines in the file's own line-ending style.
 //!
-//! Each property runs 256 cases by default (`PROPTEST_CASES` overrides it); a failure
-//! is shrunk to a small calendar and printed.
+//! Each property runs 256 cases drawn from a fixed seed, so `cargo test` is
+//! deterministic (see [`config`]); a failure is shrunk to a small calendar, printed,
+//! and its seed saved in `tests/prop_scheduling.proptest-regressions`.
 
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarParameter,
@@ -1240,13 +1241,32 @@ fn organizer_edit_chain(
 // ---------------------------------------------------------------------------------
 // The properties
 
+/// The seed every `cargo test` run draws its cases from: CI explores nothing new, so a
+/// run fails only when the code changed. Random exploration is a separate command
+/// (RELIABILITY.md): `PROPTEST_RNG_SEED=<any u64> PROPTEST_CASES=<n>`.
+const FIXED_SEED: u64 = 0x1A1B_2026_0013;
+
+/// 256 cases from [`FIXED_SEED`] (`PROPTEST_CASES` and `PROPTEST_RNG_SEED` override
+/// them). A failure's seed is saved in `tests/prop_scheduling.proptest-regressions`,
+/// which is kept in the repository: every later run replays it first.
+fn config() -> ProptestConfig {
+    let from_env = ProptestConfig::default();
+    let seed = if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+        from_env.rng_seed
+    } else {
+        proptest::test_runner::RngSeed::Fixed(FIXED_SEED)
+    };
+    ProptestConfig {
+        rng_seed: seed,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..from_env
+    }
+}
+
 proptest! {
-    // 256 cases each unless PROPTEST_CASES says otherwise. Failures are not written to
-    // a regressions file: the shrunk input is printed, and is small enough to read.
-    #![proptest_config(ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     /// Invitation, answer, update and cancellation, each delivered twice: the second
     /// delivery leaves the recipient's copy as the first one left it.

@@ -117,6 +117,14 @@ impl Metrics {
             "Delivery attempts that will be retried.",
             get(&self.retried),
         );
+        if let Some(Ok(superseded)) = state.map(|s| s.superseded_total()) {
+            counter(
+                &mut out,
+                "imipd_messages_superseded_total",
+                "Undelivered messages dropped because a newer one for the same UID, recipient and instances was queued.",
+                superseded,
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP imipd_lmtp_messages_total Incoming messages per recipient, by outcome and reason.\n# TYPE imipd_lmtp_messages_total counter"

@@ -18,6 +18,7 @@ use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
 use crate::store::state::{Batch, QueueItem, SentRecord, State, StateError, SummaryRecord};
+use crate::store::supersede::order_key;
 use calcard::common::IanaParse;
 use calcard::icalendar::{
     ICalendar, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
@@ -91,6 +92,37 @@ pub fn itip_message(item: &QueueItem) -> Option<ItipMessage> {
     })
 }
 
+/// The recipient's address as the calendar spells it (`phA-1-0@example.net`), for the
+/// envelope: RFC 5321 §2.4 leaves a local part's case to the receiving host, so it is
+/// kept as written; the normalised address (lowercase) is only for comparing people.
+/// Falls back to the normalised address when no ATTENDEE or ORGANIZER spells it
+/// plainly.
+pub fn as_written(calendar: &ICalendar, rcpt: &CalAddress) -> String {
+    calendar
+        .components
+        .iter()
+        .flat_map(|c| c.entries.iter())
+        .filter(|e| {
+            matches!(
+                e.name,
+                ICalendarProperty::Attendee | ICalendarProperty::Organizer
+            )
+        })
+        .filter_map(|e| e.values.first().and_then(|v| v.as_text()))
+        .filter(|value| CalAddress::parse(value).as_ref() == Some(rcpt))
+        .find_map(|value| {
+            let bare = crate::itip::address::strip_prefix_ignore_case(value.trim(), "mailto:")
+                .unwrap_or(value.trim());
+            let plain =
+                bare.len() == rcpt.as_str().len() && bare.eq_ignore_ascii_case(rcpt.as_str());
+            plain.then(|| {
+                let (local, domain) = bare.rsplit_once('@').unwrap_or((bare, ""));
+                format!("{local}@{}", domain.to_ascii_lowercase())
+            })
+        })
+        .unwrap_or_else(|| rcpt.to_string())
+}
+
 /// Works through the queue.
 pub struct Worker<'a> {
     /// The calendar store.
@@ -102,19 +134,32 @@ pub struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    /// Items due at `now`, oldest first.
+    /// Items due at `now`, oldest first; of one (UID, recipient) only the oldest item
+    /// still queued, due or not: a recipient never gets a message after a newer one
+    /// (a CANCEL overtaken by the REQUESTs before it would leave a deleted meeting).
     pub fn due(&self, now: i64) -> Result<Vec<QueueItem>, StateError> {
+        let mut seen = std::collections::HashSet::new();
         Ok(self
             .state
             .queue()?
             .into_iter()
+            .filter(|i| seen.insert(order_key(i)))
             .filter(|i| i.next_attempt <= now)
             .collect())
     }
 
     /// The earliest time any item is due, if the queue is not empty.
     pub fn next_due(&self) -> Result<Option<i64>, StateError> {
-        Ok(self.state.queue()?.iter().map(|i| i.next_attempt).min())
+        // Only the items `due` may return: one waiting behind an older one of its
+        // (UID, recipient) is not due, whatever its time says.
+        let mut seen = std::collections::HashSet::new();
+        Ok(self
+            .state
+            .queue()?
+            .iter()
+            .filter(|i| seen.insert(order_key(i)))
+            .map(|i| i.next_attempt)
+            .min())
     }
 
     /// Delivers a local item into the recipient's calendar.
@@ -168,7 +213,7 @@ impl Worker<'_> {
         let token = BounceToken::signed(item.id, &self.settings.bounce_key);
         let envelope = Envelope {
             mail_from: self.settings.bounces.address(&token),
-            recipient: rcpt.to_string(),
+            recipient: as_written(&message.calendar, &rcpt),
             envelope_id: Some(format!("imipd.{token}")),
         };
         match out.send(&envelope, &mail.bytes).await {
@@ -284,4 +329,34 @@ pub struct StatusNote {
     pub rcpt: CalAddress,
     /// SCHEDULE-STATUS to record (1.1 sent, 1.2 delivered, 3.7, 5.1).
     pub status: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_recipient_keeps_the_local_part_as_written() {
+        let calendar = ICalendar::parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\
+             UID:u1\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300102T100000Z\r\n\
+             ORGANIZER:mailto:alice@example.com\r\nATTENDEE:MAILTO:phA-1-0@Example.NET\r\n\
+             ATTENDEE:mailto:%70q@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("calendar");
+        let address = |a: &str| CalAddress::parse(a).expect("address");
+        assert_eq!(
+            as_written(&calendar, &address("pha-1-0@example.net")),
+            "phA-1-0@example.net"
+        );
+        // Spelled with escapes: the normalised address.
+        assert_eq!(
+            as_written(&calendar, &address("pq@example.net")),
+            "pq@example.net"
+        );
+        assert_eq!(
+            as_written(&calendar, &address("x@example.net")),
+            "x@example.net"
+        );
+    }
 }

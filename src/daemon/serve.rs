@@ -175,6 +175,18 @@ pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
     }
     let state = Arc::new(State::open(&config.state)?);
     let store = Store::new(&config.store, config.users()?);
+    // Before the first scan: a stop in the middle of a write leaves a temporary file
+    // and possibly a written file whose commit did not follow.
+    let removed = crate::store::write::remove_temp_files(&store);
+    let (recognised, dropped) = crate::store::write::recover_intents(&store, &state)?;
+    if removed + recognised + dropped > 0 {
+        tracing::info!(
+            temp_files_removed = removed,
+            writes_recognised = recognised,
+            intents_dropped = dropped,
+            "cleaned up after an interrupted run"
+        );
+    }
     let shared = Arc::new(Shared {
         config_path: config_path.to_path_buf(),
         config: RwLock::new(Arc::new(config)),

@@ -33,6 +33,18 @@ pub enum ImipError {
         /// The configured depth limit.
         limit: usize,
     },
+    /// More MIME parts, or more calendar parts, than any iMIP message has: refused
+    /// before they are parsed, so one mail's memory stays bounded.
+    #[error(
+        "the email has more than {limit} {what}; refusing to examine it (no mail client \
+         sends this: the message is broken or hostile)"
+    )]
+    TooManyParts {
+        /// "MIME parts" or "calendar parts".
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// Nothing in the email looks like calendar data.
     #[error(
         "the email has no calendar part (text/calendar or application/ics): it is not an \

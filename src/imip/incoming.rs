@@ -61,6 +61,20 @@ pub struct IncomingItip {
 /// Most VCALENDAR objects read from one part; more is not a scheduling message.
 const MAX_OBJECTS_PER_PART: usize = 16;
 
+/// Most calendar parts examined in one email (clients send one to three).
+const MAX_CALENDAR_PARTS: usize = 32;
+
+/// Most MIME parts in one email, counted by their delimiter lines before parsing (an
+/// invitation has a handful; a line of text starting with `--` counts too, so the
+/// bound is generous).
+const MAX_MIME_PARTS: usize = 1000;
+
+/// Lines starting with `--`: an upper bound of the MIME parts of `raw`.
+fn delimiter_lines(raw: &[u8]) -> usize {
+    let starts = raw.windows(3).filter(|w| w == b"\n--").count();
+    starts + usize::from(raw.starts_with(b"--"))
+}
+
 /// Extracts the iTIP message from the raw RFC 5322 bytes of an email.
 ///
 /// `envelope_from` is the SMTP MAIL FROM as received (`None` or `""` for `<>`).
@@ -75,6 +89,14 @@ pub fn parse_incoming(
             limit: opts.max_message_size,
         });
     }
+    // mail-parser keeps every part of the tree in memory: count the delimiter lines
+    // first, so 25,000 tiny parts cost a byte scan, not a parse.
+    if delimiter_lines(raw) > MAX_MIME_PARTS {
+        return Err(ImipError::TooManyParts {
+            what: "MIME parts",
+            limit: MAX_MIME_PARTS,
+        });
+    }
     let message = MessageParser::default()
         .parse(raw)
         .filter(|m| !m.root_part().headers().is_empty())
@@ -87,11 +109,27 @@ pub fn parse_incoming(
             ImipError::NoCalendarPart
         });
     }
+    if found.calendars.len() > MAX_CALENDAR_PARTS {
+        return Err(ImipError::TooManyParts {
+            what: "calendar parts",
+            limit: MAX_CALENDAR_PARTS,
+        });
+    }
     found.calendars.sort_by_key(|c| c.rank);
 
     let mut candidates = Vec::new();
+    // All calendar parts together are bounded too: 32 parts just under the per-part
+    // limit would otherwise be parsed side by side.
+    let mut examined = 0usize;
     for part in &found.calendars {
         let limit = opts.max_calendar_size;
+        examined = examined.saturating_add(part.part.len());
+        if examined > limit.saturating_mul(2) {
+            return Err(ImipError::CalendarTooLarge {
+                size: examined,
+                limit: limit.saturating_mul(2),
+            });
+        }
         // Transfer encodings only grow data by up to a third (base64), so an encoded
         // size beyond that bound is refused before anything is decoded.
         let encoded = encoded_len(part.part);
@@ -263,5 +301,39 @@ fn agreed_method(candidates: &[Candidate]) -> Result<Method, ImipError> {
     match calendar::parse_method(first) {
         Some(method) => Ok(method),
         None => Err(ImipError::UnknownMethod(first.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail_with_parts(n: usize) -> String {
+        let mut mail = String::from(
+            "From: o@example.net\r\nTo: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n",
+        );
+        for _ in 0..n {
+            mail.push_str(
+                "--b\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\n\
+                 BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:u\r\n\
+                 DTSTAMP:20300101T000000Z\r\nDTSTART:20300102T100000Z\r\n\
+                 ORGANIZER:mailto:o@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            );
+        }
+        mail.push_str("--b--\r\n");
+        mail
+    }
+
+    #[test]
+    fn a_mail_of_many_calendar_parts_is_refused_before_they_are_parsed() {
+        let opts = IncomingOptions::default();
+        assert!(parse_incoming(mail_with_parts(3).as_bytes(), None, &opts).is_ok());
+        for (parts, what) in [(40, "calendar parts"), (1200, "MIME parts")] {
+            match parse_incoming(mail_with_parts(parts).as_bytes(), None, &opts) {
+                Err(ImipError::TooManyParts { what: w, .. }) => assert_eq!(w, what),
+                other => panic!("{parts} parts: {other:?}"),
+            }
+        }
     }
 }

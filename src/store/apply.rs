@@ -8,10 +8,11 @@
 //! difference between file and baseline. If the file changes while imipd writes, imipd
 //! reads it again and re-applies, so a user's edit is never overwritten.
 
+use super::answers;
 use super::layout::{SkipReason, Store};
 use super::process::{queue_items, rewrite};
 use super::state::{content_hash, Batch, ObjectRecord, State, StateError};
-use super::write::{replace, Expected, WriteError};
+use super::write::{write_then_commit, Expected, WriteError, WriteKind};
 use crate::config::User;
 use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, Refused, ReplyDetails};
 use calcard::icalendar::ICalendar;
@@ -181,30 +182,47 @@ impl Applier<'_> {
                         }
                     }
                 });
-            match replace(self.store, &key, &Expected::Hash(hash.clone()), &written) {
-                Ok(()) => {}
-                Err(WriteError::Conflict(_)) => continue,
-                Err(e) => return Err(ApplyError::Busy(e.to_string())),
-            }
             let written_hash = content_hash(written.as_bytes());
             let seen_hash = match &record {
                 Some(r) if r.seen_hash != hash => r.seen_hash.clone(),
                 _ => written_hash.clone(),
             };
+            let answers_now = answers::after_reply(itip, &stored, &copy, self.state.answers(&key)?);
+            let why = if answers_now.is_some() {
+                WriteKind::ReplyApplied
+            } else {
+                WriteKind::Delivery
+            };
             let record = ObjectRecord {
                 user: user.name.clone(),
                 uid: Some(uid.clone()),
                 seen_hash,
-                baseline: baseline.or(Some(written)),
+                baseline: baseline.or(Some(written.clone())),
                 written_hash: Some(written_hash),
                 last_error: record.and_then(|r| r.last_error),
             };
-            self.commit(Batch {
+            let then = Batch {
                 objects: vec![(key.clone(), Some(record))],
                 enqueue: answers,
                 applied: applied(applied_key, now),
+                answers: answers_now
+                    .map(|a| vec![(key.clone(), a)])
+                    .unwrap_or_default(),
                 ..Batch::default()
-            })?;
+            };
+            match write_then_commit(
+                self.store,
+                self.state,
+                &key,
+                &Expected::Hash(hash.clone()),
+                &written,
+                why,
+                then,
+            ) {
+                Ok(_) => {}
+                Err(WriteError::Conflict(_)) => continue,
+                Err(e) => return Err(ApplyError::Busy(e.to_string())),
+            }
             return Ok(Applied {
                 action: outcome.action,
                 key: Some(key),
@@ -269,12 +287,39 @@ impl Applier<'_> {
         let mut copy = copy;
         itip::vtimezone::add_missing_timezones(&mut copy);
         let text = copy.to_string();
-        let text = match replace(self.store, &key, &Expected::Absent, &text) {
-            Ok(()) => text,
+        let record_for = |text: String| {
+            let hash = content_hash(text.as_bytes());
+            Batch {
+                objects: vec![(
+                    key.clone(),
+                    Some(ObjectRecord {
+                        user: user.name.clone(),
+                        uid: Some(uid.to_string()),
+                        seen_hash: hash.clone(),
+                        baseline: Some(text),
+                        written_hash: Some(hash),
+                        last_error: None,
+                    }),
+                )],
+                applied: applied(applied_key, ctx.now),
+                ..Batch::default()
+            }
+        };
+        let then = record_for(text.clone());
+        match write_then_commit(
+            self.store,
+            self.state,
+            &key,
+            &Expected::Absent,
+            &text,
+            WriteKind::Import,
+            then,
+        ) {
+            Ok(_) => {}
             Err(WriteError::Conflict(_)) => match self.adopt(&key, uid) {
                 // imipd wrote this file but stopped before recording it: take it as
                 // the copy (applying the message again is the caller's next attempt).
-                Some(existing) => existing,
+                Some(existing) => self.commit(record_for(existing))?,
                 None => {
                     return Err(ApplyError::Busy(format!(
                         "{key} exists, is not this event, and imipd has no record of it"
@@ -282,21 +327,7 @@ impl Applier<'_> {
                 }
             },
             Err(e) => return Err(ApplyError::Busy(e.to_string())),
-        };
-        let hash = content_hash(text.as_bytes());
-        let record = ObjectRecord {
-            user: user.name.clone(),
-            uid: Some(uid.to_string()),
-            seen_hash: hash.clone(),
-            baseline: Some(text),
-            written_hash: Some(hash),
-            last_error: None,
-        };
-        self.commit(Batch {
-            objects: vec![(key.clone(), Some(record))],
-            applied: applied(applied_key, ctx.now),
-            ..Batch::default()
-        })?;
+        }
         Ok(Applied {
             action: outcome.action,
             key: Some(key),
@@ -364,11 +395,6 @@ impl Applier<'_> {
                 return Ok(false);
             };
             let written = rewrite(&text, &updated);
-            match replace(self.store, key, &Expected::Hash(hash.clone()), &written) {
-                Ok(()) => {}
-                Err(WriteError::Conflict(_)) => continue,
-                Err(e) => return Err(ApplyError::Busy(e.to_string())),
-            }
             let written_hash = content_hash(written.as_bytes());
             let record = self.state.object(key)?.map(|mut r| {
                 if let Some(base) = r.baseline.as_deref() {
@@ -386,11 +412,24 @@ impl Applier<'_> {
                 r.written_hash = Some(written_hash.clone());
                 r
             });
-            if let Some(record) = record {
-                self.commit(Batch {
-                    objects: vec![(key.to_string(), Some(record))],
-                    ..Batch::default()
-                })?;
+            let then = Batch {
+                objects: record
+                    .map(|r| vec![(key.to_string(), Some(r))])
+                    .unwrap_or_default(),
+                ..Batch::default()
+            };
+            match write_then_commit(
+                self.store,
+                self.state,
+                key,
+                &Expected::Hash(hash.clone()),
+                &written,
+                WriteKind::DeliveryStatus,
+                then,
+            ) {
+                Ok(_) => {}
+                Err(WriteError::Conflict(_)) => continue,
+                Err(e) => return Err(ApplyError::Busy(e.to_string())),
             }
             return Ok(true);
         }

@@ -1,10 +1,12 @@
 //! Calendar stores: vdir and Radicale folders of `.ics` files, and imipd's state.
 
+pub mod answers;
 pub mod apply;
 pub mod layout;
 pub mod patch;
 pub mod process;
 pub mod scan;
 pub mod state;
+pub mod supersede;
 pub mod watch;
 pub mod write;

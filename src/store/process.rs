@@ -6,12 +6,13 @@
 //! together with the queued messages in one transaction. A crash before that commit
 //! leaves nothing queued and the change unprocessed, so it is simply done again.
 
+use super::answers;
 use super::layout::{SkipReason, Store};
 use super::patch::patch;
 use super::state::{
     content_hash, Batch, ObjectRecord, QueueItem, Route, State, StateError, SummaryRecord,
 };
-use super::write::{replace, Expected, WriteError};
+use super::write::{write_then_commit, Expected, WriteError, WriteKind};
 use crate::itip::{self, Context, ItipMessage, MessageSummary, ReplyDetails};
 use calcard::common::IanaString;
 use calcard::icalendar::ICalendar;
@@ -109,6 +110,42 @@ impl Processor<'_> {
             }
         };
         let uid = new.uids().next().map(str::to_string);
+        if baseline {
+            let next = ObjectRecord {
+                user: user.name.clone(),
+                uid,
+                seen_hash: hash,
+                baseline: Some(text),
+                written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
+                last_error: None,
+            };
+            self.commit_record(key, next, Vec::new())?;
+            return Ok(Decision::Baseline);
+        }
+
+        // A save made on a copy read before imipd applied an answer puts the old answer
+        // back: keep the applied one on the user's version (see store::answers).
+        let remembered = self.state.answers(key)?;
+        let (merged, keep) = if remembered.is_empty() {
+            (None, Vec::new())
+        } else {
+            answers::merge_stale(&new, &remembered)
+        };
+        let answers_update = if keep != remembered {
+            vec![(key.to_string(), keep)]
+        } else {
+            Vec::new()
+        };
+        let (new, text, stale_merged) = match merged {
+            Some(merged) => {
+                let merged_text = rewrite(&text, &merged);
+                match ICalendar::parse(&merged_text) {
+                    Ok(cal) => (cal, merged_text, true),
+                    Err(_) => (new, text, false),
+                }
+            }
+            None => (new, text, false),
+        };
         let mut next = ObjectRecord {
             user: user.name.clone(),
             uid,
@@ -117,10 +154,6 @@ impl Processor<'_> {
             written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
             last_error: None,
         };
-        if baseline {
-            self.commit_record(key, next, Vec::new())?;
-            return Ok(Decision::Baseline);
-        }
 
         let old = record
             .as_ref()
@@ -133,31 +166,64 @@ impl Processor<'_> {
         };
         match itip::schedule_change(old.as_ref(), &new, &ctx) {
             Ok(outcome) => {
-                if let Some(updated) = &outcome.updated {
-                    let written = rewrite(&text, updated);
-                    match replace(self.store, key, &Expected::Hash(hash), &written) {
-                        Ok(()) => {}
-                        Err(WriteError::Conflict(_)) => return Ok(Decision::Retry),
-                        Err(e) => return Err(e.into()),
-                    }
-                    let written_hash = content_hash(written.as_bytes());
-                    next.seen_hash = written_hash.clone();
-                    next.written_hash = Some(written_hash);
-                    next.baseline = Some(written);
-                }
                 let changed_at = modified_ms(&self.store.path_for(key));
                 let items = queue_items(self.store, &outcome.messages, Some(key), now, changed_at);
                 let sent: Vec<(String, String)> = items
                     .iter()
                     .map(|i| (i.method.clone(), i.rcpt.clone()))
                     .collect();
-                self.commit_record(key, next, items)?;
+                let written = match &outcome.updated {
+                    Some(updated) => Some(rewrite(&text, updated)),
+                    None => stale_merged.then(|| text.clone()),
+                };
+                match written {
+                    Some(written) => {
+                        let written_hash = content_hash(written.as_bytes());
+                        next.seen_hash = written_hash.clone();
+                        next.written_hash = Some(written_hash);
+                        next.baseline = Some(written.clone());
+                        let why = if outcome.updated.is_some() {
+                            WriteKind::OrganizerWriteBack
+                        } else {
+                            WriteKind::StaleSaveMerged
+                        };
+                        let then = Batch {
+                            objects: vec![(key.to_string(), Some(next))],
+                            enqueue: items,
+                            answers: answers_update,
+                            ..Batch::default()
+                        };
+                        match write_then_commit(
+                            self.store,
+                            self.state,
+                            key,
+                            &Expected::Hash(hash),
+                            &written,
+                            why,
+                            then,
+                        ) {
+                            Ok(_) => {}
+                            Err(WriteError::Conflict(_)) => return Ok(Decision::Retry),
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    None => {
+                        self.state.commit(Batch {
+                            objects: vec![(key.to_string(), Some(next))],
+                            enqueue: items,
+                            answers: answers_update,
+                            ..Batch::default()
+                        })?;
+                    }
+                }
                 if sent.is_empty() {
-                    return Ok(Decision::NothingToSend(
+                    return Ok(Decision::NothingToSend(if stale_merged {
+                        "a save made on an older copy put back answers imipd had applied; the applied answers stay, nothing to send".into()
+                    } else {
                         "the copy was corrected (a SEQUENCE raised back to what the attendees \
                          hold, or answers reset for a new time); nothing to send"
-                            .into(),
-                    ));
+                            .into()
+                    }));
                 }
                 Ok(Decision::Queued(sent))
             }
@@ -171,7 +237,37 @@ impl Processor<'_> {
                 } else {
                     Decision::NothingToSend(format!("{}: {err}", err.name()))
                 };
-                self.commit_record(key, next, Vec::new())?;
+                if stale_merged && !err.is_refusal() {
+                    // Nothing to send, but the applied answers go back into the file.
+                    let written_hash = content_hash(text.as_bytes());
+                    next.seen_hash = written_hash.clone();
+                    next.written_hash = Some(written_hash);
+                    let then = Batch {
+                        objects: vec![(key.to_string(), Some(next))],
+                        answers: answers_update,
+                        ..Batch::default()
+                    };
+                    return match write_then_commit(
+                        self.store,
+                        self.state,
+                        key,
+                        &Expected::Hash(hash),
+                        &text,
+                        WriteKind::StaleSaveMerged,
+                        then,
+                    ) {
+                        Ok(_) => Ok(Decision::NothingToSend(
+                            "a save made on an older copy put back answers imipd had applied; the applied answers stay, nothing to send".into(),
+                        )),
+                        Err(WriteError::Conflict(_)) => Ok(Decision::Retry),
+                        Err(e) => Err(e.into()),
+                    };
+                }
+                self.state.commit(Batch {
+                    objects: vec![(key.to_string(), Some(next))],
+                    answers: answers_update,
+                    ..Batch::default()
+                })?;
                 Ok(decision)
             }
         }

@@ -6,11 +6,17 @@
 //!   of what imipd itself last wrote, so its own writes never schedule anything;
 //! - an index from (user, UID) to the object, for incoming messages;
 //! - the delivery queue;
-//! - the Message-IDs already applied, so a message delivered twice is applied once.
+//! - the Message-IDs already applied, so a message delivered twice is applied once;
+//! - write intents: before imipd writes a user's file, the hash it is about to write and
+//!   the batch to commit once it is written, so that after a crash in between the file
+//!   is recognised as imipd's own write (see [`crate::store::write::recover_intents`]);
+//! - the answers imipd replaced in an organizer's copy when it applied a REPLY, so a
+//!   client's stale save that puts one back is recognised (see [`crate::store::answers`]).
 //!
 //! Changes go in as a [`Batch`] committed in one transaction: an object marked processed
 //! and the messages its change produced are stored together or not at all.
 
+use super::supersede;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -26,8 +32,12 @@ const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const APPLIED: TableDefinition<&str, i64> = TableDefinition::new("applied_messages");
 const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
+const QUEUE_ORDER: TableDefinition<&str, u64> = TableDefinition::new("queue_by_uid_rcpt");
+const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("write_intents");
+const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("replaced_answers");
 
 const NEXT_QUEUE_ID: &str = "next_queue_id";
+const SUPERSEDED_TOTAL: &str = "superseded_total";
 
 /// The state database could not be used.
 #[derive(Debug, Error)]
@@ -172,7 +182,7 @@ pub enum SummaryRecord {
 }
 
 /// Changes committed together, in one durable transaction.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// Object records to store (`Some`) or forget (`None`), by key.
     pub objects: Vec<(String, Option<ObjectRecord>)>,
@@ -192,6 +202,44 @@ pub struct Batch {
     pub sent: Vec<SentRecord>,
     /// Sent records to forget (older than a bounce can be).
     pub forget_sent: Vec<u64>,
+    /// Write intents to record (`Some`) or clear (`None`), by object key.
+    #[serde(default)]
+    pub intents: Vec<(String, Option<Intent>)>,
+    /// Answers imipd replaced, by object key (an empty list forgets them).
+    #[serde(default)]
+    pub answers: Vec<(String, Vec<ReplacedAnswer>)>,
+}
+
+/// A write imipd is about to make to a user's file: what it will write, why, and what
+/// to commit once it is written. Recorded (durably) before the write; cleared in the
+/// transaction that commits `then`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// Hash of the content about to be written.
+    pub hash: String,
+    /// Why imipd writes (REPLY applied, organizer write-back, delivery, import,
+    /// delivery status), for the log.
+    pub why: String,
+    /// What the write's caller commits once the file is written.
+    pub then: Batch,
+}
+
+/// An attendee's answer imipd replaced in an organizer's copy when it applied that
+/// attendee's REPLY: a later save of the organizer's copy that carries exactly the
+/// old answer again was made on a copy read before imipd's write (a stale save).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedAnswer {
+    /// The component: its UID and RECURRENCE-ID (as calcard reads it; empty: the master).
+    pub component: String,
+    /// The attendee's calendar address.
+    pub attendee: String,
+    /// The PARTSTAT parameter before the REPLY (`None`: there was none).
+    pub before: Option<String>,
+    /// The PARTSTAT the REPLY set.
+    pub applied: String,
+    /// The component's SEQUENCE when the REPLY was applied: a higher one in a later
+    /// version is a reschedule, whose answers are the organizer's to reset.
+    pub sequence: i64,
 }
 
 impl Batch {
@@ -206,6 +254,8 @@ impl Batch {
             && self.forget_meta.is_empty()
             && self.sent.is_empty()
             && self.forget_sent.is_empty()
+            && self.intents.is_empty()
+            && self.answers.is_empty()
     }
 }
 
@@ -228,6 +278,12 @@ pub fn content_hash(bytes: &[u8]) -> String {
         out.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     out
+}
+
+/// The queue-order index entry of item `id`: its order key, then the id (zero-padded,
+/// so entries of one key sort by id).
+fn order_index(key: &str, id: u64) -> String {
+    format!("{key}\u{0}{id:020}")
 }
 
 fn uid_key(user: &str, uid: &str) -> String {
@@ -269,6 +325,9 @@ impl State {
         txn.open_table(META)?;
         txn.open_table(APPLIED)?;
         txn.open_table(SENT)?;
+        txn.open_table(INTENTS)?;
+        txn.open_table(ANSWERS)?;
+        txn.open_table(QUEUE_ORDER)?;
         txn.commit()?;
         Ok(State {
             db,
@@ -377,6 +436,40 @@ impl State {
             out.push(record.id);
         }
         Ok(out)
+    }
+
+    /// How many queued messages a newer one for the same UID, recipient and instances
+    /// has superseded (dropped undelivered), ever.
+    pub fn superseded_total(&self) -> Result<u64, StateError> {
+        Ok(self
+            .meta(SUPERSEDED_TOTAL)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Every write intent still recorded: writes that were started and whose commit
+    /// did not follow (a crash in between), or that met a conflict.
+    pub fn intents(&self) -> Result<Vec<(String, Intent)>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INTENTS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            let key = key.value().to_string();
+            let intent = decode(&key, value.value())?;
+            out.push((key, intent));
+        }
+        Ok(out)
+    }
+
+    /// The answers imipd replaced in object `key` (see [`ReplacedAnswer`]).
+    pub fn answers(&self, key: &str) -> Result<Vec<ReplacedAnswer>, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ANSWERS)?;
+        match table.get(key)? {
+            Some(value) => decode(key, value.value()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Commits `batch` durably; returns the ids given to new items.
@@ -541,25 +634,75 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
 
         let mut meta = txn.open_table(META)?;
         let mut queue = txn.open_table(QUEUE)?;
+        let mut order = txn.open_table(QUEUE_ORDER)?;
         if !batch.enqueue.is_empty() {
-            let mut next: u64 = meta
+            let first: u64 = meta
                 .get(NEXT_QUEUE_ID)?
                 .and_then(|v| v.value().parse().ok())
                 .unwrap_or(1);
+            let mut next = first;
+            let mut superseded = 0u64;
             for item in &batch.enqueue {
                 let mut item = item.clone();
                 item.id = next;
+                let key = supersede::order_key(&item);
+                // Older undelivered messages of an earlier change that this one makes
+                // pointless (messages of one change never supersede each other).
+                let prefix = format!("{key}\u{0}");
+                let mut older = Vec::new();
+                for entry in order.range(prefix.as_str()..)? {
+                    let (index, id) = entry?;
+                    if !index.value().starts_with(&prefix) {
+                        break;
+                    }
+                    if id.value() < first {
+                        older.push((index.value().to_string(), id.value()));
+                    }
+                }
+                for (index, id) in older {
+                    let Some(value) = queue.get(id)?.map(|v| v.value().to_vec()) else {
+                        order.remove(index.as_str())?;
+                        continue;
+                    };
+                    let Ok(old) = decode::<QueueItem>(&id.to_string(), &value) else {
+                        continue;
+                    };
+                    if supersede::supersedes(&item, &old) {
+                        tracing::info!(
+                            superseded = id,
+                            by = next,
+                            uid = %old.uid,
+                            rcpt = %old.rcpt,
+                            method = %old.method,
+                            "superseded: an undelivered message replaced by a newer one for the same instances"
+                        );
+                        queue.remove(id)?;
+                        order.remove(index.as_str())?;
+                        superseded += 1;
+                    }
+                }
                 queue.insert(next, encode(&item).as_slice())?;
+                order.insert(order_index(&key, next).as_str(), next)?;
                 ids.push(next);
                 next += 1;
             }
             meta.insert(NEXT_QUEUE_ID, next.to_string().as_str())?;
+            if superseded > 0 {
+                let total: u64 = meta
+                    .get(SUPERSEDED_TOTAL)?
+                    .and_then(|v| v.value().parse().ok())
+                    .unwrap_or(0);
+                meta.insert(SUPERSEDED_TOTAL, (total + superseded).to_string().as_str())?;
+            }
         }
         for item in &batch.requeue {
             queue.insert(item.id, encode(item).as_slice())?;
         }
         for id in &batch.dequeue {
-            queue.remove(id)?;
+            let removed = queue.remove(id)?.map(|v| v.value().to_vec());
+            if let Some(Ok(item)) = removed.map(|v| decode::<QueueItem>(&id.to_string(), &v)) {
+                order.remove(order_index(&supersede::order_key(&item), *id).as_str())?;
+            }
         }
         for (key, value) in &batch.meta {
             meta.insert(key.as_str(), value.as_str())?;
@@ -577,6 +720,27 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
         }
         for id in &batch.forget_sent {
             sent.remove(id)?;
+        }
+        let mut intents = txn.open_table(INTENTS)?;
+        let mut answers = txn.open_table(ANSWERS)?;
+        for (key, record) in &batch.objects {
+            if record.is_none() {
+                intents.remove(key.as_str())?;
+                answers.remove(key.as_str())?;
+            }
+        }
+        for (key, intent) in &batch.intents {
+            match intent {
+                Some(intent) => intents.insert(key.as_str(), encode(intent).as_slice())?,
+                None => intents.remove(key.as_str())?,
+            };
+        }
+        for (key, list) in &batch.answers {
+            if list.is_empty() {
+                answers.remove(key.as_str())?;
+            } else {
+                answers.insert(key.as_str(), encode(list).as_slice())?;
+            }
         }
     }
     Ok(ids)
@@ -674,6 +838,71 @@ mod tests {
         );
         // Queue ids keep increasing after items are removed.
         assert_eq!(state.queue().expect("queue").last().map(|q| q.id), Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_newer_message_drops_the_undelivered_older_one_and_counts_it() {
+        let dir =
+            std::env::temp_dir().join(format!("imipd-state-supersede-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = State::open(&dir.join("state.redb")).expect("open");
+        let with_method = |rcpt: &str, method: &str| {
+            QueueItem {
+            method: method.into(),
+            itip: format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:{method}\r\n\
+                 BEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20300101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            ),
+            ..item(rcpt)
+        }
+        };
+        // One change: two messages for one recipient do not supersede each other.
+        state
+            .commit(Batch {
+                enqueue: vec![
+                    with_method("b@example.net", "REQUEST"),
+                    with_method("b@example.net", "REQUEST"),
+                    with_method("c@example.net", "REQUEST"),
+                ],
+                ..Batch::default()
+            })
+            .expect("commit");
+        state
+            .commit(Batch {
+                enqueue: vec![with_method("b@example.net", "CANCEL")],
+                ..Batch::default()
+            })
+            .expect("commit");
+        let left: Vec<(u64, String, String)> = state
+            .queue()
+            .expect("queue")
+            .into_iter()
+            .map(|i| (i.id, i.rcpt, i.method))
+            .collect();
+        assert_eq!(
+            left,
+            vec![
+                (3, "c@example.net".into(), "REQUEST".into()),
+                (4, "b@example.net".into(), "CANCEL".into())
+            ]
+        );
+        assert_eq!(state.superseded_total().expect("count"), 2);
+        // Delivered items leave the order index too: a later message finds nothing.
+        state
+            .commit(Batch {
+                dequeue: vec![4],
+                ..Batch::default()
+            })
+            .expect("commit");
+        state
+            .commit(Batch {
+                enqueue: vec![with_method("b@example.net", "REQUEST")],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.superseded_total().expect("count"), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,12 +1,14 @@
 //! Replacing a user's file safely.
 //!
-//! Under the store lock: re-read the file and check it is still the version the change
-//! was computed from (a user's newer edit is never overwritten), write a dot-prefixed
-//! temporary file in the same folder, fsync it, rename it over the target, fsync the
-//! folder, unlock. A crash leaves either the old or the new file, never half of one.
+//! Under the store lock (Radicale's; a vdir has none): write a dot-prefixed temporary
+//! file in the same folder, fsync it, swap it in with `renameat2(RENAME_EXCHANGE)`,
+//! check that what it displaced is the version the change was computed from (swap back
+//! if not: a user's newer edit is never overwritten), fsync the folder. A crash leaves
+//! either the old or the new file, never half of one; a temporary file a crash leaves
+//! is removed at the next start.
 
 use super::layout::Store;
-use super::state::content_hash;
+use super::state::{content_hash, Batch, Intent, State, StateError};
 use std::io::Write;
 use std::path::Path;
 use thiserror::Error;
@@ -34,6 +36,9 @@ pub enum WriteError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The state database refused the intent or the commit after the write.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 impl WriteError {
@@ -41,7 +46,7 @@ impl WriteError {
     /// fresh computation, which the caller does).
     pub fn is_temporary(&self) -> bool {
         match self {
-            WriteError::Conflict(_) => true,
+            WriteError::Conflict(_) | WriteError::State(_) => true,
             WriteError::Io { source, .. } => !matches!(
                 source.kind(),
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
@@ -50,7 +55,113 @@ impl WriteError {
     }
 }
 
+/// Why imipd writes a user's file: recorded with the intent, shown in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// An attendee's REPLY applied to the organizer's copy.
+    ReplyApplied,
+    /// The organizer's own change written back (SEQUENCE, DTSTAMP).
+    OrganizerWriteBack,
+    /// A message delivered into a local attendee's copy.
+    Delivery,
+    /// A new invitation imported.
+    Import,
+    /// A delivery status (SCHEDULE-STATUS) recorded.
+    DeliveryStatus,
+    /// A stale save merged with the answers imipd had applied.
+    StaleSaveMerged,
+}
+
+impl WriteKind {
+    /// The name used in the state and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::ReplyApplied => "reply applied",
+            WriteKind::OrganizerWriteBack => "organizer write-back",
+            WriteKind::Delivery => "local delivery",
+            WriteKind::Import => "import",
+            WriteKind::DeliveryStatus => "delivery status",
+            WriteKind::StaleSaveMerged => "stale save merged",
+        }
+    }
+}
+
+/// Writes `content` to object `key` (if it is still as `expected`) and then commits
+/// `then`, with the intent recorded in the state first: if imipd dies after the write
+/// and before the commit, [`recover_intents`] finds the file holding exactly what the
+/// intent says and commits `then` at the next start, so imipd's own write is never
+/// taken for a user's edit. Returns the ids of the queue items `then` enqueued.
+pub fn write_then_commit(
+    store: &Store,
+    state: &State,
+    key: &str,
+    expected: &Expected,
+    content: &str,
+    why: WriteKind,
+    mut then: Batch,
+) -> Result<Vec<u64>, WriteError> {
+    let intent = Intent {
+        hash: content_hash(content.as_bytes()),
+        why: why.as_str().to_string(),
+        then: then.clone(),
+    };
+    state.commit(Batch {
+        intents: vec![(key.to_string(), Some(intent))],
+        ..Batch::default()
+    })?;
+    replace(store, key, expected, content)?;
+    if failpoint_after_write(why) {
+        // Test hook: die exactly in the window the intent exists for.
+        std::process::abort();
+    }
+    then.intents.push((key.to_string(), None));
+    Ok(state.commit(then)?)
+}
+
+/// Whether the crash tests asked this process to die right after a write of `why`
+/// (environment `IMIPD_FAILPOINT_AFTER_WRITE`, e.g. `reply applied`), before its commit.
+fn failpoint_after_write(why: WriteKind) -> bool {
+    static FAILPOINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FAILPOINT
+        .get_or_init(|| std::env::var("IMIPD_FAILPOINT_AFTER_WRITE").ok())
+        .as_deref()
+        == Some(why.as_str())
+}
+
+/// At start, before anything is scanned: settles the writes a crash interrupted. A
+/// file that holds exactly what an intent was about to write is imipd's own write, and
+/// the intent's batch is committed now; otherwise the write never happened (or the
+/// user saved since) and the intent is dropped. Returns (committed, dropped).
+pub fn recover_intents(store: &Store, state: &State) -> Result<(usize, usize), StateError> {
+    let mut committed = 0;
+    let mut dropped = 0;
+    for (key, intent) in state.intents()? {
+        let on_disk = match store.read(&key) {
+            Ok(Some((bytes, _))) => Some(content_hash(&bytes)),
+            _ => None,
+        };
+        let mut batch = if on_disk.as_deref() == Some(intent.hash.as_str()) {
+            tracing::info!(object = %key, why = %intent.why, "a write interrupted by a stop is recognised as imipd's own");
+            committed += 1;
+            intent.then
+        } else {
+            dropped += 1;
+            Batch::default()
+        };
+        batch.intents.push((key, None));
+        state.commit(batch)?;
+    }
+    Ok((committed, dropped))
+}
+
 /// Replaces (or creates) the object `key` with `content` if it is still as `expected`.
+///
+/// A compare-and-swap, not a check followed by a rename: a client saving between the
+/// check and the rename would otherwise be overwritten. The new file is swapped in
+/// with `renameat2(RENAME_EXCHANGE)`, which hands back exactly what was at the path;
+/// if that is not the expected version (a save landed meanwhile, by rename or in
+/// place), it is swapped back and the caller computes again on the user's version.
+/// A new object is created with `link`, which fails if a file appeared meanwhile.
 pub fn replace(
     store: &Store,
     key: &str,
@@ -67,17 +178,13 @@ pub fn replace(
         .ok_or_else(|| io(std::io::Error::other("no parent folder")))?;
     let _lock = store.lock().map_err(io)?;
 
+    // A cheap look first: most conflicts are seen here, before anything is written.
     let current = match std::fs::read(&path) {
         Ok(bytes) => Some(content_hash(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
-    let matches = match (expected, &current) {
-        (Expected::Absent, None) => true,
-        (Expected::Hash(want), Some(have)) => want == have,
-        _ => false,
-    };
-    if !matches {
+    if !expected.matches(current.as_deref()) {
         return Err(WriteError::Conflict(key.to_string()));
     }
 
@@ -85,14 +192,204 @@ pub fn replace(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("object.ics");
-    let temp = dir.join(format!(".{name}.imipd-{}.tmp", std::process::id()));
-    let result = write_and_sync(&temp, content.as_bytes())
-        .and_then(|()| std::fs::rename(&temp, &path))
-        .and_then(|()| sync_dir(dir));
-    if result.is_err() {
+    let temp = dir.join(temp_name(name));
+    if let Err(e) = write_and_sync(&temp, content.as_bytes()) {
         let _ = std::fs::remove_file(&temp);
+        return Err(io(e));
     }
-    result.map_err(io)
+    // Look again right before the swap: writing and syncing took milliseconds, and a
+    // save seen now is refused without ever showing imipd's version at the path.
+    let swapped = match std::fs::read(&path) {
+        Ok(bytes) if !expected.matches(Some(&content_hash(&bytes))) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && *expected != Expected::Absent => {
+            Ok(false)
+        }
+        _ => match expected {
+            Expected::Absent => create_new(&temp, &path),
+            Expected::Hash(want) => swap_in(&temp, &path, want, &content_hash(content.as_bytes())),
+        },
+    };
+    let _ = std::fs::remove_file(&temp);
+    match swapped {
+        // A swap already made the folder durable (its second look comes after that).
+        Ok(true) if matches!(expected, Expected::Hash(_)) => Ok(()),
+        Ok(true) => sync_dir(dir).map_err(io),
+        Ok(false) => Err(WriteError::Conflict(key.to_string())),
+        Err(e) => Err(io(e)),
+    }
+}
+
+impl Expected {
+    /// Whether a file whose content has hash `current` (`None`: no file) is as expected.
+    fn matches(&self, current: Option<&str>) -> bool {
+        match (self, current) {
+            (Expected::Absent, None) => true,
+            (Expected::Hash(want), Some(have)) => want == have,
+            _ => false,
+        }
+    }
+}
+
+/// The prefix and suffix of every temporary file imipd writes in a calendar folder:
+/// `.<name>.imipd-<pid>-<n>.tmp`. A SIGKILL can leave one behind; [`remove_temp_files`]
+/// removes exactly these at start.
+const TEMP_MARK: &str = ".imipd-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+fn temp_name(name: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".{name}{TEMP_MARK}{}-{n}{TEMP_SUFFIX}", std::process::id())
+}
+
+/// Whether `file_name` is one of imipd's temporary files (and nothing else: a user's
+/// or a client's own dot files never match).
+pub fn is_own_temp_file(file_name: &str) -> bool {
+    let Some(rest) = file_name.strip_prefix('.') else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(TEMP_SUFFIX) else {
+        return false;
+    };
+    let Some(at) = rest.rfind(TEMP_MARK) else {
+        return false;
+    };
+    let (object, tail) = (&rest[..at], &rest[at + TEMP_MARK.len()..]);
+    let mut numbers = tail.split('-');
+    let digits =
+        |s: Option<&str>| s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    object.ends_with(".ics")
+        && digits(numbers.next())
+        && digits(numbers.next())
+        && numbers.next().is_none()
+}
+
+/// Removes imipd's own temporary files (left by a process killed mid-write) from
+/// the calendar folders of every user; returns how many were removed. Nothing else
+/// is touched: other dot files are clients' and Radicale's.
+pub fn remove_temp_files(store: &Store) -> usize {
+    let mut removed = 0;
+    for user in store.users() {
+        for dir in store.calendar_dirs(&user.name) {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|e| e.ok()) {
+                let name = entry.file_name();
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if is_file
+                    && name.to_str().is_some_and(is_own_temp_file)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// Puts `temp` at `path` only if nothing is there: `link` fails if a file appeared.
+fn create_new(temp: &Path, path: &Path) -> std::io::Result<bool> {
+    match std::fs::hard_link(temp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Swaps `temp` (content hash `ours`) in at `path` if what was there has hash `want`.
+/// `Ok(false)`: it had not, and the user's file is back where it was.
+fn swap_in(temp: &Path, path: &Path, want: &str, ours: &str) -> std::io::Result<bool> {
+    match exchange(temp, path) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+            // A file system without RENAME_EXCHANGE: check and rename, as close as
+            // this file system allows.
+            let now = std::fs::read(path).map(|b| content_hash(&b)).ok();
+            if now.as_deref() != Some(want) {
+                return Ok(false);
+            }
+            std::fs::rename(temp, path)?;
+            sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+            return Ok(true);
+        }
+        Err(e) => return Err(e),
+    }
+    // `temp` now names what was at the path. Keep it open: a client writing in place
+    // into it after this look is seen by the second look below.
+    let mut displaced = std::fs::File::open(temp)?;
+    let first = read_hash(&mut displaced)?;
+    if first != want {
+        restore(temp, path, &first, ours)?;
+        return Ok(false);
+    }
+    // The second look, after the folder is made durable (milliseconds later): an
+    // in-place save that had opened the old file before the swap has shown by now.
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    let second = read_hash(&mut displaced)?;
+    if second != want {
+        restore(temp, path, &second, ours)?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Puts the user's file (now at `temp`, content hash `theirs`) back at `path`, where
+/// imipd's (hash `ours`) is. A save landing on `path` meanwhile is newer than both and
+/// is what stays: every swap hands back what it displaced, so nothing is dropped.
+fn restore(temp: &Path, path: &Path, theirs: &str, ours: &str) -> std::io::Result<()> {
+    let mut placing = theirs.to_string();
+    let mut expect_back = ours.to_string();
+    for _ in 0..16 {
+        exchange(temp, path)?;
+        let back = read_hash(&mut std::fs::File::open(temp)?)?;
+        if back == expect_back {
+            return Ok(());
+        }
+        // A newer save was at the path: it goes back there, and what was just placed
+        // is what the next swap should hand back.
+        expect_back = std::mem::replace(&mut placing, back);
+    }
+    // Never reached in practice (16 saves within microseconds). What `temp` holds now
+    // may be a user's version: keep it under a name no scan or clean-up takes.
+    let kept = temp.with_extension("imipd-kept");
+    let _ = std::fs::rename(temp, &kept);
+    Err(std::io::Error::other(format!(
+        "the file kept being replaced while imipd put the user's version back; a version is kept as {}",
+        kept.display()
+    )))
+}
+
+fn read_hash(file: &mut std::fs::File) -> std::io::Result<String> {
+    use std::io::{Read, Seek};
+    file.rewind()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(content_hash(&bytes))
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)`: both names stay, their files trade places.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn write_and_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -151,6 +448,74 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "no temporary files left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_imipds_own_temporary_files_count_as_its_own() {
+        assert!(is_own_temp_file(".a.ics.imipd-123-0.tmp"));
+        assert!(is_own_temp_file(&temp_name("ev 1.ics")));
+        for other in [
+            ".a.ics.swp",
+            ".a.ics.tmp",
+            "a.ics.imipd-1-0.tmp",
+            ".a.ics.imipd-x-0.tmp",
+            ".a.ics.imipd-1-0.tmp.bak",
+            ".Radicale.lock",
+            ".a.txt.imipd-1-0.tmp",
+        ] {
+            assert!(!is_own_temp_file(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn an_intent_whose_file_was_written_is_committed_at_start_and_others_dropped() {
+        use crate::store::state::ObjectRecord;
+        let dir = std::env::temp_dir().join(format!("imipd-intents-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/alice/cal")).expect("dirs");
+        let s = store(&dir.join("root"), Layout::Vdir);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let record = |text: &str| ObjectRecord {
+            user: "alice".into(),
+            uid: Some("u1".into()),
+            seen_hash: content_hash(text.as_bytes()),
+            baseline: Some(text.into()),
+            written_hash: Some(content_hash(text.as_bytes())),
+            last_error: None,
+        };
+        let intent = |key: &str, text: &str| {
+            (
+                key.to_string(),
+                Some(Intent {
+                    hash: content_hash(text.as_bytes()),
+                    why: WriteKind::ReplyApplied.as_str().into(),
+                    then: Batch {
+                        objects: vec![(key.to_string(), Some(record(text)))],
+                        ..Batch::default()
+                    },
+                }),
+            )
+        };
+        // As a crash leaves them: both intents recorded, only the first file written.
+        state
+            .commit(Batch {
+                intents: vec![
+                    intent("alice/cal/a.ics", "written"),
+                    intent("alice/cal/b.ics", "never"),
+                ],
+                ..Batch::default()
+            })
+            .expect("intents");
+        replace(&s, "alice/cal/a.ics", &Expected::Absent, "written").expect("write");
+        std::fs::write(dir.join("root/alice/cal/b.ics"), "the user's").expect("user");
+        assert_eq!(recover_intents(&s, &state).expect("recover"), (1, 1));
+        assert_eq!(
+            state.object("alice/cal/a.ics").expect("read"),
+            Some(record("written"))
+        );
+        assert_eq!(state.object("alice/cal/b.ics").expect("read"), None);
+        assert!(state.intents().expect("read").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

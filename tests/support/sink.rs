@@ -96,6 +96,11 @@ impl Sink {
         self.state().messages.clone()
     }
 
+    /// How many messages were accepted so far (cheap enough to poll).
+    pub fn message_count(&self) -> usize {
+        self.state().messages.len()
+    }
+
     /// Every command line received so far (without CRLF).
     pub fn commands(&self) -> Vec<String> {
         self.state().commands.clone()

@@ -1,0 +1,258 @@
+//! Stale saves of an organizer's copy: answers a client puts back without meaning to.
+//!
+//! When imipd applies an attendee's REPLY it changes that attendee's PARTSTAT in the
+//! organizer's file. A client that read the file before that write and saves after it
+//! writes the old answer back. The answer is the attendee's to change (RFC 6638
+//! §3.2.1), not the organizer's, so imipd remembers each answer it replaced
+//! ([`after_reply`]) and, when a later version of the organizer's copy carries exactly
+//! the replaced PARTSTAT again, keeps the applied one on the user's version
+//! ([`merge_stale`]): the user's other edits stay, and nothing is sent for the answer.
+//!
+//! What counts as stale is narrow: the very PARTSTAT parameter that was replaced (a
+//! missing one stays missing), on a component whose SEQUENCE did not grow. A reset the
+//! organizer makes on purpose (PARTSTAT=NEEDS-ACTION written where the attendee had
+//! none, a different answer, or a reschedule with a higher SEQUENCE) stays, and the
+//! record of that answer is dropped.
+
+use super::state::ReplacedAnswer;
+use crate::itip::export::set_param;
+use crate::itip::snapshot::entry_address;
+use crate::itip::CalAddress;
+use calcard::common::{IanaParse, IanaString};
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
+    ICalendarParameterValue, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
+};
+
+/// At most this many answers are remembered per object (the newest).
+const MAX_REMEMBERED: usize = 512;
+
+/// The answers remembered for an object after imipd applied `itip` (turning the
+/// organizer's copy `before` into `after`): `previous` plus every PARTSTAT the message
+/// changed. `None` when `itip` is not a REPLY (nothing to remember).
+pub fn after_reply(
+    itip: &ICalendar,
+    before: &ICalendar,
+    after: &ICalendar,
+    previous: Vec<ReplacedAnswer>,
+) -> Option<Vec<ReplacedAnswer>> {
+    let is_reply = itip.components.iter().any(|c| {
+        c.entries.iter().any(|e| {
+            e.name == ICalendarProperty::Method
+                && matches!(
+                    e.values.first(),
+                    Some(ICalendarValue::Method(ICalendarMethod::Reply))
+                )
+        })
+    });
+    if !is_reply {
+        return None;
+    }
+    let mut out = previous;
+    for comp in scheduling_components(after) {
+        let key = component_key(comp);
+        let Some(old) = scheduling_components(before).find(|c| component_key(c) == key) else {
+            continue;
+        };
+        for entry in attendees(comp) {
+            let Some(address) = entry_address(entry) else {
+                continue;
+            };
+            let Some(old_entry) =
+                attendees(old).find(|e| entry_address(e).as_ref() == Some(&address))
+            else {
+                continue;
+            };
+            let (was, now) = (partstat(old_entry), partstat(entry));
+            let Some(now) = now else { continue };
+            if was.as_deref() == Some(now.as_str()) {
+                continue;
+            }
+            out.retain(|a| !(a.component == key && a.attendee == address.as_str()));
+            out.push(ReplacedAnswer {
+                component: key.clone(),
+                attendee: address.as_str().to_string(),
+                before: was,
+                applied: now,
+                sequence: sequence(comp),
+            });
+        }
+    }
+    if out.len() > MAX_REMEMBERED {
+        out.drain(..out.len() - MAX_REMEMBERED);
+    }
+    Some(out)
+}
+
+/// `new` (a version of the organizer's copy the user saved) with every answer it puts
+/// back stale replaced by the answer imipd applied, or `None` if it puts none back;
+/// and the answers still worth remembering.
+pub fn merge_stale(
+    new: &ICalendar,
+    remembered: &[ReplacedAnswer],
+) -> (Option<ICalendar>, Vec<ReplacedAnswer>) {
+    let mut merged = new.clone();
+    let mut changed = false;
+    let mut keep = Vec::new();
+    for answer in remembered {
+        let Some(comp) = merged
+            .components
+            .iter_mut()
+            .filter(|c| c.component_type.is_scheduling_object())
+            .find(|c| component_key(c) == answer.component)
+        else {
+            continue;
+        };
+        if sequence(comp) > answer.sequence {
+            // Rescheduled: resetting answers is the organizer's to do.
+            continue;
+        }
+        let Some(address) = CalAddress::parse(&answer.attendee) else {
+            continue;
+        };
+        let mut still = false;
+        for entry in comp.entries.iter_mut().filter(|e| {
+            e.name == ICalendarProperty::Attendee && entry_address(e).as_ref() == Some(&address)
+        }) {
+            let now = partstat(entry);
+            if now.as_deref() == Some(answer.applied.as_str()) {
+                still = true;
+            } else if now == answer.before {
+                set_param(
+                    entry,
+                    ICalendarParameterName::Partstat,
+                    vec![partstat_value(&answer.applied)],
+                );
+                changed = true;
+                still = true;
+            }
+        }
+        if still {
+            keep.push(answer.clone());
+        }
+    }
+    (changed.then_some(merged), keep)
+}
+
+fn scheduling_components(cal: &ICalendar) -> impl Iterator<Item = &ICalendarComponent> {
+    cal.components
+        .iter()
+        .filter(|c| c.component_type.is_scheduling_object())
+}
+
+fn attendees(comp: &ICalendarComponent) -> impl Iterator<Item = &ICalendarEntry> {
+    comp.entries
+        .iter()
+        .filter(|e| e.name == ICalendarProperty::Attendee)
+}
+
+/// A component's identity within an object: its UID and RECURRENCE-ID.
+fn component_key(comp: &ICalendarComponent) -> String {
+    let value = |name: ICalendarProperty| {
+        comp.entries
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| format!("{:?}", e.values))
+            .unwrap_or_default()
+    };
+    format!(
+        "{}\u{0}{}",
+        value(ICalendarProperty::Uid),
+        value(ICalendarProperty::RecurrenceId)
+    )
+}
+
+fn sequence(comp: &ICalendarComponent) -> i64 {
+    comp.entries
+        .iter()
+        .find(|e| e.name == ICalendarProperty::Sequence)
+        .and_then(|e| e.values.first())
+        .and_then(|v| v.as_integer())
+        .unwrap_or(0)
+}
+
+/// The PARTSTAT of an ATTENDEE line as written (upper case), if it has one.
+fn partstat(entry: &ICalendarEntry) -> Option<String> {
+    entry
+        .params
+        .iter()
+        .find(|p| p.name == ICalendarParameterName::Partstat)
+        .and_then(|p| match &p.value {
+            ICalendarParameterValue::Partstat(status) => Some(status.as_str().to_string()),
+            other => other.as_text().map(str::to_ascii_uppercase),
+        })
+}
+
+fn partstat_value(text: &str) -> ICalendarParameterValue {
+    match ICalendarParticipationStatus::parse(text.as_bytes()) {
+        Some(status) => ICalendarParameterValue::Partstat(status),
+        None => ICalendarParameterValue::Text(text.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cal(partstat: &str, sequence: u32) -> ICalendar {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:u1\r\n\
+             DTSTAMP:20300101T000000Z\r\nSEQUENCE:{sequence}\r\nDTSTART:20300102T100000Z\r\n\
+             ORGANIZER:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE{partstat}:mailto:bob@example.net\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        );
+        ICalendar::parse(&text).expect("calendar")
+    }
+
+    fn reply() -> ICalendar {
+        ICalendar::parse(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
+             UID:u1\r\nDTSTAMP:20300101T000000Z\r\nORGANIZER:mailto:alice@example.com\r\n\
+             ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        )
+        .expect("reply")
+    }
+
+    fn remembered() -> Vec<ReplacedAnswer> {
+        after_reply(
+            &reply(),
+            &cal("", 1),
+            &cal(";PARTSTAT=ACCEPTED", 1),
+            Vec::new(),
+        )
+        .expect("a reply")
+    }
+
+    #[test]
+    fn a_reply_remembers_the_answer_it_replaced() {
+        let list = remembered();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].before, None);
+        assert_eq!(list[0].applied, "ACCEPTED");
+        assert_eq!(list[0].attendee, "bob@example.net");
+    }
+
+    #[test]
+    fn a_save_putting_the_old_answer_back_gets_the_applied_one() {
+        let (merged, keep) = merge_stale(&cal("", 1), &remembered());
+        let merged = merged.expect("stale save merged");
+        assert!(merged.to_string().contains("PARTSTAT=ACCEPTED"), "{merged}");
+        assert_eq!(keep.len(), 1);
+    }
+
+    #[test]
+    fn a_deliberate_reset_or_a_reschedule_stays() {
+        let (merged, keep) = merge_stale(&cal(";PARTSTAT=NEEDS-ACTION", 1), &remembered());
+        assert!(
+            merged.is_none(),
+            "an explicit NEEDS-ACTION is the organizer's"
+        );
+        assert!(keep.is_empty());
+        let (merged, keep) = merge_stale(&cal("", 2), &remembered());
+        assert!(merged.is_none(), "a reschedule resets answers");
+        assert!(keep.is_empty());
+        let (merged, keep) = merge_stale(&cal(";PARTSTAT=ACCEPTED", 1), &remembered());
+        assert!(merged.is_none());
+        assert_eq!(keep.len(), 1, "still remembered while the copy has it");
+    }
+}
