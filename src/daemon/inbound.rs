@@ -182,11 +182,9 @@ impl Inbound<'_> {
                     Err(err) => {
                         self.refuse_or_ignore("5.6.0", format!("not an iMIP message: {err}"))
                     }
-                    Ok(incoming) => {
-                        locked(Some(&user), &|| {
-                            self.deliver_to(&user, rcpt, incoming, sender, now)
-                        })
-                    }
+                    Ok(incoming) => locked(Some(&user), &|| {
+                        self.deliver_to(&user, rcpt, incoming, sender, now)
+                    }),
                 },
             })
             .collect()

@@ -112,10 +112,8 @@ pub(crate) fn identify(
                 // A DMARC pass says which From domain it was for; one that does not
                 // say, or names another domain, vouches for nothing here.
                 "dmarc" => {
-                    auth.dmarc_pass |= same_domain(
-                        result.property("header.from"),
-                        from_domain.as_deref(),
-                    );
+                    auth.dmarc_pass |=
+                        same_domain(result.property("header.from"), from_domain.as_deref());
                 }
                 // The signing domain (d=) must align with the From domain; the i=
                 // identity alone is the signer's claim, not what was verified.

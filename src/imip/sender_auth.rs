@@ -61,7 +61,9 @@ impl FromCheck {
     /// One line for the decision log and `imipd inject`.
     pub fn describe(&self) -> String {
         match self {
-            FromCheck::Authenticated { evidence, .. } => format!("sender authenticated: {evidence}"),
+            FromCheck::Authenticated { evidence, .. } => {
+                format!("sender authenticated: {evidence}")
+            }
             FromCheck::Unauthenticated { reason } => format!("sender not authenticated: {reason}"),
             FromCheck::TryLater { reason } => format!("sender check failed for now: {reason}"),
             FromCheck::Unchecked => {
@@ -125,9 +127,8 @@ impl SenderVerifier {
         opts.timeout = settings.timeout.min(Duration::from_secs(5));
         opts.attempts = 1;
         let authenticator = if settings.dns_servers.is_empty() {
-            let (config, mut system) =
-                mail_auth::hickory_resolver::system_conf::read_system_conf()
-                    .map_err(|e| SenderAuthError::Resolver(e.to_string()))?;
+            let (config, mut system) = mail_auth::hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| SenderAuthError::Resolver(e.to_string()))?;
             system.timeout = opts.timeout;
             system.attempts = 1;
             MessageAuthenticator::new(config, system)
@@ -293,7 +294,12 @@ async fn own_check(
         None => SpfOutput::new(envelope_domain.clone()),
     };
     let dmarc = authenticator
-        .verify_dmarc(DmarcParameters::new(&message, &dkim, &envelope_domain, &spf))
+        .verify_dmarc(DmarcParameters::new(
+            &message,
+            &dkim,
+            &envelope_domain,
+            &spf,
+        ))
         .await;
 
     let mut notes = Vec::new();
@@ -317,7 +323,13 @@ async fn own_check(
                 temporary.push(format!("DKIM key of {d_text}: {err}"));
                 notes.push(format!("dkim=temperror d={d_text}"));
             }
-            other => notes.push(format!("dkim={} d={d_text}", short(&other.to_string()))),
+            DkimResult::Neutral(err) | DkimResult::Fail(err) | DkimResult::PermError(err) => notes
+                .push(format!(
+                    "dkim={} d={d_text} ({})",
+                    short(&output.result().to_string()),
+                    err.to_string().to_lowercase()
+                )),
+            DkimResult::None => notes.push(format!("dkim=none d={d_text}")),
         }
     }
     if dkim.is_empty() {
@@ -370,7 +382,9 @@ async fn own_check(
             reason: format!("DNS failed: {} ({summary})", temporary.join(", ")),
         };
     }
-    FromCheck::Unauthenticated { reason: summary }
+    FromCheck::Unauthenticated {
+        reason: format!("{summary} (checked by imipd)"),
+    }
 }
 
 /// `fail; Signature has expired` → `fail`: the verdict word of a mail-auth result.

@@ -119,7 +119,9 @@ pub(crate) async fn run<S, H>(
 
 /// The arguments of an `XFORWARD` command line, if it is one.
 fn xforward_arguments(line: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(line).ok()?.trim_end_matches(['\r', '\n']);
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches(['\r', '\n']);
     let verb = text.get(..8)?;
     if !verb.eq_ignore_ascii_case("XFORWARD") {
         return None;
