@@ -320,7 +320,10 @@ async fn own_check(
                 }
             }
             DkimResult::TempError(err) => {
-                temporary.push(format!("DKIM key of {d_text}: {err}"));
+                // Only a signature that could vouch for the From is worth waiting for.
+                if d.as_deref().is_none_or(|d| related(d, domain)) {
+                    temporary.push(format!("DKIM key of {d_text}: {err}"));
+                }
                 notes.push(format!("dkim=temperror d={d_text}"));
             }
             DkimResult::Neutral(err) | DkimResult::Fail(err) | DkimResult::PermError(err) => notes
@@ -337,7 +340,9 @@ async fn own_check(
     }
     match spf.result() {
         SpfResult::TempError => {
-            temporary.push(format!("SPF of {envelope_domain}"));
+            if related(&envelope_domain, domain) {
+                temporary.push(format!("SPF of {envelope_domain}"));
+            }
             notes.push(format!("spf=temperror ({envelope_domain})"));
         }
         result => notes.push(format!(
@@ -387,6 +392,18 @@ async fn own_check(
     }
 }
 
+/// Whether a result for domain `a` could count for the From domain `b` under DMARC's
+/// relaxed alignment: same last two labels. Errs on the side of "related" (e.g. two
+/// `.co.uk` domains), which only means waiting for DNS, never a pass.
+fn related(a: &str, b: &str) -> bool {
+    let tail = |d: &str| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        let labels: Vec<&str> = d.rsplit('.').take(2).collect();
+        labels.join(".")
+    };
+    tail(a) == tail(b)
+}
+
 /// `fail; Signature has expired` → `fail`: the verdict word of a mail-auth result.
 fn short(result: &str) -> String {
     let word = result.split(';').next().unwrap_or(result).trim();
@@ -418,5 +435,12 @@ mod tests {
         assert!(!aligned("ample.net", "example.net"));
         assert!(!aligned("mail.example.net", "example.net"));
         assert!(!aligned("net", "example.net"));
+    }
+
+    #[test]
+    fn a_dns_failure_matters_only_for_domains_that_could_align() {
+        assert!(related("mail.example.net", "example.net"));
+        assert!(related("example.net", "lists.example.net"));
+        assert!(!related("evil.example", "example.net"));
     }
 }

@@ -3,7 +3,7 @@
 //! [`Dns`] runs Debian's `dnsmasq` (2.90) in the foreground on a free loopback port,
 //! answering only from the TXT records given on its command line (`--txt-record`):
 //! DKIM keys, SPF and DMARC records of the test domains. `--local` makes it the final
-//! word for the test TLDs (unknown names are NXDOMAIN, never forwarded); nothing else
+//! word for the test TLDs (net, com, org, example, test) (unknown names are NXDOMAIN, never forwarded); nothing else
 //! is read (`--conf-file=/dev/null`, `--no-resolv`, `--no-hosts`). It can be stopped
 //! and started again on the same port (the "DNS down" case). [`DkimKey`] is an
 //! Ed25519 key made from a fixed seed by the test, with its DNS record, signing with
@@ -72,7 +72,13 @@ impl Dns {
             .arg("--listen-address=127.0.0.1")
             .arg(format!("--port={}", self.port))
             .arg(format!("--pid-file={}", self.pid_file.display()))
-            .args(["--local=/net/", "--local=/com/", "--local=/org/"])
+            .args([
+                "--local=/net/",
+                "--local=/com/",
+                "--local=/org/",
+                "--local=/example/",
+                "--local=/test/",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (name, text) in &self.records {
