@@ -457,3 +457,57 @@ async fn a_forged_reply_speaking_for_another_attendee_is_refused_even_when_signe
     }
     assert_eq!(site.alice(), ALICE_COPY);
 }
+
+const NEW_INVITATION: &str = "UID:offsite-7\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:0\r\n\
+DTSTART:20300501T090000Z\r\nDTEND:20300501T170000Z\r\nSUMMARY:Offsite\r\n\
+ORGANIZER:mailto:dave@example.net\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@example.net\r\n\
+ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n";
+
+fn bobs_files(site: &Site) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(site.dir.path().join("stores/bob/calendar"))
+            .expect("bob's calendar")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".ics"))
+            .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_invitation_is_imported_only_from_an_authenticated_sender() {
+    let site = Site::new("import").await;
+    let mail = email(
+        "",
+        "dave@example.net",
+        "i1@example.net",
+        "REQUEST",
+        NEW_INVITATION,
+    );
+    // import_policy = "authenticated" (the default): a forged invitation stays out.
+    let outcome = site
+        .deliver("bob@example.com", "attacker@evil.net", ATTACKER, &mail)
+        .await;
+    match &outcome {
+        RecipientOutcome::Accepted(text) => {
+            assert!(text.starts_with("ignored: new invitations"), "{text}");
+            assert!(text.contains("not authenticated"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bobs_files(&site), ["review.ics"]);
+    let signed = site.example_net.sign(
+        "example.net",
+        "s1",
+        &mail.replace("i1@example.net", "i2@example.net"),
+    );
+    let outcome = site
+        .deliver("bob@example.com", "dave@example.net", ATTACKER, &signed)
+        .await;
+    assert!(
+        matches!(&outcome, RecipientOutcome::Accepted(text) if text.contains("imported")),
+        "{outcome:?}"
+    );
+    assert_eq!(bobs_files(&site).len(), 2, "{:?}", bobs_files(&site));
+}

@@ -847,6 +847,7 @@ impl LmtpHandler for MailHandler {
                         Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
                         Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
                         Verdict::Accepted(_) => ("accepted", "applied"),
+                        Verdict::TryLater(text) if text.starts_with("sender") => ("deferred", "sender_check"),
                         Verdict::TryLater(_) => ("deferred", "busy"),
                         Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
                     };
