@@ -50,7 +50,10 @@ fn check_config_warns_while_every_from_is_believed() {
         report.contains("WARNING: lmtp.insecure_trust_from_header is set"),
         "{report}"
     );
-    assert!(report.contains("anyone who can mail this host can cancel"), "{report}");
+    assert!(
+        report.contains("anyone who can mail this host can cancel"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -464,13 +464,12 @@ ORGANIZER:mailto:dave@example.net\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@exam
 ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n";
 
 fn bobs_files(site: &Site) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(site.dir.path().join("stores/bob/calendar"))
-            .expect("bob's calendar")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".ics"))
-            .collect();
+    let mut names: Vec<String> = std::fs::read_dir(site.dir.path().join("stores/bob/calendar"))
+        .expect("bob's calendar")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ics"))
+        .collect();
     names.sort();
     names
 }
@@ -510,4 +509,50 @@ async fn a_new_invitation_is_imported_only_from_an_authenticated_sender() {
         "{outcome:?}"
     );
     assert_eq!(bobs_files(&site).len(), 2, "{:?}", bobs_files(&site));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secretary_of_the_organizers_domain_may_cancel_as_sent_by() {
+    let site = Site::new("sent-by").await;
+    let cancel = DAVES_CANCEL.replace(
+        "ORGANIZER:mailto:dave@example.net",
+        "ORGANIZER;SENT-BY=\"mailto:assistant@example.net\":mailto:dave@example.net",
+    );
+    let mail = email(
+        "",
+        "assistant@example.net",
+        "c2@example.net",
+        "CANCEL",
+        &cancel,
+    );
+    let signed = site.example_net.sign("example.net", "s1", &mail);
+    let outcome = site
+        .deliver(
+            "bob@example.com",
+            "assistant@example.net",
+            ATTACKER,
+            &signed,
+        )
+        .await;
+    assert_applied(&outcome);
+    assert!(site.bob().contains("STATUS:CANCELLED"), "{}", site.bob());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_by_of_another_domain_is_not_taken_even_when_signed() {
+    let site = Site::new("sent-by-elsewhere").await;
+    let cancel = DAVES_CANCEL.replace(
+        "ORGANIZER:mailto:dave@example.net",
+        "ORGANIZER;SENT-BY=\"mailto:mallory@evil.net\":mailto:dave@example.net",
+    );
+    let mail = email("", "mallory@evil.net", "c3@evil.net", "CANCEL", &cancel);
+    let signed = site.evil_net.sign("evil.net", "s1", &mail);
+    let outcome = site
+        .deliver("bob@example.com", "mallory@evil.net", ATTACKER, &signed)
+        .await;
+    match &outcome {
+        RecipientOutcome::Accepted(text) => assert!(text.starts_with("ignored"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(site.bob(), BOB_COPY);
 }

@@ -238,6 +238,12 @@ impl Inbound<'_> {
                 Err(e) => return Verdict::TryLater(e.to_string()),
             }
         }
+        // A secretary signs for the organizer or an attendee as their SENT-BY.
+        let from = if authenticated {
+            represented_by(&incoming.calendar, &from).unwrap_or(from)
+        } else {
+            from
+        };
         let may_import = match self.settings.import_policy {
             ImportPolicy::Everyone => true,
             ImportPolicy::Authenticated => authenticated,
@@ -332,6 +338,36 @@ impl Inbound<'_> {
             Err(err) => Verdict::Accepted(format!("bounce for {attendee} not recorded: {err}")),
         }
     }
+}
+
+/// The ORGANIZER or ATTENDEE whose SENT-BY is `from`, when it is in `from`'s own domain
+/// (the domain that was authenticated vouches for its own mailboxes; a SENT-BY of
+/// another domain is only the message's claim, and is not taken).
+fn represented_by(
+    calendar: &calcard::icalendar::ICalendar,
+    from: &CalAddress,
+) -> Option<CalAddress> {
+    use crate::itip::snapshot::{entry_address, param_address};
+    use calcard::icalendar::ICalendarParameterName;
+    calendar
+        .components
+        .iter()
+        .flat_map(|component| component.entries.iter())
+        .filter(|entry| {
+            matches!(
+                entry.name,
+                ICalendarProperty::Organizer | ICalendarProperty::Attendee
+            )
+        })
+        .filter(|entry| {
+            entry
+                .params
+                .iter()
+                .filter(|p| p.name == ICalendarParameterName::SentBy)
+                .any(|p| param_address(&p.value).as_ref() == Some(from))
+        })
+        .filter_map(entry_address)
+        .find(|address| address != from && address.domain().eq_ignore_ascii_case(from.domain()))
 }
 
 /// Google and others send `method=` on the MIME part but no METHOD inside: add it.
