@@ -231,8 +231,8 @@ where
                     "PIPELINING".to_string(),
                     "ENHANCEDSTATUSCODES".to_string(),
                     "8BITMIME".to_string(),
-                    format!("SIZE {}", self.config.max_message_size),
                     xforward::OFFERED.to_string(),
+                    format!("SIZE {}", self.config.max_message_size),
                 ];
                 write_multiline(self.io.queue(), 250, &lines);
                 Flow::Continue
