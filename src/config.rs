@@ -339,9 +339,18 @@ impl Config {
 
     /// Parses configuration text; `path` names it in errors and anchors relative paths.
     pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string().trim_end().to_string();
+            if message.contains("require_authenticated") {
+                message.push_str(
+                    "\n(lmtp.require_authenticated is gone: only authenticated senders \
+                     change events by default; remove the line)",
+                );
+            }
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            }
         })?;
         // Absolute paths: file events name absolute paths, and the daemon may chdir.
         let parent = path
@@ -486,6 +495,11 @@ mod tests {
         assert!(config.relay.is_none(), "the demo writes mail to the outbox");
         assert!(config.queue.outbox.ends_with("examples/outbox"));
         assert!(config.store.root.is_absolute(), "store paths are absolute");
+        let lmtp = config.lmtp.expect("the demo takes mail");
+        assert!(
+            lmtp.insecure_trust_from_header,
+            "the demo's unsigned sample mail has no DNS to be checked against, and says so"
+        );
     }
 
     #[test]

@@ -62,5 +62,5 @@ fn the_old_switch_is_gone_rather_than_silently_ignored() {
     // configuration still naming the old key is told so instead of running open.
     let (_dir, path) = site("require_authenticated = false\n");
     let err = Config::load(&path).expect_err("unknown key").to_string();
-    assert!(err.contains("require_authenticated"), "{err}");
+    assert!(err.contains("require_authenticated is gone"), "{err}");
 }
