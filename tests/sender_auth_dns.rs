@@ -556,3 +556,27 @@ async fn a_sent_by_of_another_domain_is_not_taken_even_when_signed() {
     }
     assert_eq!(site.bob(), BOB_COPY);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_mail_with_a_second_from_header_is_refused() {
+    let site = Site::new("two-froms").await;
+    let mail = email(
+        "From: mallory@evil.net\r\n",
+        "carol@example.net",
+        "r12@example.net",
+        "REPLY",
+        &carols_reply("DECLINED"),
+    );
+    // example.net's valid signature, but a reader may show either From.
+    let signed = site.example_net.sign("example.net", "s1", &mail);
+    let outcome = site
+        .deliver(
+            "alice@example.com",
+            "carol@example.net",
+            GOOD_SERVER,
+            &signed,
+        )
+        .await;
+    assert_refused(&outcome, "more than one From header");
+    assert_eq!(site.alice(), ALICE_COPY);
+}

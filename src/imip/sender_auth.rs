@@ -24,7 +24,7 @@ use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
 };
-use mail_parser::MessageParser;
+use mail_parser::{HeaderName, MessageParser};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -159,22 +159,10 @@ impl SenderVerifier {
         let Some(authenticator) = &self.authenticator else {
             return FromCheck::Unchecked;
         };
-        let envelope = (!mail_from.is_empty()).then_some(mail_from);
-        let Some(identity) = identify_raw(raw, envelope, &self.settings.trusted_authserv_ids)
-        else {
-            return FromCheck::Unauthenticated {
-                reason: "the message has no readable header".into(),
-            };
+        let domain = match from_headers(raw, mail_from, &self.settings.trusted_authserv_ids) {
+            Ok(domain) => domain,
+            Err(verdict) => return verdict,
         };
-        let Some(from) = identity.from.as_ref() else {
-            return FromCheck::Unauthenticated {
-                reason: "the message has no usable From address".into(),
-            };
-        };
-        let domain = from.address.domain().to_ascii_lowercase();
-        if let Some(check) = from_trusted_header(&identity, &domain) {
-            return check;
-        }
         let own = own_check(
             authenticator,
             raw,
@@ -207,24 +195,48 @@ pub fn check_headers_only(
     if insecure_trust_from_header {
         return FromCheck::Unchecked;
     }
+    match from_headers(raw, mail_from, trusted_authserv_ids) {
+        Err(verdict) => verdict,
+        Ok(domain) => FromCheck::Unauthenticated {
+            reason: format!(
+                "no trusted Authentication-Results header vouches for {domain}, and DKIM/SPF/DMARC \
+                 were not checked here"
+            ),
+        },
+    }
+}
+
+/// What the headers alone decide: `Err` is a final verdict (no single usable From, or
+/// a trusted Authentication-Results header's word); `Ok` is the From domain, for DNS.
+fn from_headers(raw: &[u8], mail_from: &str, trusted: &[String]) -> Result<String, FromCheck> {
+    let unauthenticated = |reason: &str| FromCheck::Unauthenticated {
+        reason: reason.to_string(),
+    };
     let envelope = (!mail_from.is_empty()).then_some(mail_from);
-    let Some(identity) = identify_raw(raw, envelope, trusted_authserv_ids) else {
-        return FromCheck::Unauthenticated {
-            reason: "the message has no readable header".into(),
-        };
-    };
-    let Some(from) = identity.from.as_ref() else {
-        return FromCheck::Unauthenticated {
-            reason: "the message has no usable From address".into(),
-        };
-    };
+    let message = MessageParser::default()
+        .parse(raw)
+        .filter(|m| !m.root_part().headers().is_empty())
+        .ok_or_else(|| unauthenticated("the message has no readable header"))?;
+    // Two From headers: which one a reader shows is anyone's guess (DMARC skips them).
+    let froms = message
+        .root_part()
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::From)
+        .count();
+    if froms > 1 {
+        return Err(unauthenticated("the message has more than one From header"));
+    }
+    let identity = identify(&message, envelope, trusted);
+    let from = identity
+        .from
+        .as_ref()
+        .ok_or_else(|| unauthenticated("the message has no usable From address"))?;
     let domain = from.address.domain().to_ascii_lowercase();
-    from_trusted_header(&identity, &domain).unwrap_or_else(|| FromCheck::Unauthenticated {
-        reason: format!(
-            "no trusted Authentication-Results header vouches for {domain}, and DKIM/SPF/DMARC \
-             were not checked here"
-        ),
-    })
+    match from_trusted_header(&identity, &domain) {
+        Some(verdict) => Err(verdict),
+        None => Ok(domain),
+    }
 }
 
 /// The verdict of a trusted Authentication-Results header, if the mail carries one.
@@ -408,18 +420,6 @@ fn related(a: &str, b: &str) -> bool {
 fn short(result: &str) -> String {
     let word = result.split(';').next().unwrap_or(result).trim();
     word.replace(' ', "")
-}
-
-/// The sender identity of a raw message, without looking for a calendar.
-fn identify_raw(
-    raw: &[u8],
-    envelope_from: Option<&str>,
-    trusted: &[String],
-) -> Option<SenderIdentity> {
-    let message = MessageParser::default()
-        .parse(raw)
-        .filter(|m| !m.root_part().headers().is_empty())?;
-    Some(identify(&message, envelope_from, trusted))
 }
 
 #[cfg(test)]
