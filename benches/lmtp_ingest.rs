@@ -137,10 +137,12 @@ impl Site {
                 "[[user]]\nname = \"u{u}\"\naddresses = [\"u{u}@example.com\"]\n"
             ));
         }
+        // A closed benchmark setup: unsigned mail, its From believed without DNS checks.
         config.push_str(&format!(
             "[mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
              [lmtp]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 64\n\
-             import_policy = \"nobody\"\nrequire_authenticated = false\n\
+             import_policy = \"nobody\"\n\
+             insecure_trust_from_header = true\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
         ));
         std::fs::write(dir.join("imipd.toml"), config).expect("configuration");

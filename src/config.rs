@@ -60,7 +60,8 @@ pub enum Layout {
 pub enum ImportPolicy {
     /// Any sender (invitations still must be addressed to the user).
     Everyone,
-    /// Only senders whose From is confirmed by a trusted Authentication-Results header.
+    /// Only senders whose From is authenticated (DMARC, or a DKIM signature of the From
+    /// domain: a trusted Authentication-Results header or imipd's own check).
     #[default]
     Authenticated,
     /// Never: only updates to events the user already has are applied.
@@ -204,13 +205,24 @@ pub struct LmtpSection {
     /// Who may add new invitations: everyone, authenticated, nobody.
     #[serde(default)]
     pub import_policy: ImportPolicy,
-    /// authserv-ids of your own MTA, whose Authentication-Results are trusted.
+    /// authserv-ids of your own MTA, whose Authentication-Results are trusted (the
+    /// topmost one, directly above or below the MTA's own Received line); without one,
+    /// imipd checks DKIM, SPF and DMARC itself.
     #[serde(default)]
     pub trusted_authserv_ids: Vec<String>,
-    /// Apply only messages whose From is confirmed by a trusted Authentication-Results
-    /// header (DMARC or a DKIM signature of the From domain).
+    /// INSECURE, for closed test setups only: believe every From header without any
+    /// proof, so anyone who can send mail here can cancel or change any meeting.
+    /// `check-config` warns while it is set.
     #[serde(default)]
-    pub require_authenticated: bool,
+    pub insecure_trust_from_header: bool,
+    /// DNS servers (`ip:port`) for imipd's own DKIM, SPF and DMARC lookups; empty: the
+    /// system's (`/etc/resolv.conf`). Tests point this at a server on loopback.
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
+    /// Seconds the sender check may wait for DNS; longer is a temporary failure (451),
+    /// never a pass.
+    #[serde(default = "default_dns_timeout")]
+    pub dns_timeout: u64,
     /// Refuse (5xx) unauthorised or invalid iMIP instead of accepting and logging it.
     #[serde(default)]
     pub bounce_refused: bool,
@@ -295,6 +307,9 @@ fn default_max_connections() -> usize {
 fn default_idle_timeout() -> u64 {
     300
 }
+fn default_dns_timeout() -> u64 {
+    10
+}
 fn default_state() -> PathBuf {
     PathBuf::from("state.redb")
 }
@@ -324,9 +339,18 @@ impl Config {
 
     /// Parses configuration text; `path` names it in errors and anchors relative paths.
     pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string().trim_end().to_string();
+            if message.contains("require_authenticated") {
+                message.push_str(
+                    "\n(lmtp.require_authenticated is gone: only authenticated senders \
+                     change events by default; remove the line)",
+                );
+            }
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            }
         })?;
         // Absolute paths: file events name absolute paths, and the daemon may chdir.
         let parent = path
@@ -471,6 +495,11 @@ mod tests {
         assert!(config.relay.is_none(), "the demo writes mail to the outbox");
         assert!(config.queue.outbox.ends_with("examples/outbox"));
         assert!(config.store.root.is_absolute(), "store paths are absolute");
+        let lmtp = config.lmtp.expect("the demo takes mail");
+        assert!(
+            lmtp.insecure_trust_from_header,
+            "the demo's unsigned sample mail has no DNS to be checked against, and says so"
+        );
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl Site {
                  [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
                  [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
                  [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
-                 [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n"
+                 [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n\
+                 insecure_trust_from_header = true\n"
             ),
         )
         .expect("configuration");

@@ -41,7 +41,8 @@ impl Imipd {
                  [mail]\ndomain = \"example.com\"\n\
                  [queue]\nfirst_retry_delay = {first_retry}\nmax_retry_delay = {first_retry}\n\
                  [relay]\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\ntimeout = 10\n\
-                 [lmtp]\nlisten = \"127.0.0.1:{lmtp_port}\"\nimport_policy = \"everyone\"\n",
+                 [lmtp]\nlisten = \"127.0.0.1:{lmtp_port}\"\nimport_policy = \"everyone\"\n\
+                 insecure_trust_from_header = true\n",
                 root = radicale.dir.join("collections").display(),
                 host = relay.ip(),
                 port = relay.port(),

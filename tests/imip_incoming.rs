@@ -579,11 +579,22 @@ mod imip {
         assert!(!id.auth.dkim_from_pass);
         assert_eq!(id.authenticated_from(), None);
 
+        // The signer's i= claim alone is not what was verified: d= must align.
         let by_identity = with_auth(
             &["mx.example.org; dkim=pass header.i=@Example.com"],
             "boss@example.com",
         );
-        assert!(identity(&by_identity, None).auth.dkim_from_pass);
+        assert!(!identity(&by_identity, None).auth.dkim_from_pass);
+        let d_elsewhere = with_auth(
+            &["mx.example.org; dkim=pass header.d=evil.example header.i=@example.com"],
+            "boss@example.com",
+        );
+        assert_eq!(identity(&d_elsewhere, None).authenticated_from(), None);
+        let parent_domain = with_auth(
+            &["mx.example.org; dkim=pass header.d=example.com"],
+            "boss@mail.example.com",
+        );
+        assert!(identity(&parent_domain, None).auth.dkim_from_pass);
 
         let failed = with_auth(
             &["mx.example.org; dkim=fail header.d=example.com; dmarc=fail"],
@@ -608,6 +619,55 @@ mod imip {
         let null_sender = identity(&spf, Some("<>"));
         assert_eq!(null_sender.envelope_from, None);
         assert!(!null_sender.auth.spf_pass);
+    }
+
+    #[test]
+    fn a_dmarc_pass_that_does_not_name_the_from_domain_counts_for_nothing() {
+        let raw = with_auth(&["mx.example.org; dmarc=pass"], "boss@example.com");
+        let id = identity(&raw, None);
+        assert_eq!(id.auth.trusted_headers, 1);
+        assert_eq!(id.authenticated_from(), None);
+    }
+
+    #[test]
+    fn only_the_topmost_header_of_the_mtas_own_hop_counts() {
+        // The MTA's verdict on top, the sender's forged copy under it.
+        let raw = with_auth(
+            &[
+                "mx.example.org; dkim=none; dmarc=fail header.from=example.com",
+                "mx.example.org; dmarc=pass header.from=example.com",
+            ],
+            "boss@example.com",
+        );
+        let id = identity(&raw, None);
+        assert_eq!((id.auth.trusted_headers, id.auth.ignored_headers), (1, 1));
+        assert_eq!(id.authenticated_from(), None);
+        // Directly under the MTA's own Received line (where OpenDKIM inserts) counts;
+        // under a second Received line, it came with the message.
+        let own = format!(
+            "Received: from a.example by mx.example.org; Mon, 1 Jan 2024 00:00:00 +0000\r\n{}",
+            String::from_utf8(with_auth(
+                &["mx.example.org; dmarc=pass header.from=example.com"],
+                "boss@example.com"
+            ))
+            .unwrap()
+        );
+        assert_eq!(
+            identity(own.as_bytes(), None).authenticated_from(),
+            Some(&addr("boss@example.com"))
+        );
+        let deeper = format!(
+            "Received: from a.example by mx.example.org; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+             Received: from b.example by a.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n{}",
+            String::from_utf8(with_auth(
+                &["mx.example.org; dmarc=pass header.from=example.com"],
+                "boss@example.com"
+            ))
+            .unwrap()
+        );
+        let id = identity(deeper.as_bytes(), None);
+        assert_eq!((id.auth.trusted_headers, id.auth.ignored_headers), (0, 1));
+        assert_eq!(id.authenticated_from(), None);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Who may change a local calendar by email: each case is one email as the MTA would
-//! deliver it, decided by the same code the LMTP server uses, against a real store.
-//! Every refused case leaves the stored copy byte-for-byte unchanged.
+//! deliver it, decided by the same code the LMTP server uses, against a real store,
+//! with the default (secure) settings and `mx.example.com` as the site's MTA. Mail
+//! whose From the MTA vouches for carries its Authentication-Results header (see
+//! [`verified`]); the engine then checks that this From is the organizer or attendee
+//! the message speaks for. Every refused case leaves the stored copy byte-for-byte
+//! unchanged. DKIM/SPF/DMARC checked by imipd itself: `sender_auth_dns.rs`.
 
 use imipd::config::{Layout, LmtpSection};
 use imipd::daemon::inbound::{Inbound, Verdict};
@@ -56,7 +60,7 @@ impl Site {
         fixture::baseline(&store, &state, NOW);
         let settings = LmtpSection {
             trusted_authserv_ids: vec!["mx.example.com".into()],
-            ..fixture::lmtp_settings(true)
+            ..fixture::lmtp_settings_secure(true)
         };
         Site {
             dir,
@@ -110,6 +114,12 @@ fn email(from: &str, message_id: &str, extra_headers: &str, method: &str, body: 
     )
 }
 
+/// The site's MTA vouching for the From domain of `from` (DMARC passed).
+fn verified(from: &str) -> String {
+    let domain = from.rsplit_once('@').map_or(from, |(_, d)| d);
+    format!("Authentication-Results: mx.example.com; dmarc=pass header.from={domain}\r\n")
+}
+
 fn reply_body(attendee: &str, partstat: &str) -> String {
     format!(
         "UID:budget-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\nORGANIZER:mailto:alice@example.com\r\n\
@@ -127,7 +137,7 @@ fn an_attendees_reply_is_applied_once_even_when_delivered_twice() {
     let mail = email(
         "carol@example.net",
         "r1@example.net",
-        "",
+        &verified("carol@example.net"),
         "REPLY",
         &reply_body("carol@example.net", "ACCEPTED"),
     );
@@ -153,7 +163,7 @@ fn a_reply_from_someone_not_invited_is_refused() {
     let mail = email(
         "mallory@example.org",
         "m1@example.org",
-        "",
+        &verified("mallory@example.org"),
         "REPLY",
         &reply_body("mallory@example.org", "ACCEPTED"),
     );
@@ -167,7 +177,7 @@ fn a_reply_whose_from_is_not_the_attendee_is_refused() {
     let mail = email(
         "mallory@example.org",
         "m2@example.org",
-        "",
+        &verified("mallory@example.org"),
         "REPLY",
         &reply_body("carol@example.net", "DECLINED"),
     );
@@ -181,7 +191,7 @@ fn a_cancel_or_request_not_from_the_organizer_is_refused() {
     let cancel = email(
         "carol@example.net",
         "c1@example.net",
-        "",
+        &verified("carol@example.net"),
         "CANCEL",
         "UID:review-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:3\r\nSTATUS:CANCELLED\r\nORGANIZER:mailto:dave@example.net\r\n\
          ATTENDEE:mailto:bob@example.com\r\nATTENDEE:mailto:carol@example.net\r\n",
@@ -190,7 +200,7 @@ fn a_cancel_or_request_not_from_the_organizer_is_refused() {
     let request = email(
         "carol@example.net",
         "c2@example.net",
-        "",
+        &verified("carol@example.net"),
         "REQUEST",
         "UID:review-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:3\r\nDTSTART:20300412T120000Z\r\nDTEND:20300412T130000Z\r\n\
          SUMMARY:Review (moved)\r\nORGANIZER:mailto:dave@example.net\r\nATTENDEE:mailto:bob@example.com\r\nATTENDEE:mailto:carol@example.net\r\n",
@@ -205,7 +215,7 @@ fn a_refresh_from_a_stranger_gets_nothing() {
     let mail = email(
         "mallory@example.org",
         "m3@example.org",
-        "",
+        &verified("mallory@example.org"),
         "REFRESH",
         "UID:budget-1\r\nDTSTAMP:20300102T090000Z\r\nORGANIZER:mailto:alice@example.com\r\nATTENDEE:mailto:mallory@example.org\r\n",
     );
@@ -218,9 +228,8 @@ fn a_refresh_from_a_stranger_gets_nothing() {
 }
 
 #[test]
-fn a_forged_from_without_an_authenticated_verdict_is_refused_when_required() {
-    let mut site = Site::new("forged");
-    site.settings.require_authenticated = true;
+fn a_forged_from_without_an_authenticated_verdict_is_refused_by_default() {
+    let site = Site::new("forged");
     let forged = email(
         "carol@example.net",
         "f1@example.net",
@@ -261,7 +270,7 @@ fn a_reply_that_tries_to_add_an_occurrence_for_a_stranger_is_refused() {
     let mail = email(
         "mallory@example.org",
         "m4@example.org",
-        "",
+        &verified("mallory@example.org"),
         "REPLY",
         "UID:budget-1\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:1\r\nRECURRENCE-ID:20300417T120000Z\r\n\
          ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:mallory@example.org\r\n",
@@ -276,7 +285,7 @@ fn an_old_request_arriving_late_is_refused() {
     let mail = email(
         "dave@example.net",
         "d1@example.net",
-        "",
+        &verified("dave@example.net"),
         "REQUEST",
         "UID:review-1\r\nDTSTAMP:20291201T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300409T120000Z\r\nDTEND:20300409T130000Z\r\n\
          SUMMARY:Review (old time)\r\nORGANIZER:mailto:dave@example.net\r\nATTENDEE:mailto:bob@example.com\r\n",

@@ -31,7 +31,8 @@ impl Site {
         }
         config.push_str(
             "[mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
-             [lmtp]\nlisten = \"127.0.0.1:0\"\nimport_policy = \"nobody\"\n",
+             [lmtp]\nlisten = \"127.0.0.1:0\"\nimport_policy = \"nobody\"\n\
+             insecure_trust_from_header = true\n",
         );
         std::fs::write(dir.join("imipd.toml"), config).expect("configuration");
         Site { dir }
@@ -80,6 +81,7 @@ fn reply(organizer: &str, a: usize) -> ReceivedMessage {
         data: data.into_bytes(),
         lhlo: "test".into(),
         peer: "127.0.0.1:1".into(),
+        client: Default::default(),
     }
 }
 

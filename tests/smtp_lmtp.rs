@@ -61,6 +61,7 @@ async fn lhlo_advertises_pipelining_size_and_no_chunking() {
             "250-PIPELINING",
             "250-ENHANCEDSTATUSCODES",
             "250-8BITMIME",
+            "250-XFORWARD NAME ADDR PROTO HELO SOURCE",
             "250 SIZE 65536"
         ]
     );

@@ -128,12 +128,40 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
                 places.push(socket.display().to_string());
             }
             let _ = writeln!(out, "  incoming mail: LMTP on {}", places.join(" and "));
+            let _ = writeln!(out, "  senders: {}", sender_policy(lmtp));
         }
         None => {
             let _ = writeln!(out, "  incoming mail: off (no [lmtp])");
         }
     }
     Ok(out)
+}
+
+/// How incoming senders are judged, in one line; a loud warning when nothing is checked.
+fn sender_policy(lmtp: &crate::config::LmtpSection) -> String {
+    if lmtp.insecure_trust_from_header {
+        return "WARNING: lmtp.insecure_trust_from_header is set: every From header is \
+                believed without proof, so anyone who can mail this host can cancel or change \
+                any meeting. Use it only in a closed test setup."
+            .to_string();
+    }
+    let source = if lmtp.trusted_authserv_ids.is_empty() {
+        "DKIM/SPF/DMARC checked by imipd".to_string()
+    } else {
+        format!(
+            "Authentication-Results of {}, else DKIM/SPF/DMARC checked by imipd",
+            lmtp.trusted_authserv_ids.join(", ")
+        )
+    };
+    let imports = match lmtp.import_policy {
+        crate::config::ImportPolicy::Everyone => "everyone",
+        crate::config::ImportPolicy::Authenticated => "authenticated senders",
+        crate::config::ImportPolicy::Nobody => "nobody",
+    };
+    format!(
+        "changes to existing events only from authenticated senders ({source}); new \
+         invitations from {imports}"
+    )
 }
 
 /// `imipd scan`: one full scan; with `baseline`, records every object as it is now

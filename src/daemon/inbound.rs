@@ -1,13 +1,20 @@
 //! Incoming mail: from the bytes the MTA hands over to a decision per recipient.
 //!
-//! The MTA delivers over LMTP; this module decides. It extracts the iTIP message,
-//! establishes who sent it (the From address, trusted only as far as the site's own MTA
-//! vouches for it when `require_authenticated` is set), applies it to each recipient's
-//! calendar through the store, and answers each recipient with what the MTA should
-//! do: accepted (applied, or deliberately ignored with the reason logged), try again
-//! later (store busy, disk full), or refused (when configured to bounce).
+//! The MTA delivers over LMTP; this module decides. It extracts the iTIP message, takes
+//! the [`FromCheck`] of its sender (see `imip::sender_auth`: DKIM/SPF/DMARC or a
+//! trusted Authentication-Results header), applies it to each recipient's calendar
+//! through the store, and answers each recipient with what the MTA should do: accepted
+//! (applied, or deliberately ignored with the reason logged), try again later (store
+//! busy, disk full, DNS down), or refused (when configured to bounce).
+//!
+//! The policy, secure by default: a message about an event the recipient already has
+//! (an update, ADD, CANCEL or DECLINECOUNTER from the organizer; a REPLY, COUNTER or
+//! REFRESH from an attendee) is applied only when its From is authenticated; the
+//! engine then checks that this From is the ORGANIZER or ATTENDEE the message speaks
+//! for. A new invitation follows `import_policy`.
 
 use crate::config::{ImportPolicy, LmtpSection};
+use crate::imip::sender_auth::{self, FromCheck};
 use crate::imip::{self, IncomingOptions};
 use crate::itip::status::FAILED;
 use crate::itip::CalAddress;
@@ -113,6 +120,10 @@ impl Inbound<'_> {
     /// Applies one message to each recipient's calendar; one verdict per recipient, in
     /// order. Recipients must have passed [`Self::check_recipient`]. The caller
     /// serialises this with other writers of the store.
+    ///
+    /// The sender is judged from the message alone (a trusted Authentication-Results
+    /// header, or `insecure_trust_from_header`); the LMTP server, which can ask DNS,
+    /// uses [`Self::deliver_locked`] with the full check.
     pub fn deliver(
         &self,
         mail_from: &str,
@@ -120,19 +131,29 @@ impl Inbound<'_> {
         data: &[u8],
         now: i64,
     ) -> Vec<Verdict> {
-        self.deliver_locked(mail_from, recipients, data, now, &|_, apply| apply())
+        let check = sender_auth::check_headers_only(
+            data,
+            mail_from,
+            &self.settings.trusted_authserv_ids,
+            self.settings.insecure_trust_from_header,
+        );
+        self.deliver_locked(mail_from, recipients, data, now, &check, &|_, apply| {
+            apply()
+        })
     }
 
     /// [`Self::deliver`], taking a lock around each recipient's change: `lock(user,
     /// apply)` must run `apply` while no other writer changes `user`'s calendars
     /// (`None`: the change may touch any user's calendar, e.g. a bounce). Parsing
-    /// happens outside the lock, so deliveries to different users overlap.
+    /// happens outside the lock, so deliveries to different users overlap. `sender` is
+    /// what was established about the From (see `imip::sender_auth`).
     pub fn deliver_locked(
         &self,
         mail_from: &str,
         recipients: &[String],
         data: &[u8],
         now: i64,
+        sender: &FromCheck,
         lock: &StoreLock<'_>,
     ) -> Vec<Verdict> {
         let options = IncomingOptions {
@@ -161,9 +182,9 @@ impl Inbound<'_> {
                     Err(err) => {
                         self.refuse_or_ignore("5.6.0", format!("not an iMIP message: {err}"))
                     }
-                    Ok(incoming) => {
-                        locked(Some(&user), &|| self.deliver_to(&user, rcpt, incoming, now))
-                    }
+                    Ok(incoming) => locked(Some(&user), &|| {
+                        self.deliver_to(&user, rcpt, incoming, sender, now)
+                    }),
                 },
             })
             .collect()
@@ -174,6 +195,7 @@ impl Inbound<'_> {
         user: &str,
         rcpt: &str,
         incoming: &imip::IncomingItip,
+        sender: &FromCheck,
         now: i64,
     ) -> Verdict {
         let Some(user) = self.store.user(user) else {
@@ -182,12 +204,26 @@ impl Inbound<'_> {
         let Some(from) = incoming.sender.from.as_ref().map(|m| m.address.clone()) else {
             return self.refuse_or_ignore("5.7.1", "the message has no usable From address".into());
         };
-        let authenticated = incoming.sender.authenticated_from() == Some(&from);
-        if self.settings.require_authenticated && !authenticated {
+        if let FromCheck::TryLater { reason } = sender {
+            return Verdict::TryLater(format!("sender of {from} not checked yet: {reason}"));
+        }
+        // The check was about the From header's domain; it vouches for this address.
+        let authenticated = sender.believed();
+        let uid = incoming.calendar.uids().next().map(str::to_string);
+        let existing = match &uid {
+            Some(uid) => match self.state.find_uid(&user.name, uid) {
+                Ok(found) => found.is_some(),
+                Err(e) => return Verdict::TryLater(e.to_string()),
+            },
+            None => false,
+        };
+        if existing && !authenticated {
             return self.refuse_or_ignore(
                 "5.7.1",
                 format!(
-                    "the sender {from} is not confirmed by a trusted Authentication-Results header"
+                    "{} from {from} about an existing event refused: {}",
+                    crate::itip::method_name(&incoming.method),
+                    sender.describe()
                 ),
             );
         }
@@ -202,6 +238,12 @@ impl Inbound<'_> {
                 Err(e) => return Verdict::TryLater(e.to_string()),
             }
         }
+        // A secretary signs for the organizer or an attendee as their SENT-BY.
+        let from = if authenticated {
+            represented_by(&incoming.calendar, &from).unwrap_or(from)
+        } else {
+            from
+        };
         let may_import = match self.settings.import_policy {
             ImportPolicy::Everyone => true,
             ImportPolicy::Authenticated => authenticated,
@@ -234,9 +276,10 @@ impl Inbound<'_> {
                 applied.refused_note()
             )),
             Err(err) if err.is_temporary() => Verdict::TryLater(err.to_string()),
-            Err(ApplyError::ImportNotAllowed) => {
-                Verdict::Accepted(format!("ignored: {}", ApplyError::ImportNotAllowed))
-            }
+            Err(ApplyError::ImportNotAllowed) => self.refuse_or_ignore(
+                "5.7.1",
+                format!("{}; {}", ApplyError::ImportNotAllowed, sender.describe()),
+            ),
             Err(err @ ApplyError::Itip(_)) => self.refuse_or_ignore("5.7.1", err.to_string()),
             Err(err) => Verdict::Accepted(format!("ignored: {err}")),
         }
@@ -300,6 +343,36 @@ impl Inbound<'_> {
             Err(err) => Verdict::Accepted(format!("bounce for {attendee} not recorded: {err}")),
         }
     }
+}
+
+/// The ORGANIZER or ATTENDEE whose SENT-BY is `from`, when it is in `from`'s own domain
+/// (the domain that was authenticated vouches for its own mailboxes; a SENT-BY of
+/// another domain is only the message's claim, and is not taken).
+fn represented_by(
+    calendar: &calcard::icalendar::ICalendar,
+    from: &CalAddress,
+) -> Option<CalAddress> {
+    use crate::itip::snapshot::{entry_address, param_address};
+    use calcard::icalendar::ICalendarParameterName;
+    calendar
+        .components
+        .iter()
+        .flat_map(|component| component.entries.iter())
+        .filter(|entry| {
+            matches!(
+                entry.name,
+                ICalendarProperty::Organizer | ICalendarProperty::Attendee
+            )
+        })
+        .filter(|entry| {
+            entry
+                .params
+                .iter()
+                .filter(|p| p.name == ICalendarParameterName::SentBy)
+                .any(|p| param_address(&p.value).as_ref() == Some(from))
+        })
+        .filter_map(entry_address)
+        .find(|address| address != from && address.domain().eq_ignore_ascii_case(from.domain()))
 }
 
 /// Google and others send `method=` on the MIME part but no METHOD inside: add it.

@@ -170,11 +170,51 @@ pub fn inject(
         bounces: &settings.bounces,
         bounce_key: &key,
     };
-    let verdicts = inbound.deliver("", &[rcpt.to_string()], &data, now);
-    Ok(verdicts
-        .iter()
-        .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
-        .collect())
+    let sender = sender_check(config, &lmtp, &data);
+    let verdicts =
+        inbound.deliver_locked("", &[rcpt.to_string()], &data, now, &sender, &|_, apply| {
+            apply()
+        });
+    Ok(format!("{}\n", sender.describe())
+        + &verdicts
+            .iter()
+            .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
+            .collect::<String>())
+}
+
+/// The same sender check the LMTP server makes (DNS included; the mail came from no
+/// SMTP client, so SPF has no address to check and DKIM/DMARC decide).
+fn sender_check(
+    config: &Config,
+    lmtp: &crate::config::LmtpSection,
+    data: &[u8],
+) -> crate::imip::FromCheck {
+    use crate::imip::{ConnectingClient, FromCheck, SenderVerifier, VerifierSettings};
+    let settings = VerifierSettings {
+        trusted_authserv_ids: lmtp.trusted_authserv_ids.clone(),
+        dns_servers: lmtp.dns_servers.clone(),
+        timeout: std::time::Duration::from_secs(lmtp.dns_timeout.max(1)),
+        hostname: config
+            .mail
+            .domain
+            .clone()
+            .unwrap_or_else(|| "localhost".into()),
+        insecure_trust_from_header: lmtp.insecure_trust_from_header,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match (SenderVerifier::new(settings), runtime) {
+        (Ok(verifier), Ok(runtime)) => {
+            runtime.block_on(verifier.check(data, "", &ConnectingClient::default()))
+        }
+        (Err(e), _) => FromCheck::TryLater {
+            reason: e.to_string(),
+        },
+        (_, Err(e)) => FromCheck::TryLater {
+            reason: format!("no runtime for DNS: {e}"),
+        },
+    }
 }
 
 fn dry_run_inject(
@@ -222,17 +262,21 @@ fn dry_run_inject(
         now,
         reply_details: config.reply_details(),
     };
-    let authenticated = incoming.sender.authenticated_from() == Some(&from);
+    let sender = sender_check(config, lmtp, data);
     let mut out = format!(
         "message {} from {from} ({}), METHOD:{}, UID {uid}\n",
         incoming.message_id.as_deref().unwrap_or("(no Message-ID)"),
-        if authenticated {
-            "authenticated"
-        } else {
-            "not authenticated"
-        },
+        sender.describe(),
         itip::method_name(&incoming.method)
     );
+    if copy.is_some() && !sender.believed() {
+        let _ = writeln!(
+            out,
+            "would not apply: a change to an existing event needs an authenticated sender"
+        );
+        out.push_str("(dry run: nothing was changed)\n");
+        return Ok(out);
+    }
     match itip::receive(
         &incoming.calendar,
         &from,

@@ -16,6 +16,7 @@ use super::metrics::{metrics, Metrics};
 use super::queue::{Attempt, QueueSettings, StatusNote, Worker};
 use super::systemd;
 use crate::config::{Config, ConfigError};
+use crate::imip::sender_auth::{ConnectingClient, FromCheck, SenderVerifier, VerifierSettings};
 use crate::itip::status::SENT;
 use crate::smtp::retry::{RandomSource, RetryPolicy, SplitMix64};
 use crate::smtp::transport::Transport;
@@ -751,12 +752,32 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
 pub struct MailHandler {
     shared: Arc<Shared>,
     settings: Arc<QueueSettings>,
+    /// Checks each sender's From (DKIM/SPF/DMARC); `Err` when DNS could not be set up,
+    /// which `bind_lmtp` reports at start-up.
+    verifier: Result<Arc<SenderVerifier>, String>,
 }
 
 impl MailHandler {
-    /// A handler over the daemon's shared state.
+    /// A handler over the daemon's shared state, with the sender check of `[lmtp]`.
     pub fn new(shared: Arc<Shared>, settings: Arc<QueueSettings>) -> Self {
-        MailHandler { shared, settings }
+        let config = shared.config();
+        let verifier = match &config.lmtp {
+            Some(lmtp) => SenderVerifier::new(VerifierSettings {
+                trusted_authserv_ids: lmtp.trusted_authserv_ids.clone(),
+                dns_servers: lmtp.dns_servers.clone(),
+                timeout: Duration::from_secs(lmtp.dns_timeout.max(1)),
+                hostname: settings.mail.message_id_domain.clone(),
+                insecure_trust_from_header: lmtp.insecure_trust_from_header,
+            })
+            .map(Arc::new)
+            .map_err(|e| e.to_string()),
+            None => Err("no [lmtp] section".to_string()),
+        };
+        MailHandler {
+            shared,
+            settings,
+            verifier,
+        }
     }
 }
 
@@ -787,8 +808,24 @@ impl LmtpHandler for MailHandler {
     ) -> impl std::future::Future<Output = Vec<RecipientOutcome>> + Send {
         let shared = self.shared.clone();
         let settings = self.settings.clone();
+        let verifier = self.verifier.clone();
         async move {
             let count = message.recipients.len();
+            // The sender check asks DNS: done here, before the blocking part.
+            let sender = match &verifier {
+                Ok(verifier) => {
+                    let client = ConnectingClient {
+                        addr: message.client.addr,
+                        helo: message.client.helo.clone(),
+                    };
+                    verifier
+                        .check(&message.data, &message.mail_from, &client)
+                        .await
+                }
+                Err(reason) => FromCheck::TryLater {
+                    reason: reason.clone(),
+                },
+            };
             let decided = tokio::task::spawn_blocking(move || {
                 let config = shared.config();
                 let store = shared.store();
@@ -811,8 +848,10 @@ impl LmtpHandler for MailHandler {
                     &message.recipients,
                     &message.data,
                     now(),
+                    &sender,
                     &lock,
                 );
+                let sender_check = sender.describe();
                 for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
                     let answer = verdict.lmtp_reply();
                     let (outcome, reason) = match verdict {
@@ -820,13 +859,14 @@ impl LmtpHandler for MailHandler {
                         Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
                         Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
                         Verdict::Accepted(_) => ("accepted", "applied"),
+                        Verdict::TryLater(text) if text.starts_with("sender") => ("deferred", "sender_check"),
                         Verdict::TryLater(_) => ("deferred", "busy"),
                         Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
                     };
                     metrics().lmtp(outcome, reason);
                     match verdict {
-                        Verdict::Accepted(_) => tracing::info!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message"),
-                        _ => tracing::warn!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message not applied"),
+                        Verdict::Accepted(_) => tracing::info!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, sender = %sender_check, "incoming message"),
+                        _ => tracing::warn!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, sender = %sender_check, "incoming message not applied"),
                     }
                 }
                 Some(verdicts)
@@ -891,7 +931,11 @@ pub async fn bind_lmtp(
         idle_timeout: Duration::from_secs(lmtp.idle_timeout.max(1)),
         ..LmtpConfig::default()
     };
-    let server = LmtpServer::bind(server_config, Arc::new(MailHandler::new(shared, settings)))
+    let handler = MailHandler::new(shared, settings);
+    if let Err(reason) = &handler.verifier {
+        return Err(DaemonError::Setup(reason.clone()));
+    }
+    let server = LmtpServer::bind(server_config, Arc::new(handler))
         .await
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
     Ok(Some(server))

@@ -38,16 +38,21 @@ impl SenderIdentity {
 /// Verdicts read from `Authentication-Results` headers of trusted authserv-ids.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AuthVerdict {
-    /// `dmarc=pass` for the From domain.
+    /// `dmarc=pass` with `header.from` equal to the From domain.
     pub dmarc_pass: bool,
-    /// `dkim=pass` with `header.d` (or the domain of `header.i`) equal to the From domain.
+    /// `dkim=pass` with `header.d` equal to the From domain or a parent of it.
     pub dkim_from_pass: bool,
     /// `spf=pass` with `smtp.mailfrom` in the envelope sender's domain.
     pub spf_pass: bool,
     /// How many headers were trusted; 0 means nothing was verified (or not by us).
     pub trusted_headers: usize,
-    /// How many headers were ignored because their authserv-id is not trusted.
+    /// How many headers were ignored: an authserv-id that is not trusted, a second
+    /// header of a trusted one, or one below the MTA's own hop.
     pub ignored_headers: usize,
+    /// The authserv-id of the header that was believed, if any.
+    pub authserv_id: Option<String>,
+    /// Its results in short (`dkim=pass dmarc=fail`), for the decision log.
+    pub results: String,
 }
 
 /// Reads the identity of `message`; `trusted` are lowercase authserv-ids.
@@ -67,9 +72,19 @@ pub(crate) fn identify(
 
     let mut auth = AuthVerdict::default();
     let raw = message.raw_message();
+    // Headers are read top-down: the MTA's own Received line is the topmost one, and
+    // its Authentication-Results sits directly above it (prepended) or directly below
+    // it (milters such as OpenDKIM insert at index 1). Anything under a second
+    // Received line came with the message from elsewhere.
+    let mut received_above = 0usize;
     for header in message.root_part().headers() {
-        if header.name != HeaderName::AuthenticationResults {
-            continue;
+        match header.name {
+            HeaderName::Received => {
+                received_above += 1;
+                continue;
+            }
+            HeaderName::AuthenticationResults => {}
+            _ => continue,
         }
         let value = raw
             .get(header.offset_start as usize..header.offset_end as usize)
@@ -78,23 +93,33 @@ pub(crate) fn identify(
         let Some((authserv_id, results)) = auth_results::parse(&value) else {
             continue;
         };
-        if !trusted.iter().any(|t| t.eq_ignore_ascii_case(&authserv_id)) {
+        let trusted_id = trusted.iter().any(|t| t.eq_ignore_ascii_case(&authserv_id));
+        // Only the topmost header of a trusted id counts, and only within the MTA's
+        // own hop: a copy further down was written by the sender.
+        if !trusted_id || auth.trusted_headers > 0 || received_above > 1 {
             auth.ignored_headers += 1;
             continue;
         }
         auth.trusted_headers += 1;
-        for result in results.iter().filter(|r| r.result == "pass") {
+        auth.authserv_id = Some(authserv_id);
+        let mut seen = Vec::new();
+        for result in &results {
+            seen.push(format!("{}={}", result.method, result.result));
+            if result.result != "pass" {
+                continue;
+            }
             match result.method.as_str() {
+                // A DMARC pass says which From domain it was for; one that does not
+                // say, or names another domain, vouches for nothing here.
                 "dmarc" => {
-                    let domain = result.property("header.from");
-                    auth.dmarc_pass |= from_domain.is_some()
-                        && domain.is_none_or(|d| same_domain(Some(d), from_domain.as_deref()));
+                    auth.dmarc_pass |=
+                        same_domain(result.property("header.from"), from_domain.as_deref());
                 }
+                // The signing domain (d=) must align with the From domain; the i=
+                // identity alone is the signer's claim, not what was verified.
                 "dkim" => {
-                    let d = result.property("header.d");
-                    let i = result.property("header.i").map(domain_of);
-                    auth.dkim_from_pass |= same_domain(d, from_domain.as_deref())
-                        || same_domain(i, from_domain.as_deref());
+                    auth.dkim_from_pass |=
+                        aligned(result.property("header.d"), from_domain.as_deref());
                 }
                 "spf" => {
                     let mailfrom = result.property("smtp.mailfrom").map(domain_of);
@@ -103,6 +128,7 @@ pub(crate) fn identify(
                 _ => {}
             }
         }
+        auth.results = seen.join(" ");
     }
     SenderIdentity {
         from,
@@ -127,6 +153,19 @@ fn first_mailbox(address: Option<&Address<'_>>) -> Option<Mailbox> {
 /// The domain of `user@domain`, `@domain` or a bare `domain`.
 fn domain_of(value: &str) -> &str {
     value.rsplit_once('@').map_or(value, |(_, d)| d)
+}
+
+/// Whether a DKIM signing domain `d` vouches for `from_domain`: the same domain, or a
+/// parent of it (whoever controls `example.org` controls `mail.example.org`).
+pub(super) fn aligned(d: Option<&str>, from_domain: Option<&str>) -> bool {
+    match (d, from_domain) {
+        (Some(d), Some(from)) => {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            let from = from.trim().trim_end_matches('.').to_ascii_lowercase();
+            d.contains('.') && (from == d || from.ends_with(&format!(".{d}")))
+        }
+        _ => false,
+    }
 }
 
 fn same_domain(a: Option<&str>, b: Option<&str>) -> bool {

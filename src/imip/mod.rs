@@ -1,6 +1,7 @@
 //! iMIP (RFC 6047): iTIP scheduling messages carried by email.
 //!
-//! Two directions, no I/O in either:
+//! Two directions, no I/O in either (one exception, named below: the sender check
+//! asks DNS):
 //!
 //! - **Outgoing** ([`build_message`]): an [`ItipMessage`](crate::itip::ItipMessage)
 //!   from the engine and one recipient become the bytes of an email in the layout all
@@ -16,7 +17,9 @@
 //! (dates), `changes` (update lines) and `kind` (what the mail is); `sender` picks
 //! From/Reply-To; `tracking` is the bounce-matching header; `ids` makes Message-IDs.
 //! `incoming` uses `parts` (MIME walk), `identity` and `auth_results` (sender
-//! evidence). `calendar` holds read-only helpers over calcard shared by both sides.
+//! evidence). `sender_auth` decides whether the From is genuine: a trusted
+//! Authentication-Results header, else DKIM, SPF and DMARC checked over DNS with
+//! `mail-auth` (the only I/O in this module). `calendar` holds read-only helpers over calcard shared by both sides.
 
 mod auth_results;
 mod calendar;
@@ -31,6 +34,7 @@ pub mod outgoing;
 mod parts;
 mod render;
 pub mod sender;
+pub mod sender_auth;
 pub mod tracking;
 mod when;
 
@@ -40,4 +44,5 @@ pub use identity::{AuthVerdict, SenderIdentity};
 pub use incoming::{parse_incoming, IncomingItip, IncomingOptions};
 pub use outgoing::{build_message, recipient_language, OutgoingMail, OutgoingOptions, Stamp};
 pub use sender::Mailbox;
+pub use sender_auth::{ConnectingClient, FromCheck, SenderVerifier, VerifierSettings};
 pub use tracking::{format_item_ref, parse_item_ref, ItemRef, TRACKING_HEADER};

@@ -33,6 +33,9 @@ pub struct ReceivedMessage {
     pub lhlo: String,
     /// Who connected: `127.0.0.1:43210` or `unix:/run/imipd/lmtp.sock`.
     pub peer: String,
+    /// The client the MTA received the mail from (`XFORWARD`; empty without it):
+    /// SPF is checked against its address.
+    pub client: super::xforward::ForwardedClient,
 }
 
 /// What became of the message for one recipient.

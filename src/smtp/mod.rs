@@ -29,6 +29,7 @@ pub mod retry;
 mod session;
 pub mod transport;
 pub mod verp;
+pub mod xforward;
 
 pub use dsn::{parse_dsn, DeliveryReport, DsnAction, DsnError, RecipientReport};
 pub use handler::{LmtpHandler, ReceivedMessage, RecipientCheck, RecipientOutcome};

@@ -14,6 +14,7 @@ use super::framing::{Data, Framed, Line, ReadError};
 use super::handler::{LmtpHandler, ReceivedMessage, RecipientCheck, RecipientOutcome};
 use super::lmtp::LmtpConfig;
 use super::reply::{write_multiline, Reply};
+use super::xforward::{self, ForwardedClient};
 use smtp_proto::{Error as ParseError, Request};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -36,6 +37,8 @@ struct Session<'a, S, H> {
     mail_from: Option<String>,
     /// Recipients accepted in the current transaction, in RCPT order.
     recipients: Vec<String>,
+    /// The MTA's own client, from `XFORWARD`, for the next transaction.
+    client: ForwardedClient,
     commands: usize,
     errors: usize,
 }
@@ -60,6 +63,7 @@ pub(crate) async fn run<S, H>(
         lhlo: None,
         mail_from: None,
         recipients: Vec::new(),
+        client: ForwardedClient::default(),
         commands: 0,
         errors: 0,
     };
@@ -113,6 +117,19 @@ pub(crate) async fn run<S, H>(
     tracing::debug!(peer = %session.peer, commands = session.commands, "LMTP session ended");
 }
 
+/// The arguments of an `XFORWARD` command line, if it is one.
+fn xforward_arguments(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches(['\r', '\n']);
+    let verb = text.get(..8)?;
+    if !verb.eq_ignore_ascii_case("XFORWARD") {
+        return None;
+    }
+    let rest = &text[8..];
+    (rest.is_empty() || rest.starts_with(' ')).then(|| rest.trim().to_string())
+}
+
 /// Resolves once shutdown is requested (or the server is gone).
 async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
     loop {
@@ -161,6 +178,24 @@ where
     fn reset(&mut self) {
         self.mail_from = None;
         self.recipients.clear();
+        self.client = ForwardedClient::default();
+    }
+
+    /// `XFORWARD attr=value ...`: smtp-proto does not know it; see [`xforward`].
+    fn xforward(&mut self, arguments: &str) -> Flow {
+        if self.lhlo.is_none() {
+            return self.error(503, "5.5.1", "say LHLO first");
+        }
+        if self.mail_from.is_some() {
+            return self.error(503, "5.5.1", "XFORWARD inside a transaction");
+        }
+        match self.client.apply(arguments) {
+            Ok(()) => {
+                self.reply(Reply::new(250, "2.0.0", "ok"));
+                Flow::Continue
+            }
+            Err(reason) => self.error(501, "5.5.4", reason),
+        }
     }
 
     async fn command(&mut self, line: Line) -> Flow {
@@ -180,6 +215,9 @@ where
             Line::Command(bytes) => bytes,
             Line::TooLong => return self.error(500, "5.5.2", "line too long"),
         };
+        if let Some(arguments) = xforward_arguments(&bytes) {
+            return self.xforward(&arguments);
+        }
         let request = match Request::parse(&mut bytes.iter()) {
             Ok(request) => request.into_owned(),
             Err(e) => return self.parse_error(e),
@@ -193,6 +231,7 @@ where
                     "PIPELINING".to_string(),
                     "ENHANCEDSTATUSCODES".to_string(),
                     "8BITMIME".to_string(),
+                    xforward::OFFERED.to_string(),
                     format!("SIZE {}", self.config.max_message_size),
                 ];
                 write_multiline(self.io.queue(), 250, &lines);
@@ -321,6 +360,7 @@ where
             return Flow::Close;
         }
         let recipients = std::mem::take(&mut self.recipients);
+        let client = std::mem::take(&mut self.client);
         self.reset();
         let data = match self.io.read_data(self.config.max_message_size).await {
             Ok(Data::Complete(data)) => data,
@@ -348,6 +388,7 @@ where
             data,
             lhlo: self.lhlo.clone().unwrap_or_default(),
             peer: self.peer.clone(),
+            client,
         };
         let outcomes = self.handler.deliver(message).await;
         if outcomes.len() != recipients.len() {

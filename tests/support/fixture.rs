@@ -32,10 +32,23 @@ pub fn store(root: &Path, layout: Layout, users: Vec<User>) -> Store {
     Store::new(&section, users)
 }
 
-/// `[lmtp]` settings for deciding about mail without a listener: 1 MiB messages,
-/// invitations from everyone, no authentication required, refusals bounced as
-/// `bounce_refused` says.
+/// `[lmtp]` settings for tests about other things than sender authentication (a
+/// CLOSED TEST SETUP): 1 MiB messages, invitations from everyone, and every From
+/// believed without proof (`insecure_trust_from_header`), so unsigned test mail is
+/// applied; refusals bounced as `bounce_refused` says. Tests about who may change a
+/// calendar use [`lmtp_settings_secure`].
 pub fn lmtp_settings(bounce_refused: bool) -> LmtpSection {
+    LmtpSection {
+        insecure_trust_from_header: true,
+        import_policy: ImportPolicy::Everyone,
+        ..lmtp_settings_secure(bounce_refused)
+    }
+}
+
+/// `[lmtp]` settings as a real site has them (the secure defaults: changes only from
+/// authenticated senders, invitations from authenticated senders), with 1 MiB
+/// messages and refusals bounced as `bounce_refused` says.
+pub fn lmtp_settings_secure(bounce_refused: bool) -> LmtpSection {
     LmtpSection {
         listen: None,
         socket: None,
@@ -43,9 +56,11 @@ pub fn lmtp_settings(bounce_refused: bool) -> LmtpSection {
         max_calendar_size: 512 * 1024,
         max_connections: 5,
         idle_timeout: 30,
-        import_policy: ImportPolicy::Everyone,
+        import_policy: ImportPolicy::Authenticated,
         trusted_authserv_ids: Vec::new(),
-        require_authenticated: false,
+        insecure_trust_from_header: false,
+        dns_servers: Vec::new(),
+        dns_timeout: 5,
         bounce_refused,
     }
 }

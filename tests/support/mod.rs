@@ -15,12 +15,14 @@
 //!   imipd LMTP server for it.
 //! - [`tools`]: swaks and a raw line client.
 //! - [`radicale`]: a real Radicale server and a minimal CalDAV (HTTP) client.
+//! - [`dns`]: a real DNS server (dnsmasq) serving DKIM/SPF/DMARC records, and DKIM keys.
 //! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
 //!   imipd's library directly.
 //!
 //! Everything listens on 127.0.0.1 only. Each test binary uses only some helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod dns;
 pub mod fixture;
 pub mod lmtp;
 pub mod ports;
