@@ -17,6 +17,8 @@
 //! From/Reply-To; `tracking` is the bounce-matching header; `ids` makes Message-IDs.
 //! `incoming` uses `parts` (MIME walk), `identity` and `auth_results` (sender
 //! evidence). `calendar` holds read-only helpers over calcard shared by both sides.
+//! `rsvp` (signed link tokens, the REPLY a link stands for) and `rsvp_page` (the
+//! answer page) serve the Accept/Maybe/Decline links of `daemon::web`.
 
 mod auth_results;
 mod calendar;
@@ -30,6 +32,8 @@ mod kind;
 pub mod outgoing;
 mod parts;
 mod render;
+pub mod rsvp;
+pub mod rsvp_page;
 pub mod sender;
 pub mod tracking;
 mod when;
@@ -38,6 +42,7 @@ pub use error::ImipError;
 pub use i18n::Language;
 pub use identity::{AuthVerdict, SenderIdentity};
 pub use incoming::{parse_incoming, IncomingItip, IncomingOptions};
-pub use outgoing::{build_message, recipient_language, OutgoingMail, OutgoingOptions, Stamp};
+pub use outgoing::{
+    build_message, build_message_with_links, recipient_language, OutgoingMail, OutgoingOptions, Stamp};
 pub use sender::Mailbox;
 pub use tracking::{format_item_ref, parse_item_ref, ItemRef, TRACKING_HEADER};
