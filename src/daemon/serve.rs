@@ -713,9 +713,14 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         let listener = super::web::bind(section).await?;
         tracing::info!(listen = %section.listen, public_url = %section.public_url, "RSVP page served over HTTP");
         let (key, mut stop) = (links.key.clone(), stop_rx.clone());
-        tasks.spawn(super::web::serve(listener, shared.clone(), key, async move {
-            let _ = stop.changed().await;
-        }));
+        tasks.spawn(super::web::serve(
+            listener,
+            shared.clone(),
+            key,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
     }
     // Anything left from before a restart is delivered now.
     shared.queue_wake.notify_one();

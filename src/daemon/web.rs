@@ -206,7 +206,12 @@ struct Web {
 }
 
 impl Web {
-    fn language(&self, headers: &HeaderMap, stored: Option<&ICalendar>, who: Option<&CalAddress>) -> Language {
+    fn language(
+        &self,
+        headers: &HeaderMap,
+        stored: Option<&ICalendar>,
+        who: Option<&CalAddress>,
+    ) -> Language {
         let accept = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
@@ -265,7 +270,10 @@ fn render(p: &Page, language: Language) -> Response {
         Ok(html) => page(status, html),
         Err(err) => {
             tracing::error!(%err, "cannot render the RSVP page");
-            page(500, "<!DOCTYPE html><title>Error</title><p>Internal error.</p>".into())
+            page(
+                500,
+                "<!DOCTYPE html><title>Error</title><p>Internal error.</p>".into(),
+            )
         }
     }
 }
@@ -339,7 +347,10 @@ async fn submit(
         .as_deref()
         .is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS);
     let Some(chosen) = chosen.filter(|_| !too_long) else {
-        return render(&Page::Problem(Problem::Form), web.language(&headers, None, None));
+        return render(
+            &Page::Problem(Problem::Form),
+            web.language(&headers, None, None),
+        );
     };
     let web2 = web.clone();
     let answered = tokio::task::spawn_blocking(move || {
@@ -409,11 +420,17 @@ fn log_answer(token: &RsvpToken, chosen: Answer, result: &Result<Answered, Apply
 }
 
 async fn no_token(AxumState(web): AxumState<Arc<Web>>, headers: HeaderMap) -> Response {
-    render(&Page::Problem(Problem::Malformed), web.language(&headers, None, None))
+    render(
+        &Page::Problem(Problem::Malformed),
+        web.language(&headers, None, None),
+    )
 }
 
 async fn not_found(AxumState(web): AxumState<Arc<Web>>, headers: HeaderMap) -> Response {
-    render(&Page::Problem(Problem::NotFound), web.language(&headers, None, None))
+    render(
+        &Page::Problem(Problem::NotFound),
+        web.language(&headers, None, None),
+    )
 }
 
 /// Binds the listener of `[web] listen`.

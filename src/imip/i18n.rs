@@ -96,10 +96,14 @@ impl Catalogue {
     fn load() -> Result<Catalogue, ImipError> {
         let mut bundles = Vec::with_capacity(Language::ALL.len());
         for language in Language::ALL {
-            let resource =
-                FluentResource::try_new(format!("{}\n{}", language.source(), language.rsvp_source())).map_err(|(_, errors)| {
-                    ImipError::Template(format!("locales/{language}.ftl: {errors:?}"))
-                })?;
+            let resource = FluentResource::try_new(format!(
+                "{}\n{}",
+                language.source(),
+                language.rsvp_source()
+            ))
+            .map_err(|(_, errors)| {
+                ImipError::Template(format!("locales/{language}.ftl: {errors:?}"))
+            })?;
             let tag: LanguageIdentifier = language
                 .tag()
                 .parse()

@@ -43,6 +43,8 @@ pub use i18n::Language;
 pub use identity::{AuthVerdict, SenderIdentity};
 pub use incoming::{parse_incoming, IncomingItip, IncomingOptions};
 pub use outgoing::{
-    build_message, build_message_with_links, recipient_language, OutgoingMail, OutgoingOptions, Stamp};
+    build_message, build_message_with_links, recipient_language, OutgoingMail, OutgoingOptions,
+    Stamp,
+};
 pub use sender::Mailbox;
 pub use tracking::{format_item_ref, parse_item_ref, ItemRef, TRACKING_HEADER};

@@ -239,7 +239,9 @@ pub fn is_cancelled(cal: &ICalendar) -> bool {
         matches!(
             c.property(&ICalendarProperty::Status)
                 .and_then(|e| e.values.first()),
-            Some(ICalendarValue::Status(calcard::icalendar::ICalendarStatus::Cancelled))
+            Some(ICalendarValue::Status(
+                calcard::icalendar::ICalendarStatus::Cancelled
+            ))
         )
     })
 }
@@ -296,8 +298,16 @@ pub fn reply_for(
         ICalendarParameterName::Partstat,
         vec![ICalendarParameterValue::Partstat(answer.partstat())],
     );
-    set_param(&mut line, ICalendarParameterName::Rsvp, Vec::new());
+    // RSVP stays as the organizer wrote it, so later updates still ask for an answer.
     comp.entries.push(line);
+    comp.entries.push(
+        calcard::icalendar::ICalendarEntry::new(ICalendarProperty::RequestStatus).with_values(
+            vec![
+                ICalendarValue::Text("2.0".into()),
+                ICalendarValue::Text("Success".into()),
+            ],
+        ),
+    );
     if let Some(comment) = comment.map(str::trim).filter(|c| !c.is_empty()) {
         comp.add_property(
             ICalendarProperty::Comment,
@@ -417,9 +427,7 @@ mod tests {
         let bob = CalAddress::parse("mailto:bob@outside.example").unwrap();
         let asked = settings().links_for(&request(";RSVP=TRUE", ""), &bob, "alice", 0);
         let links = asked.expect("RSVP=TRUE gets links");
-        assert!(links
-            .accept
-            .starts_with("https://cal.example.com/rsvp/"));
+        assert!(links.accept.starts_with("https://cal.example.com/rsvp/"));
         assert!(links.accept.ends_with("?answer=accepted"));
         assert!(links.maybe.ends_with("?answer=tentative"));
         assert!(links.decline.ends_with("?answer=declined"));
@@ -450,7 +458,7 @@ mod tests {
         let text = reply.to_string();
         assert!(text.contains("METHOD:REPLY"), "{text}");
         assert!(text.contains("PARTSTAT=ACCEPTED"), "{text}");
-        assert!(!text.contains("RSVP="), "{text}");
+        assert!(text.contains("RSVP=TRUE"), "{text}");
         assert!(text.contains("COMMENT:See you"), "{text}");
         assert!(text.contains("UID:lunch@example.com"), "{text}");
         let carol = CalAddress::parse("mailto:carol@outside.example").unwrap();

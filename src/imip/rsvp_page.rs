@@ -243,7 +243,11 @@ pub fn render_page(page: &Page, language: Language) -> Result<String, ImipError>
             changed,
         } => {
             let label = answer_label(*answer)?;
-            let id = if *changed { "rsvp-done" } else { "rsvp-unchanged" };
+            let id = if *changed {
+                "rsvp-done"
+            } else {
+                "rsvp-unchanged"
+            };
             let notice = catalogue.text(language, id, &[("answer", Arg::Str(&label))])?;
             (
                 t("rsvp-page-title")?,
@@ -387,7 +391,12 @@ mod tests {
     fn the_page_speaks_the_attendees_language_then_the_browsers() {
         let cal = stored("Lunch", "");
         assert_eq!(
-            page_language(Some(&cal), Some(&bob()), Some("fr-FR,fr;q=0.9"), Language::En),
+            page_language(
+                Some(&cal),
+                Some(&bob()),
+                Some("fr-FR,fr;q=0.9"),
+                Language::En
+            ),
             Language::De
         );
         assert_eq!(
