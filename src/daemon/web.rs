@@ -17,7 +17,7 @@ use crate::config::{Config, WebSection};
 use crate::imip::rsvp::{self, Answer, LinkSettings, RsvpToken};
 use crate::imip::rsvp_page::{self, EventView, Page, Problem, MAX_COMMENT_CHARS};
 use crate::imip::Language;
-use crate::itip::{CalAddress, InboundAction, ReplyDetails};
+use crate::itip::{CalAddress, InboundAction};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
 use crate::store::state::State;
@@ -129,15 +129,14 @@ pub fn view(
 /// Applies `answer` from the token's attendee to the organizer's copy, as that
 /// attendee's REPLY would be applied. The caller holds the user's store lock.
 pub fn answer(
-    store: &Store,
-    state: &State,
-    reply_details: ReplyDetails,
+    applier: &Applier<'_>,
     token: &RsvpToken,
     answer: Answer,
     comment: Option<&str>,
     language: Language,
     now: i64,
 ) -> Result<Answered, ApplyError> {
+    let (store, state) = (applier.store, applier.state);
     let refused = |p| Ok(Answered::Refused(p));
     let stored = match stored_copy(store, state, token) {
         Ok(stored) => stored,
@@ -156,11 +155,6 @@ pub fn answer(
     };
     let Some(reply) = rsvp::reply_for(&stored, &attendee, answer, comment, now) else {
         return refused(Problem::Removed);
-    };
-    let applier = Applier {
-        store,
-        state,
-        reply_details,
     };
     // The token is the attendee's authentication; a REPLY never imports.
     let applied = applier.apply(user, &reply, &attendee, now, false, None)?;
@@ -361,10 +355,13 @@ async fn submit(
         let stored = stored_copy(&store, &shared.state, &token).ok();
         let language = web2.language(&headers, stored.as_ref(), attendee.as_ref());
         let result = shared.with_user_lock(&token.user, || {
+            let applier = Applier {
+                store: &store,
+                state: &shared.state,
+                reply_details: config.reply_details(),
+            };
             answer(
-                &store,
-                &shared.state,
-                config.reply_details(),
+                &applier,
                 &token,
                 chosen,
                 comment.as_deref(),
