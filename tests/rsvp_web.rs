@@ -84,9 +84,30 @@ impl Site {
     }
 
     /// Starts the daemon and waits until it runs.
+    ///
+    /// READY comes before the file watcher is set up, so a file saved at once could be
+    /// missed until the next rescan: a warm-up file is saved until the daemon saw it.
     fn start(&self) -> Daemon {
         let child = self.serve();
         self.eventually("startup", || self.log().contains("imipd is running"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for round in 0.. {
+            let note = format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
+                 UID:warmup\r\nDTSTAMP:20300101T090000Z\r\nDTSTART:20300101T090000Z\r\n\
+                 SUMMARY:warm-up {round}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            );
+            write_event(&self.calendar(), "warmup.ics", &note);
+            std::thread::sleep(Duration::from_millis(150));
+            if self.log().contains("warmup") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the watcher never saw a change:\n{}",
+                self.log()
+            );
+        }
         Daemon(child)
     }
 
@@ -389,7 +410,7 @@ fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
 }
 
 #[test]
-fn a_hostile_summary_is_text_on_the_page() {
+fn a_hostile_summary_is_text_and_floods_are_turned_away() {
     let site = Site::new("hostile");
     let _daemon = site.start();
     site.save_and_wait(
@@ -408,4 +429,117 @@ fn a_hostile_summary_is_text_on_the_page() {
         page.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
         "{page}"
     );
+
+    // Oversized requests and floods are turned away, and change nothing.
+    site.eventually("delivery status on the organizer's copy", || {
+        unfolded(&site.calendar().join("x.ics")).contains("SCHEDULE-STATUS=1.1")
+    });
+    let before = std::fs::read(site.calendar().join("x.ics")).expect("copy");
+    let huge = format!("answer=accepted&comment={}", "a".repeat(20_000));
+    let (status, _, _) = http(site.port, "POST", &path, &huge);
+    assert_eq!(status, 413);
+    let statuses: Vec<u16> = (0..45)
+        .map(|_| http(site.port, "GET", &path, "").0)
+        .collect();
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let (status, _, page) = http(site.port, "POST", &path, "answer=accepted");
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("Too many"), "{page}");
+    assert_eq!(
+        std::fs::read(site.calendar().join("x.ics")).expect("copy"),
+        before
+    );
+}
+
+/// Whether headless Chromium, its driver and Selenium are installed. With `CI=true`
+/// a missing browser fails the test; elsewhere the test says loudly that it skipped.
+fn browser_available() -> bool {
+    let chromium = Path::new("/usr/bin/chromium").exists();
+    let driver = Path::new("/usr/bin/chromedriver").exists();
+    let selenium = Command::new("python3")
+        .args(["-c", "import selenium"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if chromium && driver && selenium {
+        return true;
+    }
+    let missing = format!(
+        "chromium: {chromium}, chromium-driver: {driver}, selenium: {selenium} \
+         (apt-get install chromium chromium-driver; pip install selenium; see .ci/run)"
+    );
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the browser test needs a browser in CI: {missing}"
+    );
+    eprintln!("SKIPPED: the RSVP browser test found no browser: {missing}");
+    false
+}
+
+/// The href of the `label` button in the HTML part, entities decoded.
+fn html_link(bytes: &[u8], label: &str) -> String {
+    let (_, html) = bodies(bytes);
+    let end = html
+        .find(&format!(">{label}</a>"))
+        .unwrap_or_else(|| panic!("no {label} button in:\n{html}"));
+    let start = html[..end].rfind("href=\"").expect("an href") + "href=\"".len();
+    let href = &html[start..];
+    href[..href.find('"').expect("closing quote")]
+        .replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&#x3f;", "?")
+        .replace("&amp;", "&")
+}
+
+#[test]
+fn a_person_presses_accept_in_a_real_browser_and_the_organizer_sees_it() {
+    if !browser_available() {
+        return;
+    }
+    let site = Site::new("browser");
+    let _daemon = site.start();
+    site.save_and_wait("lunch.ics", &event("lunch-b", "Team lunch", LATER, ""), 2);
+    let invitation = site.email_to("carol@example.net", "lunch-b");
+    let accept = html_link(&invitation, "Accept");
+    assert!(accept.ends_with("?answer=accepted"), "{accept}");
+    let copy = site.calendar().join("lunch.ics");
+    let before = std::fs::read(&copy).expect("copy");
+
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rsvp-browser");
+    std::fs::create_dir_all(&artifacts).expect("artifact folder");
+    let (form_png, done_png) = (
+        artifacts.join("rsvp-page.png"),
+        artifacts.join("rsvp-done.png"),
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/rsvp_press.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg(&accept)
+        .arg(&form_png)
+        .arg(&done_png)
+        .arg("Looking forward to it")
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser run failed: {said}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        site.log()
+    );
+    assert!(said.contains("Thank you"), "{said}");
+    assert!(
+        std::fs::metadata(&form_png).is_ok_and(|m| m.len() > 1000),
+        "no screenshot at {}",
+        form_png.display()
+    );
+    eprintln!("screenshots: {} {}", form_png.display(), done_png.display());
+
+    let after = unfolded(&copy);
+    assert_ne!(std::fs::read(&copy).expect("copy"), before);
+    let carol = after
+        .lines()
+        .find(|l| l.contains("mailto:carol@example.net"))
+        .expect("carol's line");
+    assert!(carol.contains("PARTSTAT=ACCEPTED"), "{after}");
+    assert!(carol.contains("Looking forward to it"), "{after}");
 }

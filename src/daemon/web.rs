@@ -220,8 +220,18 @@ impl Web {
         rsvp_page::page_language(stored, who, accept, default)
     }
 
-    /// Checks the rate limits and the token.
-    fn admit(&self, token: &str, client: IpAddr) -> Result<RsvpToken, Problem> {
+    /// Checks the rate limits and the token. Behind the reverse proxy on loopback the
+    /// client is the last address the proxy put into `X-Forwarded-For`.
+    fn admit(&self, token: &str, peer: IpAddr, headers: &HeaderMap) -> Result<RsvpToken, Problem> {
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let client = match forwarded {
+            Some(forwarded) if peer.is_loopback() => forwarded,
+            _ => peer,
+        };
         let now = now();
         if !self
             .limits
@@ -292,7 +302,7 @@ async fn show(
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let token = match web.admit(&token, peer.ip()) {
+    let token = match web.admit(&token, peer.ip(), &headers) {
         Ok(token) => token,
         Err(problem) => return render(&Page::Problem(problem), web.language(&headers, None, None)),
     };
@@ -326,7 +336,7 @@ async fn submit(
     headers: HeaderMap,
     form: Result<Form<AnswerForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let token = match web.admit(&token, peer.ip()) {
+    let token = match web.admit(&token, peer.ip(), &headers) {
         Ok(token) => token,
         Err(problem) => return render(&Page::Problem(problem), web.language(&headers, None, None)),
     };
@@ -335,6 +345,10 @@ async fn submit(
             form.answer.as_deref().and_then(Answer::from_key),
             form.comment,
         ),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let language = web.language(&headers, None, None);
+            return render(&Page::Problem(Problem::TooLarge), language);
+        }
         Err(_) => (None, None),
     };
     let too_long = comment

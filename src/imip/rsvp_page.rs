@@ -42,6 +42,8 @@ pub enum Problem {
     Limited,
     /// A POST without a valid answer.
     Form,
+    /// A request larger than the form can be.
+    TooLarge,
     /// No such page.
     NotFound,
 }
@@ -55,6 +57,7 @@ impl Problem {
             Problem::Removed => 403,
             Problem::Expired | Problem::Cancelled | Problem::Gone => 410,
             Problem::NotFound => 404,
+            Problem::TooLarge => 413,
             Problem::Limited => 429,
             Problem::Busy => 503,
         }
@@ -71,6 +74,7 @@ impl Problem {
             Problem::Busy => "rsvp-error-busy",
             Problem::Limited => "rsvp-error-limit",
             Problem::Form => "rsvp-error-form",
+            Problem::TooLarge => "rsvp-error-too-large",
             Problem::NotFound => "rsvp-error-not-found",
         }
     }
@@ -242,7 +246,7 @@ pub fn render_page(page: &Page, language: Language) -> Result<String, ImipError>
             answer,
             changed,
         } => {
-            let label = answer_label(*answer)?;
+            let label = partstat(answer.key())?;
             let id = if *changed {
                 "rsvp-done"
             } else {

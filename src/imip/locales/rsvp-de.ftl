@@ -22,3 +22,4 @@ rsvp-error-busy = Der Kalender ist gerade beschäftigt. Bitte versuchen Sie es i
 rsvp-error-limit = Zu viele Versuche. Bitte warten Sie eine Minute.
 rsvp-error-form = Bitte wählen Sie eine der drei Antworten.
 rsvp-error-not-found = Hier gibt es keine Seite.
+rsvp-error-too-large = Die Antwort war zu lang. Halten Sie den Kommentar kurz.

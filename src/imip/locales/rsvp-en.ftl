@@ -23,3 +23,4 @@ rsvp-error-busy = The calendar is busy right now. Please try again in a minute.
 rsvp-error-limit = Too many attempts. Please wait a minute and try again.
 rsvp-error-form = Please choose one of the three answers.
 rsvp-error-not-found = There is no page here.
+rsvp-error-too-large = The answer was too long. Keep the comment short.

@@ -22,3 +22,4 @@ rsvp-error-busy = Le calendrier est occupé. Veuillez réessayer dans une minute
 rsvp-error-limit = Trop de tentatives. Veuillez patienter une minute.
 rsvp-error-form = Veuillez choisir l'une des trois réponses.
 rsvp-error-not-found = Il n'y a pas de page ici.
+rsvp-error-too-large = La réponse était trop longue. Raccourcissez le commentaire.
