@@ -543,3 +543,33 @@ fn a_person_presses_accept_in_a_real_browser_and_the_organizer_sees_it() {
     assert!(carol.contains("PARTSTAT=ACCEPTED"), "{after}");
     assert!(carol.contains("Looking forward to it"), "{after}");
 }
+
+#[test]
+fn a_link_from_an_older_version_answers_the_current_one() {
+    let site = Site::new("sequence");
+    let _daemon = site.start();
+    site.save_and_wait("m.ics", &event("m", "Planning", LATER, ""), 2);
+    let old_link = path_of(&link(&site.email_to("carol@example.net", "m"), "tentative"));
+    let moved = event(
+        "m",
+        "Planning (moved)",
+        "DTSTART:20300611T140000Z\r\nDTEND:20300611T150000Z\r\n",
+        "SEQUENCE:2\r\n",
+    );
+    let sent = site.outbox().len();
+    site.save_and_wait("m.ics", &moved, sent + 2);
+
+    let (status, _, page) = http(site.port, "GET", &old_link, "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Planning (moved)"), "{page}");
+    assert!(page.contains("11 Jun 2030 14:00"), "{page}");
+    let (status, _, page) = http(site.port, "POST", &old_link, "answer=tentative");
+    assert_eq!(status, 200, "{page}");
+    let after = unfolded(&site.calendar().join("m.ics"));
+    assert!(after.contains("SUMMARY:Planning (moved)"), "{after}");
+    let carol = after
+        .lines()
+        .find(|l| l.contains("mailto:carol@example.net"))
+        .expect("carol's line");
+    assert!(carol.contains("PARTSTAT=TENTATIVE"), "{after}");
+}

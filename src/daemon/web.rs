@@ -486,6 +486,37 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    fn config(web: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::from_text(
+            &format!("[store]\nroot = \"/tmp\"\n[web]\n{web}"),
+            std::path::Path::new("imipd.toml"),
+        )
+    }
+
+    #[test]
+    fn check_config_names_a_bad_public_url_or_listen_address() {
+        let good =
+            config("listen = \"127.0.0.1:8425\"\npublic_url = \"https://cal.example.com\"\n");
+        assert_eq!(good.expect("valid").web.map(|w| w.max_link_days), Some(365));
+        for bad in [
+            "cal.example.com",
+            "https://",
+            "https://cal.example.com/?x=1",
+            "ftp://x",
+        ] {
+            let err = config(&format!(
+                "listen = \"127.0.0.1:8425\"\npublic_url = \"{bad}\"\n"
+            ))
+            .expect_err(bad)
+            .to_string();
+            assert!(err.contains("web.public_url"), "{bad}: {err}");
+        }
+        let err = config("listen = \"localhost\"\npublic_url = \"https://cal.example.com\"\n")
+            .expect_err("no port")
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+
     #[test]
     fn the_limiter_counts_per_key_and_minute() {
         let limits = Limiter::default();

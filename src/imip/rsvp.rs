@@ -451,6 +451,57 @@ mod tests {
     }
 
     #[test]
+    fn invitations_show_the_links_in_the_recipients_language_and_keep_the_calendar_part() {
+        let bob = CalAddress::parse("mailto:bob@outside.example").unwrap();
+        let msg = request(";RSVP=TRUE;LANGUAGE=de", "");
+        let links = settings().links_for(&msg, &bob, "alice", 0).unwrap();
+        let opts = crate::imip::OutgoingOptions::default();
+        let stamp = crate::imip::Stamp {
+            now: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            unique: 1,
+        };
+        let with =
+            crate::imip::build_message_with_links(&msg, &bob, &opts, &stamp, Some(&links)).unwrap();
+        let without = crate::imip::build_message(&msg, &bob, &opts, &stamp).unwrap();
+        use mail_parser::MimeHeaders;
+        let parse = |bytes: &[u8]| {
+            let mail = mail_parser::MessageParser::default().parse(bytes).unwrap();
+            let text = mail.body_text(0).unwrap().into_owned();
+            let html = mail.body_html(0).unwrap().into_owned();
+            let ics: Vec<String> = mail
+                .parts
+                .iter()
+                .filter(|p| {
+                    p.content_type().is_some_and(|c| {
+                        c.subtype().unwrap_or_default().contains("calendar")
+                            || c.subtype() == Some("ics")
+                    })
+                })
+                .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
+                .collect();
+            (text, html, ics)
+        };
+        let (text, html, ics) = parse(&with.bytes);
+        assert!(
+            text.contains("Antworten aus jedem E-Mail-Programm:"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Zusagen: {}", links.accept)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Absagen: {}", links.decline)),
+            "{text}"
+        );
+        assert!(html.contains(">Vielleicht</a>"), "{html}");
+        let (plain_text, _, plain_ics) = parse(&without.bytes);
+        assert!(!plain_text.contains("/rsvp/"), "{plain_text}");
+        assert_eq!(ics.len(), 2);
+        assert_eq!(ics, plain_ics, "the calendar parts differ");
+    }
+
+    #[test]
     fn the_reply_carries_the_answer_and_comment_for_that_attendee_only() {
         let bob = CalAddress::parse("mailto:bob@outside.example").unwrap();
         let stored = request(";RSVP=TRUE", "").calendar;
