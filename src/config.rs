@@ -236,6 +236,49 @@ pub struct MetricsSection {
     pub listen: SocketAddr,
 }
 
+/// `[web]`: the RSVP page (Accept/Maybe/Decline links in invitations), served behind
+/// the admin's reverse proxy. Off unless configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Address the listener binds, e.g. `127.0.0.1:8425` (the proxy forwards to it).
+    pub listen: SocketAddr,
+    /// The address people open, e.g. `https://calendar.example.com`: links in mail
+    /// start with it.
+    pub public_url: String,
+    /// How long links to a series without an end stay valid, in days.
+    #[serde(default = "default_max_link_days")]
+    pub max_link_days: u64,
+}
+
+fn default_max_link_days() -> u64 {
+    365
+}
+
+impl WebSection {
+    /// `public_url` must be an absolute http(s) address without query or fragment:
+    /// every link in every invitation starts with it.
+    pub fn check_public_url(&self) -> Result<(), String> {
+        let url = self.public_url.as_str();
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| {
+                format!("{url:?}: give the address people open, e.g. https://calendar.example.com")
+            })?;
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '@') {
+            return Err(format!("{url:?}: no host name after the scheme"));
+        }
+        if url.contains(['?', '#']) || url.contains(char::is_whitespace) {
+            return Err(format!(
+                "{url:?}: no query, fragment or spaces (links are built by appending /rsvp/...)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,6 +303,8 @@ pub struct Config {
     pub lmtp: Option<LmtpSection>,
     /// Prometheus metrics.
     pub metrics: Option<MetricsSection>,
+    /// RSVP links and their page.
+    pub web: Option<WebSection>,
 }
 
 fn default_max_object_size() -> u64 {
@@ -397,6 +442,10 @@ impl Config {
                     format!("{:?}: use none, starttls or tls", relay.tls),
                 ));
             }
+        }
+        if let Some(web) = &config.web {
+            web.check_public_url()
+                .map_err(|message| invalid("web.public_url", message))?;
         }
         if let Some(lmtp) = &config.lmtp {
             if lmtp.listen.is_none() && lmtp.socket.is_none() {

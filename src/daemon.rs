@@ -1,5 +1,5 @@
 //! The long-running service: store watching, the scheduling engine, the delivery queue
-//! and the LMTP server together, with graceful shutdown.
+//! and the LMTP server together, with graceful shutdown; `web` serves the RSVP page.
 
 pub mod admin;
 pub mod inbound;
@@ -9,6 +9,7 @@ pub mod preview;
 pub mod queue;
 pub mod serve;
 pub mod systemd;
+pub mod web;
 
 /// The local part of the envelope sender imipd uses, so bounces come back to it:
 /// `imipd-bounces@<mail domain>` (with a `+tag` when VERP is used).

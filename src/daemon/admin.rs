@@ -134,6 +134,19 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
             let _ = writeln!(out, "  incoming mail: off (no [lmtp])");
         }
     }
+    match &config.web {
+        Some(web) => {
+            let _ = writeln!(
+                out,
+                "  RSVP links: {}/rsvp/..., page served on {} (put the reverse proxy in front)",
+                web.public_url.trim_end_matches('/'),
+                web.listen
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  RSVP links: off (no [web])");
+        }
+    }
     Ok(out)
 }
 

@@ -49,6 +49,8 @@ pub struct QueueSettings {
     pub retry: RetryPolicy,
     /// How answers are written.
     pub reply_details: crate::itip::ReplyDetails,
+    /// RSVP links in invitations (`[web]`), when configured.
+    pub rsvp: Option<crate::imip::rsvp::LinkSettings>,
 }
 
 /// Rebuilds the engine's message from a queue item.
@@ -206,7 +208,18 @@ impl Worker<'_> {
             now: chrono::DateTime::from_timestamp(item.created, 0).unwrap_or_default(),
             unique: item.id,
         };
-        let mail = match imip::build_message(&message, &rcpt, &self.settings.mail, &stamp) {
+        // RSVP links name the organizer's account; fixed by the queue time like the rest.
+        let links = self.settings.rsvp.as_ref().and_then(|rsvp| {
+            let user = self.store.user_for_address(&message.from)?;
+            rsvp.links_for(&message, &rcpt, &user.name, item.created)
+        });
+        let mail = match imip::build_message_with_links(
+            &message,
+            &rcpt,
+            &self.settings.mail,
+            &stamp,
+            links.as_ref(),
+        ) {
             Ok(mail) => mail,
             Err(err) => return Attempt::Failed(FAILED, format!("cannot build the email: {err}")),
         };

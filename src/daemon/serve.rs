@@ -583,6 +583,7 @@ pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
         mail,
         bounces,
         bounce_key: Vec::new(),
+        rsvp: None,
         retry: RetryPolicy {
             first_delay: Duration::from_secs(config.queue.first_retry_delay.max(1)),
             max_delay: Duration::from_secs(
@@ -637,6 +638,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let config = shared.config();
     let mut settings = queue_settings(&config)?;
     settings.bounce_key = bounce_key(&shared.state)?;
+    settings.rsvp = super::web::link_settings(&config, &shared.state)?;
     let settings = Arc::new(settings);
     let (stop_tx, stop_rx) = signal_watch::channel(false);
 
@@ -719,6 +721,19 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             .await;
             Ok(())
         });
+    }
+    if let (Some(section), Some(links)) = (&config.web, &settings.rsvp) {
+        let listener = super::web::bind(section).await?;
+        tracing::info!(listen = %section.listen, public_url = %section.public_url, "RSVP page served over HTTP");
+        let (key, mut stop) = (links.key.clone(), stop_rx.clone());
+        tasks.spawn(super::web::serve(
+            listener,
+            shared.clone(),
+            key,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
     }
     // Anything left from before a restart is delivered now.
     shared.queue_wake.notify_one();

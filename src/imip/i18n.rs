@@ -61,6 +61,15 @@ impl Language {
             Language::Fr => include_str!("locales/fr.ftl"),
         }
     }
+
+    /// The RSVP link and page texts (`imip::rsvp_page`), kept in their own file.
+    fn rsvp_source(self) -> &'static str {
+        match self {
+            Language::En => include_str!("locales/rsvp-en.ftl"),
+            Language::De => include_str!("locales/rsvp-de.ftl"),
+            Language::Fr => include_str!("locales/rsvp-fr.ftl"),
+        }
+    }
 }
 
 impl fmt::Display for Language {
@@ -87,10 +96,14 @@ impl Catalogue {
     fn load() -> Result<Catalogue, ImipError> {
         let mut bundles = Vec::with_capacity(Language::ALL.len());
         for language in Language::ALL {
-            let resource =
-                FluentResource::try_new(language.source().to_string()).map_err(|(_, errors)| {
-                    ImipError::Template(format!("locales/{language}.ftl: {errors:?}"))
-                })?;
+            let resource = FluentResource::try_new(format!(
+                "{}\n{}",
+                language.source(),
+                language.rsvp_source()
+            ))
+            .map_err(|(_, errors)| {
+                ImipError::Template(format!("locales/{language}.ftl: {errors:?}"))
+            })?;
             let tag: LanguageIdentifier = language
                 .tag()
                 .parse()
@@ -166,8 +179,8 @@ mod tests {
 
     /// The ids of every message in `language`'s catalogue.
     fn message_ids(language: Language) -> Vec<String> {
-        language
-            .source()
+        [language.source(), language.rsvp_source()]
+            .concat()
             .lines()
             .filter(|line| line.starts_with(|c: char| c.is_ascii_lowercase()))
             .filter_map(|line| line.split_once(" =").map(|(id, _)| id.trim().to_string()))

@@ -19,7 +19,10 @@
 //! `incoming` uses `parts` (MIME walk), `identity` and `auth_results` (sender
 //! evidence). `sender_auth` decides whether the From is genuine: a trusted
 //! Authentication-Results header, else DKIM, SPF and DMARC checked over DNS with
-//! `mail-auth` (the only I/O in this module). `calendar` holds read-only helpers over calcard shared by both sides.
+//! `mail-auth` (the only I/O in this module). `calendar` holds read-only helpers over
+//! calcard shared by both sides.
+//! `rsvp` (signed link tokens, the REPLY a link stands for) and `rsvp_page` (the
+//! answer page) serve the Accept/Maybe/Decline links of `daemon::web`.
 
 mod auth_results;
 mod calendar;
@@ -33,6 +36,8 @@ mod kind;
 pub mod outgoing;
 mod parts;
 mod render;
+pub mod rsvp;
+pub mod rsvp_page;
 pub mod sender;
 pub mod sender_auth;
 pub mod tracking;
@@ -42,7 +47,10 @@ pub use error::ImipError;
 pub use i18n::Language;
 pub use identity::{AuthVerdict, SenderIdentity};
 pub use incoming::{parse_incoming, IncomingItip, IncomingOptions};
-pub use outgoing::{build_message, recipient_language, OutgoingMail, OutgoingOptions, Stamp};
+pub use outgoing::{
+    build_message, build_message_with_links, recipient_language, OutgoingMail, OutgoingOptions,
+    Stamp,
+};
 pub use sender::Mailbox;
 pub use sender_auth::{ConnectingClient, FromCheck, SenderVerifier, VerifierSettings};
 pub use tracking::{format_item_ref, parse_item_ref, ItemRef, TRACKING_HEADER};

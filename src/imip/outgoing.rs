@@ -22,7 +22,7 @@ use super::error::ImipError;
 use super::i18n::Language;
 use super::ids::digest;
 use super::kind::MailKind;
-use super::render::render;
+use super::render::render_with_links;
 use super::sender::{self, Mailbox};
 use super::tracking::{format_item_ref, ItemRef, TRACKING_HEADER};
 use crate::itip::{method_name, CalAddress, ItipMessage};
@@ -102,6 +102,18 @@ pub fn build_message(
     opts: &OutgoingOptions,
     stamp: &Stamp,
 ) -> Result<OutgoingMail, ImipError> {
+    build_message_with_links(msg, recipient, opts, stamp, None)
+}
+
+/// [`build_message`], with Accept/Maybe/Decline links (`imip::rsvp`) in the plain and
+/// HTML parts when `links` is given; the calendar parts are the same either way.
+pub fn build_message_with_links(
+    msg: &ItipMessage,
+    recipient: &CalAddress,
+    opts: &OutgoingOptions,
+    stamp: &Stamp,
+    links: Option<&super::rsvp::RsvpLinks>,
+) -> Result<OutgoingMail, ImipError> {
     let method = method_name(&msg.method);
     match calendar::method_property(&msg.calendar) {
         Some(MethodProperty::Known(m)) if m == msg.method => {}
@@ -115,7 +127,7 @@ pub fn build_message(
     let ics = msg.to_ics();
     let language = recipient_language(msg, recipient, opts);
     let kind = MailKind::of(msg, recipient);
-    let texts = render(msg, &kind, language)?;
+    let texts = render_with_links(msg, &kind, language, links)?;
     let originator = sender::originator(msg, &opts.system_senders);
     let to = sender::recipient_mailbox(msg, recipient);
 

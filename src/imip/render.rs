@@ -33,11 +33,13 @@ pub(crate) struct Rendered {
     pub html: String,
 }
 
-/// Renders the subject and bodies of `msg` for `recipient` in `language`.
-pub(crate) fn render(
+/// Renders the subject and bodies of `msg` for `recipient` in `language`, with RSVP
+/// links (`imip::rsvp`) in both bodies when `links` is given.
+pub(crate) fn render_with_links(
     msg: &ItipMessage,
     kind: &MailKind,
     language: Language,
+    links: Option<&super::rsvp::RsvpLinks>,
 ) -> Result<Rendered, ImipError> {
     let catalogue = Catalogue::get()?;
     let env = environment()?;
@@ -151,7 +153,22 @@ pub(crate) fn render(
         main.and_then(|c| calendar::text_value(c, &p))
             .map(str::to_string)
     };
+    let rsvp = match links {
+        Some(links) => {
+            let [intro, accept, maybe, decline] = super::rsvp_page::link_labels(language)?;
+            Some(context! {
+                intro,
+                links => vec![
+                    context! { label => accept, url => &links.accept },
+                    context! { label => maybe, url => &links.maybe },
+                    context! { label => decline, url => &links.decline },
+                ],
+            })
+        }
+        None => None,
+    };
     let ctx = context! {
+        rsvp,
         lang => language.tag(),
         kind => kind.key(),
         partstat,

@@ -680,6 +680,7 @@ fn apply_reply(
                     continue;
                 };
                 apply_answer(comp, stored, replied, &m.request_status);
+                record_response_comment(comp, &stored.address, m.comp);
                 for delegate in &replied.delegated_to {
                     let Some(in_reply) = m.attendee(delegate) else {
                         continue;
@@ -789,6 +790,45 @@ fn apply_answer(
             entry,
             ICalendarParameterName::ScheduleStatus,
             vec![request_status.join(",").into()],
+        );
+    }
+}
+
+/// The parameter that keeps an attendee's COMMENT from their REPLY on their ATTENDEE
+/// line in the organizer's copy (Google Calendar's name for it): one comment per
+/// attendee, so answers from several attendees do not overwrite each other.
+pub const RESPONSE_COMMENT: &str = "X-RESPONSE-COMMENT";
+
+/// Records the COMMENT of a REPLY component on the replying attendee's stored line; a
+/// REPLY without COMMENT leaves an earlier one as it was.
+fn record_response_comment(
+    comp: &mut ICalendarComponent,
+    address: &CalAddress,
+    reply: &ICalendarComponent,
+) {
+    let Some(text) = reply
+        .property(&ICalendarProperty::Comment)
+        .and_then(|e| e.values.first())
+        .and_then(|v| v.as_text())
+    else {
+        return;
+    };
+    // A parameter value is one line without DQUOTE (RFC 5545 §3.1).
+    let text: String = text
+        .split(|c: char| c.is_control())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('"', "'");
+    if text.is_empty() {
+        return;
+    }
+    if let Some(entry) = entry_mut(comp, address) {
+        set_param(
+            entry,
+            ICalendarParameterName::Other(RESPONSE_COMMENT.into()),
+            vec![text.into()],
         );
     }
 }

@@ -21,8 +21,9 @@ pub fn is_over(snapshot: &Snapshot<'_>, now: i64) -> bool {
         .all(|instance| end_of(instance.comp, &times).is_some_and(|end| end < now))
 }
 
-/// The last moment of a component, or `None` when it is unbounded or unknown.
-fn end_of(comp: &ICalendarComponent, times: &TimeResolver<'_>) -> Option<i64> {
+/// The last moment of a component, or `None` when it is unbounded or unknown (also how
+/// long an RSVP link lasts, see `imip::rsvp`).
+pub fn end_of(comp: &ICalendarComponent, times: &TimeResolver<'_>) -> Option<i64> {
     let first_value = |property: ICalendarProperty| {
         comp.property(&property)
             .and_then(|entry| times.entry_timestamp(entry).map(|ts| (ts, entry)))
