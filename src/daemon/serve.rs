@@ -11,6 +11,7 @@
 //! 3. Tell systemd we are ready; wait for a signal. SIGHUP reloads the user map;
 //!    SIGTERM or SIGINT closes the listeners, lets work in flight finish, and exits.
 
+use super::activity::activity;
 use super::inbound::{Inbound, RecipientCheck as InboundCheck, Verdict};
 use super::metrics::{metrics, Metrics};
 use super::queue::{Attempt, QueueSettings, StatusNote, Worker};
@@ -285,6 +286,7 @@ fn log_decision(key: &str, decision: &Decision) -> usize {
             0
         }
         Decision::Refused(reason) => {
+            activity().refused(now(), key, format!("change not scheduled: {reason}"));
             tracing::warn!(object = key, %reason, "change not scheduled; the file stays as the user wrote it");
             0
         }
@@ -417,6 +419,7 @@ pub async fn queue_loop<T: Transport>(
             let counters = metrics();
             match &attempt {
                 Attempt::Delivered(status) => {
+                    activity().delivery(now(), true);
                     Metrics::inc(if *status == SENT {
                         &counters.sent
                     } else {
@@ -434,6 +437,7 @@ pub async fn queue_loop<T: Transport>(
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, %reason, attempts = item.attempts + 1, "delivery failed, will retry")
                 }
                 Attempt::Failed(status, reason) => {
+                    activity().delivery(now(), false);
                     Metrics::inc(&counters.failed);
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
                 }
@@ -707,6 +711,25 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             Ok(())
         });
     }
+    {
+        let control = &config.control;
+        let listener = super::control::bind(&control.socket, control.group.as_deref())
+            .map_err(DaemonError::Setup)?;
+        tracing::info!(socket = %control.socket.display(), "control socket listening (imipd status, queue, scan, inject)");
+        let commands = Arc::new(super::commands::DaemonCommands {
+            shared: shared.clone(),
+            settings: settings.clone(),
+        });
+        let (socket, mut stop) = (control.socket.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            super::control::serve(listener, socket, commands, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+            Ok(())
+        });
+    }
+    activity().started(now());
     // Anything left from before a restart is delivered now.
     shared.queue_wake.notify_one();
 
@@ -749,6 +772,14 @@ impl MailHandler {
 }
 
 impl LmtpHandler for MailHandler {
+    fn session_opened(&self) {
+        activity().lmtp_opened();
+    }
+
+    fn session_closed(&self) {
+        activity().lmtp_closed();
+    }
+
     fn check_recipient(&self, recipient: &str) -> RecipientCheck {
         let config = self.shared.config();
         let store = self.shared.store();
@@ -778,46 +809,14 @@ impl LmtpHandler for MailHandler {
         async move {
             let count = message.recipients.len();
             let decided = tokio::task::spawn_blocking(move || {
-                let config = shared.config();
-                let store = shared.store();
-                let lmtp = config.lmtp.clone()?;
-                let inbound = Inbound {
-                    store: &store,
-                    state: &shared.state,
-                    settings: &lmtp,
-                    reply_details: config.reply_details(),
-                    bounces: &settings.bounces,
-                    bounce_key: &settings.bounce_key,
-                };
-                // Each recipient's change under that user's lock: deliveries to
-                // different users overlap (and share their commit, see State::commit).
-                let lock = |user: Option<&str>, apply: &mut dyn FnMut()| {
-                    shared.with_lock_for(user, apply)
-                };
-                let verdicts = inbound.deliver_locked(
+                deliver_and_log(
+                    &shared,
+                    &settings,
+                    &message.peer,
                     &message.mail_from,
                     &message.recipients,
                     &message.data,
-                    now(),
-                    &lock,
-                );
-                for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
-                    let answer = verdict.lmtp_reply();
-                    let (outcome, reason) = match verdict {
-                        Verdict::Accepted(text) if text.starts_with("ignored") => ("accepted", "ignored"),
-                        Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
-                        Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
-                        Verdict::Accepted(_) => ("accepted", "applied"),
-                        Verdict::TryLater(_) => ("deferred", "busy"),
-                        Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
-                    };
-                    metrics().lmtp(outcome, reason);
-                    match verdict {
-                        Verdict::Accepted(_) => tracing::info!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message"),
-                        _ => tracing::warn!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, "incoming message not applied"),
-                    }
-                }
-                Some(verdicts)
+                )
             })
             .await;
             match decided {
@@ -836,6 +835,59 @@ impl LmtpHandler for MailHandler {
             }
         }
     }
+}
+
+/// Applies one incoming message for its recipients exactly as the LMTP server does
+/// (each recipient's change under that user's lock), logs one line per recipient and
+/// records refusals for `imipd status`. `None` when LMTP is being reconfigured.
+/// Used by the LMTP handler and by `imipd inject` through the control socket.
+pub fn deliver_and_log(
+    shared: &Shared,
+    settings: &QueueSettings,
+    peer: &str,
+    mail_from: &str,
+    recipients: &[String],
+    data: &[u8],
+) -> Option<Vec<Verdict>> {
+    let config = shared.config();
+    let store = shared.store();
+    let lmtp = config.lmtp.clone()?;
+    let inbound = Inbound {
+        store: &store,
+        state: &shared.state,
+        settings: &lmtp,
+        reply_details: config.reply_details(),
+        bounces: &settings.bounces,
+        bounce_key: &settings.bounce_key,
+    };
+    // Each recipient's change under that user's lock: deliveries to different users
+    // overlap (and share their commit, see State::commit).
+    let lock = |user: Option<&str>, apply: &mut dyn FnMut()| shared.with_lock_for(user, apply);
+    let verdicts = inbound.deliver_locked(mail_from, recipients, data, now(), &lock);
+    for (rcpt, verdict) in recipients.iter().zip(&verdicts) {
+        let answer = verdict.lmtp_reply();
+        let (outcome, reason) = match verdict {
+            Verdict::Accepted(text) if text.starts_with("ignored") => ("accepted", "ignored"),
+            Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
+            Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
+            Verdict::Accepted(_) => ("accepted", "applied"),
+            Verdict::TryLater(_) => ("deferred", "busy"),
+            Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
+        };
+        metrics().lmtp(outcome, reason);
+        if matches!(reason, "ignored") || outcome == "rejected" {
+            activity().refused(now(), format!("mail to {rcpt}"), answer.clone());
+        }
+        match verdict {
+            Verdict::Accepted(_) => {
+                tracing::info!(%peer, from = %mail_from, %rcpt, %answer, "incoming message")
+            }
+            _ => {
+                tracing::warn!(%peer, from = %mail_from, %rcpt, %answer, "incoming message not applied")
+            }
+        }
+    }
+    Some(verdicts)
 }
 
 fn outcome_of(verdict: Verdict) -> RecipientOutcome {
