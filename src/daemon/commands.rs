@@ -104,12 +104,14 @@ impl DaemonCommands {
                             format!("{rcpt}: 550 5.1.1 no such user here\n"),
                         )
                     }
-                    None => return Response::with_exit(
-                        exit::TEMPORARY,
-                        format!(
+                    None => {
+                        return Response::with_exit(
+                            exit::TEMPORARY,
+                            format!(
                             "{rcpt}: 451 4.3.0 the daemon takes no mail now (no [lmtp] section)\n"
                         ),
-                    ),
+                        )
+                    }
                     Some(_) => {}
                 }
                 let recipients = [rcpt.clone()];
