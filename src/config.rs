@@ -675,6 +675,18 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/debian/imipd.toml");
+        let config = Config::load(&path).expect("contrib/debian/imipd.toml must stay valid");
+        assert_eq!(config.store.layout, Layout::Radicale);
+        assert_eq!(config.users_from.from, UsersFrom::Store);
+        assert_eq!(
+            config.control.socket,
+            PathBuf::from("/run/imipd/control.sock")
+        );
+    }
+
+    #[test]
     fn errors_name_the_key_and_line() {
         let typo = "[store]\nroot = \"s\"\nrescan_intervall = 5\n";
         let err = Config::from_text(typo, Path::new("imipd.toml"))
