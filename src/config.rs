@@ -244,6 +244,15 @@ impl Default for ControlSection {
     }
 }
 
+/// `[deliver]`: `imipd deliver`, the local delivery agent for Sieve pipes and MTAs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverSection {
+    /// Drop folder for messages handed to `imipd deliver` while the daemon is not
+    /// running (applied when it runs). Without it, `deliver` exits 75 then.
+    pub spool: Option<PathBuf>,
+}
+
 /// Where the users come from besides `[[user]]` blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -305,6 +314,9 @@ pub struct Config {
     /// Users taken from the store's folders.
     #[serde(default, rename = "users")]
     pub users_from: UsersSection,
+    /// `imipd deliver`.
+    #[serde(default)]
+    pub deliver: DeliverSection,
 }
 
 fn default_max_object_size() -> u64 {
@@ -413,6 +425,9 @@ impl Config {
             }
         }
         resolve(&mut config.control.socket);
+        if let Some(p) = &mut config.deliver.spool {
+            resolve(p);
+        }
         for p in [
             &mut config.users_from.aliases,
             &mut config.users_from.languages,

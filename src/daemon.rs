@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod preview;
 pub mod queue;
 pub mod serve;
+pub mod spool;
 pub mod status;
 pub mod systemd;
 

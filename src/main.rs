@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use imipd::config::Config;
-use imipd::daemon::{admin, commands, control, logging, preview, serve, status};
+use imipd::daemon::{admin, commands, control, logging, preview, serve, spool, status};
 use imipd::itip::{CalAddress, ReplyDetails};
 use imipd::store::state::State;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,24 @@ enum Command {
         dry_run: bool,
         /// The email (.eml); `-` reads it from standard input.
         message: PathBuf,
+    },
+    /// Local delivery agent: hand one message on standard input to the running daemon.
+    ///
+    /// For a Dovecot Sieve `pipe :copy`, Postfix `mailbox_command` or a pipe transport,
+    /// and Exim pipe transports. Exit codes (sysexits): 0 applied, or accepted and
+    /// deliberately not applied (the reason goes to the log); 65 not a mail message,
+    /// or malformed iMIP refused; 67 not a local user; 77 refused by policy
+    /// (unauthenticated sender, with bounce_refused); 75 try again later: the daemon is
+    /// not running (without [deliver] spool), the disk is full, or a check is
+    /// temporarily impossible. With [deliver] spool set, a message arriving while the
+    /// daemon is stopped is spooled (exit 0) and applied when it runs.
+    Deliver {
+        /// The envelope recipient (a local user's address).
+        #[arg(long)]
+        rcpt: String,
+        /// The envelope sender, if the caller knows it.
+        #[arg(long, short = 'f', default_value = "")]
+        from: String,
     },
     /// Run iTIP scenario files against the scheduling engine and report failing steps.
     Replay {
@@ -176,6 +194,93 @@ fn open_state(config: &Config) -> Result<State, String> {
             config.control.socket.display()
         )
     })
+}
+
+/// sysexits(3) codes `imipd deliver` exits with.
+mod sysexits {
+    pub const OK: u8 = 0;
+    pub const DATAERR: u8 = 65;
+    pub const NOUSER: u8 = 67;
+    pub const TEMPFAIL: u8 = 75;
+    pub const NOPERM: u8 = 77;
+}
+
+/// `imipd deliver`: one message from stdin to the daemon; returns the sysexits code.
+fn deliver(config_path: &Path, rcpt: &str, from: &str) -> u8 {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imipd deliver: {e}");
+            return sysexits::TEMPFAIL;
+        }
+    };
+    let mut data = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut data) {
+        eprintln!("imipd deliver: cannot read the message: {e}");
+        return sysexits::TEMPFAIL;
+    }
+    if !data.windows(2).any(|w| w == b"\n\n") && !data.windows(4).any(|w| w == b"\r\n\r\n") {
+        eprintln!("imipd deliver: standard input is not a mail message (no header and body)");
+        return sysexits::DATAERR;
+    }
+    let request = control::Request::Inject {
+        rcpt: rcpt.to_string(),
+        dry_run: false,
+        mail_from: from.to_string(),
+        length: data.len(),
+    };
+    match control::request(&config.control.socket, Some(&config.state), &request, &data) {
+        Ok(answer) => {
+            let text = answer
+                .text
+                .clone()
+                .or(answer.error.clone())
+                .unwrap_or_default();
+            eprint!("imipd deliver: {text}");
+            match answer.exit {
+                commands::exit::APPLIED | commands::exit::IGNORED => sysexits::OK,
+                commands::exit::UNKNOWN_USER => sysexits::NOUSER,
+                commands::exit::REFUSED if text.contains(" 5.6.") => sysexits::DATAERR,
+                commands::exit::REFUSED => sysexits::NOPERM,
+                _ => sysexits::TEMPFAIL,
+            }
+        }
+        Err(control::ControlError::NotRunning(socket)) => match &config.deliver.spool {
+            Some(dir) => {
+                let envelope = spool::SpoolEnvelope {
+                    rcpt: rcpt.to_string(),
+                    mail_from: from.to_string(),
+                };
+                match spool::put(dir, &envelope, &data) {
+                    Ok(file) => {
+                        eprintln!(
+                            "imipd deliver: the daemon is not running; spooled as {} (applied when it runs)",
+                            file.display()
+                        );
+                        sysexits::OK
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "imipd deliver: the daemon is not running and the spool {} cannot take the message: {e}",
+                            dir.display()
+                        );
+                        sysexits::TEMPFAIL
+                    }
+                }
+            }
+            None => {
+                eprintln!(
+                    "imipd deliver: the daemon is not running (nothing listens on {}): try again later",
+                    socket.display()
+                );
+                sysexits::TEMPFAIL
+            }
+        },
+        Err(err) => {
+            eprintln!("imipd deliver: {err}");
+            sysexits::TEMPFAIL
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -333,6 +438,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Deliver { rcpt, from } => ExitCode::from(deliver(&config_path, &rcpt, &from)),
         Command::Replay {
             reply_details,
             files,

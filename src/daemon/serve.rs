@@ -491,6 +491,65 @@ async fn record_statuses(
     }
 }
 
+/// How often the spool of `imipd deliver` is looked at.
+const SPOOL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The spool loop: applies what `imipd deliver` spooled while the daemon was not
+/// running, at start and then every [`SPOOL_INTERVAL`]; a message stays until no
+/// recipient needs a retry.
+pub async fn spool_loop(
+    shared: Arc<Shared>,
+    settings: Arc<QueueSettings>,
+    dir: PathBuf,
+    mut shutdown: signal_watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let mut reported = std::collections::BTreeSet::new();
+    loop {
+        let (s, settings_now, folder) = (shared.clone(), settings.clone(), dir.clone());
+        let bad = tokio::task::spawn_blocking(move || drain_spool(&s, &settings_now, &folder))
+            .await
+            .unwrap_or_default();
+        for problem in bad {
+            if reported.insert(problem.clone()) {
+                tracing::error!(%problem, "spooled file left alone");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            _ = tokio::time::sleep(SPOOL_INTERVAL) => {}
+        }
+    }
+}
+
+fn drain_spool(shared: &Shared, settings: &QueueSettings, dir: &Path) -> Vec<String> {
+    let (messages, bad) = super::spool::list(dir);
+    let mut applied = false;
+    for message in messages {
+        let recipients = [message.envelope.rcpt.clone()];
+        let Some(verdicts) = deliver_and_log(
+            shared,
+            settings,
+            "spool",
+            &message.envelope.mail_from,
+            &recipients,
+            &message.data,
+        ) else {
+            return bad;
+        };
+        if verdicts.iter().any(|v| matches!(v, Verdict::TryLater(_))) {
+            continue;
+        }
+        applied = true;
+        if let Err(err) = std::fs::remove_file(&message.path) {
+            tracing::error!(file = %message.path.display(), %err, "applied, but the spooled file cannot be removed: it would be applied again (and found a duplicate)");
+        }
+    }
+    if applied {
+        shared.queue_wake.notify_one();
+    }
+    bad
+}
+
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
 pub async fn wait_for_shutdown(shared: &Shared) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -728,6 +787,15 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             .await;
             Ok(())
         });
+    }
+    if let Some(dir) = config.deliver.spool.clone() {
+        tracing::info!(spool = %dir.display(), "messages spooled by `imipd deliver` are applied from here");
+        tasks.spawn(spool_loop(
+            shared.clone(),
+            settings.clone(),
+            dir,
+            stop_rx.clone(),
+        ));
     }
     activity().started(now());
     // Anything left from before a restart is delivered now.
