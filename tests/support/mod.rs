@@ -15,12 +15,14 @@
 //!   imipd LMTP server for it.
 //! - [`tools`]: swaks and a raw line client.
 //! - [`radicale`]: a real Radicale server and a minimal CalDAV (HTTP) client.
+//! - [`dovecot`]: a private Dovecot (LMTP, Sieve with pipe) delivering to Maildirs.
 //! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
 //!   imipd's library directly.
 //!
 //! Everything listens on 127.0.0.1 only. Each test binary uses only some helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod dovecot;
 pub mod fixture;
 pub mod lmtp;
 pub mod ports;
