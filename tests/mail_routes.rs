@@ -48,9 +48,9 @@ impl Imipd {
         extra: &str,
     ) -> Imipd {
         let lmtp_port = free_port();
-        let mut config = format!(
+        let mut config = String::from(
             "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\ngroup = \"nogroup\"\n\
-             [store]\nroot = \"stores\"\ndebounce_ms = 50\n"
+             [store]\nroot = \"stores\"\ndebounce_ms = 50\n",
         );
         for (name, address) in users {
             std::fs::create_dir_all(dir.join("stores").join(name).join("calendar")).expect("store");
