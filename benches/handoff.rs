@@ -203,7 +203,7 @@ impl Site {
             .map(|ms| format!("debounce_ms = {ms}\n"))
             .unwrap_or_default();
         let mut config = format!(
-            "state = \"{root}/state/imipd.redb\"\n\
+            "state = \"{root}/state/imipd.redb\"\n[control]\nsocket = \"{root}/control.sock\"\n\
              [store]\nroot = \"{root}/stores\"\n{debounce}\
              [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
              [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\

@@ -121,7 +121,7 @@ impl Site {
         let _ = std::fs::remove_dir_all(&dir);
         let (port, metrics_port) = (free_port(), free_port());
         let mut config = String::from(
-            "state = \"state/imipd.redb\"\n[store]\nroot = \"stores\"\nrescan_interval = 3600\n",
+            "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\nrescan_interval = 3600\n",
         );
         for u in 0..shape.users {
             let folder = dir.join(format!("stores/u{u}/calendar"));

@@ -279,6 +279,66 @@ impl WebSection {
     }
 }
 
+/// `[control]`: the local socket admin commands use to talk to the running daemon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// Unix socket path. Default: `/run/imipd/control.sock`.
+    #[serde(default = "default_control_socket")]
+    pub socket: PathBuf,
+    /// Group that may use the socket (mode 0660); default: the daemon's own group.
+    pub group: Option<String>,
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection {
+            socket: default_control_socket(),
+            group: None,
+        }
+    }
+}
+
+/// `[deliver]`: `imipd deliver`, the local delivery agent for Sieve pipes and MTAs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverSection {
+    /// Drop folder for messages handed to `imipd deliver` while the daemon is not
+    /// running (applied when it runs). Without it, `deliver` exits 75 then.
+    pub spool: Option<PathBuf>,
+}
+
+/// Where the users come from besides `[[user]]` blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UsersFrom {
+    /// Only the `[[user]]` blocks.
+    #[default]
+    Config,
+    /// Every user folder of the store is a user too.
+    Store,
+}
+
+/// `[users]`: users taken from the store's folders, for stores with thousands of users.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UsersSection {
+    /// `config` (only `[[user]]`) or `store` (every user folder of the store too).
+    #[serde(default)]
+    pub from: UsersFrom,
+    /// Address of a folder's user: `{user}` is replaced by the folder name, e.g.
+    /// `"{user}@example.com"`. Required with `from = "store"`.
+    pub address: Option<String>,
+    /// A map file in Postfix's `virtual` format (`alias@domain  user`, `#` comments):
+    /// more addresses for store users.
+    pub aliases: Option<PathBuf>,
+    /// A map file in the same format (`user  de`): the language of a user's emails.
+    pub languages: Option<PathBuf>,
+    /// Calendar folder for new invitations of store users. Default: `calendar`.
+    #[serde(default = "default_calendar")]
+    pub invitations: String,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,6 +365,15 @@ pub struct Config {
     pub metrics: Option<MetricsSection>,
     /// RSVP links and their page.
     pub web: Option<WebSection>,
+    /// The control socket of the running daemon.
+    #[serde(default)]
+    pub control: ControlSection,
+    /// Users taken from the store's folders.
+    #[serde(default, rename = "users")]
+    pub users_from: UsersSection,
+    /// `imipd deliver`.
+    #[serde(default)]
+    pub deliver: DeliverSection,
 }
 
 fn default_max_object_size() -> u64 {
@@ -354,6 +423,9 @@ fn default_idle_timeout() -> u64 {
 }
 fn default_dns_timeout() -> u64 {
     10
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/imipd/control.sock")
 }
 fn default_state() -> PathBuf {
     PathBuf::from("state.redb")
@@ -420,6 +492,19 @@ impl Config {
             if let Some(p) = &mut lmtp.socket {
                 resolve(p);
             }
+        }
+        resolve(&mut config.control.socket);
+        if let Some(p) = &mut config.deliver.spool {
+            resolve(p);
+        }
+        for p in [
+            &mut config.users_from.aliases,
+            &mut config.users_from.languages,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
         }
         // Name this file in the errors about users.
         config.users().map_err(|err| match err {
@@ -509,7 +594,109 @@ impl Config {
                 language: user.language.clone(),
             });
         }
+        if self.users_from.from == UsersFrom::Store {
+            self.store_users(&mut out, &mut seen)?;
+        }
         Ok(out)
+    }
+
+    /// The folder holding one folder per user (Radicale: `collection-root`).
+    pub fn users_root(&self) -> PathBuf {
+        match self.store.layout {
+            Layout::Vdir => self.store.root.clone(),
+            Layout::Radicale => self.store.root.join("collection-root"),
+        }
+    }
+
+    /// Adds a user for every folder of the store not named by a `[[user]]` block, then
+    /// the aliases and languages of the map files (for any user).
+    fn store_users(
+        &self,
+        out: &mut Vec<User>,
+        seen: &mut BTreeMap<CalAddress, String>,
+    ) -> Result<(), ConfigError> {
+        let section = &self.users_from;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: PathBuf::from("configuration"),
+            key: key.into(),
+            message,
+        };
+        let template = section.address.as_deref().ok_or_else(|| {
+            invalid(
+                "users.address",
+                "with from = \"store\", give the address template, e.g. \"{user}@example.com\""
+                    .into(),
+            )
+        })?;
+        if !template.contains("{user}") {
+            return Err(invalid(
+                "users.address",
+                format!("{template:?} has no {{user}} placeholder"),
+            ));
+        }
+        let root = self.users_root();
+        let mut names: Vec<String> = match std::fs::read_dir(&root) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            // A store that does not exist yet has no users; check-config says so.
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        let configured: std::collections::BTreeSet<String> =
+            out.iter().map(|u| u.name.clone()).collect();
+        for name in names.into_iter().filter(|n| !configured.contains(n)) {
+            let raw = template.replace("{user}", &name);
+            let Some(address) = CalAddress::parse(&raw) else {
+                // A folder whose name cannot be an address is not a calendar user.
+                continue;
+            };
+            if let Some(other) = seen.insert(address.clone(), name.clone()) {
+                return Err(invalid(
+                    &format!("users: folder {name}"),
+                    format!("its address {address} is also an address of user {other}"),
+                ));
+            }
+            out.push(User {
+                name,
+                addresses: vec![address],
+                invitations: section.invitations.clone(),
+                language: None,
+            });
+        }
+        if let Some(file) = &section.aliases {
+            for (line, alias, user) in read_map(file, "users.aliases")? {
+                let key = format!("users.aliases: {} line {line}", file.display());
+                let address = CalAddress::parse(&alias)
+                    .ok_or_else(|| invalid(&key, format!("{alias:?} is not an email address")))?;
+                let Some(index) = out.iter().position(|u| u.name == user) else {
+                    return Err(invalid(&key, format!("no user {user:?} for {alias}")));
+                };
+                if let Some(other) = seen.insert(address.clone(), user.clone()) {
+                    if other != user {
+                        return Err(invalid(
+                            &key,
+                            format!("{address} is also an address of user {other}"),
+                        ));
+                    }
+                    continue;
+                }
+                out[index].addresses.push(address);
+            }
+        }
+        if let Some(file) = &section.languages {
+            for (line, user, language) in read_map(file, "users.languages")? {
+                let key = format!("users.languages: {} line {line}", file.display());
+                let Some(found) = out.iter_mut().find(|u| u.name == user) else {
+                    return Err(invalid(&key, format!("no user {user:?}")));
+                };
+                found.language = Some(language);
+            }
+        }
+        Ok(())
     }
 
     /// The REPLY detail setting as the engine's type.
@@ -519,6 +706,35 @@ impl Config {
             ReplyDetailsSetting::Minimal => ReplyDetails::Minimal,
         }
     }
+}
+
+/// Reads a map file in Postfix's format: `key value` per line, `#` comments, blank
+/// lines ignored. Returns (line number, key, value).
+fn read_map(file: &Path, key: &str) -> Result<Vec<(usize, String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        path: PathBuf::from("configuration"),
+        key: key.into(),
+        message: format!("{}: {e}", file.display()),
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(k), Some(v), None) => out.push((n + 1, k.to_string(), v.to_string())),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    path: PathBuf::from("configuration"),
+                    key: format!("{key}: {} line {}", file.display(), n + 1),
+                    message: format!("{line:?}: expected two fields, `key value`"),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -548,6 +764,18 @@ mod tests {
         assert!(
             lmtp.insecure_trust_from_header,
             "the demo's unsigned sample mail has no DNS to be checked against, and says so"
+        );
+    }
+
+    #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/debian/imipd.toml");
+        let config = Config::load(&path).expect("contrib/debian/imipd.toml must stay valid");
+        assert_eq!(config.store.layout, Layout::Radicale);
+        assert_eq!(config.users_from.from, UsersFrom::Store);
+        assert_eq!(
+            config.control.socket,
+            PathBuf::from("/run/imipd/control.sock")
         );
     }
 
@@ -582,5 +810,81 @@ mod tests {
         let escape =
             "[store]\nroot = \"s\"\n[[user]]\nname = \"../etc\"\naddresses = [\"x@y.z\"]\n";
         assert!(Config::from_text(escape, Path::new("imipd.toml")).is_err());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("imipd-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    #[test]
+    fn every_store_folder_is_a_user_with_aliases_and_languages_from_map_files() {
+        let dir = scratch("store-users");
+        for name in ["alice", "bob", ".hidden"] {
+            std::fs::create_dir_all(dir.join("stores").join(name)).expect("user folder");
+        }
+        std::fs::write(dir.join("stores/not-a-folder.ics"), "").expect("file");
+        std::fs::write(
+            dir.join("virtual"),
+            "# aliases\nrobert@example.com  bob\n\nboss@example.com alice # the boss\n",
+        )
+        .expect("virtual");
+        std::fs::write(dir.join("languages"), "bob de\n").expect("languages");
+        let text = "[store]\nroot = \"stores\"\n[users]\nfrom = \"store\"\naddress = \"{user}@example.com\"\naliases = \"virtual\"\nlanguages = \"languages\"\n";
+        let config = Config::from_text(text, &dir.join("imipd.toml")).expect("valid");
+        let users = config.users().expect("users");
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["alice", "bob"],
+            "hidden folders and files are no users"
+        );
+        let bob = &users[1];
+        let addresses: Vec<&str> = bob.addresses.iter().map(|a| a.as_str()).collect();
+        assert_eq!(addresses, ["bob@example.com", "robert@example.com"]);
+        assert_eq!(bob.language.as_deref(), Some("de"));
+        assert_eq!(users[0].addresses[1].as_str(), "boss@example.com");
+    }
+
+    #[test]
+    fn a_clash_between_a_configured_user_and_a_store_alias_names_both() {
+        let dir = scratch("store-clash");
+        for name in ["alice", "bob"] {
+            std::fs::create_dir_all(dir.join("stores").join(name)).expect("user folder");
+        }
+        std::fs::write(dir.join("virtual"), "alice@example.com bob\n").expect("virtual");
+        let text = "[store]\nroot = \"stores\"\n[users]\nfrom = \"store\"\naddress = \"{user}@example.com\"\naliases = \"virtual\"\n";
+        let err = Config::from_text(text, &dir.join("imipd.toml"))
+            .expect_err("clash")
+            .to_string();
+        assert!(
+            err.contains("alice@example.com is also an address of user alice")
+                && err.contains("line 1"),
+            "{err}"
+        );
+        let no_template = "[store]\nroot = \"stores\"\n[users]\nfrom = \"store\"\n";
+        let err = Config::from_text(no_template, &dir.join("imipd.toml"))
+            .expect_err("template")
+            .to_string();
+        assert!(err.contains("users.address"), "{err}");
+    }
+
+    #[test]
+    fn a_store_of_five_thousand_users_loads() {
+        let dir = scratch("store-5000");
+        for i in 0..5000 {
+            std::fs::create_dir_all(dir.join("stores").join(format!("user{i:04}")))
+                .expect("user folder");
+        }
+        let text = "[store]\nroot = \"stores\"\n[users]\nfrom = \"store\"\naddress = \"{user}@example.com\"\n";
+        let started = std::time::Instant::now();
+        let config = Config::from_text(text, &dir.join("imipd.toml")).expect("valid");
+        let users = config.users().expect("users");
+        eprintln!("5,000 store users loaded in {:?}", started.elapsed());
+        assert_eq!(users.len(), 5000);
+        assert_eq!(users[4999].addresses[0].as_str(), "user4999@example.com");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -45,7 +45,7 @@ impl Site {
         std::fs::write(
             dir.join("imipd.toml"),
             format!(
-                "state = \"state/imipd.redb\"\n[store]\nroot = \"stores\"\ndebounce_ms = 30\nrescan_interval = 5\n\
+                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 30\nrescan_interval = 5\n\
                  [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
                  [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
                  [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\

@@ -38,7 +38,7 @@ impl Site {
         }
         std::fs::write(
             dir.join("imipd.toml"),
-            "state = \"state/imipd.redb\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
+            "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
              [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
              [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
              [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n",

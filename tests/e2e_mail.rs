@@ -34,7 +34,7 @@ impl Imipd {
         std::fs::write(
             dir.join("imipd.toml"),
             format!(
-                "state = \"state.redb\"\n\
+                "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n\
                  [store]\nlayout = \"radicale\"\nroot = \"{root}\"\ndebounce_ms = 50\n\
                  [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
                  [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\

@@ -20,7 +20,7 @@ impl Site {
         let dir =
             std::env::temp_dir().join(format!("imipd-concurrency-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut config = String::from("state = \"state/imipd.redb\"\n[store]\nroot = \"stores\"\n");
+        let mut config = String::from("state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\n");
         for user in ["alice", "bob"] {
             let folder = dir.join("stores").join(user).join("calendar");
             std::fs::create_dir_all(&folder).expect("store folder");

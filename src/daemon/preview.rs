@@ -140,26 +140,27 @@ pub fn preview(
     Ok(report)
 }
 
-/// `imipd inject --rcpt ADDRESS [--dry-run] MESSAGE.eml`.
-pub fn inject(
+/// `imipd inject --rcpt ADDRESS [--dry-run]` with the daemon stopped: processes the
+/// message `data` on the state directly. Returns the exit code
+/// ([`crate::daemon::commands::exit`]) and the text to print.
+pub fn inject_direct(
     config: &Config,
     rcpt: &str,
-    message: &Path,
+    data: &[u8],
     dry_run: bool,
     now: i64,
-) -> Result<String, String> {
-    let data = std::fs::read(message).map_err(|e| format!("{}: {e}", message.display()))?;
+) -> Result<(u8, String), String> {
+    use crate::daemon::commands::{exit, inject_exit};
+    use crate::daemon::inbound::RecipientCheck;
+    if dry_run {
+        return self::dry_run(config, rcpt, data, now).map(|text| (exit::APPLIED, text));
+    }
     let store = Store::new(&config.store, config.users().map_err(|e| e.to_string())?);
     let lmtp = config
         .lmtp
         .clone()
         .ok_or("the configuration has no [lmtp] section: imipd does not take mail")?;
-    if dry_run {
-        return dry_run_inject(config, &store, &lmtp, rcpt, &data, now);
-    }
-    let state = State::open(&config.state).map_err(|e| {
-        format!("{e}\n(is the daemon running? Deliver through its LMTP port, or use --dry-run)")
-    })?;
+    let state = State::open(&config.state).map_err(|e| e.to_string())?;
     let settings = crate::daemon::serve::queue_settings(config).map_err(|e| e.to_string())?;
     let key = crate::daemon::serve::bounce_key(&state).map_err(|e| e.to_string())?;
     let inbound = Inbound {
@@ -170,16 +171,37 @@ pub fn inject(
         bounces: &settings.bounces,
         bounce_key: &key,
     };
-    let sender = sender_check(config, &lmtp, &data);
+    if inbound.check_recipient(rcpt) == RecipientCheck::Unknown {
+        return Ok((
+            exit::UNKNOWN_USER,
+            format!("{rcpt}: 550 5.1.1 no such user here\n"),
+        ));
+    }
+    let sender = sender_check(config, &lmtp, data);
     let verdicts =
-        inbound.deliver_locked("", &[rcpt.to_string()], &data, now, &sender, &|_, apply| {
+        inbound.deliver_locked("", &[rcpt.to_string()], data, now, &sender, &|_, apply| {
             apply()
         });
-    Ok(format!("{}\n", sender.describe())
-        + &verdicts
-            .iter()
-            .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
-            .collect::<String>())
+    let code = verdicts.first().map_or(exit::TEMPORARY, inject_exit);
+    Ok((
+        code,
+        format!("{}\n", sender.describe())
+            + &verdicts
+                .iter()
+                .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
+                .collect::<String>(),
+    ))
+}
+
+/// `imipd inject --dry-run`: what the message `data` would do, changing nothing. It
+/// reads the user's folders, not the state, so it works while the daemon runs.
+pub fn dry_run(config: &Config, rcpt: &str, data: &[u8], now: i64) -> Result<String, String> {
+    let store = Store::new(&config.store, config.users().map_err(|e| e.to_string())?);
+    let lmtp = config
+        .lmtp
+        .clone()
+        .ok_or("the configuration has no [lmtp] section: imipd does not take mail")?;
+    dry_run_inject(config, &store, &lmtp, rcpt, data, now)
 }
 
 /// The same sender check the LMTP server makes (DNS included; the mail came from no

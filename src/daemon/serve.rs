@@ -11,6 +11,7 @@
 //! 3. Tell systemd we are ready; wait for a signal. SIGHUP reloads the user map;
 //!    SIGTERM or SIGINT closes the listeners, lets work in flight finish, and exits.
 
+use super::activity::activity;
 use super::inbound::{Inbound, RecipientCheck as InboundCheck, Verdict};
 use super::metrics::{metrics, Metrics};
 use super::queue::{Attempt, QueueSettings, StatusNote, Worker};
@@ -298,6 +299,7 @@ fn log_decision(key: &str, decision: &Decision) -> usize {
             0
         }
         Decision::Refused(reason) => {
+            activity().refused(now(), key, format!("change not scheduled: {reason}"));
             tracing::warn!(object = key, %reason, "change not scheduled; the file stays as the user wrote it");
             0
         }
@@ -430,6 +432,7 @@ pub async fn queue_loop<T: Transport>(
             let counters = metrics();
             match &attempt {
                 Attempt::Delivered(status) => {
+                    activity().delivery(now(), true);
                     Metrics::inc(if *status == SENT {
                         &counters.sent
                     } else {
@@ -447,6 +450,7 @@ pub async fn queue_loop<T: Transport>(
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, %reason, attempts = item.attempts + 1, "delivery failed, will retry")
                 }
                 Attempt::Failed(status, reason) => {
+                    activity().delivery(now(), false);
                     Metrics::inc(&counters.failed);
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
                 }
@@ -497,6 +501,75 @@ async fn record_statuses(
     .await;
     if let Err(err) = written {
         tracing::error!(%err, "recording delivery statuses stopped unexpectedly");
+    }
+}
+
+/// How often the spool of `imipd deliver` is looked at.
+const SPOOL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The spool loop: applies what `imipd deliver` spooled while the daemon was not
+/// running, at start and then every [`SPOOL_INTERVAL`]; a message stays until no
+/// recipient needs a retry.
+pub async fn spool_loop(
+    shared: Arc<Shared>,
+    settings: Arc<QueueSettings>,
+    dir: PathBuf,
+    mut shutdown: signal_watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let mut reported = std::collections::BTreeSet::new();
+    let verifier = sender_verifier(&shared.config(), &settings);
+    loop {
+        let (messages, bad) = super::spool::list(&dir);
+        let mut checked = Vec::with_capacity(messages.len());
+        for message in messages {
+            let sender = check_sender(&verifier, &message.data, &message.envelope.mail_from).await;
+            checked.push((message, sender));
+        }
+        let (s, settings_now) = (shared.clone(), settings.clone());
+        tokio::task::spawn_blocking(move || drain_spool(&s, &settings_now, checked))
+            .await
+            .unwrap_or_default();
+        for problem in bad {
+            if reported.insert(problem.clone()) {
+                tracing::error!(%problem, "spooled file left alone");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            _ = tokio::time::sleep(SPOOL_INTERVAL) => {}
+        }
+    }
+}
+
+fn drain_spool(
+    shared: &Shared,
+    settings: &QueueSettings,
+    messages: Vec<(super::spool::Spooled, FromCheck)>,
+) {
+    let mut applied = false;
+    for (message, sender) in messages {
+        let recipients = [message.envelope.rcpt.clone()];
+        let Some(verdicts) = deliver_and_log(
+            shared,
+            settings,
+            "spool",
+            &message.envelope.mail_from,
+            &recipients,
+            &message.data,
+            &sender,
+        ) else {
+            return;
+        };
+        if verdicts.iter().any(|v| matches!(v, Verdict::TryLater(_))) {
+            continue;
+        }
+        applied = true;
+        if let Err(err) = std::fs::remove_file(&message.path) {
+            tracing::error!(file = %message.path.display(), %err, "applied, but the spooled file cannot be removed: it would be applied again (and found a duplicate)");
+        }
+    }
+    if applied {
+        shared.queue_wake.notify_one();
     }
 }
 
@@ -735,6 +808,34 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             },
         ));
     }
+    {
+        let control = &config.control;
+        let listener = super::control::bind(&control.socket, control.group.as_deref())
+            .map_err(DaemonError::Setup)?;
+        tracing::info!(socket = %control.socket.display(), "control socket listening (imipd status, queue, scan, inject)");
+        let commands = Arc::new(super::commands::DaemonCommands {
+            shared: shared.clone(),
+            settings: settings.clone(),
+        });
+        let (socket, mut stop) = (control.socket.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            super::control::serve(listener, socket, commands, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+            Ok(())
+        });
+    }
+    if let Some(dir) = config.deliver.spool.clone() {
+        tracing::info!(spool = %dir.display(), "messages spooled by `imipd deliver` are applied from here");
+        tasks.spawn(spool_loop(
+            shared.clone(),
+            settings.clone(),
+            dir,
+            stop_rx.clone(),
+        ));
+    }
+    activity().started(now());
     // Anything left from before a restart is delivered now.
     shared.queue_wake.notify_one();
 
@@ -775,19 +876,7 @@ pub struct MailHandler {
 impl MailHandler {
     /// A handler over the daemon's shared state, with the sender check of `[lmtp]`.
     pub fn new(shared: Arc<Shared>, settings: Arc<QueueSettings>) -> Self {
-        let config = shared.config();
-        let verifier = match &config.lmtp {
-            Some(lmtp) => SenderVerifier::new(VerifierSettings {
-                trusted_authserv_ids: lmtp.trusted_authserv_ids.clone(),
-                dns_servers: lmtp.dns_servers.clone(),
-                timeout: Duration::from_secs(lmtp.dns_timeout.max(1)),
-                hostname: settings.mail.message_id_domain.clone(),
-                insecure_trust_from_header: lmtp.insecure_trust_from_header,
-            })
-            .map(Arc::new)
-            .map_err(|e| e.to_string()),
-            None => Err("no [lmtp] section".to_string()),
-        };
+        let verifier = sender_verifier(&shared.config(), &settings);
         MailHandler {
             shared,
             settings,
@@ -797,6 +886,14 @@ impl MailHandler {
 }
 
 impl LmtpHandler for MailHandler {
+    fn session_opened(&self) {
+        activity().lmtp_opened();
+    }
+
+    fn session_closed(&self) {
+        activity().lmtp_closed();
+    }
+
     fn check_recipient(&self, recipient: &str) -> RecipientCheck {
         let config = self.shared.config();
         let store = self.shared.store();
@@ -842,49 +939,15 @@ impl LmtpHandler for MailHandler {
                 },
             };
             let decided = tokio::task::spawn_blocking(move || {
-                let config = shared.config();
-                let store = shared.store();
-                let lmtp = config.lmtp.clone()?;
-                let inbound = Inbound {
-                    store: &store,
-                    state: &shared.state,
-                    settings: &lmtp,
-                    reply_details: config.reply_details(),
-                    bounces: &settings.bounces,
-                    bounce_key: &settings.bounce_key,
-                };
-                // Each recipient's change under that user's lock: deliveries to
-                // different users overlap (and share their commit, see State::commit).
-                let lock = |user: Option<&str>, apply: &mut dyn FnMut()| {
-                    shared.with_lock_for(user, apply)
-                };
-                let verdicts = inbound.deliver_locked(
+                deliver_and_log(
+                    &shared,
+                    &settings,
+                    &message.peer,
                     &message.mail_from,
                     &message.recipients,
                     &message.data,
-                    now(),
                     &sender,
-                    &lock,
-                );
-                let sender_check = sender.describe();
-                for (rcpt, verdict) in message.recipients.iter().zip(&verdicts) {
-                    let answer = verdict.lmtp_reply();
-                    let (outcome, reason) = match verdict {
-                        Verdict::Accepted(text) if text.starts_with("ignored") => ("accepted", "ignored"),
-                        Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
-                        Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
-                        Verdict::Accepted(_) => ("accepted", "applied"),
-                        Verdict::TryLater(text) if text.starts_with("sender") => ("deferred", "sender_check"),
-                        Verdict::TryLater(_) => ("deferred", "busy"),
-                        Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
-                    };
-                    metrics().lmtp(outcome, reason);
-                    match verdict {
-                        Verdict::Accepted(_) => tracing::info!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, sender = %sender_check, "incoming message"),
-                        _ => tracing::warn!(peer = %message.peer, from = %message.mail_from, %rcpt, %answer, sender = %sender_check, "incoming message not applied"),
-                    }
-                }
-                Some(verdicts)
+                )
             })
             .await;
             match decided {
@@ -903,6 +966,101 @@ impl LmtpHandler for MailHandler {
             }
         }
     }
+}
+
+/// The sender check of `[lmtp]` (DKIM/SPF/DMARC over DNS, or a trusted
+/// Authentication-Results header); `Err` when DNS cannot be set up.
+pub fn sender_verifier(
+    config: &Config,
+    settings: &QueueSettings,
+) -> Result<Arc<SenderVerifier>, String> {
+    match &config.lmtp {
+        Some(lmtp) => SenderVerifier::new(VerifierSettings {
+            trusted_authserv_ids: lmtp.trusted_authserv_ids.clone(),
+            dns_servers: lmtp.dns_servers.clone(),
+            timeout: Duration::from_secs(lmtp.dns_timeout.max(1)),
+            hostname: settings.mail.message_id_domain.clone(),
+            insecure_trust_from_header: lmtp.insecure_trust_from_header,
+        })
+        .map(Arc::new)
+        .map_err(|e| e.to_string()),
+        None => Err("no [lmtp] section".to_string()),
+    }
+}
+
+/// Checks the sender of a message that came from no SMTP client (the control socket,
+/// the spool): SPF has no address to check, DKIM and DMARC decide.
+pub async fn check_sender(
+    verifier: &Result<Arc<SenderVerifier>, String>,
+    data: &[u8],
+    mail_from: &str,
+) -> FromCheck {
+    match verifier {
+        Ok(verifier) => {
+            verifier
+                .check(data, mail_from, &ConnectingClient::default())
+                .await
+        }
+        Err(reason) => FromCheck::TryLater {
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// Applies one incoming message for its recipients exactly as the LMTP server does
+/// (each recipient's change under that user's lock), logs one line per recipient and
+/// records refusals for `imipd status`. `None` when LMTP is being reconfigured.
+/// Used by the LMTP handler and by `imipd inject` through the control socket.
+pub fn deliver_and_log(
+    shared: &Shared,
+    settings: &QueueSettings,
+    peer: &str,
+    mail_from: &str,
+    recipients: &[String],
+    data: &[u8],
+    sender: &FromCheck,
+) -> Option<Vec<Verdict>> {
+    let config = shared.config();
+    let store = shared.store();
+    let lmtp = config.lmtp.clone()?;
+    let inbound = Inbound {
+        store: &store,
+        state: &shared.state,
+        settings: &lmtp,
+        reply_details: config.reply_details(),
+        bounces: &settings.bounces,
+        bounce_key: &settings.bounce_key,
+    };
+    // Each recipient's change under that user's lock: deliveries to different users
+    // overlap (and share their commit, see State::commit).
+    let lock = |user: Option<&str>, apply: &mut dyn FnMut()| shared.with_lock_for(user, apply);
+    let verdicts = inbound.deliver_locked(mail_from, recipients, data, now(), sender, &lock);
+    let sender_check = sender.describe();
+    for (rcpt, verdict) in recipients.iter().zip(&verdicts) {
+        let answer = verdict.lmtp_reply();
+        let (outcome, reason) = match verdict {
+            Verdict::Accepted(text) if text.starts_with("ignored") => ("accepted", "ignored"),
+            Verdict::Accepted(text) if text.starts_with("already") => ("accepted", "duplicate"),
+            Verdict::Accepted(text) if text.starts_with("bounce") => ("accepted", "bounce"),
+            Verdict::Accepted(_) => ("accepted", "applied"),
+            Verdict::TryLater(text) if text.starts_with("sender") => ("deferred", "sender_check"),
+            Verdict::TryLater(_) => ("deferred", "busy"),
+            Verdict::Refused { enhanced, .. } => ("rejected", *enhanced),
+        };
+        metrics().lmtp(outcome, reason);
+        if matches!(reason, "ignored") || outcome == "rejected" {
+            activity().refused(now(), format!("mail to {rcpt}"), answer.clone());
+        }
+        match verdict {
+            Verdict::Accepted(_) => {
+                tracing::info!(%peer, from = %mail_from, %rcpt, %answer, sender = %sender_check, "incoming message")
+            }
+            _ => {
+                tracing::warn!(%peer, from = %mail_from, %rcpt, %answer, sender = %sender_check, "incoming message not applied")
+            }
+        }
+    }
+    Some(verdicts)
 }
 
 fn outcome_of(verdict: Verdict) -> RecipientOutcome {

@@ -74,4 +74,10 @@ pub trait LmtpHandler: Send + Sync + 'static {
         &self,
         message: ReceivedMessage,
     ) -> impl Future<Output = Vec<RecipientOutcome>> + Send;
+
+    /// A connection was accepted and its session starts (for status counters).
+    fn session_opened(&self) {}
+
+    /// A session ended, however it ended.
+    fn session_closed(&self) {}
 }

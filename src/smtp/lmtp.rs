@@ -196,6 +196,7 @@ impl<H: LmtpHandler> LmtpServer<H> {
                     let stop = stop_rx.clone();
                     let socket_path = config.unix.clone();
                     sessions.spawn(async move {
+                        handler.session_opened();
                         match conn {
                             Conn::Tcp(stream, peer) => {
                                 session::run(stream, peer.to_string(), &config, &*handler, stop)
@@ -208,6 +209,7 @@ impl<H: LmtpHandler> LmtpServer<H> {
                                 session::run(stream, peer, &config, &*handler, stop).await
                             }
                         }
+                        handler.session_closed();
                         drop(permit);
                     });
                 }

@@ -16,6 +16,7 @@
 //! - [`tools`]: swaks and a raw line client.
 //! - [`radicale`]: a real Radicale server and a minimal CalDAV (HTTP) client.
 //! - [`dns`]: a real DNS server (dnsmasq) serving DKIM/SPF/DMARC records, and DKIM keys.
+//! - [`dovecot`]: a private Dovecot (LMTP, Sieve with pipe) delivering to Maildirs.
 //! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
 //!   imipd's library directly.
 //!
@@ -23,6 +24,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod dns;
+pub mod dovecot;
 pub mod fixture;
 pub mod lmtp;
 pub mod ports;

@@ -52,6 +52,7 @@ pub struct PostfixBuilder {
     relayhost: Option<SocketAddr>,
     params: Vec<(String, String)>,
     tls: Option<(PathBuf, PathBuf)>,
+    services: Vec<String>,
 }
 
 impl PostfixBuilder {
@@ -72,6 +73,13 @@ impl PostfixBuilder {
     /// Sets any `main.cf` parameter (after the defaults, so it wins).
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.params.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a `master.cf` service line (and its `-o`/argument continuation lines),
+    /// e.g. a `pipe` transport.
+    pub fn service(mut self, entry: &str) -> Self {
+        self.services.push(entry.to_string());
         self
     }
 
@@ -130,6 +138,10 @@ impl Postfix {
             ));
         }
         master.push_str(MASTER_CF);
+        for entry in &builder.services {
+            master.push_str(entry);
+            master.push('\n');
+        }
         std::fs::write(conf.join("master.cf"), master).expect("master.cf");
         // Postfix re-reads a configuration file modified within the last second until
         // it is older (300 ms naps, 1.5 s in all): date the files back instead.

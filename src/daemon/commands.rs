@@ -1,0 +1,191 @@
+//! What the running daemon does for each request on its [control socket](super::control).
+//!
+//! Each command calls the same function the command line calls when the daemon is
+//! stopped (`admin::queue_list`, `scan_all`, the LMTP delivery path), but on the
+//! daemon's own state and under its store locks, so an admin can look at and steer a
+//! running service as `mailq` and `postqueue -f` do for Postfix.
+
+use super::admin;
+use super::control::{Commands, Request, Response};
+use super::inbound::{RecipientCheck, Verdict};
+use super::queue::QueueSettings;
+use super::serve::{check_sender, deliver_and_log, now, sender_verifier, Shared};
+use crate::imip::FromCheck;
+use super::status::StatusReport;
+use crate::store::scan::scan_all;
+use std::sync::Arc;
+
+/// Exit codes of `imipd inject`, documented in its `--help`.
+pub mod exit {
+    /// The message was applied.
+    pub const APPLIED: u8 = 0;
+    /// The message was accepted but deliberately not applied (the reason is printed).
+    pub const IGNORED: u8 = 1;
+    /// The message was refused (5xx).
+    pub const REFUSED: u8 = 2;
+    /// The recipient is not a local user (sysexits EX_NOUSER).
+    pub const UNKNOWN_USER: u8 = 67;
+    /// Try again later: store busy, disk full, a check temporarily impossible
+    /// (sysexits EX_TEMPFAIL).
+    pub const TEMPORARY: u8 = 75;
+}
+
+/// The exit code of `imipd inject` for a verdict.
+pub fn inject_exit(verdict: &Verdict) -> u8 {
+    match verdict {
+        Verdict::Accepted(text) if text.starts_with("ignored") => exit::IGNORED,
+        Verdict::Accepted(_) => exit::APPLIED,
+        Verdict::TryLater(_) => exit::TEMPORARY,
+        Verdict::Refused { .. } => exit::REFUSED,
+    }
+}
+
+/// The daemon side of the control socket.
+pub struct DaemonCommands {
+    /// The service's shared state.
+    pub shared: Arc<Shared>,
+    /// Delivery settings (bounce address and key, for incoming mail).
+    pub settings: Arc<QueueSettings>,
+}
+
+impl DaemonCommands {
+    fn blocking(&self, request: Request, payload: Vec<u8>, sender: Option<FromCheck>) -> Response {
+        let shared = &self.shared;
+        let done = |result: Result<String, admin::AdminError>| match result {
+            Ok(text) => Response::ok(text),
+            Err(err) => Response::failed(err.to_string()),
+        };
+        match request {
+            Request::Status => {
+                let users = shared.store().users().count();
+                match StatusReport::gather(&shared.state, users, now()) {
+                    Ok(report) => Response::with_exit(report.exit_code(), report.render()),
+                    Err(err) => Response::failed(format!("cannot read the state: {err}")),
+                }
+            }
+            Request::QueueList => done(admin::queue_list(&shared.state, now())),
+            Request::QueueRetry { id } => {
+                let answer = done(admin::queue_retry(&shared.state, id, now()));
+                shared.queue_wake.notify_one();
+                answer
+            }
+            Request::QueueDrop { id } => done(admin::queue_drop(&shared.state, id)),
+            Request::Scan => {
+                let report = shared.with_processor(|processor| {
+                    shared.with_store_lock(|| scan_all(processor, now(), false))
+                });
+                match report {
+                    Ok(report) => {
+                        shared.queue_wake.notify_one();
+                        Response::ok(format!(
+                            "{} users, {} objects: {} recorded as baseline (nothing sent), {} changes processed, {} messages queued, {} skipped\n",
+                            report.users, report.objects, report.baselined, report.processed, report.queued, report.skipped
+                        ))
+                    }
+                    Err(err) => Response::failed(err.to_string()),
+                }
+            }
+            Request::Inject {
+                rcpt,
+                dry_run,
+                mail_from,
+                ..
+            } => {
+                if dry_run {
+                    let config = shared.config();
+                    return match super::preview::dry_run(&config, &rcpt, &payload, now()) {
+                        Ok(text) => Response::ok(text),
+                        Err(err) => Response::failed(err),
+                    };
+                }
+                match self.check(&rcpt) {
+                    Some(RecipientCheck::Unknown) => {
+                        return Response::with_exit(
+                            exit::UNKNOWN_USER,
+                            format!("{rcpt}: 550 5.1.1 no such user here\n"),
+                        )
+                    }
+                    None => {
+                        return Response::with_exit(
+                            exit::TEMPORARY,
+                            format!(
+                            "{rcpt}: 451 4.3.0 the daemon takes no mail now (no [lmtp] section)\n"
+                        ),
+                        )
+                    }
+                    Some(_) => {}
+                }
+                let recipients = [rcpt.clone()];
+                let sender = sender.unwrap_or(FromCheck::TryLater {
+                    reason: "the sender was not checked".into(),
+                });
+                match deliver_and_log(
+                    shared,
+                    &self.settings,
+                    "control socket",
+                    &mail_from,
+                    &recipients,
+                    &payload,
+                    &sender,
+                ) {
+                    Some(verdicts) => {
+                        shared.queue_wake.notify_one();
+                        let code = verdicts.first().map_or(exit::TEMPORARY, inject_exit);
+                        let text: String = verdicts
+                            .iter()
+                            .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
+                            .collect();
+                        Response::with_exit(code, text)
+                    }
+                    None => Response::with_exit(
+                        exit::TEMPORARY,
+                        format!("{rcpt}: 451 4.3.0 the daemon is being reconfigured\n"),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn check(&self, rcpt: &str) -> Option<RecipientCheck> {
+        let config = self.shared.config();
+        let store = self.shared.store();
+        let lmtp = config.lmtp.as_ref()?;
+        let inbound = super::inbound::Inbound {
+            store: &store,
+            state: &self.shared.state,
+            settings: lmtp,
+            reply_details: config.reply_details(),
+            bounces: &self.settings.bounces,
+            bounce_key: &self.settings.bounce_key,
+        };
+        Some(inbound.check_recipient(rcpt))
+    }
+}
+
+impl Commands for DaemonCommands {
+    fn state_path(&self) -> std::path::PathBuf {
+        self.shared.config().state.clone()
+    }
+
+    async fn run(&self, request: Request, payload: Vec<u8>) -> Response {
+        let this = DaemonCommands {
+            shared: self.shared.clone(),
+            settings: self.settings.clone(),
+        };
+        // The sender check asks DNS: done here, before the blocking part.
+        let sender = match &request {
+            Request::Inject {
+                dry_run: false,
+                mail_from,
+                ..
+            } => {
+                let verifier = sender_verifier(&self.shared.config(), &self.settings);
+                Some(check_sender(&verifier, &payload, mail_from).await)
+            }
+            _ => None,
+        };
+        tokio::task::spawn_blocking(move || this.blocking(request, payload, sender))
+            .await
+            .unwrap_or_else(|e| Response::failed(format!("the command stopped: {e}")))
+    }
+}
