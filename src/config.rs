@@ -226,6 +226,13 @@ pub struct LmtpSection {
     /// Refuse (5xx) unauthorised or invalid iMIP instead of accepting and logging it.
     #[serde(default)]
     pub bounce_refused: bool,
+    /// The separator of subaddresses (`"+"`: `alice+team@example.com` reaches alice);
+    /// off unless set.
+    pub subaddress_separator: Option<String>,
+    /// A domain only imipd handles, for copies of users' mail (Postfix
+    /// `recipient_bcc_maps`): `NAME@<copy_domain>` is the user whose folder is NAME, or
+    /// whose address has the local part NAME. Non-calendar copies are dropped at once.
+    pub copy_domain: Option<String>,
 }
 
 /// `[metrics]`: Prometheus metrics over HTTP.

@@ -4,7 +4,20 @@
 
 use imipd::config::Config;
 use imipd::daemon::admin::scan;
-use imipd::daemon::preview::inject;
+use imipd::daemon::preview::inject_direct;
+use std::path::Path;
+
+/// `imipd inject` with the daemon stopped: the text it prints.
+fn inject(
+    config: &Config,
+    rcpt: &str,
+    message: &Path,
+    dry_run: bool,
+    now: i64,
+) -> Result<String, String> {
+    let data = std::fs::read(message).map_err(|e| e.to_string())?;
+    inject_direct(config, rcpt, &data, dry_run, now).map(|(_, text)| text)
+}
 
 #[path = "support/mod.rs"]
 mod support;

@@ -10,8 +10,8 @@ use super::control::{Commands, Request, Response};
 use super::inbound::{RecipientCheck, Verdict};
 use super::queue::QueueSettings;
 use super::serve::{check_sender, deliver_and_log, now, sender_verifier, Shared};
-use crate::imip::FromCheck;
 use super::status::StatusReport;
+use crate::imip::FromCheck;
 use crate::store::scan::scan_all;
 use std::sync::Arc;
 

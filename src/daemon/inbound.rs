@@ -68,10 +68,47 @@ pub type StoreLock<'a> = dyn Fn(Option<&str>, &mut dyn FnMut()) + 'a;
 pub enum RecipientCheck {
     /// A local user.
     User(String),
+    /// A copy of a local user's mail (`[lmtp] copy_domain`): only calendar mail is
+    /// acted on, and a copy is never bounced (the original was delivered).
+    Copy(String),
     /// The bounce address (DSNs for messages imipd sent).
     Bounces,
     /// Nobody here: 550 5.1.1.
     Unknown,
+}
+
+/// The local user `rcpt` reaches, and whether it is a copy address (`[lmtp]
+/// copy_domain`). A subaddress (`alice+team@`, with `subaddress_separator`) reaches
+/// its user; the original address stays in the logs.
+pub fn local_user<'s>(
+    store: &'s Store,
+    settings: &LmtpSection,
+    rcpt: &str,
+) -> Option<(&'s crate::config::User, bool)> {
+    let address = CalAddress::parse(rcpt)?;
+    let (local, domain) = address.as_str().rsplit_once('@')?;
+    let local = match settings.subaddress_separator.as_deref() {
+        Some(sep) if !sep.is_empty() => local.split(sep).next().unwrap_or(local),
+        _ => local,
+    };
+    if let Some(copy_domain) = settings.copy_domain.as_deref() {
+        if domain.eq_ignore_ascii_case(copy_domain) {
+            if let Some(user) = store.user(local) {
+                return Some((user, true));
+            }
+            let mut named = store.users().filter(|u| {
+                u.addresses
+                    .iter()
+                    .any(|a| a.as_str().split('@').next() == Some(local))
+            });
+            return match (named.next(), named.next()) {
+                (Some(user), None) => Some((user, true)),
+                _ => None,
+            };
+        }
+    }
+    let plain = CalAddress::parse(&format!("{local}@{domain}"))?;
+    store.user_for_address(&plain).map(|user| (user, false))
 }
 
 /// Decides about incoming mail.
@@ -93,11 +130,12 @@ pub struct Inbound<'a> {
 impl Inbound<'_> {
     /// RCPT-time check.
     pub fn check_recipient(&self, rcpt: &str) -> RecipientCheck {
-        let Some(address) = CalAddress::parse(rcpt) else {
-            return RecipientCheck::Unknown;
-        };
-        if let Some(user) = self.store.user_for_address(&address) {
-            return RecipientCheck::User(user.name.clone());
+        if let Some((user, copy)) = local_user(self.store, self.settings, rcpt) {
+            return if copy {
+                RecipientCheck::Copy(user.name.clone())
+            } else {
+                RecipientCheck::User(user.name.clone())
+            };
         }
         if self.bounces.matches(rcpt) {
             return RecipientCheck::Bounces;
@@ -185,6 +223,24 @@ impl Inbound<'_> {
                     Ok(incoming) => locked(Some(&user), &|| {
                         self.deliver_to(&user, rcpt, incoming, sender, now)
                     }),
+                },
+                // The original went to the user's inbox: a copy is acted on when it is
+                // calendar mail, and otherwise dropped at once, never bounced.
+                RecipientCheck::Copy(user) => match &parsed {
+                    Err(imip::ImipError::NoCalendarPart) => {
+                        Verdict::Accepted(format!("dropped: not calendar mail (a copy for {user})"))
+                    }
+                    Err(err) => Verdict::Accepted(format!(
+                        "ignored: not an iMIP message: {err} (a copy for {user})"
+                    )),
+                    Ok(incoming) => match locked(Some(&user), &|| {
+                        self.deliver_to(&user, rcpt, incoming, sender, now)
+                    }) {
+                        Verdict::Refused { reason, .. } => {
+                            Verdict::Accepted(format!("ignored: {reason} (a copy for {user})"))
+                        }
+                        other => other,
+                    },
                 },
             })
             .collect()
@@ -398,5 +454,64 @@ fn action_text(action: crate::itip::InboundAction) -> &'static str {
         CounterProposed => "noted: a proposal for the organizer, nothing changed",
         CounterDeclined => "noted: the organizer declined the proposal",
         RefreshRequested => "unknown event: asked the organizer for it (REFRESH)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn site(lmtp_extra: &str) -> (Store, LmtpSection) {
+        let text = format!(
+            "[store]\nroot = \"/nonexistent\"\n\
+             [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
+             [[user]]\nname = \"bob\"\naddresses = [\"Bob.Smith@example.org\"]\n\
+             [lmtp]\nlisten = \"127.0.0.1:2424\"\n{lmtp_extra}"
+        );
+        let config = Config::from_text(&text, Path::new("/etc/imipd/imipd.toml")).expect("config");
+        let store = Store::new(&config.store, config.users().expect("users"));
+        (store, config.lmtp.expect("lmtp"))
+    }
+
+    fn reached(store: &Store, lmtp: &LmtpSection, rcpt: &str) -> Option<(String, bool)> {
+        local_user(store, lmtp, rcpt).map(|(u, copy)| (u.name.clone(), copy))
+    }
+
+    #[test]
+    fn subaddresses_reach_their_user_only_when_a_separator_is_configured() {
+        let (store, off) = site("");
+        assert_eq!(reached(&store, &off, "alice+team@example.com"), None);
+        let (store, on) = site("subaddress_separator = \"+\"\n");
+        assert_eq!(
+            reached(&store, &on, "Alice+Team@Example.com"),
+            Some(("alice".into(), false))
+        );
+        assert_eq!(
+            reached(&store, &on, "alice@example.com"),
+            Some(("alice".into(), false))
+        );
+        assert_eq!(reached(&store, &on, "carol+x@example.com"), None);
+    }
+
+    #[test]
+    fn a_copy_address_maps_back_to_its_user_by_folder_or_local_part() {
+        let (store, lmtp) = site("copy_domain = \"imipd.invalid\"\n");
+        assert_eq!(
+            reached(&store, &lmtp, "alice@imipd.invalid"),
+            Some(("alice".into(), true))
+        );
+        assert_eq!(
+            reached(&store, &lmtp, "bob.smith@imipd.invalid"),
+            Some(("bob".into(), true)),
+            "by the local part of the user's address"
+        );
+        assert_eq!(reached(&store, &lmtp, "mallory@imipd.invalid"), None);
+        // The user's own address is no copy.
+        assert_eq!(
+            reached(&store, &lmtp, "alice@example.com"),
+            Some(("alice".into(), false))
+        );
     }
 }

@@ -255,10 +255,8 @@ fn dry_run_inject(
     };
     let incoming =
         imip::parse_incoming(data, None, &options).map_err(|e| format!("not applied: {e}"))?;
-    let rcpt_address =
-        CalAddress::parse(rcpt).ok_or_else(|| format!("{rcpt} is not an email address"))?;
-    let user = store
-        .user_for_address(&rcpt_address)
+    CalAddress::parse(rcpt).ok_or_else(|| format!("{rcpt} is not an email address"))?;
+    let (user, _copy) = crate::daemon::inbound::local_user(store, lmtp, rcpt)
         .ok_or_else(|| format!("{rcpt} is not a local user (550 5.1.1)"))?;
     let from = incoming
         .sender

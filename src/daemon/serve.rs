@@ -909,7 +909,9 @@ impl LmtpHandler for MailHandler {
             bounce_key: &self.settings.bounce_key,
         };
         match inbound.check_recipient(recipient) {
-            InboundCheck::User(_) | InboundCheck::Bounces => RecipientCheck::Accept,
+            InboundCheck::User(_) | InboundCheck::Copy(_) | InboundCheck::Bounces => {
+                RecipientCheck::Accept
+            }
             InboundCheck::Unknown => RecipientCheck::Unknown,
         }
     }

@@ -62,6 +62,8 @@ pub fn lmtp_settings_secure(bounce_refused: bool) -> LmtpSection {
         dns_servers: Vec::new(),
         dns_timeout: 5,
         bounce_refused,
+        subaddress_separator: None,
+        copy_domain: None,
     }
 }
 
