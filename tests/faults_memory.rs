@@ -100,7 +100,7 @@ fn sixteen_mails_of_25000_calendar_parts_stay_within_bounded_memory() {
     std::fs::write(
         dir.join("imipd.toml"),
         format!(
-            "state = \"state.redb\"\n[store]\nroot = \"vdir\"\n\
+            "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"vdir\"\n\
              [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
              [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
              [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n"

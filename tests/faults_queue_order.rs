@@ -39,7 +39,7 @@ fn start(dir: &std::path::Path, relay: std::net::SocketAddr) -> Daemon {
     std::fs::write(
         dir.join("imipd.toml"),
         format!(
-            "state = \"state.redb\"\n[store]\nroot = \"vdir\"\ndebounce_ms = 30\n\
+            "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"vdir\"\ndebounce_ms = 30\n\
              [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
              [mail]\ndomain = \"example.com\"\n\
              [queue]\nfirst_retry_delay = 1\nmax_retry_delay = 1\n\
