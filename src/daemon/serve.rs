@@ -1,7 +1,9 @@
 //! `imipd serve`: the running service, read top to bottom.
 //!
-//! 1. [`start`]: read the configuration, open the state, scan the stores (a baseline
-//!    for users seen for the first time).
+//! 1. [`open`] the configuration, the state and the store; start the file watcher
+//!    (before the scan and before "ready", so no save after start is missed); the
+//!    [`first_scan`] (a baseline for users seen for the first time). Tests use
+//!    [`start`], which opens and scans without a watcher.
 //! 2. [`run`]: start the loops, each in its own file: the **store loop**
 //!    ([`super::store_loop`]) turns file events into processed changes, the **queue
 //!    loop** ([`super::queue_loop`]) delivers queued messages, the **LMTP server**
@@ -17,7 +19,7 @@ use super::activity::activity;
 use super::queue_loop::{queue_loop, relay_config};
 use super::shutdown::wait_for_shutdown;
 use super::spool_loop::spool_loop;
-use super::store_loop::store_loop;
+use super::store_loop::{store_loop, watch_store};
 use super::systemd;
 use crate::config::Config;
 use crate::store::layout::Store;
@@ -37,6 +39,14 @@ pub use super::shared::{now, DaemonError, Shared};
 
 /// Opens everything and takes the first scan; returns the shared state.
 pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
+    let shared = open(config_path).await?;
+    first_scan(&shared).await?;
+    Ok(shared)
+}
+
+/// Opens the configuration, the state and the store, and cleans up after an
+/// interrupted run; no scan yet.
+pub async fn open(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
     let config = Config::load(config_path)?;
     for dir in [config.state.parent(), Some(config.queue.outbox.as_path())]
         .into_iter()
@@ -61,7 +71,17 @@ pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
             "cleaned up after an interrupted run"
         );
     }
-    let shared = Arc::new(Shared::new(config_path.to_path_buf(), config, store, state));
+    Ok(Arc::new(Shared::new(
+        config_path.to_path_buf(),
+        config,
+        store,
+        state,
+    )))
+}
+
+/// The first scan: users seen for the first time get a baseline, changes made while
+/// imipd was stopped are processed.
+pub async fn first_scan(shared: &Arc<Shared>) -> Result<(), DaemonError> {
     let scan_shared = shared.clone();
     let report = tokio::task::spawn_blocking(move || {
         let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -82,14 +102,18 @@ pub async fn start(config_path: &Path) -> Result<Arc<Shared>, DaemonError> {
         report.objects,
         report.baselined
     );
-    Ok(shared)
+    Ok(())
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     use crate::smtp::outbox::Outbox;
     use crate::smtp::relay::Relay;
-    let shared = start(config_path).await?;
+    let shared = open(config_path).await?;
+    // Watching starts before the first scan: whatever is saved from now on is either
+    // seen by the scan or reported by the watcher, and "ready" below is true.
+    let watching = watch_store(shared.store()).await?;
+    first_scan(&shared).await?;
     let config = shared.config();
     let mut settings = queue_settings(&config)?;
     settings.bounce_key = bounce_key(&shared.state)?;
@@ -98,7 +122,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let (stop_tx, stop_rx) = signal_watch::channel(false);
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(store_loop(shared.clone(), stop_rx.clone()));
+    tasks.spawn(store_loop(shared.clone(), watching, stop_rx.clone()));
     match &config.relay {
         Some(relay) => {
             let relay_config = relay_config(relay, &settings)?;

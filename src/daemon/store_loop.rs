@@ -4,9 +4,12 @@
 use super::activity::activity;
 use super::metrics::{metrics, Metrics};
 use super::shared::{now, DaemonError, Shared};
+use crate::store::layout::Store;
 use crate::store::process::{Decision, Processor};
 use crate::store::scan::{process_settled, scan_all};
+use crate::store::watch::Noticed;
 use crate::store::watch::{folder_keys, watch, Debouncer, Hint};
+use notify::RecommendedWatcher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch as signal_watch;
@@ -118,19 +121,46 @@ fn log_decision(key: &str, decision: &Decision) -> usize {
     }
 }
 
+/// The file watcher over every user's folder and what it has noticed so far: made
+/// before the first scan and before "ready", so a save at any moment after start
+/// reaches the store loop.
+pub struct StoreWatch {
+    /// Watching stops when this is dropped.
+    _watcher: RecommendedWatcher,
+    /// What the watcher noticed, in order.
+    hints: tokio::sync::mpsc::UnboundedReceiver<Noticed>,
+}
+
+/// Starts watching `store`'s folders (recursively: one watch per folder, which takes
+/// a while on a large store, so off the async threads).
+pub async fn watch_store(store: Arc<Store>) -> Result<StoreWatch, DaemonError> {
+    tokio::task::spawn_blocking(move || {
+        watch(&store)
+            .map(|(_watcher, hints)| StoreWatch { _watcher, hints })
+            .map_err(|e| {
+                DaemonError::Setup(format!(
+                    "cannot watch {}: {e}",
+                    store.users_root().display()
+                ))
+            })
+    })
+    .await
+    .map_err(|e| DaemonError::Setup(format!("setting up the file watcher stopped: {e}")))?
+}
+
 /// The store loop: file events, settled, then processed; a full scan every
 /// `rescan_interval` seconds anyway.
+/// `watching` is made by [`watch_store`] before the daemon says it is ready, so no
+/// save after that is missed.
 pub async fn store_loop(
     shared: Arc<Shared>,
+    watching: StoreWatch,
     mut shutdown: signal_watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let store = shared.store();
-    let (_watcher, mut hints) = watch(&store).map_err(|e| {
-        DaemonError::Setup(format!(
-            "cannot watch {}: {e}",
-            store.users_root().display()
-        ))
-    })?;
+    let StoreWatch {
+        _watcher,
+        mut hints,
+    } = watching;
     let config = shared.config();
     let mut debouncer = Debouncer::new(Duration::from_millis(config.store.debounce_ms));
     let rescan = Duration::from_secs(config.store.rescan_interval.max(1));
