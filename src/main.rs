@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use imipd::config::Config;
-use imipd::daemon::{admin, commands, control, logging, preview, serve, spool, status};
+use imipd::daemon::{admin, commands, control, inject, logging, preview, serve, spool, status};
 use imipd::itip::{CalAddress, ReplyDetails};
 use imipd::store::state::State;
 use std::path::{Path, PathBuf};
@@ -427,7 +427,7 @@ fn main() -> ExitCode {
             if let Some(code) = via_daemon("inject", &config, &request, &data) {
                 return code;
             }
-            match preview::inject_direct(&config, &rcpt, &data, dry_run, now) {
+            match inject::inject_direct(&config, &rcpt, &data, dry_run, now) {
                 Ok((code, text)) => {
                     print!("{text}");
                     ExitCode::from(code)

@@ -396,3 +396,44 @@ fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
     });
     stop(daemon);
 }
+
+#[test]
+fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_rescan() {
+    let site = Site::new("ready");
+    let config = site.dir.join("imipd.toml");
+    // No rescan during the test: only the file watcher can notice the save.
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "debounce_ms = 50",
+        "debounce_ms = 50\nrescan_interval = 3600",
+    );
+    std::fs::write(&config, text).expect("config");
+    // A store with many folders of users not configured here, so setting up the
+    // recursive watch takes a while: the daemon must not say it is running before.
+    for i in 0..10000 {
+        std::fs::create_dir_all(site.dir.join(format!("stores/other-{i}")))
+            .expect("another user's folder");
+    }
+    let daemon = site.serve();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !site.log().contains("imipd is running") {
+        assert!(Instant::now() < deadline, "startup:\n{}", site.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    write_event(
+        &site.dir.join("stores/alice/calendar"),
+        "early.ics",
+        &event("early-1", "Early"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while site.files("outbox").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let sent = site.files("outbox").len();
+    stop(daemon);
+    assert_eq!(
+        sent,
+        1,
+        "the save right after start was not noticed:\n{}",
+        site.log()
+    );
+}

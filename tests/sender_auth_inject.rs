@@ -4,7 +4,7 @@
 
 use imipd::config::Config;
 use imipd::daemon::admin::scan;
-use imipd::daemon::preview::inject_direct;
+use imipd::daemon::inject::inject_direct;
 use std::path::Path;
 
 /// `imipd inject` with the daemon stopped: the text it prints.

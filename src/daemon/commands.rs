@@ -8,8 +8,9 @@
 use super::admin;
 use super::control::{Commands, Request, Response};
 use super::inbound::{RecipientCheck, Verdict};
+use super::lmtp_handler::{check_sender, deliver_and_log, sender_verifier};
 use super::queue::QueueSettings;
-use super::serve::{check_sender, deliver_and_log, now, sender_verifier, Shared};
+use super::shared::{now, Shared};
 use super::status::StatusReport;
 use crate::imip::FromCheck;
 use crate::store::scan::scan_all;
@@ -93,7 +94,7 @@ impl DaemonCommands {
             } => {
                 if dry_run {
                     let config = shared.config();
-                    return match super::preview::dry_run(&config, &rcpt, &payload, now()) {
+                    return match super::inject::dry_run(&config, &rcpt, &payload, now()) {
                         Ok(text) => Response::ok(text),
                         Err(err) => Response::failed(err),
                     };

@@ -12,7 +12,7 @@
 //! client). The listener is meant to sit behind the admin's reverse proxy.
 
 use super::metrics::metrics;
-use super::serve::{now, DaemonError, Shared};
+use super::shared::{now, DaemonError, Shared};
 use crate::config::{Config, WebSection};
 use crate::imip::rsvp::{self, Answer, LinkSettings, RsvpToken};
 use crate::imip::rsvp_page::{self, EventView, Page, Problem, MAX_COMMENT_CHARS};

@@ -1,0 +1,170 @@
+//! The queue loop: delivers due messages (locally under the store lock, or by mail
+//! through the transport), settles each attempt and writes delivery statuses into the
+//! organizers' copies.
+
+use super::activity::activity;
+use super::metrics::{metrics, Metrics};
+use super::queue::{Attempt, QueueSettings, StatusNote, Worker};
+use super::shared::{now, DaemonError, Shared};
+use crate::config::RelaySection;
+use crate::itip::status::SENT;
+use crate::smtp::relay::{RelayAuth, RelayConfig, RelayTls};
+use crate::smtp::retry::{RandomSource, SplitMix64};
+use crate::smtp::transport::Transport;
+use crate::store::state::Route;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch as signal_watch;
+
+/// The queue loop: delivers what is due, waits for new items or the next retry.
+pub async fn queue_loop<T: Transport>(
+    shared: Arc<Shared>,
+    settings: Arc<QueueSettings>,
+    out: T,
+    mut shutdown: signal_watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
+    let mut random = SplitMix64::from_entropy();
+    // Delivery statuses of the items settled so far that belong to one change (its
+    // items are queued together): written into the organizer's copy in one go when
+    // the next item belongs to another object, and before the loop waits.
+    let mut statuses: Vec<StatusNote> = Vec::new();
+    loop {
+        let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
+        for item in due {
+            let other_object = statuses
+                .last()
+                .is_some_and(|n| item.status_object.as_deref() != Some(n.object.as_str()));
+            if *shutdown.borrow() || other_object {
+                record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let attempt = match &item.route {
+                Route::Local { user } => {
+                    let (s, settings, user, item) =
+                        (shared.clone(), settings.clone(), user.clone(), item.clone());
+                    tokio::task::spawn_blocking(move || {
+                        s.with_worker(&settings, |worker| {
+                            s.with_store_lock(|| worker.deliver_local(&item, &user, now()))
+                        })
+                    })
+                    .await
+                    .unwrap_or_else(|e| Attempt::Retry(format!("delivery stopped: {e}")))
+                }
+                Route::Mail => {
+                    let store = shared.store();
+                    let worker = Worker {
+                        store: &store,
+                        state: &shared.state,
+                        settings: &settings,
+                    };
+                    worker.deliver_mail(&item, &out).await
+                }
+            };
+            let counters = metrics();
+            match &attempt {
+                Attempt::Delivered(status) => {
+                    activity().delivery(now(), true);
+                    Metrics::inc(if *status == SENT {
+                        &counters.sent
+                    } else {
+                        &counters.delivered_locally
+                    });
+                    if let Some(changed) = item.changed_at_ms {
+                        counters.latency(
+                            (chrono::Utc::now().timestamp_millis() - changed).max(0) as u64
+                        );
+                    }
+                    tracing::info!(id = item.id, method = %item.method, rcpt = %item.rcpt, uid = %item.uid, status, "delivered")
+                }
+                Attempt::Retry(reason) => {
+                    Metrics::inc(&counters.retried);
+                    tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, %reason, attempts = item.attempts + 1, "delivery failed, will retry")
+                }
+                Attempt::Failed(status, reason) => {
+                    activity().delivery(now(), false);
+                    Metrics::inc(&counters.failed);
+                    tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
+                }
+            }
+            let (s, settings, item) = (shared.clone(), settings.clone(), item.clone());
+            let mut r = SplitMix64::new(random.next_u64());
+            let status = tokio::task::spawn_blocking(move || {
+                s.with_worker(&settings, |worker| {
+                    s.with_store_lock(|| worker.settle(&item, &attempt, now(), &mut r))
+                })
+            })
+            .await
+            .map_err(|e| DaemonError::Setup(format!("recording a delivery stopped: {e}")))??;
+            statuses.extend(status);
+        }
+        record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
+        let next = shared.with_worker(&settings, |worker| worker.next_due())?;
+        let wait = match next {
+            Some(at) => Duration::from_secs((at - now()).clamp(0, 60) as u64),
+            None => Duration::from_secs(60),
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            _ = shared.queue_wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Writes delivery statuses into the organizers' copies, under the store lock.
+async fn record_statuses(
+    shared: &Arc<Shared>,
+    settings: &Arc<QueueSettings>,
+    notes: Vec<StatusNote>,
+) {
+    if notes.is_empty() {
+        return;
+    }
+    let (s, settings) = (shared.clone(), settings.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        s.with_worker(&settings, |worker| {
+            s.with_store_lock(|| worker.record_statuses(&notes))
+        })
+    })
+    .await;
+    if let Err(err) = written {
+        tracing::error!(%err, "recording delivery statuses stopped unexpectedly");
+    }
+}
+
+/// The relay connection of `[relay]`: TLS mode, timeout, HELO name and the password
+/// read from `password_file`.
+pub fn relay_config(
+    relay: &RelaySection,
+    settings: &QueueSettings,
+) -> Result<RelayConfig, DaemonError> {
+    let mut relay_config = RelayConfig::new(relay.host.clone(), relay.port);
+    relay_config.tls = match relay.tls.as_str() {
+        "none" => RelayTls::None,
+        "tls" => RelayTls::Implicit,
+        _ => RelayTls::StartTls,
+    };
+    relay_config.timeout = Duration::from_secs(relay.timeout.max(1));
+    relay_config.helo_name = settings.mail.message_id_domain.clone();
+    if let Some(username) = &relay.username {
+        let password = match &relay.password_file {
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| {
+                    DaemonError::Setup(format!("relay.password_file {}: {e}", file.display()))
+                })?
+                .trim_end()
+                .to_string(),
+            None => String::new(),
+        };
+        relay_config.auth = Some(RelayAuth {
+            username: username.clone(),
+            password,
+        });
+    }
+    Ok(relay_config)
+}
