@@ -29,7 +29,7 @@ impl Site {
         std::fs::write(
             dir.join("imipd.toml"),
             format!(
-                "state = \"state/imipd.redb\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
+                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
                  [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
                  [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
                  [web]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n"
