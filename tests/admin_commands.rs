@@ -237,6 +237,20 @@ fn queue_status_scan_and_inject_work_while_the_daemon_runs_and_after_it_stopped(
     assert!(text(&dry).contains("nothing was changed"), "{}", text(&dry));
     let applied = site.imipd(&["inject", "--rcpt", "alice@example.com", &m]);
     assert_eq!(exit(&applied), 0, "{}", text(&applied));
+    // Through the running daemon too, the dry run's verdict is the real one's.
+    let verdict = |t: String| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("alice@example.com: "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        verdict(text(&dry)),
+        verdict(text(&applied)),
+        "{}",
+        text(&dry)
+    );
+    assert!(!verdict(text(&applied)).is_empty(), "{}", text(&applied));
     assert!(
         std::fs::read_to_string(calendar.join("planning.ics"))
             .expect("alice's copy")

@@ -13,6 +13,7 @@ use super::queue::QueueSettings;
 use super::shared::{now, Shared};
 use super::status::StatusReport;
 use crate::imip::FromCheck;
+use crate::store::apply::Writes;
 use crate::store::scan::scan_all;
 use std::sync::Arc;
 
@@ -92,13 +93,6 @@ impl DaemonCommands {
                 mail_from,
                 ..
             } => {
-                if dry_run {
-                    let config = shared.config();
-                    return match super::inject::dry_run(&config, &rcpt, &payload, now()) {
-                        Ok(text) => Response::ok(text),
-                        Err(err) => Response::failed(err),
-                    };
-                }
                 match self.check(&rcpt) {
                     Some(RecipientCheck::Unknown) => {
                         return Response::with_exit(
@@ -120,6 +114,39 @@ impl DaemonCommands {
                 let sender = sender.unwrap_or(FromCheck::TryLater {
                     reason: "the sender was not checked".into(),
                 });
+                if dry_run {
+                    // The same path as below, writing nothing, logging nothing.
+                    let config = shared.config();
+                    let store = shared.store();
+                    let Some(lmtp) = config.lmtp.as_ref() else {
+                        return Response::with_exit(exit::TEMPORARY, String::new());
+                    };
+                    let inbound = super::inbound::Inbound {
+                        store: &store,
+                        state: &shared.state,
+                        settings: lmtp,
+                        reply_details: config.reply_details(),
+                        bounces: &self.settings.bounces,
+                        bounce_key: &self.settings.bounce_key,
+                    };
+                    let lock = |user: Option<&str>, apply: &mut dyn FnMut()| {
+                        shared.with_lock_for(user, apply)
+                    };
+                    let verdicts = inbound.deliver_as(
+                        Writes::No,
+                        &mail_from,
+                        &recipients,
+                        &payload,
+                        now(),
+                        &sender,
+                        &lock,
+                    );
+                    let code = verdicts.first().map_or(exit::TEMPORARY, inject_exit);
+                    return Response::with_exit(
+                        code,
+                        super::inject::report(&sender, &rcpt, &verdicts, true),
+                    );
+                }
                 match deliver_and_log(
                     shared,
                     &self.settings,
@@ -132,11 +159,10 @@ impl DaemonCommands {
                     Some(verdicts) => {
                         shared.queue_wake.notify_one();
                         let code = verdicts.first().map_or(exit::TEMPORARY, inject_exit);
-                        let text: String = verdicts
-                            .iter()
-                            .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
-                            .collect();
-                        Response::with_exit(code, text)
+                        Response::with_exit(
+                            code,
+                            super::inject::report(&sender, &rcpt, &verdicts, false),
+                        )
                     }
                     None => Response::with_exit(
                         exit::TEMPORARY,
@@ -175,11 +201,7 @@ impl Commands for DaemonCommands {
         };
         // The sender check asks DNS: done here, before the blocking part.
         let sender = match &request {
-            Request::Inject {
-                dry_run: false,
-                mail_from,
-                ..
-            } => {
+            Request::Inject { mail_from, .. } => {
                 let verifier = sender_verifier(&self.shared.config(), &self.settings);
                 Some(check_sender(&verifier, &payload, mail_from).await)
             }

@@ -20,7 +20,7 @@ use crate::itip::status::FAILED;
 use crate::itip::CalAddress;
 use crate::smtp::dsn::parse_dsn;
 use crate::smtp::verp::{BounceAddress, BounceToken};
-use crate::store::apply::{Applier, ApplyError};
+use crate::store::apply::{Applier, ApplyError, Writes};
 use crate::store::layout::Store;
 use crate::store::state::State;
 use calcard::icalendar::{ICalendarEntry, ICalendarProperty, ICalendarValue};
@@ -194,6 +194,23 @@ impl Inbound<'_> {
         sender: &FromCheck,
         lock: &StoreLock<'_>,
     ) -> Vec<Verdict> {
+        self.deliver_as(Writes::Yes, mail_from, recipients, data, now, sender, lock)
+    }
+
+    /// [`Self::deliver_locked`] by the same path, writing nothing when `writes` is
+    /// [`Writes::No`] (`imipd inject --dry-run`): the verdicts are those the real run
+    /// would give now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn deliver_as(
+        &self,
+        writes: Writes,
+        mail_from: &str,
+        recipients: &[String],
+        data: &[u8],
+        now: i64,
+        sender: &FromCheck,
+        lock: &StoreLock<'_>,
+    ) -> Vec<Verdict> {
         let options = IncomingOptions {
             max_message_size: self.settings.max_message_size,
             max_calendar_size: self.settings.max_calendar_size,
@@ -215,13 +232,13 @@ impl Inbound<'_> {
                     enhanced: "5.1.1",
                     reason: format!("{rcpt}: no such calendar user here"),
                 },
-                RecipientCheck::Bounces => locked(None, &|| self.note_bounce(rcpt, data)),
+                RecipientCheck::Bounces => locked(None, &|| self.note_bounce(writes, rcpt, data)),
                 RecipientCheck::User(user) => match &parsed {
                     Err(err) => {
                         self.refuse_or_ignore("5.6.0", format!("not an iMIP message: {err}"))
                     }
                     Ok(incoming) => locked(Some(&user), &|| {
-                        self.deliver_to(&user, rcpt, incoming, sender, now)
+                        self.deliver_to(writes, &user, rcpt, incoming, sender, now)
                     }),
                 },
                 // The original went to the user's inbox: a copy is acted on when it is
@@ -234,7 +251,7 @@ impl Inbound<'_> {
                         "ignored: not an iMIP message: {err} (a copy for {user})"
                     )),
                     Ok(incoming) => match locked(Some(&user), &|| {
-                        self.deliver_to(&user, rcpt, incoming, sender, now)
+                        self.deliver_to(writes, &user, rcpt, incoming, sender, now)
                     }) {
                         Verdict::Refused { reason, .. } => {
                             Verdict::Accepted(format!("ignored: {reason} (a copy for {user})"))
@@ -248,6 +265,7 @@ impl Inbound<'_> {
 
     fn deliver_to(
         &self,
+        writes: Writes,
         user: &str,
         rcpt: &str,
         incoming: &imip::IncomingItip,
@@ -312,7 +330,8 @@ impl Inbound<'_> {
             state: self.state,
             reply_details: self.reply_details,
         };
-        match applier.apply(
+        match applier.apply_as(
+            writes,
             user,
             &calendar,
             &from,
@@ -347,7 +366,7 @@ impl Inbound<'_> {
     /// SCHEDULE-STATUS 5.1 on the organizer's copy. Matched by the signed VERP token of
     /// the bounce address, else the signed ENVID; anything else is ignored (anyone can
     /// mail the bounce address, and UIDs and recipients are no secret).
-    fn note_bounce(&self, rcpt: &str, data: &[u8]) -> Verdict {
+    fn note_bounce(&self, writes: Writes, rcpt: &str, data: &[u8]) -> Verdict {
         let report = match parse_dsn(data) {
             Ok(report) => report,
             Err(err) => return Verdict::Accepted(format!("ignored at the bounce address: {err}")),
@@ -390,7 +409,11 @@ impl Inbound<'_> {
             state: self.state,
             reply_details: self.reply_details,
         };
-        match applier.record_status(&sent.status_object, &attendee, FAILED) {
+        let recorded = match writes {
+            Writes::Yes => applier.record_status(&sent.status_object, &attendee, FAILED),
+            Writes::No => Ok(false),
+        };
+        match recorded {
             Ok(_) => Verdict::Accepted(format!(
                 "bounce ({status}) for {attendee}: SCHEDULE-STATUS {FAILED} recorded on {}",
                 sent.status_object

@@ -1,19 +1,19 @@
 //! `imipd inject` with the daemon stopped: processes one email as if the MTA had
 //! delivered it over LMTP, on the state directly; with `--dry-run` it only reports
-//! what would change. (While the daemon runs, the control socket does the same.)
+//! what would change, computed by the same path and writing nothing. (While the
+//! daemon runs, the control socket does the same.)
 
 use crate::config::Config;
-use crate::daemon::inbound::Inbound;
-use crate::imip;
-use crate::itip::{self, CalAddress, Context, ItipError};
+use crate::daemon::inbound::{Inbound, Verdict};
+use crate::imip::FromCheck;
+use crate::store::apply::Writes;
 use crate::store::layout::Store;
-use crate::store::scan::user_keys;
 use crate::store::state::State;
-use calcard::icalendar::ICalendar;
 use std::fmt::Write as _;
 
 /// `imipd inject --rcpt ADDRESS [--dry-run]` with the daemon stopped: processes the
-/// message `data` on the state directly. Returns the exit code
+/// message `data` on the state directly. The dry run takes the same path
+/// ([`Inbound::deliver_as`]) and writes nothing. Returns the exit code
 /// ([`crate::daemon::commands::exit`]) and the text to print.
 pub fn inject_direct(
     config: &Config,
@@ -24,17 +24,25 @@ pub fn inject_direct(
 ) -> Result<(u8, String), String> {
     use crate::daemon::commands::{exit, inject_exit};
     use crate::daemon::inbound::RecipientCheck;
-    if dry_run {
-        return self::dry_run(config, rcpt, data, now).map(|text| (exit::APPLIED, text));
-    }
     let store = Store::new(&config.store, config.users().map_err(|e| e.to_string())?);
     let lmtp = config
         .lmtp
         .clone()
         .ok_or("the configuration has no [lmtp] section: imipd does not take mail")?;
-    let state = State::open(&config.state).map_err(|e| e.to_string())?;
+    let state = if dry_run {
+        State::open_existing(&config.state)
+    } else {
+        State::open(&config.state)
+    };
+    let state = state.map_err(|e| e.to_string())?;
     let settings = crate::daemon::settings::queue_settings(config).map_err(|e| e.to_string())?;
-    let key = crate::daemon::settings::bounce_key(&state).map_err(|e| e.to_string())?;
+    let (writes, key) = if dry_run {
+        let key = crate::daemon::settings::existing_bounce_key(&state);
+        (Writes::No, key.map_err(|e| e.to_string())?)
+    } else {
+        let key = crate::daemon::settings::bounce_key(&state);
+        (Writes::Yes, key.map_err(|e| e.to_string())?)
+    };
     let inbound = Inbound {
         store: &store,
         state: &state,
@@ -44,36 +52,41 @@ pub fn inject_direct(
         bounce_key: &key,
     };
     if inbound.check_recipient(rcpt) == RecipientCheck::Unknown {
+        let note = if dry_run {
+            "(dry run: nothing was changed)\n"
+        } else {
+            ""
+        };
         return Ok((
             exit::UNKNOWN_USER,
-            format!("{rcpt}: 550 5.1.1 no such user here\n"),
+            format!("{rcpt}: 550 5.1.1 no such user here\n{note}"),
         ));
     }
     let sender = sender_check(config, &lmtp, data);
-    let verdicts =
-        inbound.deliver_locked("", &[rcpt.to_string()], data, now, &sender, &|_, apply| {
-            apply()
-        });
+    let verdicts = inbound.deliver_as(
+        writes,
+        "",
+        &[rcpt.to_string()],
+        data,
+        now,
+        &sender,
+        &|_, apply| apply(),
+    );
     let code = verdicts.first().map_or(exit::TEMPORARY, inject_exit);
-    Ok((
-        code,
-        format!("{}\n", sender.describe())
-            + &verdicts
-                .iter()
-                .map(|v| format!("{rcpt}: {}\n", v.lmtp_reply()))
-                .collect::<String>(),
-    ))
+    Ok((code, report(&sender, rcpt, &verdicts, dry_run)))
 }
 
-/// `imipd inject --dry-run`: what the message `data` would do, changing nothing. It
-/// reads the user's folders, not the state, so it works while the daemon runs.
-pub fn dry_run(config: &Config, rcpt: &str, data: &[u8], now: i64) -> Result<String, String> {
-    let store = Store::new(&config.store, config.users().map_err(|e| e.to_string())?);
-    let lmtp = config
-        .lmtp
-        .clone()
-        .ok_or("the configuration has no [lmtp] section: imipd does not take mail")?;
-    dry_run_inject(config, &store, &lmtp, rcpt, data, now)
+/// What `imipd inject` prints: the sender check, then one verdict line per recipient
+/// (the same lines for the dry run and the real one), then the dry run's note.
+pub fn report(sender: &FromCheck, rcpt: &str, verdicts: &[Verdict], dry_run: bool) -> String {
+    let mut out = format!("{}\n", sender.describe());
+    for verdict in verdicts {
+        let _ = writeln!(out, "{rcpt}: {}", verdict.lmtp_reply());
+    }
+    if dry_run {
+        out.push_str("(dry run: nothing was changed)\n");
+    }
+    out
 }
 
 /// The same sender check the LMTP server makes (DNS included; the mail came from no
@@ -109,94 +122,4 @@ fn sender_check(
             reason: format!("no runtime for DNS: {e}"),
         },
     }
-}
-
-fn dry_run_inject(
-    config: &Config,
-    store: &Store,
-    lmtp: &crate::config::LmtpSection,
-    rcpt: &str,
-    data: &[u8],
-    now: i64,
-) -> Result<String, String> {
-    let options = imip::IncomingOptions {
-        max_message_size: lmtp.max_message_size,
-        max_calendar_size: lmtp.max_calendar_size,
-        trusted_authserv_ids: lmtp.trusted_authserv_ids.clone(),
-        ..imip::IncomingOptions::default()
-    };
-    let incoming =
-        imip::parse_incoming(data, None, &options).map_err(|e| format!("not applied: {e}"))?;
-    CalAddress::parse(rcpt).ok_or_else(|| format!("{rcpt} is not an email address"))?;
-    let (user, _copy) = crate::daemon::inbound::local_user(store, lmtp, rcpt)
-        .ok_or_else(|| format!("{rcpt} is not a local user (550 5.1.1)"))?;
-    let from = incoming
-        .sender
-        .from
-        .as_ref()
-        .map(|m| m.address.clone())
-        .ok_or("the message has no usable From address")?;
-    let uid = incoming
-        .calendar
-        .uids()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    // Find the user's copy by reading their folders (the state may be held by the daemon).
-    let copy = user_keys(store, &user.name).into_iter().find_map(|key| {
-        let (_, text) = store.read(&key).ok()??;
-        let cal = ICalendar::parse(&text).ok()?;
-        let matches = cal.uids().any(|u| u == uid);
-        matches.then_some((key, cal))
-    });
-    let ctx = Context {
-        account: &user.addresses,
-        now,
-        reply_details: config.reply_details(),
-    };
-    let sender = sender_check(config, lmtp, data);
-    let mut out = format!(
-        "message {} from {from} ({}), METHOD:{}, UID {uid}\n",
-        incoming.message_id.as_deref().unwrap_or("(no Message-ID)"),
-        sender.describe(),
-        itip::method_name(&incoming.method)
-    );
-    if copy.is_some() && !sender.believed() {
-        let _ = writeln!(
-            out,
-            "would not apply: a change to an existing event needs an authenticated sender"
-        );
-        out.push_str("(dry run: nothing was changed)\n");
-        return Ok(out);
-    }
-    match itip::receive(
-        &incoming.calendar,
-        &from,
-        copy.as_ref().map(|(_, c)| c),
-        &ctx,
-    ) {
-        Ok(outcome) => {
-            let target = copy
-                .map(|(k, _)| k)
-                .unwrap_or_else(|| store.import_key(user, &uid));
-            let _ = writeln!(out, "would apply to {target}: {:?}", outcome.action);
-            for response in &outcome.responses {
-                let _ = writeln!(
-                    out,
-                    "would answer with {} to {:?}",
-                    itip::method_name(&response.method),
-                    response.to
-                );
-            }
-        }
-        Err(err) => {
-            let _ = writeln!(out, "would not apply: {}", describe(&err));
-        }
-    }
-    out.push_str("(dry run: nothing was changed)\n");
-    Ok(out)
-}
-
-fn describe(err: &ItipError) -> String {
-    format!("{}: {err}", err.name())
 }

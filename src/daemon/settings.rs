@@ -85,10 +85,13 @@ pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
     })
 }
 
+/// Where the bounce key is kept in the state.
+const BOUNCE_KEY: &str = "bounce_key";
+
 /// The secret that signs bounce tokens: made once from the system's random source and
 /// kept in the state, so tokens stay valid across restarts.
 pub fn bounce_key(state: &State) -> Result<Vec<u8>, DaemonError> {
-    const KEY: &str = "bounce_key";
+    const KEY: &str = BOUNCE_KEY;
     if let Some(hex) = state.meta(KEY)? {
         if let Some(key) = from_hex(&hex) {
             return Ok(key);
@@ -106,6 +109,15 @@ pub fn bounce_key(state: &State) -> Result<Vec<u8>, DaemonError> {
         ..Default::default()
     })?;
     Ok(key.to_vec())
+}
+
+/// The bounce key if one was made, else none (an empty key, which verifies no token
+/// imipd signed): for a dry run, which must not write one.
+pub fn existing_bounce_key(state: &State) -> Result<Vec<u8>, DaemonError> {
+    Ok(state
+        .meta(BOUNCE_KEY)?
+        .and_then(|hex| from_hex(&hex))
+        .unwrap_or_default())
 }
 
 fn from_hex(text: &str) -> Option<Vec<u8>> {

@@ -84,6 +84,15 @@ impl Applied {
     }
 }
 
+/// Whether an application writes (the real run) or only computes (a dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Files are written, the state committed, answers queued.
+    Yes,
+    /// Everything is computed as for real; nothing is written.
+    No,
+}
+
 /// Applies messages and statuses to local users' calendars.
 pub struct Applier<'a> {
     /// The calendar store.
@@ -100,6 +109,43 @@ impl Applier<'_> {
     /// recipient) is recorded in the same transaction, so the message is applied once.
     pub fn apply(
         &self,
+        user: &User,
+        itip: &ICalendar,
+        sender: &CalAddress,
+        now: i64,
+        may_import: bool,
+        applied_key: Option<&str>,
+    ) -> Result<Applied, ApplyError> {
+        self.apply_as(
+            Writes::Yes,
+            user,
+            itip,
+            sender,
+            now,
+            may_import,
+            applied_key,
+        )
+    }
+
+    /// [`Self::apply`] computed exactly as for real but writing nothing (no file, no
+    /// state, nothing queued): what `imipd inject --dry-run` reports.
+    pub fn apply_dry_run(
+        &self,
+        user: &User,
+        itip: &ICalendar,
+        sender: &CalAddress,
+        now: i64,
+        may_import: bool,
+        applied_key: Option<&str>,
+    ) -> Result<Applied, ApplyError> {
+        self.apply_as(Writes::No, user, itip, sender, now, may_import, applied_key)
+    }
+
+    /// [`Self::apply`] with or without writing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_as(
+        &self,
+        writes: Writes,
         user: &User,
         itip: &ICalendar,
         sender: &CalAddress,
@@ -135,7 +181,16 @@ impl Applier<'_> {
                 None => None,
             };
             let Some((key, hash, text)) = current else {
-                return self.import(user, itip, sender, &ctx, &uid, may_import, applied_key);
+                return self.import(
+                    writes,
+                    user,
+                    itip,
+                    sender,
+                    &ctx,
+                    &uid,
+                    may_import,
+                    applied_key,
+                );
             };
             let Ok(stored) = ICalendar::parse(&text) else {
                 // A client may be writing the file in place right now: look again in a
@@ -149,11 +204,14 @@ impl Applier<'_> {
             let answers = queue_items(self.store, &outcome.responses, None, now, None);
             let count = answers.len();
             let Some(copy) = outcome.copy else {
-                self.commit(Batch {
-                    enqueue: answers,
-                    applied: applied(applied_key, now),
-                    ..Batch::default()
-                })?;
+                self.commit_if(
+                    writes,
+                    Batch {
+                        enqueue: answers,
+                        applied: applied(applied_key, now),
+                        ..Batch::default()
+                    },
+                )?;
                 return Ok(Applied {
                     action: outcome.action,
                     key: Some(key),
@@ -210,18 +268,22 @@ impl Applier<'_> {
                     .unwrap_or_default(),
                 ..Batch::default()
             };
-            match write_then_commit(
-                self.store,
-                self.state,
-                &key,
-                &Expected::Hash(hash.clone()),
-                &written,
-                why,
-                then,
-            ) {
-                Ok(_) => {}
-                Err(WriteError::Conflict(_)) => continue,
-                Err(e) => return Err(ApplyError::Busy(e.to_string())),
+            if writes == Writes::No {
+                // Everything above was computed as for real; the write is left out.
+            } else {
+                match write_then_commit(
+                    self.store,
+                    self.state,
+                    &key,
+                    &Expected::Hash(hash.clone()),
+                    &written,
+                    why,
+                    then,
+                ) {
+                    Ok(_) => {}
+                    Err(WriteError::Conflict(_)) => continue,
+                    Err(e) => return Err(ApplyError::Busy(e.to_string())),
+                }
             }
             return Ok(Applied {
                 action: outcome.action,
@@ -241,6 +303,7 @@ impl Applier<'_> {
     #[allow(clippy::too_many_arguments)]
     fn import(
         &self,
+        writes: Writes,
         user: &User,
         itip: &ICalendar,
         sender: &CalAddress,
@@ -267,11 +330,14 @@ impl Applier<'_> {
             }
             let answers = queue_items(self.store, &outcome.responses, None, ctx.now, None);
             let count = answers.len();
-            self.commit(Batch {
-                enqueue: answers,
-                applied: applied(applied_key, ctx.now),
-                ..Batch::default()
-            })?;
+            self.commit_if(
+                writes,
+                Batch {
+                    enqueue: answers,
+                    applied: applied(applied_key, ctx.now),
+                    ..Batch::default()
+                },
+            )?;
             return Ok(Applied {
                 action: outcome.action,
                 key: None,
@@ -306,20 +372,29 @@ impl Applier<'_> {
             }
         };
         let then = record_for(text.clone());
-        match write_then_commit(
-            self.store,
-            self.state,
-            &key,
-            &Expected::Absent,
-            &text,
-            WriteKind::Import,
-            then,
-        ) {
+        let written = match writes {
+            Writes::Yes => write_then_commit(
+                self.store,
+                self.state,
+                &key,
+                &Expected::Absent,
+                &text,
+                WriteKind::Import,
+                then,
+            ),
+            // What the write would meet: a file already there is a conflict.
+            Writes::No => match self.store.read(&key) {
+                Ok(None) => Ok(Default::default()),
+                Ok(Some(_)) => Err(WriteError::Conflict(key.clone())),
+                Err(reason) => Err(WriteError::Conflict(format!("{key}: {reason}"))),
+            },
+        };
+        match written {
             Ok(_) => {}
             Err(WriteError::Conflict(_)) => match self.adopt(&key, uid) {
                 // imipd wrote this file but stopped before recording it: take it as
                 // the copy (applying the message again is the caller's next attempt).
-                Some(existing) => self.commit(record_for(existing))?,
+                Some(existing) => self.commit_if(writes, record_for(existing))?,
                 None => {
                     return Err(ApplyError::Busy(format!(
                         "{key} exists, is not this event, and imipd has no record of it"
@@ -436,6 +511,13 @@ impl Applier<'_> {
         Err(ApplyError::Busy(format!(
             "{key} kept changing while imipd recorded a delivery status"
         )))
+    }
+
+    fn commit_if(&self, writes: Writes, batch: Batch) -> Result<(), StateError> {
+        match writes {
+            Writes::Yes => self.commit(batch),
+            Writes::No => Ok(()),
+        }
     }
 
     fn commit(&self, batch: Batch) -> Result<(), StateError> {

@@ -22,7 +22,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -63,6 +66,32 @@ pub enum StateError {
         /// What was wrong.
         reason: String,
     },
+}
+
+/// The database, writable or (for a dry run) read-only.
+enum Db {
+    /// The daemon's and the commands' normal mode.
+    ReadWrite(Database),
+    /// Opened by [`State::open_existing`]: reads only.
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::ReadWrite(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StateError> {
+        match self {
+            Db::ReadWrite(db) => Ok(db.begin_write()?),
+            Db::ReadOnly(_) => Err(StateError::Storage(
+                "the state was opened read-only (dry run)".into(),
+            )),
+        }
+    }
 }
 
 macro_rules! storage_error {
@@ -261,7 +290,7 @@ impl Batch {
 
 /// The state database.
 pub struct State {
-    db: Database,
+    db: Db,
     /// Batches waiting for the next group commit (see [`State::commit`]).
     group: Mutex<Group>,
     /// Signalled when a group commit has finished.
@@ -317,6 +346,7 @@ impl State {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let db = Db::ReadWrite(db);
         // Create every table up front, so readers never meet a missing one.
         let txn = db.begin_write()?;
         txn.open_table(OBJECTS)?;
@@ -329,6 +359,28 @@ impl State {
         txn.open_table(ANSWERS)?;
         txn.open_table(QUEUE_ORDER)?;
         txn.commit()?;
+        Ok(State {
+            db,
+            group: Mutex::new(Group::default()),
+            committed: Condvar::new(),
+        })
+    }
+
+    /// Opens an existing state read-only (redb's read-only mode: no byte is written,
+    /// a commit fails): for a dry run, which must leave every byte as it was. A state that does not exist yet is
+    /// created as by [`Self::open`].
+    pub fn open_existing(path: &Path) -> Result<Self, StateError> {
+        if !path.exists() {
+            return Self::open(path);
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .open_read_only(path)
+            .map_err(|source| StateError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let db = Db::ReadOnly(db);
         Ok(State {
             db,
             group: Mutex::new(Group::default()),
