@@ -91,21 +91,30 @@ const BOUNCE_KEY: &str = "bounce_key";
 /// The secret that signs bounce tokens: made once from the system's random source and
 /// kept in the state, so tokens stay valid across restarts.
 pub fn bounce_key(state: &State) -> Result<Vec<u8>, DaemonError> {
-    const KEY: &str = BOUNCE_KEY;
-    if let Some(hex) = state.meta(KEY)? {
-        if let Some(key) = from_hex(&hex) {
+    stored_secret(state, BOUNCE_KEY, "the bounce key", |_| true)
+}
+
+/// A 32-byte secret kept in the state under `meta_key`: the stored one when it decodes
+/// and `accept` takes it, else a new one from the system's random source, stored.
+/// `what` names it in errors.
+pub fn stored_secret(
+    state: &State,
+    meta_key: &str,
+    what: &str,
+    accept: fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, DaemonError> {
+    if let Some(hex) = state.meta(meta_key)? {
+        if let Some(key) = from_hex(&hex).filter(|k| accept(k)) {
             return Ok(key);
         }
     }
     let mut key = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
-        .map_err(|e| {
-            DaemonError::Setup(format!("cannot read /dev/urandom for the bounce key: {e}"))
-        })?;
+        .map_err(|e| DaemonError::Setup(format!("cannot read /dev/urandom for {what}: {e}")))?;
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     state.commit(crate::store::state::Batch {
-        meta: vec![(KEY.to_string(), hex)],
+        meta: vec![(meta_key.to_string(), hex)],
         ..Default::default()
     })?;
     Ok(key.to_vec())

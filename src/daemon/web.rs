@@ -47,31 +47,7 @@ pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-actio
 /// The key that signs RSVP tokens: made once from the system's random source and kept
 /// in the state, so links in mail already sent stay valid across restarts.
 pub fn signing_key(state: &State) -> Result<Vec<u8>, DaemonError> {
-    const KEY: &str = "rsvp_key";
-    if let Some(hex) = state.meta(KEY)? {
-        if let Some(key) = from_hex(&hex).filter(|k| k.len() == 32) {
-            return Ok(key);
-        }
-    }
-    let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
-        .map_err(|e| {
-            DaemonError::Setup(format!("cannot read /dev/urandom for the RSVP key: {e}"))
-        })?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    state.commit(crate::store::state::Batch {
-        meta: vec![(KEY.to_string(), hex)],
-        ..Default::default()
-    })?;
-    Ok(key.to_vec())
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    super::settings::stored_secret(state, "rsvp_key", "the RSVP key", |k| k.len() == 32)
 }
 
 /// The link settings for the queue, when `[web]` is configured.
