@@ -119,6 +119,11 @@ pub struct MailSection {
     /// user), for domains the relay may not send as.
     #[serde(default)]
     pub system_sender: BTreeMap<String, String>,
+    /// What an organizer's mail shows of the other attendees: `summary` (default: 20
+    /// names and "and N others"), `full`, or `hidden` (each attendee's iCalendar
+    /// carries only the organizer and that attendee).
+    #[serde(default)]
+    pub attendee_list: crate::imip::AttendeeList,
 }
 
 /// `reply_details` values.

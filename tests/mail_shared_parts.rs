@@ -13,7 +13,7 @@
 
 use chrono::{TimeZone, Utc};
 use imipd::imip::rsvp::RsvpLinks;
-use imipd::imip::{build_message_with_links, Language, OutgoingOptions, Stamp};
+use imipd::imip::{build_message_with_links, Language, OutgoingOptions, PreparedMail, Stamp};
 use imipd::itip::{CalAddress, FieldChange, ItipMessage, MessageSummary, Method};
 use std::path::PathBuf;
 
@@ -177,4 +177,28 @@ fn write_the_mails_of_the_per_recipient_builder() {
                 .expect("write");
         }
     }
+}
+
+#[test]
+fn mail_prepared_once_for_ten_attendees_is_byte_identical_to_the_mail_built_per_recipient() {
+    let mut compared = 0;
+    for case in cases() {
+        let mut prepared = PreparedMail::borrowed(&case.msg, &options()).expect("prepared");
+        for (i, rcpt) in recipients().iter().enumerate() {
+            let links = case.links.then(|| links_for(rcpt));
+            let mail = prepared
+                .build_for(rcpt, &options(), &stamp(i), links.as_ref())
+                .expect("mail");
+            let path = dir().join(format!("{}.{i}.eml", case.name));
+            let before = std::fs::read(&path).expect("the mail written before the change");
+            assert!(
+                mail.bytes == before,
+                "{} differs from the mail built before the change:\n{}",
+                path.display(),
+                String::from_utf8_lossy(&mail.bytes)
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 40);
 }

@@ -9,7 +9,7 @@
 //! goes out with a VERP envelope sender naming its queue item, and is remembered for
 //! the maximum age, so a bounce arriving days later still finds its attendee.
 
-use crate::imip::{self, OutgoingOptions, Stamp};
+use crate::imip::{self, AttendeeList, OutgoingOptions, PreparedMail, Stamp};
 use crate::itip::status::{DELIVERED, FAILED, INVALID_ADDRESS, SENT};
 use crate::itip::{CalAddress, FieldChange, ItipMessage, MessageSummary, Method};
 use crate::smtp::retry::{Decision, RandomSource, RetryPolicy};
@@ -23,6 +23,7 @@ use calcard::common::IanaParse;
 use calcard::icalendar::{
     ICalendar, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What one delivery attempt came to.
@@ -100,29 +101,105 @@ pub fn itip_message(item: &QueueItem) -> Option<ItipMessage> {
 /// Falls back to the normalised address when no ATTENDEE or ORGANIZER spells it
 /// plainly.
 pub fn as_written(calendar: &ICalendar, rcpt: &CalAddress) -> String {
-    calendar
-        .components
-        .iter()
-        .flat_map(|c| c.entries.iter())
-        .filter(|e| {
-            matches!(
-                e.name,
-                ICalendarProperty::Attendee | ICalendarProperty::Organizer
-            )
-        })
-        .filter_map(|e| e.values.first().and_then(|v| v.as_text()))
-        .filter(|value| CalAddress::parse(value).as_ref() == Some(rcpt))
-        .find_map(|value| {
+    Spellings::of(calendar).of_address(rcpt)
+}
+
+/// How the calendar spells each address it names plainly (see [`as_written`]), looked
+/// up once per message rather than once per recipient.
+#[derive(Debug, Default)]
+pub struct Spellings(HashMap<CalAddress, String>);
+
+impl Spellings {
+    /// Every ATTENDEE and ORGANIZER value of `calendar`; the first plain spelling of
+    /// an address wins.
+    pub fn of(calendar: &ICalendar) -> Spellings {
+        let mut spelled = HashMap::new();
+        let values = calendar
+            .components
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .filter(|e| {
+                matches!(
+                    e.name,
+                    ICalendarProperty::Attendee | ICalendarProperty::Organizer
+                )
+            })
+            .filter_map(|e| e.values.first().and_then(|v| v.as_text()));
+        for value in values {
+            let Some(address) = CalAddress::parse(value) else {
+                continue;
+            };
+            if spelled.contains_key(&address) {
+                continue;
+            }
             let bare = crate::itip::address::strip_prefix_ignore_case(value.trim(), "mailto:")
                 .unwrap_or(value.trim());
             let plain =
-                bare.len() == rcpt.as_str().len() && bare.eq_ignore_ascii_case(rcpt.as_str());
-            plain.then(|| {
+                bare.len() == address.as_str().len() && bare.eq_ignore_ascii_case(address.as_str());
+            if plain {
                 let (local, domain) = bare.rsplit_once('@').unwrap_or((bare, ""));
-                format!("{local}@{}", domain.to_ascii_lowercase())
-            })
-        })
-        .unwrap_or_else(|| rcpt.to_string())
+                spelled.insert(address, format!("{local}@{}", domain.to_ascii_lowercase()));
+            }
+        }
+        Spellings(spelled)
+    }
+
+    /// `rcpt` as written, else normalised.
+    pub fn of_address(&self, rcpt: &CalAddress) -> String {
+        self.0
+            .get(rcpt)
+            .cloned()
+            .unwrap_or_else(|| rcpt.to_string())
+    }
+}
+
+/// The mail of the message the queue is working through, prepared once for all its
+/// recipients: the items of one change are queued together and share their text, so
+/// the text is parsed, serialised, encoded and rendered once, not once per item.
+#[derive(Default)]
+pub struct MailCache {
+    current: Option<CachedMail>,
+}
+
+struct CachedMail {
+    /// What the items it serves share: their stored text (or the text itself), sender
+    /// and summary.
+    key: (String, String, SummaryRecord),
+    mail: PreparedMail<'static>,
+    spellings: Spellings,
+}
+
+impl MailCache {
+    /// The prepared mail of `item`, made when the item differs from the last one.
+    fn prepared(
+        &mut self,
+        item: &QueueItem,
+        opts: &OutgoingOptions,
+    ) -> Result<&mut CachedMail, Attempt> {
+        let key = (
+            item.body.clone().unwrap_or_else(|| item.itip.to_string()),
+            item.from.clone(),
+            item.summary.clone(),
+        );
+        let fresh = self.current.as_ref().is_none_or(|c| c.key != key);
+        if fresh {
+            self.current = None;
+            let message = itip_message(item).ok_or_else(|| {
+                Attempt::Failed(FAILED, "the queued message no longer parses".into())
+            })?;
+            let spellings = Spellings::of(&message.calendar);
+            let mail = PreparedMail::new(message, opts)
+                .map_err(|err| Attempt::Failed(FAILED, format!("cannot build the email: {err}")))?;
+            self.current = Some(CachedMail {
+                key,
+                mail,
+                spellings,
+            });
+        }
+        self.current
+            .as_mut()
+            .ok_or_else(|| Attempt::Retry("the prepared mail went missing".into()))
+    }
 }
 
 /// Works through the queue.
@@ -181,6 +258,14 @@ impl Worker<'_> {
             state: self.state,
             reply_details: self.settings.reply_details,
         };
+        // Under `attendee_list = "hidden"` a local attendee's copy names no one else
+        // either, as their mail would not.
+        let message = match self.settings.mail.attendee_list {
+            AttendeeList::Hidden => CalAddress::parse(&item.rcpt)
+                .and_then(|rcpt| imip::attendee_list::hidden_for(&message, &rcpt))
+                .unwrap_or(message),
+            _ => message,
+        };
         // A local sender is trusted: its message came from its own calendar.
         match applier.apply(user, &message.calendar, &sender, now, true, None) {
             Ok(_) => Attempt::Delivered(DELIVERED),
@@ -190,16 +275,24 @@ impl Worker<'_> {
         }
     }
 
-    /// Builds the email for a mail item and hands it to the transport.
-    pub async fn deliver_mail(&self, item: &QueueItem, out: &impl Transport) -> Attempt {
-        let Some(message) = itip_message(item) else {
-            return Attempt::Failed(FAILED, "the queued message no longer parses".into());
-        };
+    /// Builds the email for a mail item and hands it to the transport. `cache` keeps
+    /// the prepared mail from one item to the next, so a change's 1,000 recipients
+    /// cost one serialisation of its text.
+    pub async fn deliver_mail(
+        &self,
+        item: &QueueItem,
+        out: &impl Transport,
+        cache: &mut MailCache,
+    ) -> Attempt {
         let Some(rcpt) = CalAddress::parse(&item.rcpt) else {
             return Attempt::Failed(
                 INVALID_ADDRESS,
                 format!("{} is not an email address", item.rcpt),
             );
+        };
+        let prepared = match cache.prepared(item, &self.settings.mail) {
+            Ok(prepared) => prepared,
+            Err(attempt) => return attempt,
         };
         // A message's identity is fixed when it is queued: every attempt builds the
         // same bytes and Message-ID, so a retry after a crash is recognised as the same
@@ -209,24 +302,22 @@ impl Worker<'_> {
             unique: item.id,
         };
         // RSVP links name the organizer's account; fixed by the queue time like the rest.
+        let message = prepared.mail.message();
         let links = self.settings.rsvp.as_ref().and_then(|rsvp| {
             let user = self.store.user_for_address(&message.from)?;
-            rsvp.links_for(&message, &rcpt, &user.name, item.created)
+            rsvp.links_for(message, &rcpt, &user.name, item.created)
         });
-        let mail = match imip::build_message_with_links(
-            &message,
-            &rcpt,
-            &self.settings.mail,
-            &stamp,
-            links.as_ref(),
-        ) {
+        let mail = match prepared
+            .mail
+            .build_for(&rcpt, &self.settings.mail, &stamp, links.as_ref())
+        {
             Ok(mail) => mail,
             Err(err) => return Attempt::Failed(FAILED, format!("cannot build the email: {err}")),
         };
         let token = BounceToken::signed(item.id, &self.settings.bounce_key);
         let envelope = Envelope {
             mail_from: self.settings.bounces.address(&token),
-            recipient: as_written(&message.calendar, &rcpt),
+            recipient: prepared.spellings.of_address(&rcpt),
             envelope_id: Some(format!("imipd.{token}")),
         };
         match out.send(&envelope, &mail.bytes).await {

@@ -4,7 +4,7 @@
 
 use super::activity::activity;
 use super::metrics::{metrics, Metrics};
-use super::queue::{Attempt, QueueSettings, StatusNote, Worker};
+use super::queue::{Attempt, MailCache, QueueSettings, StatusNote, Worker};
 use super::shared::{now, DaemonError, Shared};
 use crate::config::RelaySection;
 use crate::itip::status::SENT;
@@ -28,6 +28,8 @@ pub async fn queue_loop<T: Transport>(
     // items are queued together): written into the organizer's copy in one go when
     // the next item belongs to another object, and before the loop waits.
     let mut statuses: Vec<StatusNote> = Vec::new();
+    // The mail of the change being delivered, prepared once for all its recipients.
+    let mut mails = MailCache::default();
     loop {
         let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
         for item in due {
@@ -59,7 +61,7 @@ pub async fn queue_loop<T: Transport>(
                         state: &shared.state,
                         settings: &settings,
                     };
-                    worker.deliver_mail(&item, &out).await
+                    worker.deliver_mail(&item, &out, &mut mails).await
                 }
             };
             let counters = metrics();

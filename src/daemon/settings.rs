@@ -33,6 +33,7 @@ pub fn queue_settings(config: &Config) -> Result<QueueSettings, ConfigError> {
             .and_then(Language::from_tag)
             .unwrap_or_default(),
         message_id_domain: domain.clone(),
+        attendee_list: config.mail.attendee_list,
         ..OutgoingOptions::default()
     };
     for user in &users {

@@ -201,15 +201,21 @@ pub(crate) fn organizer(cal: &ICalendar) -> Option<Person> {
         .map(Person::from_entry)
 }
 
-/// The attendees of the main component, in calendar order.
-pub(crate) fn attendees(cal: &ICalendar) -> Vec<Person> {
+/// The first `limit` attendees of the main component, in calendar order.
+pub(crate) fn first_attendees(cal: &ICalendar, limit: usize) -> Vec<Person> {
     main_component(cal)
         .map(|c| {
             c.properties(&ICalendarProperty::Attendee)
+                .take(limit)
                 .map(Person::from_entry)
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// How many attendees the main component has.
+pub(crate) fn attendee_count(cal: &ICalendar) -> usize {
+    main_component(cal).map_or(0, |c| c.properties(&ICalendarProperty::Attendee).count())
 }
 
 /// The ORGANIZER or ATTENDEE line for `address`, looked up in every component.
@@ -228,6 +234,39 @@ pub(crate) fn find_person(cal: &ICalendar, address: &CalAddress) -> Option<Perso
             })
         })
         .map(Person::from_entry)
+}
+
+/// Everyone an ORGANIZER or ATTENDEE line names, by address, with the precedence of
+/// [`find_person`]: built once per message, so the mails of an event with N
+/// recipients cost N lookups instead of N scans of N lines.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct People {
+    by_address: std::collections::HashMap<CalAddress, Person>,
+}
+
+impl People {
+    /// Indexes the people of `cal`.
+    pub(crate) fn of(cal: &ICalendar) -> People {
+        let components = scheduling_components(cal);
+        let mut by_address = std::collections::HashMap::new();
+        for property in [ICalendarProperty::Organizer, ICalendarProperty::Attendee] {
+            for component in &components {
+                for entry in component.entries.iter().filter(|e| e.name == property) {
+                    if let Some(address) = entry_address(entry) {
+                        by_address
+                            .entry(address)
+                            .or_insert_with(|| Person::from_entry(entry));
+                    }
+                }
+            }
+        }
+        People { by_address }
+    }
+
+    /// The line for `address`, as [`find_person`] would find it.
+    pub(crate) fn find(&self, address: &CalAddress) -> Option<&Person> {
+        self.by_address.get(address)
+    }
 }
 
 /// The UID shared by the components, if any.
@@ -295,7 +334,8 @@ mod tests {
         let organizer = organizer(&cal).unwrap();
         assert_eq!(organizer.display(), "Jürgen Müller");
         assert_eq!(organizer.address.unwrap().as_str(), "juergen@example.com");
-        let people = attendees(&cal);
+        let people = first_attendees(&cal, usize::MAX);
+        assert_eq!(attendee_count(&cal), 2);
         assert_eq!(people.len(), 2);
         assert_eq!(people[0].partstat, "accepted");
         assert_eq!(people[0].language.as_deref(), Some("de-CH"));

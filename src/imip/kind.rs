@@ -6,7 +6,7 @@
 //! [`MessageSummary`] and the recipient's ATTENDEE line into one value that selects
 //! the subject and the first sentence from the catalogue.
 
-use super::calendar::{self, Person};
+use super::calendar::{self, People, Person};
 use crate::itip::{CalAddress, ItipMessage, MessageSummary, Method};
 use calcard::common::IanaString;
 
@@ -41,16 +41,18 @@ pub(crate) enum MailKind {
 }
 
 impl MailKind {
-    /// Works out the kind of mail `msg` is for `recipient`.
-    pub(crate) fn of(msg: &ItipMessage, recipient: &CalAddress) -> MailKind {
+    /// Works out the kind of mail `msg` is for `recipient`; `people` indexes the
+    /// people of `msg`'s calendar ([`People::of`]).
+    pub(crate) fn of(msg: &ItipMessage, recipient: &CalAddress, people: &People) -> MailKind {
         match msg.method {
             Method::Request => match &msg.summary {
                 MessageSummary::Update { .. } => MailKind::Update,
-                _ => match calendar::find_person(&msg.calendar, recipient)
-                    .and_then(|p| p.delegated_from)
+                _ => match people
+                    .find(recipient)
+                    .and_then(|p| p.delegated_from.as_ref())
                 {
                     Some(delegator) => {
-                        MailKind::DelegatedInvitation(delegator_name(msg, &delegator))
+                        MailKind::DelegatedInvitation(delegator_name(people, delegator))
                     }
                     None => MailKind::Invitation,
                 },
@@ -71,7 +73,7 @@ impl MailKind {
                 };
                 let delegate = sender.and_then(|p| p.delegated_to).map(|d| {
                     CalAddress::parse(&d)
-                        .and_then(|a| calendar::find_person(&msg.calendar, &a))
+                        .and_then(|a| people.find(&a))
                         .map_or(d, |p| p.display())
                 });
                 MailKind::Reply { partstat, delegate }
@@ -114,8 +116,8 @@ impl MailKind {
 }
 
 /// The delegator's CN when the calendar has their ATTENDEE line, else their address.
-fn delegator_name(msg: &ItipMessage, delegator: &str) -> String {
+fn delegator_name(people: &People, delegator: &str) -> String {
     CalAddress::parse(delegator)
-        .and_then(|a| calendar::find_person(&msg.calendar, &a))
+        .and_then(|a| people.find(&a))
         .map_or_else(|| delegator.to_string(), |p| p.display())
 }

@@ -24,6 +24,7 @@
 //! `rsvp` (signed link tokens, the REPLY a link stands for) and `rsvp_page` (the
 //! answer page) serve the Accept/Maybe/Decline links of `daemon::web`.
 
+pub mod attendee_list;
 mod auth_results;
 mod calendar;
 mod changes;
@@ -43,13 +44,14 @@ pub mod sender_auth;
 pub mod tracking;
 mod when;
 
+pub use attendee_list::AttendeeList;
 pub use error::ImipError;
 pub use i18n::Language;
 pub use identity::{AuthVerdict, SenderIdentity};
 pub use incoming::{parse_incoming, IncomingItip, IncomingOptions};
 pub use outgoing::{
     build_message, build_message_with_links, recipient_language, OutgoingMail, OutgoingOptions,
-    Stamp,
+    PreparedMail, Stamp,
 };
 pub use sender::Mailbox;
 pub use sender_auth::{ConnectingClient, FromCheck, SenderVerifier, VerifierSettings};

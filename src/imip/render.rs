@@ -10,6 +10,7 @@
 //! Why `minijinja`: widely used, no dependencies in its default-off configuration,
 //! auto-escaping by file name, templates loaded at run time from `include_str!`.
 
+use super::attendee_list::AttendeeList;
 use super::calendar::{self, Person};
 use super::changes;
 use super::error::ImipError;
@@ -34,12 +35,14 @@ pub(crate) struct Rendered {
 }
 
 /// Renders the subject and bodies of `msg` for `recipient` in `language`, with RSVP
-/// links (`imip::rsvp`) in both bodies when `links` is given.
+/// links (`imip::rsvp`) in both bodies when `links` is given, and as many attendees as
+/// `list` allows.
 pub(crate) fn render_with_links(
     msg: &ItipMessage,
     kind: &MailKind,
     language: Language,
     links: Option<&super::rsvp::RsvpLinks>,
+    list: AttendeeList,
 ) -> Result<Rendered, ImipError> {
     let catalogue = Catalogue::get()?;
     let env = environment()?;
@@ -77,10 +80,21 @@ pub(crate) fn render_with_links(
     .unwrap_or_default();
 
     // REFRESH and DECLINECOUNTER name attendees without answers: no list for them.
-    let people = if kind.shows_answers() {
-        calendar::attendees(cal)
+    let (people, total) = if kind.shows_answers() {
+        let total = calendar::attendee_count(cal);
+        (calendar::first_attendees(cal, list.shown(total)), total)
     } else {
-        Vec::new()
+        (Vec::new(), 0)
+    };
+    // Under "hidden" no names are listed, and no count of the others either.
+    let more = total.saturating_sub(people.len());
+    let more_attendees = match (people.is_empty(), more) {
+        (true, _) | (_, 0) => None,
+        (false, more) => Some(catalogue.text(
+            language,
+            "attendees-more",
+            &[("count", Arg::Num(i64::try_from(more).unwrap_or(i64::MAX)))],
+        )?),
     };
     let attendees = people
         .iter()
@@ -186,6 +200,7 @@ pub(crate) fn render_with_links(
         organizer_name,
         sender_name,
         attendees,
+        more_attendees,
         changes,
     };
 

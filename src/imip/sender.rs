@@ -73,10 +73,13 @@ pub(crate) fn originator(
     }
 }
 
-/// The display name for a recipient, from their line in the calendar.
-pub(crate) fn recipient_mailbox(msg: &ItipMessage, recipient: &CalAddress) -> Mailbox {
+/// The display name for a recipient, from their line in the calendar (`person`).
+pub(crate) fn recipient_mailbox(
+    person: Option<&calendar::Person>,
+    recipient: &CalAddress,
+) -> Mailbox {
     Mailbox {
-        name: calendar::find_person(&msg.calendar, recipient).and_then(|p| display_name(p.name)),
+        name: person.and_then(|p| display_name(p.name.clone())),
         address: recipient.clone(),
     }
 }

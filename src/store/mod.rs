@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod apply;
+mod bodies;
 pub mod layout;
 pub mod patch;
 pub mod process;

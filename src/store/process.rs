@@ -369,7 +369,8 @@ pub fn queue_items(
 ) -> Vec<QueueItem> {
     let mut items = Vec::new();
     for message in messages {
-        let itip = message.to_ics();
+        // One text for all recipients: shared in memory and stored once.
+        let itip: std::sync::Arc<str> = message.to_ics().into();
         let from_local_organizer = matches!(
             message.method,
             calcard::icalendar::ICalendarMethod::Request
@@ -394,6 +395,7 @@ pub fn queue_items(
                 method: itip::method_name(&message.method).to_string(),
                 uid: message.uid().unwrap_or_default().to_string(),
                 itip: itip.clone(),
+                body: None,
                 summary: summary_record(&message.summary),
                 status_object: status_object
                     .filter(|_| from_local_organizer)

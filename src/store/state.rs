@@ -5,7 +5,8 @@
 //!   next change is compared with), the hash of the content last examined, and the hash
 //!   of what imipd itself last wrote, so its own writes never schedule anything;
 //! - an index from (user, UID) to the object, for incoming messages;
-//! - the delivery queue;
+//! - the delivery queue, whose message texts are stored once each however many
+//!   recipients share them (see [`super::bodies`]);
 //! - the Message-IDs already applied, so a message delivered twice is applied once;
 //! - write intents: before imipd writes a user's file, the hash it is about to write and
 //!   the batch to commit once it is written, so that after a crash in between the file
@@ -16,6 +17,7 @@
 //! Changes go in as a [`Batch`] committed in one transaction: an object marked processed
 //! and the messages its change produced are stored together or not at all.
 
+use super::bodies::{self, Interner, Resolver, BODIES, BODY_REFS};
 use super::supersede;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,7 +29,7 @@ use redb::{
     WriteTransaction,
 };
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const UIDS: TableDefinition<&str, &str> = TableDefinition::new("uids");
@@ -40,6 +42,11 @@ const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("write_intent
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("replaced_answers");
 
 const NEXT_QUEUE_ID: &str = "next_queue_id";
+/// The layout version of the state, in META: 2 since queue texts are stored once
+/// (issue #17); none in states written before.
+const STATE_VERSION_KEY: &str = "state_version";
+/// The layout this build writes.
+pub const STATE_VERSION: u32 = 2;
 const SUPERSEDED_TOTAL: &str = "superseded_total";
 
 /// The state database could not be used.
@@ -58,6 +65,14 @@ pub enum StateError {
     /// A read or write failed (disk full, I/O error).
     #[error("state database: {0}")]
     Storage(String),
+    /// The state was written by a newer imipd, whose layout this one does not know.
+    #[error("state database {path} has layout version {found}, newer than this imipd's {STATE_VERSION}: run the imipd that wrote it, or restore a backup")]
+    Newer {
+        /// The database file.
+        path: PathBuf,
+        /// The version it records.
+        found: u32,
+    },
     /// A stored record could not be decoded (a newer or damaged database).
     #[error("state database record {key}: {reason}")]
     Corrupt {
@@ -160,8 +175,15 @@ pub struct QueueItem {
     pub method: String,
     /// The UID, for logs, listings and bounce matching.
     pub uid: String,
-    /// The iTIP calendar text.
-    pub itip: String,
+    /// The iTIP calendar text. The items of one change share it: one allocation in
+    /// memory, one copy in the state ([`super::bodies`]).
+    #[serde(default = "no_text", skip_serializing_if = "is_no_text")]
+    pub itip: Arc<str>,
+    /// The hash under which the state keeps `itip`; set by the state when it stores
+    /// the item (`None` in items not yet stored, and in items stored inline before
+    /// state version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// What the message means (subject and body of the email).
     pub summary: SummaryRecord,
     /// The organizer's object that receives SCHEDULE-STATUS for this recipient, when the
@@ -173,6 +195,14 @@ pub struct QueueItem {
     /// for the change → handoff latency metric.
     #[serde(default)]
     pub changed_at_ms: Option<i64>,
+}
+
+fn no_text() -> Arc<str> {
+    Arc::from("")
+}
+
+fn is_no_text(text: &Arc<str>) -> bool {
+    text.is_empty()
 }
 
 /// An email handed to the next hop, remembered so that a bounce arriving later can be
@@ -215,7 +245,9 @@ pub enum SummaryRecord {
 pub struct Batch {
     /// Object records to store (`Some`) or forget (`None`), by key.
     pub objects: Vec<(String, Option<ObjectRecord>)>,
-    /// New queue items; their `id` is assigned on commit.
+    /// New queue items; their `id` is assigned on commit. In a write intent each
+    /// shared text is written once.
+    #[serde(with = "bodies::in_intents")]
     pub enqueue: Vec<QueueItem>,
     /// Queue items to replace (after an attempt).
     pub requeue: Vec<QueueItem>,
@@ -358,6 +390,9 @@ impl State {
         txn.open_table(INTENTS)?;
         txn.open_table(ANSWERS)?;
         txn.open_table(QUEUE_ORDER)?;
+        txn.open_table(BODIES)?;
+        txn.open_table(BODY_REFS)?;
+        migrate(&txn, path)?;
         txn.commit()?;
         Ok(State {
             db,
@@ -442,10 +477,13 @@ impl State {
     pub fn queue(&self) -> Result<Vec<QueueItem>, StateError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(QUEUE)?;
+        let texts = txn.open_table(BODIES)?;
+        let mut resolver = Resolver::default();
         let mut out = Vec::new();
         for item in table.iter()? {
             let (key, value) = item?;
-            out.push(decode(&key.value().to_string(), value.value())?);
+            let item = decode(&key.value().to_string(), value.value())?;
+            out.push(resolver.resolve(&texts, item)?);
         }
         Ok(out)
     }
@@ -454,10 +492,29 @@ impl State {
     pub fn queue_item(&self, id: u64) -> Result<Option<QueueItem>, StateError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(QUEUE)?;
+        let texts = txn.open_table(BODIES)?;
         match table.get(id)? {
-            Some(value) => Ok(Some(decode(&id.to_string(), value.value())?)),
+            Some(value) => {
+                let item = decode(&id.to_string(), value.value())?;
+                Ok(Some(Resolver::default().resolve(&texts, item)?))
+            }
             None => Ok(None),
         }
+    }
+
+    /// How many distinct message texts the queue holds, and their bytes: for
+    /// `status` and the tests of sharing.
+    pub fn queue_texts(&self) -> Result<(u64, u64), StateError> {
+        let txn = self.db.begin_read()?;
+        let texts = txn.open_table(BODIES)?;
+        let mut count = 0;
+        let mut bytes = 0;
+        for entry in texts.iter()? {
+            let (_, value) = entry?;
+            count += 1;
+            bytes += value.value().len() as u64;
+        }
+        Ok((count, bytes))
     }
 
     /// The email that had queue id `id`, if it was handed over and not yet forgotten.
@@ -648,6 +705,64 @@ impl Drop for Leader<'_> {
     }
 }
 
+/// Brings a state written by an older imipd to [`STATE_VERSION`], in the transaction
+/// that opens it: queue items that carry their text inline (version 1) are stored
+/// with their text in [`BODIES`], once per distinct text.
+fn migrate(txn: &WriteTransaction, path: &Path) -> Result<(), StateError> {
+    let mut meta = txn.open_table(META)?;
+    let found: u32 = match meta.get(STATE_VERSION_KEY)? {
+        Some(v) => v.value().parse().map_err(|_| StateError::Corrupt {
+            key: STATE_VERSION_KEY.into(),
+            reason: format!("not a version number: {:?}", v.value()),
+        })?,
+        None => 1,
+    };
+    if found > STATE_VERSION {
+        return Err(StateError::Newer {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    if found == STATE_VERSION {
+        return Ok(());
+    }
+    let mut queue = txn.open_table(QUEUE)?;
+    let mut texts = txn.open_table(BODIES)?;
+    let mut refs = txn.open_table(BODY_REFS)?;
+    let mut inline = Vec::new();
+    for entry in queue.iter()? {
+        let (key, value) = entry?;
+        let item: QueueItem = decode(&key.value().to_string(), value.value())?;
+        if item.body.is_none() {
+            inline.push(item);
+        }
+    }
+    // Items of one change had equal texts: share them, so each is stored once.
+    let mut shared: HashMap<Arc<str>, Arc<str>> = HashMap::new();
+    let mut interner = Interner::default();
+    let moved = inline.len();
+    for mut item in inline {
+        item.itip = shared
+            .entry(item.itip.clone())
+            .or_insert_with(|| item.itip.clone())
+            .clone();
+        let hash = interner.hold(&mut texts, &mut refs, &item.itip)?;
+        queue.insert(
+            item.id,
+            encode(&bodies::stored_form(&item, hash)).as_slice(),
+        )?;
+    }
+    meta.insert(STATE_VERSION_KEY, STATE_VERSION.to_string().as_str())?;
+    if moved > 0 {
+        tracing::info!(
+            items = moved,
+            texts = shared.len(),
+            "state migrated to version {STATE_VERSION}: queued messages now share their texts"
+        );
+    }
+    Ok(())
+}
+
 /// Writes `batch` into the open transaction `txn`; returns the ids given to new items.
 fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateError> {
     let mut ids = Vec::with_capacity(batch.enqueue.len());
@@ -687,17 +802,29 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
         let mut meta = txn.open_table(META)?;
         let mut queue = txn.open_table(QUEUE)?;
         let mut order = txn.open_table(QUEUE_ORDER)?;
+        let mut texts = txn.open_table(BODIES)?;
+        let mut refs = txn.open_table(BODY_REFS)?;
+        let mut interner = Interner::default();
         if !batch.enqueue.is_empty() {
+            // The instances each text is about, worked out once per text.
+            let mut instances: HashMap<String, Option<std::collections::BTreeSet<String>>> =
+                HashMap::new();
+            let mut resolver = Resolver::default();
             let first: u64 = meta
                 .get(NEXT_QUEUE_ID)?
                 .and_then(|v| v.value().parse().ok())
                 .unwrap_or(1);
             let mut next = first;
             let mut superseded = 0u64;
-            for item in &batch.enqueue {
-                let mut item = item.clone();
+            for new in &batch.enqueue {
+                let hash = interner.hold(&mut texts, &mut refs, &new.itip)?;
+                let mut item = bodies::stored_form(new, hash.clone());
                 item.id = next;
                 let key = supersede::order_key(&item);
+                let new_instances = instances
+                    .entry(hash)
+                    .or_insert_with(|| supersede::instances(&new.itip))
+                    .clone();
                 // Older undelivered messages of an earlier change that this one makes
                 // pointless (messages of one change never supersede each other).
                 let prefix = format!("{key}\u{0}");
@@ -719,7 +846,24 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
                     let Ok(old) = decode::<QueueItem>(&id.to_string(), &value) else {
                         continue;
                     };
-                    if supersede::supersedes(&item, &old) {
+                    let old_instances = match &old.body {
+                        Some(hash) => match instances.get(hash) {
+                            Some(known) => known.clone(),
+                            None => {
+                                let text = resolver.resolve(&texts, old.clone())?.itip;
+                                let found = supersede::instances(&text);
+                                instances.insert(hash.clone(), found.clone());
+                                found
+                            }
+                        },
+                        None => supersede::instances(&old.itip),
+                    };
+                    if supersede::covers(
+                        &item,
+                        new_instances.as_ref(),
+                        &old,
+                        old_instances.as_ref(),
+                    ) {
                         tracing::info!(
                             superseded = id,
                             by = next,
@@ -730,6 +874,9 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
                         );
                         queue.remove(id)?;
                         order.remove(index.as_str())?;
+                        if let Some(hash) = &old.body {
+                            bodies::release(&mut texts, &mut refs, hash)?;
+                        }
                         superseded += 1;
                     }
                 }
@@ -748,12 +895,24 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
             }
         }
         for item in &batch.requeue {
-            queue.insert(item.id, encode(item).as_slice())?;
+            // An item superseded or dropped since it was read stays gone.
+            let Some(stored) = queue.get(item.id)?.map(|v| v.value().to_vec()) else {
+                continue;
+            };
+            let stored: QueueItem = decode(&item.id.to_string(), &stored)?;
+            let hash = match stored.body {
+                Some(hash) => hash,
+                None => interner.hold(&mut texts, &mut refs, &item.itip)?,
+            };
+            queue.insert(item.id, encode(&bodies::stored_form(item, hash)).as_slice())?;
         }
         for id in &batch.dequeue {
             let removed = queue.remove(id)?.map(|v| v.value().to_vec());
             if let Some(Ok(item)) = removed.map(|v| decode::<QueueItem>(&id.to_string(), &v)) {
                 order.remove(order_index(&supersede::order_key(&item), *id).as_str())?;
+                if let Some(hash) = &item.body {
+                    bodies::release(&mut texts, &mut refs, hash)?;
+                }
             }
         }
         for (key, value) in &batch.meta {
@@ -825,6 +984,7 @@ mod tests {
             method: "REQUEST".into(),
             uid: "u1".into(),
             itip: "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n".into(),
+            body: None,
             summary: SummaryRecord::Invite,
             status_object: None,
             last_error: None,
@@ -893,6 +1053,202 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn temp_state(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("imipd-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("state.redb");
+        (dir, path)
+    }
+
+    /// A 140 KB-ish text shared by `n` items, as one change of a large event queues it.
+    fn one_change(n: usize, text: &str) -> Vec<QueueItem> {
+        let shared: Arc<str> = Arc::from(text);
+        (0..n)
+            .map(|i| QueueItem {
+                itip: shared.clone(),
+                ..item(&format!("a{i}@example.net"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_items_of_one_change_store_their_text_once_until_the_last_leaves() {
+        let (dir, path) = temp_state("bodies");
+        let state = State::open(&path).expect("open");
+        let text = format!(
+            "BEGIN:VCALENDAR\r\n{}END:VCALENDAR\r\n",
+            "X-PAD:0123456789\r\n".repeat(5_000)
+        );
+        let ids = state
+            .commit(Batch {
+                enqueue: one_change(200, &text),
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.queue_texts().expect("texts"), (1, text.len() as u64));
+        // Every item reads back with the whole text.
+        let queue = state.queue().expect("queue");
+        assert_eq!(queue.len(), 200);
+        assert!(queue.iter().all(|i| *i.itip == *text && i.body.is_some()));
+        assert_eq!(
+            state
+                .queue_item(ids[7])
+                .expect("read")
+                .map(|i| i.itip.len()),
+            Some(text.len())
+        );
+        // A retry keeps the text; all but one delivered keep it too.
+        let mut retried = queue[0].clone();
+        retried.attempts = 1;
+        state
+            .commit(Batch {
+                requeue: vec![retried],
+                dequeue: ids[1..].to_vec(),
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.queue_texts().expect("texts").0, 1);
+        assert_eq!(state.queue().expect("queue")[0].attempts, 1);
+        assert_eq!(*state.queue().expect("queue")[0].itip, *text);
+        state
+            .commit(Batch {
+                dequeue: vec![ids[0]],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.queue_texts().expect("texts"), (0, 0));
+        // A retry recorded after the item was dropped does not bring it back.
+        let late = QueueItem {
+            attempts: 2,
+            ..queue[0].clone()
+        };
+        state
+            .commit(Batch {
+                requeue: vec![late],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert!(state.queue().expect("queue").is_empty());
+        assert_eq!(state.queue_texts().expect("texts"), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_superseded_change_takes_its_text_with_it() {
+        let (dir, path) = temp_state("bodies-superseded");
+        let state = State::open(&path).expect("open");
+        let request = |sequence: u32| {
+            format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REQUEST\r\n\
+                 BEGIN:VEVENT\r\nUID:u1\r\nSEQUENCE:{sequence}\r\nDTSTAMP:20300101T000000Z\r\n\
+                 END:VEVENT\r\nEND:VCALENDAR\r\n"
+            )
+        };
+        for sequence in 0..3 {
+            state
+                .commit(Batch {
+                    enqueue: one_change(50, &request(sequence)),
+                    ..Batch::default()
+                })
+                .expect("commit");
+        }
+        // Each change replaced the undelivered one before it, text and all.
+        assert_eq!(state.queue().expect("queue").len(), 50);
+        assert_eq!(state.queue_texts().expect("texts").0, 1);
+        assert_eq!(state.superseded_total().expect("count"), 100);
+        assert!(state
+            .queue()
+            .expect("queue")
+            .iter()
+            .all(|i| i.itip.contains("SEQUENCE:2")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_write_intent_holds_a_shared_text_once_and_reads_back_the_same_items() {
+        let text = format!(
+            "BEGIN:VCALENDAR\r\n{}END:VCALENDAR\r\n",
+            "X-PAD:0123456789\r\n".repeat(1_000)
+        );
+        let batch = Batch {
+            enqueue: one_change(100, &text),
+            ..Batch::default()
+        };
+        let json = encode(&batch);
+        assert!(json.len() < text.len() + 100 * 400, "{} bytes", json.len());
+        let back: Batch = decode("intent", &json).expect("decode");
+        assert_eq!(back, batch);
+        // An intent written by an older imipd (each item with its text) still reads.
+        let old = serde_json::json!({
+            "objects": [], "enqueue": [serde_json::to_value(&batch.enqueue[0]).expect("item")],
+            "requeue": [], "dequeue": [], "applied": [], "meta": [], "forget_meta": [],
+            "sent": [], "forget_sent": []
+        });
+        let back: Batch = serde_json::from_value(old).expect("old intent");
+        assert_eq!(back.enqueue, batch.enqueue[..1]);
+    }
+
+    #[test]
+    fn a_queue_written_before_shared_texts_is_migrated_when_opened() {
+        let (dir, path) = temp_state("migrate");
+        let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-OLD:1\r\nEND:VCALENDAR\r\n";
+        {
+            // The layout of version 1: items with their text inline, no version key.
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("write");
+            {
+                let mut queue = txn.open_table(QUEUE).expect("queue");
+                for id in 1..=3u64 {
+                    let mut old = serde_json::to_value(QueueItem {
+                        id,
+                        ..item(&format!("r{id}@example.net"))
+                    })
+                    .expect("item");
+                    old["itip"] = serde_json::Value::from(text);
+                    queue
+                        .insert(id, serde_json::to_vec(&old).expect("json").as_slice())
+                        .expect("insert");
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        let state = State::open(&path).expect("open migrates");
+        assert_eq!(
+            state.meta(STATE_VERSION_KEY).expect("meta").as_deref(),
+            Some("2")
+        );
+        assert_eq!(state.queue_texts().expect("texts"), (1, text.len() as u64));
+        let queue = state.queue().expect("queue");
+        assert_eq!(queue.len(), 3);
+        assert!(queue.iter().all(|i| &*i.itip == text && i.body.is_some()));
+        // Delivering them all removes the migrated text.
+        state
+            .commit(Batch {
+                dequeue: vec![1, 2, 3],
+                ..Batch::default()
+            })
+            .expect("commit");
+        assert_eq!(state.queue_texts().expect("texts"), (0, 0));
+        drop(state);
+        // A state from a newer imipd is refused with what to do.
+        {
+            let db = Database::create(&path).expect("open");
+            let txn = db.begin_write().expect("write");
+            txn.open_table(META)
+                .expect("meta")
+                .insert(STATE_VERSION_KEY, "9")
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let err = State::open(&path).err().expect("refused").to_string();
+        assert!(
+            err.contains("layout version 9, newer than this imipd's 2"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_newer_message_drops_the_undelivered_older_one_and_counts_it() {
         let dir =
@@ -906,7 +1262,8 @@ mod tests {
             itip: format!(
                 "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:{method}\r\n\
                  BEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20300101T000000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-            ),
+            )
+            .into(),
             ..item(rcpt)
         }
         };

@@ -23,21 +23,37 @@ pub fn order_key(item: &QueueItem) -> String {
 /// both come from the organizer (REQUEST or CANCEL after REQUEST, ADD or CANCEL), and
 /// `newer` covers every instance `older` is about (the whole event covers all).
 pub fn supersedes(newer: &QueueItem, older: &QueueItem) -> bool {
+    covers(
+        newer,
+        instances(&newer.itip).as_ref(),
+        older,
+        instances(&older.itip).as_ref(),
+    )
+}
+
+/// [`supersedes`], with each message's [`instances`] already worked out: the items of
+/// one change share their text, so a commit works them out once per text.
+pub fn covers(
+    newer: &QueueItem,
+    new: Option<&BTreeSet<String>>,
+    older: &QueueItem,
+    old: Option<&BTreeSet<String>>,
+) -> bool {
     if order_key(newer) != order_key(older)
         || !matches!(newer.method.as_str(), "REQUEST" | "CANCEL")
         || !matches!(older.method.as_str(), "REQUEST" | "ADD" | "CANCEL")
     {
         return false;
     }
-    let (Some(new), Some(old)) = (instances(&newer.itip), instances(&older.itip)) else {
+    let (Some(new), Some(old)) = (new, old) else {
         return false;
     };
-    new.contains("") || (!old.contains("") && old.is_subset(&new))
+    new.contains("") || (!old.contains("") && old.is_subset(new))
 }
 
 /// The instances a message is about: each component's RECURRENCE-ID (as calcard reads
 /// it), `""` for the master.
-fn instances(itip: &str) -> Option<BTreeSet<String>> {
+pub fn instances(itip: &str) -> Option<BTreeSet<String>> {
     let cal = ICalendar::parse(itip).ok()?;
     let set: BTreeSet<String> = cal
         .components
@@ -77,7 +93,9 @@ mod tests {
                 "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:{method}\r\n\
                  BEGIN:VEVENT\r\nUID:u1\r\n{rid}DTSTAMP:20300101T000000Z\r\n\
                  DTSTART:20300102T100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-            ),
+            )
+            .into(),
+            body: None,
             summary: SummaryRecord::Invite,
             status_object: None,
             last_error: None,

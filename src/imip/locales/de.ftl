@@ -79,6 +79,10 @@ partstat = { $partstat ->
    *[needs-action] Antwort ausstehend
   }
 delegated-to = delegiert an { $delegate }
+attendees-more = { $count ->
+    [1] und 1 weitere Person
+   *[other] und { $count } weitere Personen
+  }
 field = { $property ->
     [DTSTART] Beginn
     [DTEND] Ende

@@ -80,6 +80,10 @@ partstat = { $partstat ->
    *[needs-action] Awaiting reply
   }
 delegated-to = delegated to { $delegate }
+attendees-more = { $count ->
+    [1] and 1 other
+   *[other] and { $count } others
+  }
 field = { $property ->
     [DTSTART] Start
     [DTEND] End

@@ -79,6 +79,10 @@ partstat = { $partstat ->
    *[needs-action] En attente de réponse
   }
 delegated-to = délégué à { $delegate }
+attendees-more = { $count ->
+    [1] et 1 autre personne
+   *[other] et { $count } autres personnes
+  }
 field = { $property ->
     [DTSTART] Début
     [DTEND] Fin
