@@ -25,6 +25,18 @@ pub fn with_schedule_status(
     attendee: &CalAddress,
     status: &str,
 ) -> Option<ICalendar> {
+    with_schedule_statuses(cal, &[(attendee.clone(), status)])
+}
+
+/// [`with_schedule_status`] for many attendees in one pass (the statuses of a change
+/// mailed to 1,000 attendees: one copy of the calendar, not 1,000). When an attendee
+/// is named twice, the later status wins.
+pub fn with_schedule_statuses(
+    cal: &ICalendar,
+    statuses: &[(CalAddress, &str)],
+) -> Option<ICalendar> {
+    let wanted: std::collections::HashMap<&CalAddress, &str> =
+        statuses.iter().map(|(a, s)| (a, *s)).collect();
     let mut out = cal.clone();
     let mut changed = false;
     for comp in out
@@ -33,11 +45,12 @@ pub fn with_schedule_status(
         .filter(|c| c.component_type.is_scheduling_object())
     {
         for entry in comp.entries.iter_mut() {
-            if entry.name != ICalendarProperty::Attendee
-                || entry_address(entry).as_ref() != Some(attendee)
-            {
+            if entry.name != ICalendarProperty::Attendee {
                 continue;
             }
+            let Some(status) = entry_address(entry).and_then(|a| wanted.get(&a).copied()) else {
+                continue;
+            };
             let current: Vec<&str> = entry
                 .parameters(&ICalendarParameterName::ScheduleStatus)
                 .filter_map(|v| v.as_text())

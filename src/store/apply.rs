@@ -439,16 +439,8 @@ impl Applier<'_> {
         key: &str,
         statuses: &[(CalAddress, &str)],
     ) -> Result<bool, ApplyError> {
-        let with_all = |cal: &ICalendar| -> Option<ICalendar> {
-            let mut current: Option<ICalendar> = None;
-            for (attendee, status) in statuses {
-                let base = current.as_ref().unwrap_or(cal);
-                if let Some(next) = itip::status::with_schedule_status(base, attendee, status) {
-                    current = Some(next);
-                }
-            }
-            current
-        };
+        let with_all =
+            |cal: &ICalendar| itip::status::with_schedule_statuses(cal, statuses);
         for _ in 0..ATTEMPTS {
             let (bytes, text) = match self.store.read(key) {
                 Ok(Some(found)) => found,
