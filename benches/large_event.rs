@@ -95,6 +95,14 @@ impl Handoff {
             Handoff::Relay => "relay (SMTP sink)",
         }
     }
+
+    /// The word of `LARGE_ONLY` that picks it.
+    fn word(self) -> &'static str {
+        match self {
+            Handoff::Outbox => "outbox",
+            Handoff::Relay => "relay",
+        }
+    }
 }
 
 /// A new event with `n` external attendees, as a client would save it.
@@ -421,26 +429,32 @@ impl Site {
         }
     }
 
-    /// Waits until the organizer's file `name` shows a delivery status for all
-    /// `attendees` and has not changed for 300 ms; returns its text.
-    fn settled(&self, name: &str, attendees: usize) -> String {
-        let path = self.calendar().join(name);
+    /// Waits until each of the organizer's files `names` shows a delivery status for
+    /// all `attendees` and none has changed for 300 ms; returns their texts.
+    fn settled(&self, names: &[String], attendees: usize) -> Vec<String> {
+        let paths: Vec<PathBuf> = names.iter().map(|n| self.calendar().join(n)).collect();
         let deadline = Instant::now() + SETTLE;
-        let mut last = String::new();
+        let mut last: Vec<String> = vec![String::new(); paths.len()];
         let mut stable_since = Instant::now();
         loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if text != last {
-                last = text;
-                stable_since = Instant::now();
+            let mut done = 0;
+            for (path, last) in paths.iter().zip(last.iter_mut()) {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                if text != *last {
+                    *last = text;
+                    stable_since = Instant::now();
+                }
+                if unfold(last).matches("SCHEDULE-STATUS=").count() >= attendees {
+                    done += 1;
+                }
             }
-            let statuses = unfold(&last).matches("SCHEDULE-STATUS=").count();
-            if statuses >= attendees && stable_since.elapsed() >= Duration::from_millis(300) {
+            if done == paths.len() && stable_since.elapsed() >= Duration::from_millis(300) {
                 return last;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{name}: {statuses} of {attendees} delivery statuses within {} s; daemon log:\n{}",
+                    "{done} of {} files show {attendees} delivery statuses within {} s; daemon log:\n{}",
+                    paths.len(),
                     SETTLE.as_secs(),
                     self.log_tail(4000)
                 );
@@ -560,6 +574,10 @@ impl Seen {
 /// What one large-event run measured.
 struct Outcome {
     invite: Duration,
+    /// The state file of the fresh daemon, before the invitation.
+    state_fresh: u64,
+    /// The largest state file while the invitation was handed off.
+    invite_state_max: u64,
     queued: Duration,
     queued_stamp: Option<Duration>,
     handed_off: Duration,
@@ -574,14 +592,7 @@ struct Outcome {
 }
 
 fn run_large(handoff: Handoff, n: usize, run: usize) -> Outcome {
-    let label = format!(
-        "{}-{n}-{run}",
-        if handoff == Handoff::Relay {
-            "relay"
-        } else {
-            "outbox"
-        }
-    );
+    let label = format!("{}-{n}-{run}", handoff.word());
     let sink = (handoff == Handoff::Relay).then(Sink::start);
     let mut site = Site::new(&label, sink.as_ref().map(Sink::addr));
     let seen = Seen::new(sink, &site.dir.join("outbox"));
@@ -594,15 +605,21 @@ fn run_large(handoff: Handoff, n: usize, run: usize) -> Outcome {
 
     // The invitation: not the figure, but it fills the store and warms the daemon.
     std::thread::sleep(Duration::from_millis(100));
+    let state_fresh = file_size(&site.state_file());
+    let sampler = SizeSampler::start(site.state_file());
     let (invited, _) = save(&calendar, &name, &event(&uid, n));
     seen.wait_for(n, "invitation", &site);
+    let invite_state_max = sampler.finish().max(file_size(&site.state_file()));
     let invite = seen
         .mails(0)
         .iter()
         .map(|m| m.at)
         .max()
         .map_or(Duration::ZERO, |at| at.saturating_duration_since(invited));
-    let before = site.settled(&name, n);
+    let before = site
+        .settled(std::slice::from_ref(&name), n)
+        .pop()
+        .unwrap_or_default();
     let after = updated(&before);
 
     // The timed update.
@@ -640,6 +657,8 @@ fn run_large(handoff: Handoff, n: usize, run: usize) -> Outcome {
     site.stop();
     Outcome {
         invite,
+        state_fresh,
+        invite_state_max,
         queued: queued.read_at.saturating_duration_since(saved),
         queued_stamp: queued.stamp.and_then(|s| s.duration_since(saved_wall).ok()),
         handed_off: last.saturating_duration_since(saved),
@@ -691,10 +710,15 @@ fn engine_only(before: &str, after: &str) -> (Duration, Duration) {
 
 /// Throughput: `events` 10-attendee events created in one burst, then updated in one
 /// burst, to the outbox. Returns (invites/s, updates/s, daemon CPU).
-fn run_throughput(events: usize, run: usize) -> (f64, f64, Duration) {
+fn run_throughput(handoff: Handoff, events: usize, run: usize) -> Throughput {
     const ATTENDEES: usize = 10;
-    let mut site = Site::new(&format!("throughput-{run}"), None);
-    let seen = Seen::new(None, &site.dir.join("outbox"));
+    let sink = (handoff == Handoff::Relay).then(Sink::start);
+    let mut site = Site::new(
+        &format!("throughput-{}-{run}", handoff.word()),
+        sink.as_ref().map(Sink::addr),
+    );
+    let seen = Seen::new(sink, &site.dir.join("outbox"));
+    let tail = LogTail::start(site.log_file());
     let pid = site.start();
     let calendar = site.calendar();
     let names: Vec<String> = (0..events).map(|k| format!("ev-{k}.ics")).collect();
@@ -720,20 +744,59 @@ fn run_throughput(events: usize, run: usize) -> (f64, f64, Duration) {
     let first = first.unwrap_or_else(Instant::now);
     seen.wait_for(events * ATTENDEES, "throughput invitations", &site);
     let invites = rate(first, &seen.mails(0));
-    let currents: Vec<String> = names.iter().map(|n| site.settled(n, ATTENDEES)).collect();
+    let currents = site.settled(&names, ATTENDEES);
 
     seen.forget();
+    let base = seen.count();
     let mut first = None;
     for (name, current) in names.iter().zip(&currents) {
         let (at, _) = save(&calendar, name, &updated(current));
         first.get_or_insert(at);
     }
     let first = first.unwrap_or_else(Instant::now);
-    seen.wait_for(events * ATTENDEES, "throughput updates", &site);
-    let updates = rate(first, &seen.mails(0));
+    seen.wait_for(base + events * ATTENDEES, "throughput updates", &site);
+    let updates = rate(first, &seen.mails(base));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last_queued = loop {
+        let lines: Option<Vec<QueuedLine>> = names
+            .iter()
+            .map(|n| tail.find(&format!("alice/calendar/{n}"), ATTENDEES, first))
+            .collect();
+        if let Some(lines) = lines {
+            break lines.into_iter().map(|l| l.read_at).max().unwrap_or(first);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every update logged `changed: queued`; daemon log:\n{}",
+            site.log_tail(4000)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let updates_queued = events as f64
+        / last_queued
+            .saturating_duration_since(first)
+            .as_secs_f64()
+            .max(1e-9);
     let cpu = common::cpu_time_of_pid(pid);
     site.stop();
-    (invites, updates, cpu)
+    Throughput {
+        invites,
+        updates,
+        updates_queued,
+        cpu,
+    }
+}
+
+/// What one throughput run measured (events/s).
+struct Throughput {
+    /// New events: first save → last mail in the outbox.
+    invites: f64,
+    /// Updates: first save → last mail in the outbox.
+    updates: f64,
+    /// Updates: first save → last `changed: queued` line read.
+    updates_queued: f64,
+    /// Daemon CPU time for the whole run.
+    cpu: Duration,
 }
 
 fn median_f64(values: &mut [f64]) -> f64 {
@@ -766,6 +829,8 @@ struct Row {
     handoff: Handoff,
     n: usize,
     invite: Duration,
+    state_fresh: u64,
+    invite_state_max: u64,
     queued: Duration,
     queued_stamp: Duration,
     handed_off: Duration,
@@ -797,6 +862,8 @@ fn row(handoff: Handoff, n: usize, outcomes: &[Outcome]) -> Row {
         handoff,
         n,
         invite: durations(|o| o.invite),
+        state_fresh: sizes(|o| o.state_fresh),
+        invite_state_max: sizes(|o| o.invite_state_max),
         queued: durations(|o| o.queued),
         queued_stamp: durations(|o| o.queued_stamp.unwrap_or_default()),
         handed_off: durations(|o| o.handed_off),
@@ -852,8 +919,8 @@ fn main() {
 
     let mut rows = Vec::new();
     for &n in &sizes {
-        for (handoff, word) in [(Handoff::Outbox, "outbox"), (Handoff::Relay, "relay")] {
-            if !keep(word) {
+        for handoff in [Handoff::Outbox, Handoff::Relay] {
+            if !keep(handoff.word()) {
                 continue;
             }
             let outcomes: Vec<Outcome> = (0..runs)
@@ -861,7 +928,7 @@ fn main() {
                     let o = run_large(handoff, n, run);
                     eprintln!(
                         "{n} attendees, {} run {}: invite {}, queued {} (log stamp {}), \
-                         handed off {}, state {} → {} (max {}), RSS {} MiB, CPU {}",
+                         handed off {}, state {} → {} (max {}; invite {} → {}), RSS {} MiB, CPU {}",
                         handoff.name(),
                         run + 1,
                         show(o.invite),
@@ -871,6 +938,8 @@ fn main() {
                         mib(o.state_before),
                         mib(o.state_after),
                         mib(o.state_max),
+                        mib(o.state_fresh),
+                        mib(o.invite_state_max),
                         o.rss_kib / 1024,
                         show(o.cpu),
                     );
@@ -880,26 +949,39 @@ fn main() {
             rows.push(row(handoff, n, &outcomes));
         }
     }
-    let mut throughput = None;
-    if keep("throughput") {
+    let mut throughput = Vec::new();
+    for handoff in [Handoff::Outbox, Handoff::Relay] {
+        if !keep("throughput") || !keep(handoff.word()) {
+            continue;
+        }
         let mut invites = Vec::new();
         let mut updates = Vec::new();
+        let mut queued = Vec::new();
         let mut cpu = Samples::new();
         for run in 0..runs {
-            let (i, u, c) = run_throughput(events, run);
+            let t = run_throughput(handoff, events, run);
             eprintln!(
-                "throughput run {}: invites {i:.0}/s, updates {u:.0}/s, CPU {}",
+                "throughput {} run {}: invites {:.0}/s, updates {:.0}/s handed off, {:.0}/s queued, CPU {}",
+                handoff.name(),
                 run + 1,
-                show(c)
+                t.invites,
+                t.updates,
+                t.updates_queued,
+                show(t.cpu)
             );
-            invites.push(i);
-            updates.push(u);
-            cpu.push(c);
+            invites.push(t.invites);
+            updates.push(t.updates);
+            queued.push(t.updates_queued);
+            cpu.push(t.cpu);
         }
-        throughput = Some((
-            median_f64(&mut invites),
-            median_f64(&mut updates),
-            cpu.median(),
+        throughput.push((
+            handoff,
+            Throughput {
+                invites: median_f64(&mut invites),
+                updates: median_f64(&mut updates),
+                updates_queued: median_f64(&mut queued),
+                cpu: cpu.median(),
+            },
         ));
     }
     let load_end = load_average();
@@ -917,39 +999,52 @@ fn main() {
     );
     println!(
         "| attendees | handoff | save → all queued (log read; log stamp) | save → all handed off | \
-         invite → all handed off | engine only | engine bytes to bytes | daemon / engine only | \
-         state before → after (max) | state growth | daemon peak RSS | daemon CPU | mail bytes | per mail |"
+         engine only | engine bytes to bytes | daemon / engine only | state, update: before → max (→ when handed off) | \
+         state, invite: fresh → max | daemon peak RSS | daemon CPU | mail bytes | per mail | invite → all handed off |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} ({}) | {} | {} | {} | {} | {:.0}× | {} → {} ({}) | {} | {} MiB | {} | {:.1} MB | {:.1} KB |",
+            "| {} | {} | {} ({}) | {} | {} | {} | {:.0}× | {} → {} ({}; → {}) | {} → {} ({}) | {} MiB | {} | {:.1} MB | {:.1} KB | {} |",
             r.n,
             r.handoff.name(),
             show(r.queued),
             show(r.queued_stamp),
             show(r.handed_off),
-            show(r.invite),
             show(r.engine),
             show(r.engine_bytes),
             r.handed_off.as_secs_f64() / r.engine.as_secs_f64().max(1e-12),
             mib(r.state_before),
-            mib(r.state_after),
             mib(r.state_max),
             signed_mib(r.state_before, r.state_max),
+            mib(r.state_after),
+            mib(r.state_fresh),
+            mib(r.invite_state_max),
+            signed_mib(r.state_fresh, r.invite_state_max),
             r.rss_kib / 1024,
             show(r.cpu),
             r.mail_bytes as f64 / 1e6,
             r.mail_bytes as f64 / 1e3 / r.n as f64,
+            show(r.invite),
         );
     }
-    if let Some((invites, updates, cpu)) = throughput {
+    if !throughput.is_empty() {
         println!(
-            "\nThroughput, {events} events of 10 attendees in one burst to the outbox \
-             (engine + mail): new events {invites:.0}/s, updates {updates:.0}/s \
-             (daemon CPU for both bursts: {})",
-            show(cpu)
+            "\nThroughput: {events} events of 10 attendees saved in one burst, then all updated \
+             in one burst (engine + mail); events/s from the first save:\n"
         );
+        println!("| handoff | new events, all handed off | updates, all handed off | updates, all queued | daemon CPU (both bursts) |");
+        println!("|---|---:|---:|---:|---:|");
+        for (handoff, t) in &throughput {
+            println!(
+                "| {} | {:.0}/s | {:.0}/s | {:.0}/s | {} |",
+                handoff.name(),
+                t.invites,
+                t.updates,
+                t.updates_queued,
+                show(t.cpu)
+            );
+        }
     }
 
     // The issue's table, for the largest size measured.
@@ -971,9 +1066,11 @@ fn main() {
             handed.join(", ")
         );
         println!(
-            "| same: state database growth | {} (max while draining; {} when all handed off) |",
+            "| same: state database growth | update {} (largest file while draining; {} when all handed off); \
+             the invitation before it, on a fresh state: {} |",
             signed_mib(r.state_before, r.state_max),
-            signed_mib(r.state_before, r.state_after)
+            signed_mib(r.state_before, r.state_after),
+            signed_mib(r.state_fresh, r.invite_state_max),
         );
         let rss: Vec<String> = [Handoff::Outbox, Handoff::Relay]
             .into_iter()
@@ -991,7 +1088,21 @@ fn main() {
             r.handed_off.as_secs_f64() / r.engine.as_secs_f64().max(1e-12)
         );
     }
-    if let Some((_, updates, _)) = throughput {
-        println!("| 10-attendee update through the daemon path (engine + mail), events/s | {updates:.0}/s |");
+    if !throughput.is_empty() {
+        let rates: Vec<String> = throughput
+            .iter()
+            .map(|(h, t)| {
+                format!(
+                    "{:.0}/s {} ({:.0}/s queued)",
+                    t.updates,
+                    h.name(),
+                    t.updates_queued
+                )
+            })
+            .collect();
+        println!(
+            "| 10-attendee update through the daemon path (engine + mail), events/s | {} |",
+            rates.join(", ")
+        );
     }
 }
