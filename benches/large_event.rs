@@ -41,7 +41,8 @@
 //! outbox), for the invites and for the updates.
 //!
 //! Environment: `LARGE_SIZES` (default `10,100,1000`), `LARGE_ONLY` (words picking
-//! runs: `outbox` `relay` `throughput`), `LARGE_RUNS` (runs per size and way, fresh
+//! runs: `outbox` `relay` `sizes` `throughput`; within each kind it names, only the
+//! named ones run), `LARGE_RUNS` (runs per size and way, fresh
 //! daemon each, median reported; default 1), `LARGE_EVENTS` (default 200),
 //! `LARGE_ATTENDEE_LIST` (when set, `attendee_list = "<value>"` in `[mail]`),
 //! `LARGE_WRAP` (a command the daemon runs under, e.g. `valgrind --tool=callgrind`),
@@ -914,13 +915,19 @@ fn main() {
         .map(|w| w.trim().to_string())
         .filter(|w| !w.is_empty())
         .collect();
-    let keep = |word: &str| only.is_empty() || only.iter().any(|w| w == word);
+    // Within each kind of word (ways: outbox, relay; runs: sizes, throughput) that
+    // LARGE_ONLY names, only the named ones run.
+    let keep = |kind: &[&str], word: &str| {
+        !kind.iter().any(|k| only.iter().any(|w| w == k)) || only.iter().any(|w| w == word)
+    };
+    const WAYS: [&str; 2] = ["outbox", "relay"];
+    const RUNS: [&str; 2] = ["sizes", "throughput"];
     let load_start = load_average();
 
     let mut rows = Vec::new();
     for &n in &sizes {
         for handoff in [Handoff::Outbox, Handoff::Relay] {
-            if !keep(handoff.word()) {
+            if !keep(&RUNS, "sizes") || !keep(&WAYS, handoff.word()) {
                 continue;
             }
             let outcomes: Vec<Outcome> = (0..runs)
@@ -951,7 +958,7 @@ fn main() {
     }
     let mut throughput = Vec::new();
     for handoff in [Handoff::Outbox, Handoff::Relay] {
-        if !keep("throughput") || !keep(handoff.word()) {
+        if !keep(&RUNS, "throughput") || !keep(&WAYS, handoff.word()) {
             continue;
         }
         let mut invites = Vec::new();
