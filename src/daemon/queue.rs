@@ -329,75 +329,77 @@ impl Worker<'_> {
         }
     }
 
-    /// Records an attempt durably: the item leaves the queue or waits for its next
-    /// try. Returns the delivery status the organizer's copy is to get, for
-    /// [`Self::record_statuses`]: the statuses of one change's deliveries are written
-    /// together, one rewrite of the organizer's file instead of one per attendee. (A
-    /// status is information for the organizer; a crash before it is written loses
-    /// the status, never a message.)
+    /// Records attempts durably, in one commit: each item leaves the queue or waits
+    /// for its next try. Returns the delivery statuses the organizers' copies are to
+    /// get, for [`Self::record_statuses`]: the statuses of one change's deliveries
+    /// are written together, one rewrite of the organizer's file instead of one per
+    /// attendee. (A status is information for the organizer; a crash before it is
+    /// written loses the status, never a message.)
     pub fn settle(
         &self,
-        item: &QueueItem,
-        attempt: &Attempt,
+        attempts: &[(QueueItem, Attempt)],
         now: i64,
         random: &mut impl RandomSource,
-    ) -> Result<Option<StatusNote>, StateError> {
+    ) -> Result<Vec<StatusNote>, StateError> {
         let mut batch = Batch::default();
-        let status = match attempt {
-            Attempt::Delivered(status) => {
-                if let (true, Some(object)) = (*status == SENT, &item.status_object) {
-                    batch.sent.push(SentRecord {
-                        id: item.id,
-                        at: now,
-                        uid: item.uid.clone(),
-                        rcpt: item.rcpt.clone(),
-                        status_object: object.clone(),
-                    });
-                }
-                batch.dequeue.push(item.id);
-                Some(*status)
-            }
-            Attempt::Failed(status, _) => {
-                batch.dequeue.push(item.id);
-                Some(*status)
-            }
-            Attempt::Retry(reason) => {
-                let age = Duration::from_secs((now - item.created).max(0) as u64);
-                match self
-                    .settings
-                    .retry
-                    .after_temporary_failure(item.attempts + 1, age, random)
-                {
-                    Decision::RetryAfter(delay) => {
-                        let mut next = item.clone();
-                        next.attempts += 1;
-                        next.next_attempt = now + delay.as_secs().max(1) as i64;
-                        next.last_error = Some(reason.clone());
-                        batch.requeue.push(next);
-                        None
+        let mut notes = Vec::new();
+        for (item, attempt) in attempts {
+            let status = match attempt {
+                Attempt::Delivered(status) => {
+                    if let (true, Some(object)) = (*status == SENT, &item.status_object) {
+                        batch.sent.push(SentRecord {
+                            id: item.id,
+                            at: now,
+                            uid: item.uid.clone(),
+                            rcpt: item.rcpt.clone(),
+                            status_object: object.clone(),
+                        });
                     }
-                    Decision::GiveUp(_) => {
-                        tracing::warn!(id = item.id, rcpt = %item.rcpt, %reason, "giving up: undeliverable for too long");
-                        batch.dequeue.push(item.id);
-                        Some(FAILED)
+                    batch.dequeue.push(item.id);
+                    Some(*status)
+                }
+                Attempt::Failed(status, _) => {
+                    batch.dequeue.push(item.id);
+                    Some(*status)
+                }
+                Attempt::Retry(reason) => {
+                    let age = Duration::from_secs((now - item.created).max(0) as u64);
+                    match self.settings.retry.after_temporary_failure(
+                        item.attempts + 1,
+                        age,
+                        random,
+                    ) {
+                        Decision::RetryAfter(delay) => {
+                            let mut next = item.clone();
+                            next.attempts += 1;
+                            next.next_attempt = now + delay.as_secs().max(1) as i64;
+                            next.last_error = Some(reason.clone());
+                            batch.requeue.push(next);
+                            None
+                        }
+                        Decision::GiveUp(_) => {
+                            tracing::warn!(id = item.id, rcpt = %item.rcpt, %reason, "giving up: undeliverable for too long");
+                            batch.dequeue.push(item.id);
+                            Some(FAILED)
+                        }
                     }
                 }
+            };
+            if let (Some(status), Some(object)) = (status, &item.status_object) {
+                notes.extend(CalAddress::parse(&item.rcpt).map(|rcpt| StatusNote {
+                    object: object.clone(),
+                    rcpt,
+                    status,
+                }));
             }
-        };
+        }
         // Sent records older than a bounce can be are forgotten as new ones come.
         let horizon = now - self.settings.retry.max_age.as_secs() as i64 - 86_400;
         if !batch.sent.is_empty() {
             batch.forget_sent = self.state.sent_before(horizon)?;
         }
         self.state.commit(batch)?;
-        Ok(match (status, &item.status_object) {
-            (Some(status), Some(object)) => CalAddress::parse(&item.rcpt).map(|rcpt| StatusNote {
-                object: object.clone(),
-                rcpt,
-                status,
-            }),
-            _ => None,
-        })
+        Ok(notes)
     }
 
     /// Writes delivery statuses into the organizers' copies, one write per object.

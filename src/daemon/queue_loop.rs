@@ -11,7 +11,7 @@ use crate::itip::status::SENT;
 use crate::smtp::relay::{RelayAuth, RelayConfig, RelayTls};
 use crate::smtp::retry::{RandomSource, SplitMix64};
 use crate::smtp::transport::Transport;
-use crate::store::state::Route;
+use crate::store::state::{QueueItem, Route};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch as signal_watch;
@@ -30,12 +30,23 @@ pub async fn queue_loop<T: Transport>(
     let mut statuses: Vec<StatusNote> = Vec::new();
     // The mail of the change being delivered, prepared once for all its recipients.
     let mut mails = MailCache::default();
+    // Attempts made but not yet recorded: emails handed off are recorded together,
+    // up to SETTLE_BATCH or SETTLE_WAIT, one commit instead of one per email. A crash
+    // in between sends those again with the same Message-ID (as a crash between a
+    // handoff and its record always could); nothing is lost.
+    let mut attempts = Settling::default();
     loop {
         let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
         for item in due {
-            let other_object = statuses
-                .last()
-                .is_some_and(|n| item.status_object.as_deref() != Some(n.object.as_str()));
+            let other_object = (statuses.last().map(|n| n.object.as_str()))
+                .or(attempts.last_object())
+                .is_some_and(|object| item.status_object.as_deref() != Some(object));
+            let local = matches!(item.route, Route::Local { .. });
+            if *shutdown.borrow() || other_object || local {
+                attempts
+                    .record(&shared, &settings, &mut random, &mut statuses)
+                    .await?;
+            }
             if *shutdown.borrow() || other_object {
                 record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
             }
@@ -90,17 +101,17 @@ pub async fn queue_loop<T: Transport>(
                     tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
                 }
             }
-            let (s, settings, item) = (shared.clone(), settings.clone(), item.clone());
-            let mut r = SplitMix64::new(random.next_u64());
-            let status = tokio::task::spawn_blocking(move || {
-                s.with_worker(&settings, |worker| {
-                    s.with_store_lock(|| worker.settle(&item, &attempt, now(), &mut r))
-                })
-            })
-            .await
-            .map_err(|e| DaemonError::Setup(format!("recording a delivery stopped: {e}")))??;
-            statuses.extend(status);
+            attempts.push(item, attempt);
+            // A local delivery changed a calendar: recorded at once, as before.
+            if local || attempts.full() {
+                attempts
+                    .record(&shared, &settings, &mut random, &mut statuses)
+                    .await?;
+            }
         }
+        attempts
+            .record(&shared, &settings, &mut random, &mut statuses)
+            .await?;
         record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
         let next = shared.with_worker(&settings, |worker| worker.next_due())?;
         let wait = match next {
@@ -115,6 +126,65 @@ pub async fn queue_loop<T: Transport>(
             _ = shared.queue_wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// At most this many attempts wait to be recorded together.
+const SETTLE_BATCH: usize = 64;
+/// And none of them longer than this.
+const SETTLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Attempts made and not yet recorded.
+#[derive(Default)]
+struct Settling {
+    attempts: Vec<(QueueItem, Attempt)>,
+    since: Option<std::time::Instant>,
+}
+
+impl Settling {
+    fn push(&mut self, item: QueueItem, attempt: Attempt) {
+        self.since.get_or_insert_with(std::time::Instant::now);
+        self.attempts.push((item, attempt));
+    }
+
+    /// The organizer's object of the last attempt, if any waits.
+    fn last_object(&self) -> Option<&str> {
+        self.attempts
+            .last()
+            .and_then(|(item, _)| item.status_object.as_deref())
+    }
+
+    /// True when the attempts should be recorded now.
+    fn full(&self) -> bool {
+        self.attempts.len() >= SETTLE_BATCH
+            || self.since.is_some_and(|t| t.elapsed() >= SETTLE_WAIT)
+    }
+
+    /// Records the waiting attempts in one commit; their delivery statuses join
+    /// `statuses`.
+    async fn record(
+        &mut self,
+        shared: &Arc<Shared>,
+        settings: &Arc<QueueSettings>,
+        random: &mut SplitMix64,
+        statuses: &mut Vec<StatusNote>,
+    ) -> Result<(), DaemonError> {
+        if self.attempts.is_empty() {
+            return Ok(());
+        }
+        let attempts = std::mem::take(&mut self.attempts);
+        self.since = None;
+        let (s, settings) = (shared.clone(), settings.clone());
+        let mut r = SplitMix64::new(random.next_u64());
+        let notes = tokio::task::spawn_blocking(move || {
+            s.with_worker(&settings, |worker| {
+                s.with_store_lock(|| worker.settle(&attempts, now(), &mut r))
+            })
+        })
+        .await
+        .map_err(|e| DaemonError::Setup(format!("recording a delivery stopped: {e}")))??;
+        statuses.extend(notes);
+        Ok(())
     }
 }
 

@@ -348,10 +348,9 @@ impl Relay {
             .rcpt_to(&envelope.recipient, &rcpt_params)
             .await
             .map_err(|e| (Stage::RcptTo, e))?;
-        // mail-send always appends CRLF "." CRLF; without this the message would gain
-        // an empty last line.
-        let body = message.strip_suffix(b"\r\n").unwrap_or(message);
-        client.data(body).await.map_err(|e| (Stage::Data, e))
+        send_data(client, message)
+            .await
+            .map_err(|e| (Stage::Data, e))
     }
 
     /// A failure before any message-specific command: always temporary.
@@ -535,5 +534,70 @@ mod tests {
             password: "hunter2".into(),
         };
         assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+}
+
+/// DATA: the message dot-stuffed in one pass and written in one piece, then the
+/// reply. (mail-send's own `data` stuffs byte by byte inside its future, a quarter of
+/// the daemon's CPU when a 1,000-attendee change sends 280 MB.)
+async fn send_data<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    message: &[u8],
+) -> mail_send::Result<Response<String>> {
+    use mail_send::smtp::AssertReply;
+    use tokio::io::AsyncWriteExt;
+    client.cmd(b"DATA\r\n").await?.assert_code(354)?;
+    let stuffed = dot_stuffed(message);
+    let timeout = client.timeout;
+    tokio::time::timeout(timeout, async {
+        client.stream.write_all(&stuffed).await?;
+        // The message ends with CRLF; the terminator adds only the dot line.
+        let end: &[u8] = if stuffed.ends_with(b"\r\n") {
+            b".\r\n"
+        } else {
+            b"\r\n.\r\n"
+        };
+        client.stream.write_all(end).await?;
+        client.stream.flush().await?;
+        client.read().await
+    })
+    .await
+    .map_err(|_| mail_send::Error::Timeout)??
+    .into_positive_completion()
+}
+
+/// `message` with a dot added before every line that starts with one (RFC 5321
+/// §4.5.2), so no line of it can end the DATA early.
+fn dot_stuffed(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let starts = message.first() == Some(&b'.');
+    let mut lines = memchr::memmem::find_iter(message, b"\n.").peekable();
+    if !starts && lines.peek().is_none() {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = Vec::with_capacity(message.len() + 64);
+    if starts {
+        out.push(b'.');
+    }
+    let mut from = 0;
+    for at in lines {
+        out.extend_from_slice(&message[from..=at]);
+        out.push(b'.');
+        from = at + 1;
+    }
+    out.extend_from_slice(&message[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod data_tests {
+    use super::dot_stuffed;
+
+    #[test]
+    fn every_line_that_starts_with_a_dot_gets_another() {
+        assert_eq!(&*dot_stuffed(b"a\r\nb\r\n"), b"a\r\nb\r\n");
+        assert_eq!(
+            &*dot_stuffed(b".a\r\n.\r\n..b\r\nc.d\r\n"),
+            b"..a\r\n..\r\n...b\r\nc.d\r\n"
+        );
     }
 }

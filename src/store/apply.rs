@@ -439,8 +439,7 @@ impl Applier<'_> {
         key: &str,
         statuses: &[(CalAddress, &str)],
     ) -> Result<bool, ApplyError> {
-        let with_all =
-            |cal: &ICalendar| itip::status::with_schedule_statuses(cal, statuses);
+        let with_all = |cal: &ICalendar| itip::status::with_schedule_statuses(cal, statuses);
         for _ in 0..ATTEMPTS {
             let (bytes, text) = match self.store.read(key) {
                 Ok(Some(found)) => found,
