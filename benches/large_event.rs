@@ -35,16 +35,18 @@
 //!   file, already parsed (as benches/engine.rs), median of ≥ 5 runs; and the ratio
 //!   daemon (save → all handed off) / engine only.
 //!
-//! And a throughput row: `LARGE_EVENTS` (default 200) different 10-attendee events,
-//! created in one burst, settled, then all updated in one burst; events/s = events /
-//! (time from the first rename until the last of the 10 × events mails is in the
-//! outbox), for the invites and for the updates.
+//! And throughput rows, through the outbox and through the sink: `LARGE_EVENTS`
+//! (default 200) different 10-attendee events, created in one burst, settled, then
+//! all updated in one burst; events/s = events / (time from the first rename until
+//! the last of the 10 × events mails is handed off), for the invites and for the
+//! updates, and for the updates up to the last `changed: queued` line.
 //!
 //! Environment: `LARGE_SIZES` (default `10,100,1000`), `LARGE_ONLY` (words picking
 //! runs: `outbox` `relay` `sizes` `throughput`; within each kind it names, only the
 //! named ones run), `LARGE_RUNS` (runs per size and way, fresh
 //! daemon each, median reported; default 1), `LARGE_EVENTS` (default 200),
 //! `LARGE_ATTENDEE_LIST` (when set, `attendee_list = "<value>"` in `[mail]`),
+//! `LARGE_ENGINE_BUDGET_MS` (time per engine-only measurement, default 1000),
 //! `LARGE_WRAP` (a command the daemon runs under, e.g. `valgrind --tool=callgrind`),
 //! `LARGE_SMOKE=1` (a quick check that the bench works: size 10, one run, 5 events;
 //! used by nothing in CI). Every wait is bounded (120 s to drain); a missing message
@@ -408,11 +410,25 @@ impl Site {
         log[start..].to_string()
     }
 
-    /// Starts `imipd serve` (under `LARGE_WRAP`) and waits until it runs; a daemon
-    /// that does not start fails the bench with its log.
+    /// Starts `imipd serve` (under `LARGE_WRAP`) and waits until it runs. A
+    /// configuration the daemon rejects (e.g. `LARGE_ATTENDEE_LIST` on code without
+    /// that option) fails the bench at once with `imipd check-config`'s words; a
+    /// daemon that does not start fails it with its log.
     fn start(&mut self) -> u32 {
+        let config = self.dir.join("imipd.toml");
+        let check = std::process::Command::new(env!("CARGO_BIN_EXE_imipd"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("imipd check-config runs");
+        assert!(
+            check.status.success(),
+            "imipd rejects the bench's configuration:\n{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
         let child = common::start_daemon(
-            &self.dir.join("imipd.toml"),
+            &config,
             &self.log_file(),
             "LARGE_WRAP",
             "info",
