@@ -441,6 +441,175 @@ pub struct StatusNote {
 mod tests {
     use super::*;
 
+    /// Records every email handed to it; refuses the first attempt to `refuse`.
+    struct Recording {
+        sent: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+        refuse: std::sync::Mutex<Option<String>>,
+    }
+
+    impl Transport for Recording {
+        fn send<'a>(
+            &'a self,
+            envelope: &'a Envelope,
+            message: &'a [u8],
+        ) -> impl std::future::Future<Output = Result<crate::smtp::transport::Handover, SendError>>
+               + Send
+               + 'a {
+            let refused = {
+                let mut refuse = self.refuse.lock().expect("lock");
+                let hit = refuse.as_deref() == Some(envelope.recipient.as_str());
+                if hit {
+                    *refuse = None;
+                }
+                hit
+            };
+            if !refused {
+                self.sent
+                    .lock()
+                    .expect("lock")
+                    .push((envelope.recipient.clone(), message.to_vec()));
+            }
+            async move {
+                match refused {
+                    true => Err(SendError::temporary("451 try again")),
+                    false => Ok(crate::smtp::transport::Handover {
+                        detail: "250 ok".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_emails_of_one_change_are_those_built_one_by_one_and_a_retry_sends_the_same_bytes() {
+        let dir = std::env::temp_dir().join(format!("imipd-queue-mails-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("users")).expect("dir");
+        let store = crate::store::layout::test_store(
+            &dir.join("users"),
+            crate::config::Layout::Vdir,
+            1 << 20,
+        );
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        let mut text = String::from(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\
+             UID:big\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300102T100000Z\r\nSUMMARY:All\r\n\
+             ORGANIZER;CN=Alice:mailto:alice@example.com\r\n",
+        );
+        let rcpts: Vec<String> = (0..30).map(|i| format!("P{i}@example.net")).collect();
+        for r in &rcpts {
+            text.push_str(&format!("ATTENDEE;RSVP=TRUE:mailto:{r}\r\n"));
+        }
+        text.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
+        let shared: std::sync::Arc<str> = text.into();
+        let items: Vec<QueueItem> = rcpts
+            .iter()
+            .map(|r| QueueItem {
+                id: 0,
+                created: 1_900_000_000,
+                next_attempt: 0,
+                attempts: 0,
+                route: crate::store::state::Route::Mail,
+                from: "alice@example.com".into(),
+                rcpt: r.to_ascii_lowercase(),
+                method: "REQUEST".into(),
+                uid: "big".into(),
+                itip: shared.clone(),
+                body: None,
+                summary: SummaryRecord::Invite,
+                status_object: None,
+                last_error: None,
+                changed_at_ms: None,
+            })
+            .collect();
+        state
+            .commit(Batch {
+                enqueue: items,
+                ..Batch::default()
+            })
+            .expect("queued");
+        let settings = QueueSettings {
+            mail: OutgoingOptions::default(),
+            bounces: BounceAddress::new("imipd-bounces", "example.com").expect("bounces"),
+            bounce_key: vec![7; 32],
+            retry: crate::smtp::retry::RetryPolicy::default(),
+            reply_details: crate::itip::ReplyDetails::Full,
+            rsvp: None,
+        };
+        let worker = Worker {
+            store: &store,
+            state: &state,
+            settings: &settings,
+        };
+        let out = Recording {
+            sent: Default::default(),
+            refuse: std::sync::Mutex::new(Some("P7@example.net".into())),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let mut cache = MailCache::default();
+        let mut random = crate::smtp::retry::SplitMix64::new(1);
+        let mut first = Vec::new();
+        for item in worker.due(1_900_000_010).expect("due") {
+            let attempt = runtime.block_on(worker.deliver_mail(&item, &out, &mut cache));
+            first.push((item.clone(), attempt.clone()));
+            // Each email is the one the one-shot builder makes for that item.
+            if attempt == Attempt::Delivered(SENT) {
+                let message = itip_message(&item).expect("message");
+                let alone = imip::build_message(
+                    &message,
+                    &CalAddress::parse(&item.rcpt).expect("rcpt"),
+                    &settings.mail,
+                    &Stamp {
+                        now: chrono::DateTime::from_timestamp(item.created, 0).unwrap_or_default(),
+                        unique: item.id,
+                    },
+                )
+                .expect("mail");
+                let sent = out.sent.lock().expect("lock");
+                assert!(sent.last().is_some_and(|(_, b)| *b == alone.bytes));
+            }
+        }
+        assert_eq!(first.len(), 30);
+        worker
+            .settle(&first, 1_900_000_010, &mut random)
+            .expect("settled");
+        // The refused one waits for its retry, with the text still stored once.
+        let left = state.queue().expect("queue");
+        assert_eq!(left.len(), 1);
+        assert_eq!(state.queue_texts().expect("texts").0, 1);
+        let refused_bytes = |sent: &[(String, Vec<u8>)], who: &str| {
+            sent.iter().find(|(r, _)| r == who).map(|(_, b)| b.clone())
+        };
+        // The retry, from a fresh cache as after a restart, sends the bytes the first
+        // attempt would have: those the one-shot builder makes.
+        let mut cache = MailCache::default();
+        let attempt = runtime.block_on(worker.deliver_mail(&left[0], &out, &mut cache));
+        assert_eq!(attempt, Attempt::Delivered(SENT));
+        let message = itip_message(&left[0]).expect("message");
+        let alone = imip::build_message(
+            &message,
+            &CalAddress::parse("p7@example.net").expect("rcpt"),
+            &settings.mail,
+            &Stamp {
+                now: chrono::DateTime::from_timestamp(left[0].created, 0).unwrap_or_default(),
+                unique: left[0].id,
+            },
+        )
+        .expect("mail");
+        let sent = out.sent.lock().expect("lock");
+        assert_eq!(sent.len(), 30);
+        // The envelope keeps the calendar's spelling of the local part.
+        assert_eq!(refused_bytes(&sent, "P7@example.net"), Some(alone.bytes));
+        drop(sent);
+        worker
+            .settle(&[(left[0].clone(), attempt)], 1_900_000_010, &mut random)
+            .expect("settled");
+        assert_eq!(state.queue_texts().expect("texts"), (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_envelope_recipient_keeps_the_local_part_as_written() {
         let calendar = ICalendar::parse(
