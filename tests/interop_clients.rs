@@ -117,13 +117,16 @@ struct Sample {
 }
 
 fn sample(label: String, msg: &ItipMessage) -> Option<Sample> {
+    sample_with(label, msg, &fixtures::options(Language::En))
+}
+
+fn sample_with(
+    label: String,
+    msg: &ItipMessage,
+    options: &imipd::imip::OutgoingOptions,
+) -> Option<Sample> {
     let recipient = msg.to.first()?.clone();
-    let mail = build_message(
-        msg,
-        &recipient,
-        &fixtures::options(Language::En),
-        &fixtures::stamp(),
-    )
+    let mail = build_message(msg, &recipient, options, &fixtures::stamp())
     .unwrap_or_else(|e| panic!("{label}: {e}"));
     let parsed = MessageParser::default()
         .parse(&mail.bytes)
@@ -179,8 +182,15 @@ fn samples() -> Vec<Sample> {
             out.extend(sample(label, msg));
         }
     }
+    // Under `attendee_list = "hidden"` each attendee's calendar is cut down to the
+    // organizer and themselves: it must still read as the same event.
+    let hidden = imipd::imip::OutgoingOptions {
+        attendee_list: imipd::imip::AttendeeList::Hidden,
+        ..fixtures::options(Language::En)
+    };
     for (label, msg) in example_messages() {
-        out.extend(sample(label, &msg));
+        out.extend(sample(label.clone(), &msg));
+        out.extend(sample_with(format!("{label}, attendee_list hidden"), &msg, &hidden));
     }
     out
 }
