@@ -437,3 +437,89 @@ fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_resca
         site.log()
     );
 }
+
+#[test]
+fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arrive() {
+    let site = Site::new("hidden");
+    let config = site.dir.join("imipd.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("[mail]\n", "[mail]\nattendee_list = \"hidden\"\n");
+    std::fs::write(&config, text).expect("config");
+    let daemon = site.serve();
+    eventually("startup", &site, || site.log().contains("imipd is running"));
+    let invitation = event("secret-1", "Surprise party").replace(
+        "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n",
+        "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.org\r\n",
+    );
+    write_event(
+        &site.dir.join("stores/alice/calendar"),
+        "party.ics",
+        &invitation,
+    );
+    eventually("two emails and bob's copy", &site, || {
+        site.files("outbox").len() == 2 && site.files("stores/bob/calendar").len() == 1
+    });
+    let unfolded = |path: &Path| {
+        String::from_utf8_lossy(&std::fs::read(path).expect("read")).replace("\r\n ", "")
+    };
+    let everyone = ["bob@example.com", "carol@example.net", "dave@example.org"];
+    for file in site.files("outbox") {
+        let bytes = std::fs::read(&file).expect("eml");
+        let mail = mail_parser::MessageParser::default()
+            .parse(&bytes)
+            .expect("a parsable email");
+        let to = mail
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_string();
+        // Decoded parts: the calendar (both copies) and the texts.
+        let mut seen = String::new();
+        for part in &mail.parts {
+            seen.push_str(&String::from_utf8_lossy(part.contents()).replace("\r\n ", ""));
+        }
+        for other in everyone.iter().filter(|a| **a != to) {
+            assert!(
+                !seen.contains(other),
+                "the email to {to} names {other}:\n{seen}"
+            );
+        }
+        assert!(seen.contains("ORGANIZER"), "{seen}");
+    }
+    let bob_copy = site.files("stores/bob/calendar").remove(0);
+    let copy = unfolded(&bob_copy);
+    assert!(
+        !copy.contains("carol@") && !copy.contains("dave@"),
+        "{copy}"
+    );
+    assert!(copy.contains("mailto:bob@example.com"), "{copy}");
+    // The organizer's copy keeps everyone; bob's answer from his cut-down copy lands.
+    let alice_copy = site.dir.join("stores/alice/calendar/party.ics");
+    assert!(everyone.iter().all(|a| unfolded(&alice_copy).contains(a)));
+    let accepted = std::fs::read_to_string(&bob_copy)
+        .expect("bob's copy")
+        .replace(
+            "PARTSTAT=NEEDS-ACTION:mailto:bob",
+            "PARTSTAT=ACCEPTED:mailto:bob",
+        );
+    assert!(
+        accepted.contains("PARTSTAT=ACCEPTED:mailto:bob"),
+        "{accepted}"
+    );
+    write_event(
+        bob_copy.parent().expect("folder"),
+        &bob_copy.file_name().expect("name").to_string_lossy(),
+        &accepted,
+    );
+    eventually("bob's answer in alice's copy", &site, || {
+        unfolded(&alice_copy).lines().any(|l| {
+            l.starts_with("ATTENDEE")
+                && l.ends_with("mailto:bob@example.com")
+                && l.contains("PARTSTAT=ACCEPTED")
+        })
+    });
+    assert!(everyone.iter().all(|a| unfolded(&alice_copy).contains(a)));
+    stop(daemon);
+}

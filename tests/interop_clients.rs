@@ -127,7 +127,7 @@ fn sample_with(
 ) -> Option<Sample> {
     let recipient = msg.to.first()?.clone();
     let mail = build_message(msg, &recipient, options, &fixtures::stamp())
-    .unwrap_or_else(|e| panic!("{label}: {e}"));
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     let parsed = MessageParser::default()
         .parse(&mail.bytes)
         .unwrap_or_else(|| panic!("{label}: mail does not parse"));
@@ -190,7 +190,11 @@ fn samples() -> Vec<Sample> {
     };
     for (label, msg) in example_messages() {
         out.extend(sample(label.clone(), &msg));
-        out.extend(sample_with(format!("{label}, attendee_list hidden"), &msg, &hidden));
+        out.extend(sample_with(
+            format!("{label}, attendee_list hidden"),
+            &msg,
+            &hidden,
+        ));
     }
     out
 }
