@@ -3,8 +3,8 @@
 //! Used when no relay is configured: another program (a mail client, a script running
 //! `sendmail`, an admin) picks the files up. A file appears whole or not at all: the
 //! bytes go to a dot-prefixed temporary file in the same folder, are fsynced, then the
-//! file is linked to its final name (which fails instead of overwriting) and the
-//! folder is fsynced. Names come from the Message-ID, reduced to safe characters; a
+//! file is renamed to its final name with `RENAME_NOREPLACE` (which fails instead of
+//! overwriting) and the folder is fsynced. Names come from the Message-ID, reduced to safe characters; a
 //! name already taken by a different message gets a `-2`, `-3`… suffix, while the very
 //! same bytes already there count as delivered (a retry after a crash does not
 //! duplicate). The file holds the message exactly as built; the envelope is not
@@ -73,10 +73,11 @@ impl Outbox {
                     format!("{stem}-{n}.eml")
                 };
                 let target = self.dir.join(name);
-                match fs::hard_link(&temp, &target) {
+                match move_no_replace(&temp, &target) {
                     Ok(()) => return Ok(target),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         if fs::read(&target).is_ok_and(|existing| existing == message) {
+                            let _ = fs::remove_file(&temp);
                             return Ok(target);
                         }
                     }
@@ -88,7 +89,9 @@ impl Outbox {
                 self.dir.display()
             )))
         })();
-        let _ = fs::remove_file(&temp);
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
         let target = result?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -113,6 +116,41 @@ impl Transport for Outbox {
                 detail: format!("written to {}", path.display()),
             })
         }
+    }
+}
+
+/// Gives `temp` the name `target` unless that name exists (`AlreadyExists` then):
+/// `renameat2(RENAME_NOREPLACE)`, which leaves no file to delete afterwards (on ext4
+/// every deleted inode makes the next file creations slower); a file system without
+/// it gets a hard link and an unlink, which mean the same.
+fn move_no_replace(temp: &Path, target: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (from, to) = (c(temp)?, c(target)?);
+    // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
+    let done = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            fs::hard_link(temp, target)?;
+            let _ = fs::remove_file(temp);
+            Ok(())
+        }
+        _ => Err(err),
     }
 }
 
