@@ -91,11 +91,17 @@ impl Resolver {
     /// `item` with its text, from `bodies` when it is stored there.
     pub(super) fn resolve(
         &mut self,
-        bodies: &impl ReadableTable<&'static str, &'static [u8]>,
+        bodies: Option<&impl ReadableTable<&'static str, &'static [u8]>>,
         mut item: QueueItem,
     ) -> Result<QueueItem, StateError> {
         let Some(hash) = &item.body else {
             return Ok(item);
+        };
+        let Some(bodies) = bodies else {
+            return Err(StateError::Corrupt {
+                key: format!("queue item {}", item.id),
+                reason: "it refers to a shared text, but the state has no table of them".into(),
+            });
         };
         if let Some(text) = self.loaded.get(hash) {
             item.itip = text.clone();

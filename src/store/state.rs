@@ -477,13 +477,13 @@ impl State {
     pub fn queue(&self) -> Result<Vec<QueueItem>, StateError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(QUEUE)?;
-        let texts = txn.open_table(BODIES)?;
+        let texts = texts_of(&txn)?;
         let mut resolver = Resolver::default();
         let mut out = Vec::new();
         for item in table.iter()? {
             let (key, value) = item?;
             let item = decode(&key.value().to_string(), value.value())?;
-            out.push(resolver.resolve(&texts, item)?);
+            out.push(resolver.resolve(texts.as_ref(), item)?);
         }
         Ok(out)
     }
@@ -492,11 +492,11 @@ impl State {
     pub fn queue_item(&self, id: u64) -> Result<Option<QueueItem>, StateError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(QUEUE)?;
-        let texts = txn.open_table(BODIES)?;
+        let texts = texts_of(&txn)?;
         match table.get(id)? {
             Some(value) => {
                 let item = decode(&id.to_string(), value.value())?;
-                Ok(Some(Resolver::default().resolve(&texts, item)?))
+                Ok(Some(Resolver::default().resolve(texts.as_ref(), item)?))
             }
             None => Ok(None),
         }
@@ -506,7 +506,9 @@ impl State {
     /// `status` and the tests of sharing.
     pub fn queue_texts(&self) -> Result<(u64, u64), StateError> {
         let txn = self.db.begin_read()?;
-        let texts = txn.open_table(BODIES)?;
+        let Some(texts) = texts_of(&txn)? else {
+            return Ok((0, 0));
+        };
         let mut count = 0;
         let mut bytes = 0;
         for entry in texts.iter()? {
@@ -705,6 +707,18 @@ impl Drop for Leader<'_> {
     }
 }
 
+/// The table of shared queue texts; `None` in a state of version 1 opened read-only
+/// (a dry run), which has not been migrated and keeps every text inline.
+fn texts_of(
+    txn: &ReadTransaction,
+) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>, StateError> {
+    match txn.open_table(BODIES) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Brings a state written by an older imipd to [`STATE_VERSION`], in the transaction
 /// that opens it: queue items that carry their text inline (version 1) are stored
 /// with their text in [`BODIES`], once per distinct text.
@@ -850,7 +864,7 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
                         Some(hash) => match instances.get(hash) {
                             Some(known) => known.clone(),
                             None => {
-                                let text = resolver.resolve(&texts, old.clone())?.itip;
+                                let text = resolver.resolve(Some(&texts), old.clone())?.itip;
                                 let found = supersede::instances(&text);
                                 instances.insert(hash.clone(), found.clone());
                                 found
@@ -1212,6 +1226,14 @@ mod tests {
                 }
             }
             txn.commit().expect("commit");
+        }
+        // A dry run opens it read-only: nothing is migrated, the texts read inline.
+        {
+            let dry = State::open_existing(&path).expect("read-only");
+            let queue = dry.queue().expect("queue");
+            assert_eq!(queue.len(), 3);
+            assert!(queue.iter().all(|i| &*i.itip == text && i.body.is_none()));
+            assert_eq!(dry.queue_texts().expect("texts"), (0, 0));
         }
         let state = State::open(&path).expect("open migrates");
         assert_eq!(
