@@ -23,6 +23,7 @@ use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
     ICalendarParameterValue, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
 };
+use std::collections::HashMap;
 
 /// At most this many answers are remembered per object (the newest).
 const MAX_REMEMBERED: usize = 512;
@@ -49,22 +50,38 @@ pub fn after_reply(
         return None;
     }
     let mut out = previous;
+    // Each component of `before` by its identity (the first of a key), and in each
+    // the first ATTENDEE of an address: one pass over `before`, not one per attendee
+    // of `after` (a REPLY to a 1,000-attendee meeting compared 500,000 pairs).
+    let mut old_components: HashMap<String, &ICalendarComponent> = HashMap::new();
+    for comp in scheduling_components(before) {
+        old_components.entry(component_key(comp)).or_insert(comp);
+    }
     for comp in scheduling_components(after) {
         let key = component_key(comp);
-        let Some(old) = scheduling_components(before).find(|c| component_key(c) == key) else {
+        let Some(old) = old_components.get(&key) else {
             continue;
         };
+        let mut old_attendees: Option<HashMap<CalAddress, &ICalendarEntry>> = None;
         for entry in attendees(comp) {
+            // Only an ATTENDEE with a PARTSTAT can have had its answer replaced.
+            let Some(now) = partstat(entry) else { continue };
             let Some(address) = entry_address(entry) else {
                 continue;
             };
-            let Some(old_entry) =
-                attendees(old).find(|e| entry_address(e).as_ref() == Some(&address))
-            else {
+            let index = old_attendees.get_or_insert_with(|| {
+                let mut index = HashMap::new();
+                for e in attendees(old) {
+                    if let Some(a) = entry_address(e) {
+                        index.entry(a).or_insert(e);
+                    }
+                }
+                index
+            });
+            let Some(old_entry) = index.get(&address) else {
                 continue;
             };
-            let (was, now) = (partstat(old_entry), partstat(entry));
-            let Some(now) = now else { continue };
+            let was = partstat(old_entry);
             if was.as_deref() == Some(now.as_str()) {
                 continue;
             }

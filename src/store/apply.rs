@@ -10,7 +10,8 @@
 
 use super::answers;
 use super::layout::{SkipReason, Store};
-use super::process::{queue_items, rewrite};
+use super::patch::rewrite_parsed;
+use super::process::queue_items;
 use super::state::{content_hash, Batch, ObjectRecord, State, StateError};
 use super::write::{write_then_commit, Expected, WriteError, WriteKind};
 use crate::config::User;
@@ -220,7 +221,7 @@ impl Applier<'_> {
                 });
             };
             let record = self.state.object(&key)?;
-            let written = rewrite(&text, &copy);
+            let written = rewrite_parsed(&text, &stored, &copy);
             let baseline = record
                 .as_ref()
                 .and_then(|r| r.baseline.clone())
@@ -230,12 +231,12 @@ impl Applier<'_> {
                     } else {
                         // The user's pending edit stays pending: apply the message to the
                         // baseline too, so only the edit remains between the two.
-                        match ICalendar::parse(&base)
-                            .ok()
-                            .and_then(|b| itip::receive(itip, sender, Some(&b), &ctx).ok())
-                            .and_then(|o| o.copy)
-                        {
-                            Some(copy) => rewrite(&base, &copy),
+                        let copy_of = |b: &ICalendar| {
+                            let copy = itip::receive(itip, sender, Some(b), &ctx).ok()?.copy?;
+                            Some(rewrite_parsed(&base, b, &copy))
+                        };
+                        match ICalendar::parse(&base).ok().and_then(|b| copy_of(&b)) {
+                            Some(rewritten) => rewritten,
                             None => base,
                         }
                     }
@@ -469,14 +470,13 @@ impl Applier<'_> {
             let Some(updated) = with_all(&cal) else {
                 return Ok(false);
             };
-            let written = rewrite(&text, &updated);
+            let written = rewrite_parsed(&text, &cal, &updated);
             let written_hash = content_hash(written.as_bytes());
             let record = self.state.object(key)?.map(|mut r| {
                 if let Some(base) = r.baseline.as_deref() {
-                    let updated_base = ICalendar::parse(base)
-                        .ok()
-                        .and_then(|cal| with_all(&cal))
-                        .map(|cal| rewrite(base, &cal));
+                    let updated_base = ICalendar::parse(base).ok().and_then(|parsed| {
+                        with_all(&parsed).map(|cal| rewrite_parsed(base, &parsed, &cal))
+                    });
                     if let Some(b) = updated_base {
                         r.baseline = Some(b);
                     }
