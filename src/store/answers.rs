@@ -37,16 +37,7 @@ pub fn after_reply(
     after: &ICalendar,
     previous: Vec<ReplacedAnswer>,
 ) -> Option<Vec<ReplacedAnswer>> {
-    let is_reply = itip.components.iter().any(|c| {
-        c.entries.iter().any(|e| {
-            e.name == ICalendarProperty::Method
-                && matches!(
-                    e.values.first(),
-                    Some(ICalendarValue::Method(ICalendarMethod::Reply))
-                )
-        })
-    });
-    if !is_reply {
+    if !is_reply(itip) {
         return None;
     }
     let mut out = previous;
@@ -62,23 +53,12 @@ pub fn after_reply(
         let Some(old) = old_components.get(&key) else {
             continue;
         };
-        let mut old_attendees: Option<HashMap<CalAddress, &ICalendarEntry>> = None;
+        let mut index: Option<OldAttendees<'_>> = None;
         for entry in attendees(comp) {
             // Only an ATTENDEE with a PARTSTAT can have had its answer replaced.
             let Some(now) = partstat(entry) else { continue };
-            let Some(address) = entry_address(entry) else {
-                continue;
-            };
-            let index = old_attendees.get_or_insert_with(|| {
-                let mut index = HashMap::new();
-                for e in attendees(old) {
-                    if let Some(a) = entry_address(e) {
-                        index.entry(a).or_insert(e);
-                    }
-                }
-                index
-            });
-            let Some(old_entry) = index.get(&address) else {
+            let index = index.get_or_insert_with(|| OldAttendees::of(old));
+            let Some((address, old_entry)) = index.find(entry) else {
                 continue;
             };
             let was = partstat(old_entry);
@@ -99,6 +79,19 @@ pub fn after_reply(
         out.drain(..out.len() - MAX_REMEMBERED);
     }
     Some(out)
+}
+
+/// Whether `itip` is a REPLY: only a REPLY's answers are remembered.
+pub fn is_reply(itip: &ICalendar) -> bool {
+    itip.components.iter().any(|c| {
+        c.entries.iter().any(|e| {
+            e.name == ICalendarProperty::Method
+                && matches!(
+                    e.values.first(),
+                    Some(ICalendarValue::Method(ICalendarMethod::Reply))
+                )
+        })
+    })
 }
 
 /// `new` (a version of the organizer's copy the user saved) with every answer it puts
@@ -149,6 +142,47 @@ pub fn merge_stale(
         }
     }
     (changed.then_some(merged), keep)
+}
+
+/// The ATTENDEEs of a component of `before`, found by address: the first of each
+/// address, as a search from the top finds it.
+struct OldAttendees<'a> {
+    by_address: HashMap<CalAddress, &'a ICalendarEntry>,
+    /// The address each value, as written, stands for: an unchanged line of `after`
+    /// is not parsed again.
+    by_text: HashMap<&'a str, CalAddress>,
+}
+
+impl<'a> OldAttendees<'a> {
+    fn of(comp: &'a ICalendarComponent) -> Self {
+        let mut by_address = HashMap::new();
+        let mut by_text = HashMap::new();
+        for e in attendees(comp) {
+            let Some(text) = e.values.first().and_then(|v| v.as_text()) else {
+                continue;
+            };
+            if let Some(address) = by_text.get(text).cloned().or_else(|| entry_address(e)) {
+                by_text.entry(text).or_insert_with(|| address.clone());
+                by_address.entry(address).or_insert(e);
+            }
+        }
+        OldAttendees {
+            by_address,
+            by_text,
+        }
+    }
+
+    /// The address of `entry` (an ATTENDEE of `after`) and the first old ATTENDEE
+    /// with it.
+    fn find(&self, entry: &ICalendarEntry) -> Option<(CalAddress, &'a ICalendarEntry)> {
+        let text = entry.values.first().and_then(|v| v.as_text());
+        let address = match text.and_then(|t| self.by_text.get(t)) {
+            Some(known) => known.clone(),
+            None => entry_address(entry)?,
+        };
+        let old = self.by_address.get(&address)?;
+        Some((address, *old))
+    }
 }
 
 fn scheduling_components(cal: &ICalendar) -> impl Iterator<Item = &ICalendarComponent> {
