@@ -23,6 +23,7 @@ use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
     ICalendarParameterValue, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
 };
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// At most this many answers are remembered per object (the newest).
@@ -54,23 +55,23 @@ pub fn after_reply(
             continue;
         };
         let mut index: Option<OldAttendees<'_>> = None;
-        for entry in attendees(comp) {
+        for (position, entry) in attendees(comp).enumerate() {
             // Only an ATTENDEE with a PARTSTAT can have had its answer replaced.
             let Some(now) = partstat(entry) else { continue };
             let index = index.get_or_insert_with(|| OldAttendees::of(old));
-            let Some((address, old_entry)) = index.find(entry) else {
+            let Some((address, old_entry)) = index.find(position, entry) else {
                 continue;
             };
             let was = partstat(old_entry);
-            if was.as_deref() == Some(now.as_str()) {
+            if was.as_deref() == Some(now.as_ref()) {
                 continue;
             }
             out.retain(|a| !(a.component == key && a.attendee == address.as_str()));
             out.push(ReplacedAnswer {
                 component: key.clone(),
                 attendee: address.as_str().to_string(),
-                before: was,
-                applied: now,
+                before: was.map(Cow::into_owned),
+                applied: now.into_owned(),
                 sequence: sequence(comp),
             });
         }
@@ -127,7 +128,7 @@ pub fn merge_stale(
             let now = partstat(entry);
             if now.as_deref() == Some(answer.applied.as_str()) {
                 still = true;
-            } else if now == answer.before {
+            } else if now.as_deref() == answer.before.as_deref() {
                 set_param(
                     entry,
                     ICalendarParameterName::Partstat,
@@ -147,41 +148,53 @@ pub fn merge_stale(
 /// The ATTENDEEs of a component of `before`, found by address: the first of each
 /// address, as a search from the top finds it.
 struct OldAttendees<'a> {
-    by_address: HashMap<CalAddress, &'a ICalendarEntry>,
-    /// The address each value, as written, stands for: an unchanged line of `after`
-    /// is not parsed again.
-    by_text: HashMap<&'a str, CalAddress>,
+    entries: Vec<&'a ICalendarEntry>,
+    /// Each entry's address (`None`: not an address).
+    addresses: Vec<Option<CalAddress>>,
+    /// For each entry, the position of the first entry with its address.
+    first: Vec<usize>,
+    by_address: HashMap<CalAddress, usize>,
 }
 
 impl<'a> OldAttendees<'a> {
     fn of(comp: &'a ICalendarComponent) -> Self {
-        let mut by_address = HashMap::new();
-        let mut by_text = HashMap::new();
-        for e in attendees(comp) {
-            let Some(text) = e.values.first().and_then(|v| v.as_text()) else {
-                continue;
-            };
-            if let Some(address) = by_text.get(text).cloned().or_else(|| entry_address(e)) {
-                by_text.entry(text).or_insert_with(|| address.clone());
-                by_address.entry(address).or_insert(e);
-            }
+        let entries: Vec<&ICalendarEntry> = attendees(comp).collect();
+        let addresses: Vec<Option<CalAddress>> = entries.iter().map(|e| entry_address(e)).collect();
+        let mut by_address = HashMap::with_capacity(entries.len());
+        let mut first = Vec::with_capacity(entries.len());
+        for (i, address) in addresses.iter().enumerate() {
+            first.push(match address {
+                Some(a) => *by_address.entry(a.clone()).or_insert(i),
+                None => i,
+            });
         }
         OldAttendees {
+            entries,
+            addresses,
+            first,
             by_address,
-            by_text,
         }
     }
 
-    /// The address of `entry` (an ATTENDEE of `after`) and the first old ATTENDEE
-    /// with it.
-    fn find(&self, entry: &ICalendarEntry) -> Option<(CalAddress, &'a ICalendarEntry)> {
-        let text = entry.values.first().and_then(|v| v.as_text());
-        let address = match text.and_then(|t| self.by_text.get(t)) {
-            Some(known) => known.clone(),
-            None => entry_address(entry)?,
-        };
-        let old = self.by_address.get(&address)?;
-        Some((address, *old))
+    /// The address of `entry`, the ATTENDEE at `position` among the ATTENDEEs of
+    /// `after`, and the first old ATTENDEE with it. A line whose value is written as
+    /// the old line at the same position is not parsed again.
+    fn find(
+        &self,
+        position: usize,
+        entry: &ICalendarEntry,
+    ) -> Option<(Cow<'_, CalAddress>, &'a ICalendarEntry)> {
+        let same_value = self.entries.get(position).is_some_and(|old| {
+            old.values.first().and_then(|v| v.as_text()).is_some()
+                && old.values.first() == entry.values.first()
+        });
+        if same_value {
+            let address = self.addresses[position].as_ref()?;
+            return Some((Cow::Borrowed(address), self.entries[self.first[position]]));
+        }
+        let address = entry_address(entry)?;
+        let first = *self.by_address.get(&address)?;
+        Some((Cow::Owned(address), self.entries[first]))
     }
 }
 
@@ -222,15 +235,16 @@ fn sequence(comp: &ICalendarComponent) -> i64 {
         .unwrap_or(0)
 }
 
-/// The PARTSTAT of an ATTENDEE line as written (upper case), if it has one.
-fn partstat(entry: &ICalendarEntry) -> Option<String> {
+/// The PARTSTAT of an ATTENDEE line as written (upper case), if it has one; not
+/// copied when calcard knows the value.
+fn partstat(entry: &ICalendarEntry) -> Option<Cow<'_, str>> {
     entry
         .params
         .iter()
         .find(|p| p.name == ICalendarParameterName::Partstat)
         .and_then(|p| match &p.value {
-            ICalendarParameterValue::Partstat(status) => Some(status.as_str().to_string()),
-            other => other.as_text().map(str::to_ascii_uppercase),
+            ICalendarParameterValue::Partstat(status) => Some(Cow::Borrowed(status.as_str())),
+            other => other.as_text().map(|t| Cow::Owned(t.to_ascii_uppercase())),
         })
 }
 
@@ -305,5 +319,44 @@ mod tests {
         let (merged, keep) = merge_stale(&cal(";PARTSTAT=ACCEPTED", 1), &remembered());
         assert!(merged.is_none());
         assert_eq!(keep.len(), 1, "still remembered while the copy has it");
+    }
+
+    /// An address listed twice (spelled differently) is compared with its first line,
+    /// as a search from the top finds it, for changed and unchanged lines alike.
+    #[test]
+    fn an_address_listed_twice_is_compared_with_its_first_line() {
+        let version = |first: &str| {
+            ICalendar::parse(format!(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:u1\r\n\
+                 DTSTAMP:20300101T000000Z\r\nSEQUENCE:1\r\nDTSTART:20300102T100000Z\r\n\
+                 ORGANIZER:mailto:alice@example.com\r\n\
+                 ATTENDEE;PARTSTAT={first}:mailto:bob@example.net\r\n\
+                 ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:carol@example.net\r\n\
+                 ATTENDEE;PARTSTAT=ACCEPTED:MAILTO:Bob@Example.NET\r\n\
+                 END:VEVENT\r\nEND:VCALENDAR\r\n"
+            ))
+            .expect("calendar")
+        };
+        let list = after_reply(
+            &reply(),
+            &version("NEEDS-ACTION"),
+            &version("DECLINED"),
+            Vec::new(),
+        )
+        .expect("a reply");
+        // bob's first line went NEEDS-ACTION → DECLINED; his second line says
+        // ACCEPTED against that first line's NEEDS-ACTION, and is the one kept.
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].attendee, "bob@example.net");
+        assert_eq!(list[0].before.as_deref(), Some("NEEDS-ACTION"));
+        assert_eq!(list[0].applied, "ACCEPTED");
+        let unchanged = after_reply(
+            &reply(),
+            &version("ACCEPTED"),
+            &version("ACCEPTED"),
+            Vec::new(),
+        )
+        .expect("a reply");
+        assert!(unchanged.is_empty(), "{unchanged:?}");
     }
 }

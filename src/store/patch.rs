@@ -701,4 +701,88 @@ mod tests {
         // A user's line that looks like a separator makes it fall back.
         assert!(parse_lines_together(&chain, &["X-IMIPD-PATCH-LINE:5", "UID:u"]).is_none());
     }
+
+    /// Every fixture patched with the stored file's own parse gives the same bytes as
+    /// patching with each line parsed on its own (the junk line makes the event's
+    /// lines fall back; the calendar's and the alarm's are borrowed).
+    #[test]
+    fn patching_with_the_stored_parse_writes_the_same_bytes() {
+        let stored = ICalendar::parse(ORIGINAL).expect("parses");
+        let mut answered = stored.clone();
+        for entry in event_mut(&mut answered).entries.iter_mut() {
+            if entry.name == ICalendarProperty::Attendee {
+                entry.params.push(ICalendarParameter::partstat(
+                    ICalendarParticipationStatus::Accepted,
+                ));
+            }
+        }
+        let mut no_alarm = stored.clone();
+        event_mut(&mut no_alarm).component_ids.clear();
+        let clean = ORIGINAL.replace("this line has no colon\n", "");
+        let clean_stored = ICalendar::parse(&clean).expect("parses");
+        let mut clean_answered = clean_stored.clone();
+        for entry in event_mut(&mut clean_answered).entries.iter_mut() {
+            if entry.name == ICalendarProperty::Attendee {
+                entry.params.push(ICalendarParameter::partstat(
+                    ICalendarParticipationStatus::Declined,
+                ));
+            }
+        }
+        for (original, parsed, new) in [
+            (ORIGINAL, &stored, &stored),
+            (ORIGINAL, &stored, &answered),
+            (ORIGINAL, &stored, &no_alarm),
+            (clean.as_str(), &clean_stored, &clean_answered),
+        ] {
+            assert_eq!(
+                patch_parsed(original, parsed, new),
+                patch(original, new),
+                "{original}"
+            );
+        }
+        let out = patch_parsed(&clean, &clean_stored, &clean_answered).expect("patches");
+        assert!(out.contains("PARTSTAT=DECLINED"), "{out}");
+    }
+
+    /// The self-check refuses bytes that do not parse or do not say what was meant:
+    /// one answer different, a line missing or added, a component moved.
+    #[test]
+    fn the_self_check_refuses_bytes_that_say_something_else() {
+        let meant = ICalendar::parse(ORIGINAL).expect("parses");
+        assert_eq!(check(ORIGINAL, &meant), Ok(()));
+        let wrong = [
+            ORIGINAL.replace("RSVP=TRUE;", "RSVP=TRUE;PARTSTAT=ACCEPTED;"),
+            ORIGINAL.replace("SUMMARY:Lunch\n", ""),
+            ORIGINAL.replace("SUMMARY:Lunch\n", "SUMMARY:Lunch\nLOCATION:Cafe\n"),
+            ORIGINAL.replace("SEQUENCE:3", "SEQUENCE:4"),
+            ORIGINAL
+                .replace(
+                    "BEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT15M\nEND:VALARM\n",
+                    "",
+                )
+                .replace(
+                    "END:VEVENT\n",
+                    "END:VEVENT\nBEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT15M\nEND:VALARM\n",
+                ),
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\n".to_string(),
+        ];
+        for text in &wrong {
+            assert_eq!(check(text, &meant), Err(PatchError::Mismatch), "{text}");
+        }
+    }
+
+    /// A change the line patch cannot write (the calendar's own BEGIN and END lines
+    /// are kept) is refused rather than written wrong.
+    #[test]
+    fn a_patch_that_would_not_say_what_was_meant_is_refused() {
+        let mut meant = ICalendar::parse(ORIGINAL).expect("parses");
+        meant.components[0].component_type =
+            ICalendarComponentType::Other("X-NOT-A-CALENDAR".into());
+        assert_eq!(patch(ORIGINAL, &meant), Err(PatchError::Mismatch));
+        let stored = ICalendar::parse(ORIGINAL).expect("parses");
+        assert_eq!(
+            patch_parsed(ORIGINAL, &stored, &meant),
+            Err(PatchError::Mismatch)
+        );
+    }
 }
