@@ -59,13 +59,16 @@ pub fn after_reply(
             // Only an ATTENDEE with a PARTSTAT can have had its answer replaced.
             let Some(now) = partstat(entry) else { continue };
             let index = index.get_or_insert_with(|| OldAttendees::of(old));
-            let Some((address, old_entry)) = index.find(position, entry) else {
+            let Some(old_entry) = index.find(position, entry) else {
                 continue;
             };
             let was = partstat(old_entry);
             if was.as_deref() == Some(now.as_ref()) {
                 continue;
             }
+            let Some(address) = entry_address(entry) else {
+                continue;
+            };
             out.retain(|a| !(a.component == key && a.attendee == address.as_str()));
             out.push(ReplacedAnswer {
                 component: key.clone(),
@@ -149,53 +152,66 @@ pub fn merge_stale(
 /// address, as a search from the top finds it.
 struct OldAttendees<'a> {
     entries: Vec<&'a ICalendarEntry>,
-    /// Each entry's address (`None`: not an address).
-    addresses: Vec<Option<CalAddress>>,
-    /// For each entry, the position of the first entry with its address.
+    /// Each entry's [`address_key`].
+    keys: Vec<Option<Cow<'a, str>>>,
+    /// For each entry, the position of the first entry with its key.
     first: Vec<usize>,
-    by_address: HashMap<CalAddress, usize>,
+    by_key: HashMap<Cow<'a, str>, usize>,
 }
 
 impl<'a> OldAttendees<'a> {
     fn of(comp: &'a ICalendarComponent) -> Self {
         let entries: Vec<&ICalendarEntry> = attendees(comp).collect();
-        let addresses: Vec<Option<CalAddress>> = entries.iter().map(|e| entry_address(e)).collect();
-        let mut by_address = HashMap::with_capacity(entries.len());
+        let keys: Vec<Option<Cow<'a, str>>> = entries.iter().map(|e| address_key(e)).collect();
+        let mut by_key = HashMap::with_capacity(entries.len());
         let mut first = Vec::with_capacity(entries.len());
-        for (i, address) in addresses.iter().enumerate() {
-            first.push(match address {
-                Some(a) => *by_address.entry(a.clone()).or_insert(i),
+        for (i, key) in keys.iter().enumerate() {
+            first.push(match key {
+                Some(k) => *by_key.entry(k.clone()).or_insert(i),
                 None => i,
             });
         }
         OldAttendees {
             entries,
-            addresses,
+            keys,
             first,
-            by_address,
+            by_key,
         }
     }
 
-    /// The address of `entry`, the ATTENDEE at `position` among the ATTENDEEs of
-    /// `after`, and the first old ATTENDEE with it. A line whose value is written as
-    /// the old line at the same position is not parsed again.
-    fn find(
-        &self,
-        position: usize,
-        entry: &ICalendarEntry,
-    ) -> Option<(Cow<'_, CalAddress>, &'a ICalendarEntry)> {
-        let same_value = self.entries.get(position).is_some_and(|old| {
-            old.values.first().and_then(|v| v.as_text()).is_some()
-                && old.values.first() == entry.values.first()
-        });
+    /// The first old ATTENDEE whose address may be that of `entry`, the ATTENDEE at
+    /// `position` among the ATTENDEEs of `after` (the caller confirms with
+    /// [`entry_address`] before recording anything). A line whose value is written as
+    /// the old line at the same position is not looked at again.
+    fn find(&self, position: usize, entry: &ICalendarEntry) -> Option<&'a ICalendarEntry> {
+        let same_value = self
+            .entries
+            .get(position)
+            .is_some_and(|old| old.values.first() == entry.values.first());
         if same_value {
-            let address = self.addresses[position].as_ref()?;
-            return Some((Cow::Borrowed(address), self.entries[self.first[position]]));
+            self.keys[position].as_ref()?;
+            return Some(self.entries[self.first[position]]);
         }
-        let address = entry_address(entry)?;
-        let first = *self.by_address.get(&address)?;
-        Some((Cow::Owned(address), self.entries[first]))
+        let first = *self.by_key.get(&address_key(entry)?)?;
+        Some(self.entries[first])
     }
+}
+
+/// A key two ATTENDEE values share exactly when [`entry_address`] reads the same
+/// address from both, or (for a value [`entry_address`] rejects) the same text. A value
+/// already in normal form (`mailto:` and then only lowercase ASCII letters, digits and
+/// `.-_+@`) is its own key, without being parsed: for it, normalising changes nothing,
+/// so its address is that text if it is one at all. Any other value is parsed.
+fn address_key(entry: &ICalendarEntry) -> Option<Cow<'_, str>> {
+    let text = entry.values.first()?.as_text()?;
+    if let Some(rest) = text.strip_prefix("mailto:") {
+        let normal =
+            |b: u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'+' | b'@');
+        if !rest.is_empty() && rest.bytes().all(normal) {
+            return Some(Cow::Borrowed(rest));
+        }
+    }
+    CalAddress::parse(text).map(|a| Cow::Owned(a.as_str().to_string()))
 }
 
 fn scheduling_components(cal: &ICalendar) -> impl Iterator<Item = &ICalendarComponent> {
