@@ -152,7 +152,7 @@ fn emit_component(
     new: &ICalendarComponent,
     newline: &str,
 ) {
-    let mut body = String::new();
+    let mut body = String::with_capacity(raw.whole.len() + 256);
     merge_lines(&mut body, &raw.lines, &new.entries, newline);
     let new_children: Vec<&ICalendarComponent> = new
         .component_ids
@@ -423,7 +423,7 @@ fn parse_raw<'a, 'e>(
 /// Byte ranges of content lines: a physical line plus its folded continuations, each
 /// with its line ending.
 fn content_lines(text: &str) -> Vec<(usize, usize)> {
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(text.len() / 40 + 1);
     let mut start = 0;
     for (i, _) in text.match_indices('\n') {
         let next = i + 1;
