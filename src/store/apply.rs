@@ -10,8 +10,9 @@
 
 use super::answers;
 use super::layout::{SkipReason, Store};
-use super::process::{queue_items, rewrite};
-use super::state::{content_hash, Batch, ObjectRecord, State, StateError};
+use super::patch::rewrite_parsed;
+use super::process::queue_items;
+use super::state::{content_hash, Batch, ObjectRecord, ReplacedAnswer, State, StateError};
 use super::write::{write_then_commit, Expected, WriteError, WriteKind};
 use crate::config::User;
 use crate::itip::{self, CalAddress, Context, InboundAction, ItipError, Refused, ReplyDetails};
@@ -220,32 +221,25 @@ impl Applier<'_> {
                 });
             };
             let record = self.state.object(&key)?;
-            let written = rewrite(&text, &copy);
-            let baseline = record
-                .as_ref()
-                .and_then(|r| r.baseline.clone())
-                .map(|base| {
-                    if base == text {
-                        written.clone()
-                    } else {
-                        // The user's pending edit stays pending: apply the message to the
-                        // baseline too, so only the edit remains between the two.
-                        match ICalendar::parse(&base)
-                            .ok()
-                            .and_then(|b| itip::receive(itip, sender, Some(&b), &ctx).ok())
-                            .and_then(|o| o.copy)
-                        {
-                            Some(copy) => rewrite(&base, &copy),
-                            None => base,
-                        }
-                    }
-                });
+            let Rewritten {
+                written,
+                baseline,
+                answers: answers_now,
+            } = rewrite_copy(
+                itip,
+                sender,
+                &ctx,
+                &text,
+                &stored,
+                &copy,
+                record.as_ref().and_then(|r| r.baseline.clone()),
+                || self.state.answers(&key),
+            )?;
             let written_hash = content_hash(written.as_bytes());
             let seen_hash = match &record {
                 Some(r) if r.seen_hash != hash => r.seen_hash.clone(),
                 _ => written_hash.clone(),
             };
-            let answers_now = answers::after_reply(itip, &stored, &copy, self.state.answers(&key)?);
             let why = if answers_now.is_some() {
                 WriteKind::ReplyApplied
             } else {
@@ -460,14 +454,13 @@ impl Applier<'_> {
             let Some(updated) = with_all(&cal) else {
                 return Ok(false);
             };
-            let written = rewrite(&text, &updated);
+            let written = rewrite_parsed(&text, &cal, &updated);
             let written_hash = content_hash(written.as_bytes());
             let record = self.state.object(key)?.map(|mut r| {
                 if let Some(base) = r.baseline.as_deref() {
-                    let updated_base = ICalendar::parse(base)
-                        .ok()
-                        .and_then(|cal| with_all(&cal))
-                        .map(|cal| rewrite(base, &cal));
+                    let updated_base = ICalendar::parse(base).ok().and_then(|parsed| {
+                        with_all(&parsed).map(|cal| rewrite_parsed(base, &parsed, &cal))
+                    });
                     if let Some(b) = updated_base {
                         r.baseline = Some(b);
                     }
@@ -517,6 +510,64 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// What a message changes in a stored copy, as text: computed before anything is
+/// written (and the whole CPU cost of an answer's write path, which
+/// `benches/reply_write.rs` measures).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The file's new text: its own lines where they still say the same, checked to
+    /// parse back to `copy`.
+    pub written: String,
+    /// The new baseline, when there was one: the message applied to it too, so a
+    /// user's pending edit stays the only difference.
+    pub baseline: Option<String>,
+    /// The answers to remember (a REPLY applied), `None` for other messages.
+    pub answers: Option<Vec<ReplacedAnswer>>,
+}
+
+/// Computes [`Rewritten`] for the stored `text` (parsed: `stored`), which the engine
+/// turned into `copy` on receiving `itip` from `sender`; `baseline` is the recorded
+/// baseline, `previous` the answers remembered so far (read only for a REPLY).
+#[allow(clippy::too_many_arguments)]
+pub fn rewrite_copy<E>(
+    itip: &ICalendar,
+    sender: &CalAddress,
+    ctx: &Context<'_>,
+    text: &str,
+    stored: &ICalendar,
+    copy: &ICalendar,
+    baseline: Option<String>,
+    previous: impl FnOnce() -> Result<Vec<ReplacedAnswer>, E>,
+) -> Result<Rewritten, E> {
+    let written = rewrite_parsed(text, stored, copy);
+    let baseline = baseline.map(|base| {
+        if base == text {
+            written.clone()
+        } else {
+            // The user's pending edit stays pending: apply the message to the
+            // baseline too, so only the edit remains between the two.
+            let copy_of = |b: &ICalendar| {
+                let copy = itip::receive(itip, sender, Some(b), ctx).ok()?.copy?;
+                Some(rewrite_parsed(&base, b, &copy))
+            };
+            match ICalendar::parse(&base).ok().and_then(|b| copy_of(&b)) {
+                Some(rewritten) => rewritten,
+                None => base,
+            }
+        }
+    });
+    let answers = if answers::is_reply(itip) {
+        answers::after_reply(itip, stored, copy, previous()?)
+    } else {
+        None
+    };
+    Ok(Rewritten {
+        written,
+        baseline,
+        answers,
+    })
 }
 
 fn applied(key: Option<&str>, now: i64) -> Vec<(String, i64)> {

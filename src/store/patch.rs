@@ -12,6 +12,7 @@ use calcard::common::IanaParse;
 use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarProperty,
 };
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use thiserror::Error;
 
@@ -28,57 +29,130 @@ pub enum PatchError {
 }
 
 /// One content line of the original file, with its own parse.
-struct RawLine<'a> {
+struct RawLine<'a, 'e> {
     /// The exact bytes, folding and line ending included.
     text: &'a str,
-    /// What calcard reads from this line alone (`None` for junk calcard skips).
-    entry: Option<ICalendarEntry>,
+    /// What calcard reads from this line alone (`None` for junk calcard skips):
+    /// borrowed from the parse of the whole file where that maps line for line.
+    entry: Option<Cow<'e, ICalendarEntry>>,
 }
 
 /// One component of the original file.
-struct RawComponent<'a> {
+struct RawComponent<'a, 'e> {
     kind: ICalendarComponentType,
     /// The exact bytes from BEGIN to END, both included.
     whole: &'a str,
     begin: &'a str,
     end: &'a str,
-    lines: Vec<RawLine<'a>>,
-    children: Vec<RawComponent<'a>>,
+    lines: Vec<RawLine<'a, 'e>>,
+    children: Vec<RawComponent<'a, 'e>>,
 }
 
 /// The original text with `new`'s meaning: changed lines rewritten, the rest kept.
 pub fn patch(original: &str, new: &ICalendar) -> Result<String, PatchError> {
+    let (prefix, root, suffix) = parse_raw(original, None)?;
+    patch_tree(original, prefix, &root, suffix, new)
+}
+
+/// [`patch`] for an original the caller has already parsed (`stored` is
+/// `ICalendar::parse(original)`): each line's meaning is taken from that parse where
+/// it maps line for line, instead of parsing the file a second time. The result is
+/// checked exactly as [`patch`]'s; if the borrowed reading led to a mismatch, the
+/// lines are read on their own and the patch made again.
+pub fn patch_parsed(
+    original: &str,
+    stored: &ICalendar,
+    new: &ICalendar,
+) -> Result<String, PatchError> {
+    let (prefix, root, suffix) = parse_raw(original, Some(stored))?;
+    match patch_tree(original, prefix, &root, suffix, new) {
+        Err(PatchError::Mismatch) => patch(original, new),
+        done => done,
+    }
+}
+
+/// The original text with `updated`'s meaning ([`patch_parsed`]), or `updated` in
+/// full when the file cannot be patched (logged): what imipd writes back.
+pub fn rewrite_parsed(original: &str, stored: &ICalendar, updated: &ICalendar) -> String {
+    match patch_parsed(original, stored, updated) {
+        Ok(text) => text,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not patch in place; writing the object in full");
+            updated.to_string()
+        }
+    }
+}
+
+fn patch_tree(
+    original: &str,
+    prefix: &str,
+    root: &RawComponent<'_, '_>,
+    suffix: &str,
+    new: &ICalendar,
+) -> Result<String, PatchError> {
     let newline = if original.contains("\r\n") {
         "\r\n"
     } else {
         "\n"
     };
-    let (prefix, root, suffix) = parse_raw(original)?;
     let new_root = new
         .components
         .first()
         .ok_or(PatchError::Malformed("empty calendar".into()))?;
     let mut out = String::with_capacity(original.len() + 256);
     out.push_str(prefix);
-    emit_component(&mut out, &root, new, new_root, newline);
+    emit_component(&mut out, root, new, new_root, newline);
     out.push_str(suffix);
+    check(&out, new)?;
+    Ok(out)
+}
 
-    let reparsed = ICalendar::parse(&out).map_err(|_| PatchError::Mismatch)?;
-    if reparsed.to_string() == new.to_string() {
-        Ok(out)
+/// The self-check: `text` (what is about to be written) parses, and says exactly what
+/// `meant` says: the same component tree, and in each component the same entries in
+/// the same order, each equal or serialising to the same line. This is what comparing
+/// the two serialisations proved, without serialising the whole calendar twice.
+pub fn check(text: &str, meant: &ICalendar) -> Result<(), PatchError> {
+    let written = ICalendar::parse(text).map_err(|_| PatchError::Mismatch)?;
+    if same_tree(&written, 0, meant, 0, 0) {
+        Ok(())
     } else {
         Err(PatchError::Mismatch)
     }
 }
 
+/// Whether component `a` of `ca` and component `b` of `cb` serialise alike, children
+/// included.
+fn same_tree(ca: &ICalendar, a: u32, cb: &ICalendar, b: u32, depth: usize) -> bool {
+    let (Some(x), Some(y)) = (ca.components.get(a as usize), cb.components.get(b as usize)) else {
+        return false;
+    };
+    depth <= 64
+        && x.component_type.as_str() == y.component_type.as_str()
+        && x.entries.len() == y.entries.len()
+        && x.entries
+            .iter()
+            .zip(&y.entries)
+            .all(|(e, f)| e == f || serialised(e) == serialised(f))
+        && x.component_ids.len() == y.component_ids.len()
+        && x.component_ids
+            .iter()
+            .zip(&y.component_ids)
+            .all(|(i, j)| same_tree(ca, *i, cb, *j, depth + 1))
+}
+
+fn serialised(entry: &ICalendarEntry) -> Option<String> {
+    let mut line = String::new();
+    entry.write_to(&mut line).ok().map(|_| line)
+}
+
 fn emit_component(
     out: &mut String,
-    raw: &RawComponent<'_>,
+    raw: &RawComponent<'_, '_>,
     new_cal: &ICalendar,
     new: &ICalendarComponent,
     newline: &str,
 ) {
-    let mut body = String::new();
+    let mut body = String::with_capacity(raw.whole.len() + 256);
     merge_lines(&mut body, &raw.lines, &new.entries, newline);
     let new_children: Vec<&ICalendarComponent> = new
         .component_ids
@@ -110,7 +184,7 @@ fn emit_component(
 }
 
 /// True when `body` holds the same lines as the raw component between BEGIN and END.
-fn same_lines(raw: &RawComponent<'_>, body: &str) -> bool {
+fn same_lines(raw: &RawComponent<'_, '_>, body: &str) -> bool {
     let inner = &raw.whole[raw.begin.len()..raw.whole.len() - raw.end.len()];
     let mut a: Vec<&str> = inner.split_inclusive('\n').collect();
     let mut b: Vec<&str> = body.split_inclusive('\n').collect();
@@ -120,10 +194,10 @@ fn same_lines(raw: &RawComponent<'_>, body: &str) -> bool {
 }
 
 /// Emits `new` entries in order, reusing the raw line of each entry that did not change.
-fn merge_lines(out: &mut String, raw: &[RawLine<'_>], new: &[ICalendarEntry], newline: &str) {
+fn merge_lines(out: &mut String, raw: &[RawLine<'_, '_>], new: &[ICalendarEntry], newline: &str) {
     let mut cursor = 0;
     for entry in new {
-        let found = (cursor..raw.len()).find(|j| raw[*j].entry.as_ref() == Some(entry));
+        let found = (cursor..raw.len()).find(|j| raw[*j].entry.as_deref() == Some(entry));
         match found {
             Some(j) => {
                 // Keep lines calcard ignores (they are the user's) where they were.
@@ -149,7 +223,7 @@ fn merge_lines(out: &mut String, raw: &[RawLine<'_>], new: &[ICalendarEntry], ne
 /// RECURRENCE-ID for events and to-dos, TZID for time zones), else the same type at the
 /// same rank among its siblings.
 fn match_child(
-    raw: &[RawComponent<'_>],
+    raw: &[RawComponent<'_, '_>],
     used: &[bool],
     child: &ICalendarComponent,
     position: usize,
@@ -200,8 +274,8 @@ fn identity_of_model(comp: &ICalendarComponent) -> Option<Identity> {
     identity_from(&mut comp.entries.iter())
 }
 
-fn identity_of_raw(comp: &RawComponent<'_>) -> Option<Identity> {
-    identity_from(&mut comp.lines.iter().filter_map(|l| l.entry.as_ref()))
+fn identity_of_raw(comp: &RawComponent<'_, '_>) -> Option<Identity> {
+    identity_from(&mut comp.lines.iter().filter_map(|l| l.entry.as_deref()))
 }
 
 fn write_entry(out: &mut String, entry: &ICalendarEntry, newline: &str) {
@@ -238,17 +312,24 @@ fn write_component(
 }
 
 /// Splits the original into text before BEGIN:VCALENDAR, the component tree, and text
-/// after END:VCALENDAR.
-fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
-    struct Open<'a> {
+/// after END:VCALENDAR. With `stored` (the parse of `text`), a component whose parse
+/// has one entry per raw line and one child per raw child borrows those entries;
+/// any other component's lines are parsed here.
+fn parse_raw<'a, 'e>(
+    text: &'a str,
+    stored: Option<&'e ICalendar>,
+) -> Result<(&'a str, RawComponent<'a, 'e>, &'a str), PatchError> {
+    struct Open<'a, 'e> {
         kind: ICalendarComponentType,
         begin_at: usize,
         begin: &'a str,
         /// Raw lines with their unfolded text, parsed when the component closes.
-        lines: Vec<(&'a str, String)>,
-        children: Vec<RawComponent<'a>>,
+        lines: Vec<(&'a str, Cow<'a, str>)>,
+        children: Vec<RawComponent<'a, 'e>>,
+        /// The same component in `stored`, if it lines up so far.
+        parsed: Option<&'e ICalendarComponent>,
     }
-    let mut stack: Vec<Open<'_>> = Vec::new();
+    let mut stack: Vec<Open<'_, '_>> = Vec::new();
     let mut prefix_end = 0;
     for (s, e) in content_lines(text) {
         let raw = &text[s..e];
@@ -261,12 +342,22 @@ fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
             if stack.is_empty() {
                 prefix_end = s;
             }
+            let kind = component_type(name);
+            let parsed = match stack.last() {
+                None => stored.and_then(|cal| cal.components.first()),
+                Some(parent) => parent.parsed.and_then(|p| {
+                    let id = p.component_ids.get(parent.children.len())?;
+                    stored?.components.get(*id as usize)
+                }),
+            }
+            .filter(|p| p.component_type == kind);
             stack.push(Open {
-                kind: component_type(name),
+                kind,
                 begin_at: s,
                 begin: raw,
                 lines: Vec::new(),
                 children: Vec::new(),
+                parsed,
             });
         } else if let Some(name) = strip_ci(trimmed, "END:") {
             let open = stack
@@ -277,11 +368,22 @@ fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
                     "END:{name} closes another component"
                 )));
             }
-            let mut chain: Vec<ICalendarComponentType> =
-                stack.iter().map(|o| o.kind.clone()).collect();
-            chain.push(open.kind.clone());
-            let unfolded: Vec<&str> = open.lines.iter().map(|(_, u)| u.as_str()).collect();
-            let entries = parse_lines(&chain, &unfolded);
+            let borrowed = open.parsed.filter(|p| {
+                p.entries.len() == open.lines.len() && p.component_ids.len() == open.children.len()
+            });
+            let entries: Vec<Option<Cow<'_, ICalendarEntry>>> = match borrowed {
+                Some(p) => p.entries.iter().map(|e| Some(Cow::Borrowed(e))).collect(),
+                None => {
+                    let mut chain: Vec<ICalendarComponentType> =
+                        stack.iter().map(|o| o.kind.clone()).collect();
+                    chain.push(open.kind.clone());
+                    let unfolded: Vec<&str> = open.lines.iter().map(|(_, u)| u.as_ref()).collect();
+                    parse_lines(&chain, &unfolded)
+                        .into_iter()
+                        .map(|e| e.map(Cow::Owned))
+                        .collect()
+                }
+            };
             let lines = open
                 .lines
                 .iter()
@@ -321,7 +423,7 @@ fn parse_raw(text: &str) -> Result<(&str, RawComponent<'_>, &str), PatchError> {
 /// Byte ranges of content lines: a physical line plus its folded continuations, each
 /// with its line ending.
 fn content_lines(text: &str) -> Vec<(usize, usize)> {
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(text.len() / 40 + 1);
     let mut start = 0;
     for (i, _) in text.match_indices('\n') {
         let next = i + 1;
@@ -403,11 +505,18 @@ fn parse_line(chain: &[ICalendarComponentType], line: &str) -> Option<ICalendarE
     cal.components.get(depth)?.entries.first().cloned()
 }
 
-fn unfold(raw: &str) -> String {
-    raw.replace("\r\n ", "")
-        .replace("\r\n\t", "")
-        .replace("\n ", "")
-        .replace("\n\t", "")
+/// The line without its folding (RFC 5545 §3.1); borrowed when it is not folded.
+fn unfold(raw: &str) -> Cow<'_, str> {
+    let folded = raw.trim_end_matches(['\r', '\n']).contains(['\r', '\n']);
+    if !folded {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(
+        raw.replace("\r\n ", "")
+            .replace("\r\n\t", "")
+            .replace("\n ", "")
+            .replace("\n\t", ""),
+    )
 }
 
 fn strip_ci<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
@@ -591,5 +700,89 @@ mod tests {
         assert!(together[1].is_none(), "the junk line reads as nothing");
         // A user's line that looks like a separator makes it fall back.
         assert!(parse_lines_together(&chain, &["X-IMIPD-PATCH-LINE:5", "UID:u"]).is_none());
+    }
+
+    /// Every fixture patched with the stored file's own parse gives the same bytes as
+    /// patching with each line parsed on its own (the junk line makes the event's
+    /// lines fall back; the calendar's and the alarm's are borrowed).
+    #[test]
+    fn patching_with_the_stored_parse_writes_the_same_bytes() {
+        let stored = ICalendar::parse(ORIGINAL).expect("parses");
+        let mut answered = stored.clone();
+        for entry in event_mut(&mut answered).entries.iter_mut() {
+            if entry.name == ICalendarProperty::Attendee {
+                entry.params.push(ICalendarParameter::partstat(
+                    ICalendarParticipationStatus::Accepted,
+                ));
+            }
+        }
+        let mut no_alarm = stored.clone();
+        event_mut(&mut no_alarm).component_ids.clear();
+        let clean = ORIGINAL.replace("this line has no colon\n", "");
+        let clean_stored = ICalendar::parse(&clean).expect("parses");
+        let mut clean_answered = clean_stored.clone();
+        for entry in event_mut(&mut clean_answered).entries.iter_mut() {
+            if entry.name == ICalendarProperty::Attendee {
+                entry.params.push(ICalendarParameter::partstat(
+                    ICalendarParticipationStatus::Declined,
+                ));
+            }
+        }
+        for (original, parsed, new) in [
+            (ORIGINAL, &stored, &stored),
+            (ORIGINAL, &stored, &answered),
+            (ORIGINAL, &stored, &no_alarm),
+            (clean.as_str(), &clean_stored, &clean_answered),
+        ] {
+            assert_eq!(
+                patch_parsed(original, parsed, new),
+                patch(original, new),
+                "{original}"
+            );
+        }
+        let out = patch_parsed(&clean, &clean_stored, &clean_answered).expect("patches");
+        assert!(out.contains("PARTSTAT=DECLINED"), "{out}");
+    }
+
+    /// The self-check refuses bytes that do not parse or do not say what was meant:
+    /// one answer different, a line missing or added, a component moved.
+    #[test]
+    fn the_self_check_refuses_bytes_that_say_something_else() {
+        let meant = ICalendar::parse(ORIGINAL).expect("parses");
+        assert_eq!(check(ORIGINAL, &meant), Ok(()));
+        let wrong = [
+            ORIGINAL.replace("RSVP=TRUE;", "RSVP=TRUE;PARTSTAT=ACCEPTED;"),
+            ORIGINAL.replace("SUMMARY:Lunch\n", ""),
+            ORIGINAL.replace("SUMMARY:Lunch\n", "SUMMARY:Lunch\nLOCATION:Cafe\n"),
+            ORIGINAL.replace("SEQUENCE:3", "SEQUENCE:4"),
+            ORIGINAL
+                .replace(
+                    "BEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT15M\nEND:VALARM\n",
+                    "",
+                )
+                .replace(
+                    "END:VEVENT\n",
+                    "END:VEVENT\nBEGIN:VALARM\nACTION:DISPLAY\nTRIGGER:-PT15M\nEND:VALARM\n",
+                ),
+            "BEGIN:VCALENDAR\nBEGIN:VEVENT\n".to_string(),
+        ];
+        for text in &wrong {
+            assert_eq!(check(text, &meant), Err(PatchError::Mismatch), "{text}");
+        }
+    }
+
+    /// A change the line patch cannot write (the calendar's own BEGIN and END lines
+    /// are kept) is refused rather than written wrong.
+    #[test]
+    fn a_patch_that_would_not_say_what_was_meant_is_refused() {
+        let mut meant = ICalendar::parse(ORIGINAL).expect("parses");
+        meant.components[0].component_type =
+            ICalendarComponentType::Other("X-NOT-A-CALENDAR".into());
+        assert_eq!(patch(ORIGINAL, &meant), Err(PatchError::Mismatch));
+        let stored = ICalendar::parse(ORIGINAL).expect("parses");
+        assert_eq!(
+            patch_parsed(ORIGINAL, &stored, &meant),
+            Err(PatchError::Mismatch)
+        );
     }
 }
