@@ -146,3 +146,30 @@ async fn a_missing_folder_is_a_temporary_failure_that_says_what_to_do() {
         other => panic!("expected a temporary failure, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn names_given_by_send_are_made_durable_by_one_flush_which_reports_a_failure() {
+    let dir = TempDir::new("outbox-flush");
+    let folder = dir.join("out");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let outbox = Outbox::new(&folder);
+    outbox.flush().await.expect("nothing to sync");
+    for i in 0..3 {
+        let bytes = message(&format!("m{i}@gw"), "x");
+        outbox.send(&envelope(), &bytes).await.expect("written");
+    }
+    outbox.flush().await.expect("one sync for the three");
+    // A folder that cannot be synced is a temporary failure, so the queue tries the
+    // emails again rather than record them as sent.
+    outbox
+        .send(&envelope(), &message("m3@gw", "x"))
+        .await
+        .expect("written");
+    std::fs::remove_dir_all(&folder).expect("gone");
+    match outbox.flush().await {
+        Err(SendError::Temporary(failure)) => {
+            assert!(failure.to_string().contains("sync folder"), "{failure}")
+        }
+        other => panic!("expected a temporary failure, got {other:?}"),
+    }
+}

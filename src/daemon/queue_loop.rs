@@ -44,7 +44,7 @@ pub async fn queue_loop<T: Transport>(
             let local = matches!(item.route, Route::Local { .. });
             if *shutdown.borrow() || other_object || local {
                 attempts
-                    .record(&shared, &settings, &mut random, &mut statuses)
+                    .record(&shared, &settings, &out, &mut random, &mut statuses)
                     .await?;
             }
             if *shutdown.borrow() || other_object {
@@ -105,12 +105,12 @@ pub async fn queue_loop<T: Transport>(
             // A local delivery changed a calendar: recorded at once, as before.
             if local || attempts.full() {
                 attempts
-                    .record(&shared, &settings, &mut random, &mut statuses)
+                    .record(&shared, &settings, &out, &mut random, &mut statuses)
                     .await?;
             }
         }
         attempts
-            .record(&shared, &settings, &mut random, &mut statuses)
+            .record(&shared, &settings, &out, &mut random, &mut statuses)
             .await?;
         record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
         let next = shared.with_worker(&settings, |worker| worker.next_due())?;
@@ -166,13 +166,25 @@ impl Settling {
         &mut self,
         shared: &Arc<Shared>,
         settings: &Arc<QueueSettings>,
+        out: &impl Transport,
         random: &mut SplitMix64,
         statuses: &mut Vec<StatusNote>,
     ) -> Result<(), DaemonError> {
         if self.attempts.is_empty() {
             return Ok(());
         }
-        let attempts = std::mem::take(&mut self.attempts);
+        let mut attempts = std::mem::take(&mut self.attempts);
+        // What was handed over must be durable before it is recorded as sent; if it
+        // cannot be made so, those emails are tried again (the outbox then finds its
+        // own file and keeps it).
+        if let Err(err) = out.flush().await {
+            tracing::warn!(%err, "handed-off emails are not durable yet; trying them again");
+            for (_, attempt) in attempts.iter_mut() {
+                if *attempt == Attempt::Delivered(SENT) {
+                    *attempt = Attempt::Retry(err.failure().to_string());
+                }
+            }
+        }
         self.since = None;
         let (s, settings) = (shared.clone(), settings.clone());
         let mut r = SplitMix64::new(random.next_u64());

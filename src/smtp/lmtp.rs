@@ -195,6 +195,7 @@ impl<H: LmtpHandler> LmtpServer<H> {
                     let handler = handler.clone();
                     let stop = stop_rx.clone();
                     let socket_path = config.unix.clone();
+                    let (permits_left, max_sessions) = (permits.clone(), config.max_connections);
                     sessions.spawn(async move {
                         handler.session_opened();
                         match conn {
@@ -211,6 +212,9 @@ impl<H: LmtpHandler> LmtpServer<H> {
                         }
                         handler.session_closed();
                         drop(permit);
+                        if permits_left.available_permits() == max_sessions {
+                            release_freed_memory();
+                        }
                     });
                 }
                 Err(_) => {
@@ -333,4 +337,15 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener, LmtpError> 
             .map_err(|e| fail(format!("cannot set its permissions: {e}")))?;
     }
     Ok(listener)
+}
+
+/// Hands the memory that finished sessions freed back to the system once no session
+/// is open: glibc keeps freed blocks in its per-thread arenas, so after a burst of
+/// sixteen 8 MB mails the daemon would otherwise stay near its peak for good.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

@@ -4,7 +4,9 @@
 //! `sendmail`, an admin) picks the files up. A file appears whole or not at all: the
 //! bytes go to a dot-prefixed temporary file in the same folder, are fsynced, then the
 //! file is renamed to its final name with `RENAME_NOREPLACE` (which fails instead of
-//! overwriting) and the folder is fsynced. Names come from the Message-ID, reduced to safe characters; a
+//! overwriting) and the folder is fsynced: by [`Outbox::write`] at once, and for
+//! messages handed over with [`Transport::send`] once per batch, by
+//! [`Transport::flush`], before the queue records them as sent. Names come from the Message-ID, reduced to safe characters; a
 //! name already taken by a different message gets a `-2`, `-3`… suffix, while the very
 //! same bytes already there count as delivered (a retry after a crash does not
 //! duplicate). The file holds the message exactly as built; the envelope is not
@@ -30,12 +32,18 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct Outbox {
     /// The folder; it must exist (imipd does not create it, so a typo is noticed).
     dir: PathBuf,
+    /// Whether a file was named through [`Transport::send`] since the folder was last
+    /// synced: [`Transport::flush`] syncs it once for all of them.
+    unsynced: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Outbox {
     /// An outbox writing into `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Outbox { dir: dir.into() }
+        Outbox {
+            dir: dir.into(),
+            unsynced: Default::default(),
+        }
     }
 
     /// The folder messages are written to.
@@ -43,9 +51,29 @@ impl Outbox {
         &self.dir
     }
 
-    /// Writes `message` and returns the path of the file, blocking; [`Transport::send`]
-    /// runs this on the blocking thread pool.
+    /// Writes `message` durably (the file and its name) and returns the path of the
+    /// file, blocking.
     pub fn write(&self, message: &[u8]) -> Result<PathBuf, SendError> {
+        let target = self.write_file(message)?;
+        self.sync_folder()?;
+        Ok(target)
+    }
+
+    /// Syncs the folder, so the names given since are durable.
+    fn sync_folder(&self) -> Result<(), SendError> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| {
+                SendError::temporary(format!(
+                    "outbox: cannot sync folder {}: {e}",
+                    self.dir.display()
+                ))
+            })
+    }
+
+    /// Writes `message` to its file (synced) and names it; the name is durable once
+    /// the folder is synced.
+    fn write_file(&self, message: &[u8]) -> Result<PathBuf, SendError> {
         let stem = file_stem(message);
         let context = |what: &str, path: &Path, e: io::Error| {
             let hint = match e.kind() {
@@ -92,11 +120,7 @@ impl Outbox {
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
-        let target = result?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| context("sync folder", &self.dir, e))?;
-        Ok(target)
+        result
     }
 }
 
@@ -109,12 +133,36 @@ impl Transport for Outbox {
         let outbox = self.clone();
         let message = message.to_vec();
         async move {
-            let path = tokio::task::spawn_blocking(move || outbox.write(&message))
-                .await
-                .map_err(|e| SendError::temporary(format!("outbox: writer task failed: {e}")))??;
+            let path = tokio::task::spawn_blocking(move || {
+                let path = outbox.write_file(&message)?;
+                outbox.unsynced.store(true, Ordering::SeqCst);
+                Ok::<_, SendError>(path)
+            })
+            .await
+            .map_err(|e| SendError::temporary(format!("outbox: writer task failed: {e}")))??;
             Ok(Handover {
                 detail: format!("written to {}", path.display()),
             })
+        }
+    }
+
+    /// One sync of the folder for every file named since the last one.
+    fn flush(&self) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
+        let outbox = self.clone();
+        async move {
+            if !outbox.unsynced.swap(false, Ordering::SeqCst) {
+                return Ok(());
+            }
+            let synced = tokio::task::spawn_blocking({
+                let outbox = outbox.clone();
+                move || outbox.sync_folder()
+            })
+            .await
+            .map_err(|e| SendError::temporary(format!("outbox: sync task failed: {e}")))?;
+            if synced.is_err() {
+                outbox.unsynced.store(true, Ordering::SeqCst);
+            }
+            synced
         }
     }
 }

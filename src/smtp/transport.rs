@@ -132,6 +132,16 @@ pub trait Transport: Send + Sync {
         envelope: &'a Envelope,
         message: &'a [u8],
     ) -> impl Future<Output = Result<Handover, SendError>> + Send + 'a;
+
+    /// Makes every message handed over since the last call durable, where [`send`]
+    /// leaves part of that for later (the outbox syncs its folder once for a batch);
+    /// the queue calls it before it records messages as sent. A relay's 250 is
+    /// durable already: nothing to do.
+    ///
+    /// [`send`]: Transport::send
+    fn flush(&self) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// RFC 3461 xtext: printable ASCII except `+` and `=` as is, everything else `+XX`.
