@@ -35,14 +35,11 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{env_or, show, Samples};
-use notify::event::{EventKind, ModifyKind, RenameMode};
-use notify::{RecursiveMode, Watcher};
+use common::{env_or, show, watch_arrivals, Samples};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use support::{Sink, TempDir};
 
@@ -112,40 +109,6 @@ struct Outcome {
     span: Duration,
     /// CPU time the daemon used in the whole run (start-up included).
     cpu: Duration,
-}
-
-/// First-seen instants of files appearing in watched folders.
-type Arrivals = Arc<Mutex<HashMap<PathBuf, Instant>>>;
-
-/// Watches `dirs` (not recursively) and records when each non-hidden file first appears.
-fn watch_arrivals(dirs: &[&Path]) -> (notify::RecommendedWatcher, Arrivals) {
-    let arrivals: Arrivals = Arc::default();
-    let seen = arrivals.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let at = Instant::now();
-        let Ok(event) = event else { return };
-        let path = match event.kind {
-            EventKind::Create(_) => event.paths.first(),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
-            _ => None,
-        };
-        let Some(path) = path else { return };
-        let hidden = path
-            .file_name()
-            .is_none_or(|n| n.to_string_lossy().starts_with('.'));
-        if !hidden {
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.entry(path.clone()).or_insert(at);
-        }
-    })
-    .expect("an inotify watcher");
-    for dir in dirs {
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .expect("watch a folder");
-    }
-    (watcher, arrivals)
 }
 
 /// The UID of an email's `X-Imipd-Item` header.
@@ -250,7 +213,7 @@ impl Site {
         let Some(child) = self.daemon.take() else {
             return;
         };
-        self.cpu = cpu_time(child.id());
+        self.cpu = common::cpu_time_of_pid(child.id());
         common::stop_daemon(child);
     }
 
@@ -287,22 +250,6 @@ impl Drop for Site {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// User + system CPU time of process `pid` so far (from /proc; zero if unreadable).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ')'.
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    // SAFETY: sysconf only reads a system constant.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_secs_f64(ticks as f64 / per_second as f64)
 }
 
 /// Writes one event file the chosen way; returns when it is complete in place.

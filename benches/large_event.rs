@@ -58,11 +58,9 @@ mod common;
 mod support;
 
 use calcard::icalendar::ICalendar;
-use common::{env_or, sample, show, Samples};
+use common::{env_or, sample, show, watch_arrivals, Arrivals, Samples};
 use imipd::itip::{self, CalAddress, Context, ReplyDetails};
-use notify::event::{EventKind, ModifyKind, RenameMode};
-use notify::{RecursiveMode, Watcher};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -166,38 +164,6 @@ fn save(dir: &Path, name: &str, text: &str) -> (Instant, SystemTime) {
     std::fs::write(&temp, text).expect("write the temporary file");
     std::fs::rename(&temp, dir.join(name)).expect("rename into place");
     (Instant::now(), SystemTime::now())
-}
-
-/// First-seen instants of files appearing in a watched folder.
-type Arrivals = Arc<Mutex<HashMap<PathBuf, Instant>>>;
-
-/// Watches `dir` (not recursively) and records when each non-hidden file appears.
-fn watch_arrivals(dir: &Path) -> (notify::RecommendedWatcher, Arrivals) {
-    let arrivals: Arrivals = Arc::default();
-    let seen = arrivals.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let at = Instant::now();
-        let Ok(event) = event else { return };
-        let path = match event.kind {
-            EventKind::Create(_) => event.paths.first(),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
-            _ => None,
-        };
-        let Some(path) = path else { return };
-        let hidden = path
-            .file_name()
-            .is_none_or(|n| n.to_string_lossy().starts_with('.'));
-        if !hidden {
-            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.entry(path.clone()).or_insert(at);
-        }
-    })
-    .expect("an inotify watcher");
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .expect("watch the outbox");
-    (watcher, arrivals)
 }
 
 /// One `changed: queued` line of the daemon's log.
@@ -503,7 +469,7 @@ struct Mail {
 
 impl Seen {
     fn new(sink: Option<Sink>, outbox: &Path) -> Seen {
-        let (_watcher, arrivals) = watch_arrivals(outbox);
+        let (_watcher, arrivals) = watch_arrivals(&[outbox]);
         Seen {
             sink,
             _watcher,

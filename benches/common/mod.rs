@@ -1,9 +1,15 @@
 //! What every benchmark binary shares: timing samples and their percentiles, the
-//! machine a figure was measured on, and the peak memory of child processes.
+//! machine a figure was measured on, the peak memory and CPU time of child processes,
+//! and when files appear in watched folders.
 //!
 //! Each benchmark prints Markdown tables that go into BENCHMARKS.md as they are.
 #![allow(dead_code)]
 
+use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::{RecursiveMode, Watcher};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Durations measured for one thing, kept so that percentiles can be read off.
@@ -240,4 +246,38 @@ pub fn cpu_time_of_pid(pid: u32) -> Duration {
     // SAFETY: sysconf only reads a system constant.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_secs_f64(ticks as f64 / per_second as f64)
+}
+
+/// First-seen instants of files appearing in watched folders.
+pub type Arrivals = Arc<Mutex<HashMap<PathBuf, Instant>>>;
+
+/// Watches `dirs` (not recursively) and records when each non-hidden file first appears.
+pub fn watch_arrivals(dirs: &[&Path]) -> (notify::RecommendedWatcher, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let seen = arrivals.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let at = Instant::now();
+        let Ok(event) = event else { return };
+        let path = match event.kind {
+            EventKind::Create(_) => event.paths.first(),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => event.paths.first(),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1),
+            _ => None,
+        };
+        let Some(path) = path else { return };
+        let hidden = path
+            .file_name()
+            .is_none_or(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.entry(path.clone()).or_insert(at);
+        }
+    })
+    .expect("an inotify watcher");
+    for dir in dirs {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .expect("watch a folder");
+    }
+    (watcher, arrivals)
 }
