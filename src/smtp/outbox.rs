@@ -63,37 +63,20 @@ impl Outbox {
     fn sync_folder(&self) -> Result<(), SendError> {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| {
-                SendError::temporary(format!(
-                    "outbox: cannot sync folder {}: {e}",
-                    self.dir.display()
-                ))
-            })
+            .map_err(|e| failure("sync folder", &self.dir, e))
     }
 
     /// Writes `message` to its file (synced) and names it; the name is durable once
     /// the folder is synced.
     fn write_file(&self, message: &[u8]) -> Result<PathBuf, SendError> {
         let stem = file_stem(message);
-        let context = |what: &str, path: &Path, e: io::Error| {
-            let hint = match e.kind() {
-                io::ErrorKind::NotFound => " (create the folder or fix queue.outbox)",
-                io::ErrorKind::PermissionDenied => " (let the imipd user write there)",
-                io::ErrorKind::StorageFull => " (free some space)",
-                _ => "",
-            };
-            SendError::temporary(format!(
-                "outbox: cannot {what} {}: {e}{hint}",
-                path.display()
-            ))
-        };
         let temp = self.dir.join(format!(
             ".tmp-{}-{}-{stem}.eml",
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let result = (|| {
-            write_synced(&temp, message).map_err(|e| context("write", &temp, e))?;
+            write_synced(&temp, message).map_err(|e| failure("write", &temp, e))?;
             for n in 1u32.. {
                 let name = if n == 1 {
                     format!("{stem}.eml")
@@ -109,7 +92,7 @@ impl Outbox {
                             return Ok(target);
                         }
                     }
-                    Err(e) => return Err(context("create", &target, e)),
+                    Err(e) => return Err(failure("create", &target, e)),
                 }
             }
             Err(SendError::temporary(format!(
@@ -165,6 +148,20 @@ impl Transport for Outbox {
             synced
         }
     }
+}
+
+/// A failure of the outbox folder, always temporary, with what the admin can do.
+fn failure(what: &str, path: &Path, e: io::Error) -> SendError {
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => " (create the folder or fix queue.outbox)",
+        io::ErrorKind::PermissionDenied => " (let the imipd user write there)",
+        io::ErrorKind::StorageFull => " (free some space)",
+        _ => "",
+    };
+    SendError::temporary(format!(
+        "outbox: cannot {what} {}: {e}{hint}",
+        path.display()
+    ))
 }
 
 /// Gives `temp` the name `target` unless that name exists (`AlreadyExists` then):
