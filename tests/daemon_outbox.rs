@@ -47,6 +47,15 @@ impl Site {
         Site { dir }
     }
 
+    /// Changes the configuration before the daemon starts: `from` (which must be
+    /// there) becomes `to`.
+    fn replace_in_config(&self, from: &str, to: &str) {
+        let config = self.dir.join("imipd.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        assert!(text.contains(from), "the configuration has no {from:?}");
+        std::fs::write(&config, text.replace(from, to)).expect("config");
+    }
+
     fn serve(&self) -> Child {
         Command::new(env!("CARGO_BIN_EXE_imipd"))
             .args(["serve", "--config"])
@@ -138,6 +147,25 @@ fn write_event(dir: &Path, name: &str, text: &str) {
     std::fs::rename(&temp, dir.join(name)).expect("rename");
 }
 
+/// Bob accepts in his own copy, saved as a careful client saves.
+fn accept_as_bob(bob_copy: &Path) {
+    let accepted = std::fs::read_to_string(bob_copy)
+        .expect("bob's copy")
+        .replace(
+            "PARTSTAT=NEEDS-ACTION:mailto:bob",
+            "PARTSTAT=ACCEPTED:mailto:bob",
+        );
+    assert!(
+        accepted.contains("PARTSTAT=ACCEPTED:mailto:bob"),
+        "{accepted}"
+    );
+    write_event(
+        bob_copy.parent().expect("folder"),
+        &bob_copy.file_name().expect("name").to_string_lossy(),
+        &accepted,
+    );
+}
+
 #[test]
 fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_back() {
     let (site, metrics_port) = Site::with_metrics("story");
@@ -177,22 +205,7 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
     );
 
     // Bob accepts in his own calendar: Alice's copy shows it.
-    let bob_copy = site.files("stores/bob/calendar").remove(0);
-    let accepted = std::fs::read_to_string(&bob_copy)
-        .expect("bob's copy")
-        .replace(
-            "RSVP=TRUE;PARTSTAT=NEEDS-ACTION:mailto:bob",
-            "RSVP=TRUE;PARTSTAT=ACCEPTED:mailto:bob",
-        );
-    assert!(
-        accepted.contains("PARTSTAT=ACCEPTED:mailto:bob"),
-        "{accepted}"
-    );
-    write_event(
-        bob_copy.parent().expect("folder"),
-        &bob_copy.file_name().expect("name").to_string_lossy(),
-        &accepted,
-    );
+    accept_as_bob(&site.files("stores/bob/calendar").remove(0));
     let alice_copy = site.dir.join("stores/alice/calendar/lunch.ics");
     eventually("bob's answer in alice's copy", &site, || {
         std::fs::read_to_string(&alice_copy)
@@ -357,11 +370,7 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
 #[test]
 fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
     let site = Site::new("vanish");
-    let config = site.dir.join("imipd.toml");
-    let text = std::fs::read_to_string(&config)
-        .expect("config")
-        .replace("debounce_ms = 50", "debounce_ms = 50\nrescan_interval = 1");
-    std::fs::write(&config, text).expect("config");
+    site.replace_in_config("debounce_ms = 50", "debounce_ms = 50\nrescan_interval = 1");
     let daemon = site.serve();
     eventually("startup", &site, || site.log().contains("imipd is running"));
     let calendar = site.dir.join("stores/alice/calendar");
@@ -400,13 +409,11 @@ fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
 #[test]
 fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_rescan() {
     let site = Site::new("ready");
-    let config = site.dir.join("imipd.toml");
     // No rescan during the test: only the file watcher can notice the save.
-    let text = std::fs::read_to_string(&config).expect("config").replace(
+    site.replace_in_config(
         "debounce_ms = 50",
         "debounce_ms = 50\nrescan_interval = 3600",
     );
-    std::fs::write(&config, text).expect("config");
     // A store with many folders of users not configured here, so setting up the
     // recursive watch takes a while: the daemon must not say it is running before.
     for i in 0..10000 {
@@ -441,11 +448,7 @@ fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_resca
 #[test]
 fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arrive() {
     let site = Site::new("hidden");
-    let config = site.dir.join("imipd.toml");
-    let text = std::fs::read_to_string(&config)
-        .expect("config")
-        .replace("[mail]\n", "[mail]\nattendee_list = \"hidden\"\n");
-    std::fs::write(&config, text).expect("config");
+    site.replace_in_config("[mail]\n", "[mail]\nattendee_list = \"hidden\"\n");
     let daemon = site.serve();
     eventually("startup", &site, || site.log().contains("imipd is running"));
     let invitation = event("secret-1", "Surprise party").replace(
@@ -498,21 +501,7 @@ fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arr
     // The organizer's copy keeps everyone; bob's answer from his cut-down copy lands.
     let alice_copy = site.dir.join("stores/alice/calendar/party.ics");
     assert!(everyone.iter().all(|a| unfolded(&alice_copy).contains(a)));
-    let accepted = std::fs::read_to_string(&bob_copy)
-        .expect("bob's copy")
-        .replace(
-            "PARTSTAT=NEEDS-ACTION:mailto:bob",
-            "PARTSTAT=ACCEPTED:mailto:bob",
-        );
-    assert!(
-        accepted.contains("PARTSTAT=ACCEPTED:mailto:bob"),
-        "{accepted}"
-    );
-    write_event(
-        bob_copy.parent().expect("folder"),
-        &bob_copy.file_name().expect("name").to_string_lossy(),
-        &accepted,
-    );
+    accept_as_bob(&bob_copy);
     eventually("bob's answer in alice's copy", &site, || {
         unfolded(&alice_copy).lines().any(|l| {
             l.starts_with("ATTENDEE")
