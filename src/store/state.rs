@@ -1008,10 +1008,7 @@ mod tests {
 
     #[test]
     fn records_uid_index_and_queue_survive_reopening() {
-        let dir = std::env::temp_dir().join(format!("imipd-state-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("state.redb");
+        let (dir, path) = temp_state("reopen");
         {
             let state = State::open(&path).expect("open");
             let ids = state
@@ -1273,11 +1270,8 @@ mod tests {
 
     #[test]
     fn a_newer_message_drops_the_undelivered_older_one_and_counts_it() {
-        let dir =
-            std::env::temp_dir().join(format!("imipd-state-supersede-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let state = State::open(&dir.join("state.redb")).expect("open");
+        let (dir, path) = temp_state("supersede");
+        let state = State::open(&path).expect("open");
         let with_method = |rcpt: &str, method: &str| {
             QueueItem {
             method: method.into(),
@@ -1347,10 +1341,8 @@ mod tests {
 
     #[test]
     fn concurrent_commits_all_land_with_distinct_queue_ids() {
-        let dir = std::env::temp_dir().join(format!("imipd-state-group-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let state = State::open(&dir.join("state.redb")).expect("open");
+        let (dir, path) = temp_state("group");
+        let state = State::open(&path).expect("open");
         let ids: Vec<u64> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..8)
                 .map(|t| {
@@ -1399,10 +1391,8 @@ mod tests {
 
     #[test]
     fn a_failing_batch_in_a_group_fails_only_its_own_caller() {
-        let dir = std::env::temp_dir().join(format!("imipd-state-bad-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let state = State::open(&dir.join("state.redb")).expect("open");
+        let (dir, path) = temp_state("bad");
+        let state = State::open(&path).expect("open");
         // A damaged record: replacing it fails (its old UID index cannot be read).
         let txn = state.db.begin_write().expect("write");
         txn.open_table(OBJECTS)
@@ -1439,10 +1429,8 @@ mod tests {
 
     #[test]
     fn old_sent_records_are_found_in_queue_order_up_to_the_first_young_one() {
-        let dir = std::env::temp_dir().join(format!("imipd-state-sent-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let state = State::open(&dir.join("state.redb")).expect("open");
+        let (dir, path) = temp_state("sent");
+        let state = State::open(&path).expect("open");
         let sent = |id: u64, at: i64| SentRecord {
             id,
             at,
