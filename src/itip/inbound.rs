@@ -681,23 +681,7 @@ fn apply_reply(
                 };
                 apply_answer(comp, stored, replied, &m.request_status);
                 record_response_comment(comp, &stored.address, m.comp);
-                for delegate in &replied.delegated_to {
-                    let Some(in_reply) = m.attendee(delegate) else {
-                        continue;
-                    };
-                    match l.attendee(delegate) {
-                        None => comp.entries.push(in_reply.entry.clone()),
-                        Some(known) => update_delegate(comp, known, in_reply),
-                    }
-                }
-                if is_todo {
-                    let present: Vec<ICalendarProperty> = TODO_PROGRESS
-                        .iter()
-                        .filter(|p| m.comp.has_property(p))
-                        .cloned()
-                        .collect();
-                    replace_properties(comp, m.comp, &present);
-                }
+                apply_delegates_and_progress(comp, l, m, replied, is_todo);
             }
             None => {
                 // An answer for one occurrence the organizer's copy has no override for:
@@ -720,23 +704,7 @@ fn apply_reply(
                 };
                 let before = comp.entries.clone();
                 apply_answer(comp, stored, replied, &m.request_status);
-                for delegate in &replied.delegated_to {
-                    let Some(in_reply) = m.attendee(delegate) else {
-                        continue;
-                    };
-                    match main.attendee(delegate) {
-                        None => comp.entries.push(in_reply.entry.clone()),
-                        Some(known) => update_delegate(comp, known, in_reply),
-                    }
-                }
-                if is_todo {
-                    let present: Vec<ICalendarProperty> = TODO_PROGRESS
-                        .iter()
-                        .filter(|p| m.comp.has_property(p))
-                        .cloned()
-                        .collect();
-                    replace_properties(comp, m.comp, &present);
-                }
+                apply_delegates_and_progress(comp, main, m, replied, is_todo);
                 if comp.entries == before {
                     // The answer is the series' answer: no override needed.
                     copy.remove_component_ids(&[at]);
@@ -760,6 +728,35 @@ fn entry_mut<'c>(
 
 /// Copies the answer (PARTSTAT, RSVP, DELEGATED-TO) and the delivery status onto the
 /// stored ATTENDEE line, leaving its other parameters as they were.
+/// The rest of an answer, after the sender's own line: the delegates the REPLY names
+/// (added, or updated where `stored` already lists them) and, for a to-do, the
+/// progress properties it carries.
+fn apply_delegates_and_progress(
+    comp: &mut ICalendarComponent,
+    stored: &Instance<'_>,
+    reply: &Instance<'_>,
+    replied: &Attendee<'_>,
+    is_todo: bool,
+) {
+    for delegate in &replied.delegated_to {
+        let Some(in_reply) = reply.attendee(delegate) else {
+            continue;
+        };
+        match stored.attendee(delegate) {
+            None => comp.entries.push(in_reply.entry.clone()),
+            Some(known) => update_delegate(comp, known, in_reply),
+        }
+    }
+    if is_todo {
+        let present: Vec<ICalendarProperty> = TODO_PROGRESS
+            .iter()
+            .filter(|p| reply.comp.has_property(p))
+            .cloned()
+            .collect();
+        replace_properties(comp, reply.comp, &present);
+    }
+}
+
 fn apply_answer(
     comp: &mut ICalendarComponent,
     stored: &Attendee<'_>,
