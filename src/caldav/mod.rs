@@ -18,6 +18,7 @@
 //! ([`stale_save`]). A save over anything a person wrote still gets its 412.
 //!
 //! - [`announce`]: the DAV header with the announcement (pure).
+//! - [`listing`]: the ETags a multistatus answer gives (pure).
 //! - [`paths`]: which store object a request path names (pure).
 //! - [`upstream`]: one HTTP/1 request to Radicale.
 //! - [`stale_save`]: the 412 rule, over [`crate::store::provenance`].
@@ -26,6 +27,7 @@
 //! It does not parse or change calendar data: every body passes through untouched.
 
 pub mod announce;
+pub mod listing;
 pub mod paths;
 pub mod server;
 pub mod stale_save;

@@ -8,6 +8,39 @@
 use crate::store::layout::Store;
 use percent_encoding::percent_decode_str;
 
+/// The store prefix a request path covers: `alice/work/` for a calendar, the key for
+/// an object, `alice/` for a user's home. `None` outside configured users.
+pub fn prefix(store: &Store, path: &str) -> Option<String> {
+    let segments = segments(path)?;
+    let user = store.user(segments.first()?)?;
+    match segments.len() {
+        1 => Some(format!("{}/", user.name)),
+        2 => Some(format!("{}/{}/", user.name, segments[1])),
+        3 => object_key(store, path),
+        _ => None,
+    }
+}
+
+/// The decoded, non-empty segments of a path; `None` if one is unsafe.
+fn segments(path: &str) -> Option<Vec<String>> {
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        })
+        .collect::<Option<_>>()?;
+    if segments.iter().any(|s| {
+        s.is_empty() || s == "." || s == ".." || s.contains(['/', '\0']) || s.starts_with('.')
+    }) {
+        return None;
+    }
+    Some(segments)
+}
+
 /// The object key (`alice/work/ev.ics`) of a request path, if it names one.
 pub fn object_key(store: &Store, path: &str) -> Option<String> {
     let segments: Vec<String> = path
@@ -52,5 +85,14 @@ mod tests {
         assert_eq!(key("/alice/cal/%2e%2e"), None);
         assert_eq!(key("/alice/cal%2Fx/ev.ics"), None, "an encoded slash");
         assert_eq!(key("/alice/.Radicale.cache/ev.ics"), None);
+        let prefix = |p| prefix(&store, p);
+        assert_eq!(prefix("/alice/0f2e/").as_deref(), Some("alice/0f2e/"));
+        assert_eq!(prefix("/alice/").as_deref(), Some("alice/"));
+        assert_eq!(
+            prefix("/alice/0f2e/ev.ics").as_deref(),
+            Some("alice/0f2e/ev.ics")
+        );
+        assert_eq!(prefix("/bob/"), None);
+        assert_eq!(prefix("/"), None);
     }
 }

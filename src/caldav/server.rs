@@ -2,7 +2,8 @@
 //! back with the scheduling announcement; saves of objects go through the 412 rule.
 
 use super::announce::announce;
-use super::paths::object_key;
+use super::listing::etags;
+use super::paths::{object_key, prefix};
 use super::stale_save::{current_version, judge, StaleSave};
 use super::upstream::{strip_hop_by_hop, Forward, Upstream, UpstreamError};
 use crate::config::CaldavSection;
@@ -12,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::future::Future;
@@ -85,20 +87,30 @@ async fn handle(State(front): State<Arc<Front>>, request: Request) -> Response {
         headers,
         body,
     };
-    let key = (forward.method == Method::PUT)
-        .then(|| object_key(&(front.store)(), parts.uri.path()))
-        .flatten();
-    let answer = match key {
-        Some(key) => front.save(&key, &forward).await,
-        None => front.upstream.send(&forward).await,
+    let store = (front.store)();
+    let path = parts.uri.path();
+    let answer = if forward.method == Method::PUT {
+        match object_key(&store, path) {
+            Some(key) => front.save(&key, &forward).await.map(to_client),
+            None => front.upstream.send(&forward).await.map(to_client),
+        }
+    } else if is_listing(&forward.method) || forward.method == Method::GET {
+        front.listing(prefix(&store, path), &forward).await
+    } else {
+        front.upstream.send(&forward).await.map(to_client)
     };
     match answer {
-        Ok(response) => to_client(response),
+        Ok(response) => response,
         Err(err) => {
             tracing::warn!(error = %err, method = %forward.method, path = %parts.uri.path(), "CalDAV request not passed on");
             (StatusCode::BAD_GATEWAY, format!("{err}\n")).into_response()
         }
     }
+}
+
+/// PROPFIND and REPORT: the requests whose answers list objects with their ETags.
+fn is_listing(method: &Method) -> bool {
+    matches!(method.as_str(), "PROPFIND" | "REPORT")
 }
 
 /// Radicale's answer as the client gets it: announced, body streaming.
@@ -124,6 +136,76 @@ impl Front {
             .await
             .ok()
             .flatten()
+    }
+
+    /// A listing (PROPFIND, REPORT) or GET of `prefix`: passed on; the ETags it gives for
+    /// objects imipd recently wrote are remembered with their content, so that a client
+    /// that saves on a version it synced (not one it saved) is judged by the 412 rule
+    /// too. Each such file is hashed before and after the request; only an ETag whose
+    /// file did not change meanwhile is taken. Other listings stream through untouched.
+    async fn listing(
+        &self,
+        prefix: Option<String>,
+        forward: &Forward,
+    ) -> Result<Response, UpstreamError> {
+        let store = (self.store)();
+        let candidates = prefix
+            .map(|p| store.provenance().bookkeeping_keys_under(&p))
+            .unwrap_or_default();
+        if candidates.is_empty() {
+            return self.upstream.send(forward).await.map(to_client);
+        }
+        let before = self.versions(&candidates).await;
+        let response = self.upstream.send(forward).await?;
+        let (parts, body) = response.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(source) => {
+                return Err(UpstreamError::Http {
+                    authority: self.upstream.authority().to_string(),
+                    source,
+                })
+            }
+        };
+        let after = self.versions(&candidates).await;
+        let mut listed = std::str::from_utf8(&body).map(etags).unwrap_or_default();
+        if let (false, Some(etag)) = (is_listing(&forward.method), parts.headers.get(header::ETAG))
+        {
+            // A GET of one object: its ETag is in the header.
+            let path = forward.path_and_query.split('?').next().unwrap_or("/");
+            if let Ok(etag) = etag.to_str() {
+                listed.push((path.to_string(), etag.to_string()));
+            }
+        }
+        for (path, etag) in listed {
+            let Some(key) = object_key(&store, &path) else {
+                continue;
+            };
+            if let (Some(Some(was)), Some(Some(is))) = (before.get(&key), after.get(&key)) {
+                if was == is {
+                    store.provenance().record_etag(&key, &etag, is);
+                }
+            }
+        }
+        let mut parts = parts;
+        strip_hop_by_hop(&mut parts.headers);
+        announce(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::from(body)))
+    }
+
+    /// The content hashes of `keys` now.
+    async fn versions(&self, keys: &[String]) -> HashMap<String, Option<String>> {
+        let (store, keys) = ((self.store)(), keys.to_vec());
+        tokio::task::spawn_blocking(move || {
+            keys.into_iter()
+                .map(|k| {
+                    let v = current_version(&store, &k);
+                    (k, v)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// A client's save of object `key`: passed on; a 412 over imipd's bookkeeping

@@ -88,6 +88,11 @@ impl Upstream {
         Upstream { authority }
     }
 
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
     /// Sends `forward` and returns the answer, its body still streaming.
     pub async fn send(&self, forward: &Forward) -> Result<Response<Incoming>, UpstreamError> {
         let stream = TcpStream::connect(&self.authority)

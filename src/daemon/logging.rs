@@ -32,10 +32,23 @@ pub fn default_directives(level: &str) -> String {
     format!("{others},imipd={level}")
 }
 
+/// `RUST_LOG`'s filter, with the file watcher's library held to warnings unless the
+/// filter names it: notify logs one info line for every watch that Radicale's own
+/// writes remove, most of a Radicale store's log otherwise.
+fn quiet_watcher(asked: &str) -> EnvFilter {
+    let mut directives = asked.to_string();
+    if !asked.contains("notify") {
+        directives.push_str(",notify=warn");
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(asked))
+}
+
 /// Installs the global log subscriber once; later calls do nothing.
 pub fn init(default_level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_directives(default_level)));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(asked) if !asked.trim().is_empty() => quiet_watcher(&asked),
+        _ => EnvFilter::new(default_directives(default_level)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -69,6 +82,14 @@ mod tests {
         assert_eq!(default_directives("info"), "warn,imipd=info");
         assert_eq!(default_directives("debug"), "warn,imipd=debug");
         assert_eq!(default_directives("error"), "error,imipd=error");
+        assert_eq!(
+            quiet_watcher("info").to_string(),
+            EnvFilter::new("info,notify=warn").to_string()
+        );
+        assert_eq!(
+            quiet_watcher("notify=debug").to_string(),
+            EnvFilter::new("notify=debug").to_string()
+        );
         // Each directive parses, so the filter is not silently replaced.
         for level in ["info", "warn", "debug", "error"] {
             EnvFilter::try_new(default_directives(level)).expect("valid filter");

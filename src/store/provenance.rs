@@ -148,6 +148,20 @@ impl Provenance {
         at.to_string()
     }
 
+    /// The objects under `prefix` (`alice/work/`) that imipd recently wrote as
+    /// bookkeeping: the only ones whose ETags the front needs to learn from listings.
+    pub fn bookkeeping_keys_under(&self, prefix: &str) -> Vec<String> {
+        let table = lock(&self.bookkeeping);
+        let mut keys: Vec<String> = table
+            .entries
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Whether `content_hash` of `key` was written by imipd as bookkeeping.
     pub fn is_bookkeeping_version(&self, key: &str, content_hash: &str) -> bool {
         lock(&self.bookkeeping)

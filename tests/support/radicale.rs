@@ -151,3 +151,14 @@ pub fn http(
         body: body.to_string(),
     }
 }
+
+/// The ETag a PROPFIND/REPORT answer (`body`) lists for `path`.
+pub fn listed_etag(body: &str, path: &str) -> Option<String> {
+    body.split("response>")
+        .find(|block| block.contains(&format!("{path}<")))
+        .and_then(|block| {
+            let start = block.find("getetag>")? + "getetag>".len();
+            let end = start + block[start..].find('<')?;
+            Some(block[start..end].replace("&quot;", "\""))
+        })
+}
