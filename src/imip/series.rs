@@ -64,12 +64,23 @@ pub(crate) fn next_occurrence(
         return None;
     }
     let master_id = cal.components.iter().position(|c| std::ptr::eq(c, master))?;
+    // calcard puts an override in place of its occurrence only when both have the same
+    // SEQUENCE; any other override is listed beside it. The occurrences an override
+    // replaces are taken out here whatever its SEQUENCE.
+    let overridden: Vec<i64> = calendar::scheduling_components(cal)
+        .into_iter()
+        .filter_map(|c| c.property(&ICalendarProperty::RecurrenceId))
+        .filter_map(|e| Moment::from_entry(e, resolver))
+        .map(|m| m.timestamp())
+        .collect();
     let next = expanded
         .events
         .iter()
         .filter(|e| {
             let comp = cal.components.get(e.comp_id as usize);
             comp.is_some_and(|c| !matches!(c.status(), Some(ICalendarStatus::Cancelled)))
+                && !(e.comp_id as usize == master_id
+                    && overridden.contains(&e.start.timestamp()))
         })
         .map(|e| (e.comp_id as usize, Moment::at_instant(&e.start, &first)))
         .filter(|(_, start)| !has_started(start, now))
