@@ -189,6 +189,50 @@ pub fn all_cases() -> Vec<Case> {
                 MessageSummary::Invite,
             ),
         ),
+        // Issue 22: the week of 2 Jun moved by an hour (an override, sent alone).
+        case(
+            "request-occurrence-moved",
+            message(
+                Method::Request,
+                "REQUEST",
+                ALICE,
+                BOB,
+                &[
+                    "RECURRENCE-ID:20090602T160000Z",
+                    "DTSTART:20090602T170000Z",
+                    "DTEND:20090602T180000Z",
+                    "SUMMARY:Lunch",
+                    "SEQUENCE:1",
+                    ORGANIZER,
+                    ALICE_ATTENDS,
+                    BOB_INVITED,
+                ],
+                MessageSummary::Update {
+                    changes: Vec::new(),
+                },
+            ),
+        ),
+        // A weekly series that began on 12 May, invited to on 1 Jun (the DTSTAMP).
+        case(
+            "request-series-running",
+            message(
+                Method::Request,
+                "REQUEST",
+                ALICE,
+                BOB,
+                &[
+                    "DTSTART:20090512T160000Z",
+                    "DTEND:20090512T170000Z",
+                    "RRULE:FREQ=WEEKLY;COUNT=10",
+                    "SUMMARY:Lunch",
+                    "SEQUENCE:0",
+                    ORGANIZER,
+                    ALICE_ATTENDS,
+                    BOB_INVITED,
+                ],
+                MessageSummary::Invite,
+            ),
+        ),
         case(
             "reply-accepted",
             reply(P::Accepted, "ATTENDEE;CN=Bob Attendee;PARTSTAT=ACCEPTED:mailto:bob@example.net"),
@@ -220,6 +264,26 @@ pub fn all_cases() -> Vec<Case> {
                 ALICE,
                 BOB,
                 &event(&["SEQUENCE:3", "STATUS:CANCELLED", ORGANIZER, BOB_INVITED]),
+                MessageSummary::Cancel,
+            ),
+        ),
+        case(
+            "cancel-occurrence",
+            message(
+                Method::Cancel,
+                "CANCEL",
+                ALICE,
+                BOB,
+                &[
+                    "RECURRENCE-ID:20090609T160000Z",
+                    "DTSTART:20090609T160000Z",
+                    "DTEND:20090609T170000Z",
+                    "SUMMARY:Lunch",
+                    "SEQUENCE:1",
+                    "STATUS:CANCELLED",
+                    ORGANIZER,
+                    BOB_INVITED,
+                ],
                 MessageSummary::Cancel,
             ),
         ),
