@@ -363,3 +363,34 @@ fn the_next_occurrence_is_the_moved_one_and_skips_excluded_weeks() {
         "Invitation: Weekly sync @ Tue 22 Dec 2026 10:00–11:00 (Europe/Berlin)"
     );
 }
+
+/// The engine's CANCEL of a whole series carries no RRULE (RFC 5546 §3.2.5 does not ask
+/// for one), so its mail names the first day. A CANCEL that does carry the rule is about
+/// the whole running series: it names the next occurrence that will not take place.
+#[test]
+fn a_cancel_with_its_rule_names_the_next_occurrence_of_the_running_series() {
+    let cal = ICalendar::parse(
+        series(WEEKLY, false, "")
+            .to_string()
+            .replace("BEGIN:VEVENT\r\n", "METHOD:CANCEL\r\nBEGIN:VEVENT\r\nSTATUS:CANCELLED\r\n")
+            .replace("DTSTAMP:20261101T090000Z", "DTSTAMP:20261207T120000Z"),
+    )
+    .expect("parses");
+    let msg = ItipMessage {
+        method: Method::Cancel,
+        from: addr("alice@example.com"),
+        to: vec![addr("bob@example.net")],
+        calendar: cal,
+        summary: MessageSummary::Cancel,
+    };
+    let (subject, text) = mail(&msg, "bob@example.net", Language::En);
+    assert_eq!(
+        subject,
+        "Cancelled: Weekly sync @ Tue 8 Dec 2026 10:00–11:00 (Europe/Berlin)"
+    );
+    assert_eq!(intro(&text), "Alice has cancelled “Weekly sync”.");
+    assert_eq!(
+        line(&text, "Repeats:"),
+        "Repeats: Every week since Tue 1 Dec 2026, 10 times"
+    );
+}

@@ -43,7 +43,7 @@ pub(crate) fn stamped_at(component: &ICalendarComponent, resolver: &TzResolver<&
 /// Start and end of the next occurrence of `master` (a component of `cal` with RRULE
 /// or RDATE) at or after `now`, when the series started before `now`; `None` when it
 /// has not started, does not recur, is over or cannot be expanded. Cancelled
-/// occurrences are skipped; an override is shown with its own times.
+/// overrides are skipped; an override is shown with its own times.
 pub(crate) fn next_occurrence(
     cal: &ICalendar,
     master: &ICalendarComponent,
@@ -77,10 +77,13 @@ pub(crate) fn next_occurrence(
         .events
         .iter()
         .filter(|e| {
-            let comp = cal.components.get(e.comp_id as usize);
+            let id = e.comp_id as usize;
+            if id == master_id {
+                // A cancelled master is the series a CANCEL is about: its dates stand.
+                return !overridden.contains(&e.start.timestamp());
+            }
+            let comp = cal.components.get(id);
             comp.is_some_and(|c| !matches!(c.status(), Some(ICalendarStatus::Cancelled)))
-                && !(e.comp_id as usize == master_id
-                    && overridden.contains(&e.start.timestamp()))
         })
         .map(|e| (e.comp_id as usize, Moment::at_instant(&e.start, &first)))
         .filter(|(_, start)| !has_started(start, now))
