@@ -92,7 +92,10 @@ fn mail(msg: &ItipMessage, who: &str, language: Language) -> (String, String) {
     let parsed = MessageParser::default()
         .parse(&built.bytes)
         .expect("parses");
-    let text = parsed.body_text(0).expect("a text part").replace("\r\n", "\n");
+    let text = parsed
+        .body_text(0)
+        .expect("a text part")
+        .replace("\r\n", "\n");
     (built.subject, text)
 }
 
@@ -114,7 +117,11 @@ fn first_move() -> (ICalendar, ItipMessage) {
         false,
         &moved("20261208T100000", "20261208T110000", "20261208T120000", 1),
     );
-    let msg = to(&messages(Some(&old), &new, BEFORE), "bob@example.net", Method::Request);
+    let msg = to(
+        &messages(Some(&old), &new, BEFORE),
+        "bob@example.net",
+        Method::Request,
+    );
     (new, msg)
 }
 
@@ -154,7 +161,11 @@ fn moved_again_it_says_from_where_the_attendee_had_it_also_after_the_queue() {
         false,
         &moved("20261208T100000", "20261208T120000", "20261208T130000", 1),
     );
-    let msg = to(&messages(Some(&old), &new, BEFORE), "bob@example.net", Method::Request);
+    let msg = to(
+        &messages(Some(&old), &new, BEFORE),
+        "bob@example.net",
+        Method::Request,
+    );
     let want =
         "Alice has moved the occurrence of “Weekly sync” on Tue 8 Dec 2026 from 11:00 to 12:00.";
     assert_eq!(intro(&mail(&msg, "bob@example.net", Language::En).1), want);
@@ -180,7 +191,10 @@ fn moved_again_it_says_from_where_the_attendee_had_it_also_after_the_queue() {
     let stored = serde_json::to_string(&item).expect("stored");
     let item: QueueItem = serde_json::from_str(&stored).expect("read back");
     let rebuilt = itip_message(&item).expect("rebuilt");
-    assert_eq!(intro(&mail(&rebuilt, "bob@example.net", Language::En).1), want);
+    assert_eq!(
+        intro(&mail(&rebuilt, "bob@example.net", Language::En).1),
+        want
+    );
 }
 
 #[test]
@@ -191,7 +205,11 @@ fn an_occurrence_moved_to_another_day_names_both_days() {
         false,
         &moved("20261208T100000", "20261209T090000", "20261209T100000", 1),
     );
-    let msg = to(&messages(Some(&old), &new, BEFORE), "bob@example.net", Method::Request);
+    let msg = to(
+        &messages(Some(&old), &new, BEFORE),
+        "bob@example.net",
+        Method::Request,
+    );
     let (_, text) = mail(&msg, "bob@example.net", Language::En);
     assert_eq!(
         intro(&text),
@@ -209,10 +227,16 @@ fn an_occurrence_moved_to_another_day_names_both_days() {
 #[test]
 fn a_changed_or_cancelled_occurrence_says_which_one() {
     let old = series(WEEKLY, false, "");
-    let renamed = moved("20261215T100000", "20261215T100000", "20261215T110000", 1)
-        .replace("SUMMARY:Weekly sync", "SUMMARY:Weekly sync\r\nLOCATION:Room 2");
+    let renamed = moved("20261215T100000", "20261215T100000", "20261215T110000", 1).replace(
+        "SUMMARY:Weekly sync",
+        "SUMMARY:Weekly sync\r\nLOCATION:Room 2",
+    );
     let new = series(WEEKLY, false, &renamed);
-    let msg = to(&messages(Some(&old), &new, BEFORE), "bob@example.net", Method::Request);
+    let msg = to(
+        &messages(Some(&old), &new, BEFORE),
+        "bob@example.net",
+        Method::Request,
+    );
     let (_, text) = mail(&msg, "bob@example.net", Language::En);
     assert_eq!(
         intro(&text),
@@ -221,10 +245,16 @@ fn a_changed_or_cancelled_occurrence_says_which_one() {
 
     // The occurrence cancelled in its override (Thunderbird's "delete this occurrence"
     // writes an EXDATE instead: the whole series goes out, with its Excluded dates).
-    let cancelled = moved("20261215T100000", "20261215T100000", "20261215T110000", 1)
-        .replace("SUMMARY:Weekly sync", "SUMMARY:Weekly sync\r\nSTATUS:CANCELLED");
+    let cancelled = moved("20261215T100000", "20261215T100000", "20261215T110000", 1).replace(
+        "SUMMARY:Weekly sync",
+        "SUMMARY:Weekly sync\r\nSTATUS:CANCELLED",
+    );
     let new = series(WEEKLY, false, &cancelled);
-    let msg = to(&messages(Some(&old), &new, BEFORE), "bob@example.net", Method::Cancel);
+    let msg = to(
+        &messages(Some(&old), &new, BEFORE),
+        "bob@example.net",
+        Method::Cancel,
+    );
     assert!(matches!(msg.summary, MessageSummary::Cancel));
     let (subject, text) = mail(&msg, "bob@example.net", Language::En);
     assert_eq!(
@@ -293,7 +323,11 @@ fn the_repeats_line_names_the_end_of_the_series() {
 fn an_invitation_to_a_running_series_shows_its_next_occurrence() {
     // Alice invites on Mon 7 Dec to the series that began on Tue 1 Dec.
     let new = series(WEEKLY, true, "");
-    let msg = to(&messages(None, &new, RUNNING), "carol@example.org", Method::Request);
+    let msg = to(
+        &messages(None, &new, RUNNING),
+        "carol@example.org",
+        Method::Request,
+    );
     let (subject, text) = mail(&msg, "carol@example.org", Language::En);
     assert_eq!(
         subject,
@@ -323,7 +357,11 @@ fn an_invitation_to_a_running_series_shows_its_next_occurrence() {
     );
 
     // Invited before the series starts, the first date is the next one.
-    let msg = to(&messages(None, &new, BEFORE), "carol@example.org", Method::Request);
+    let msg = to(
+        &messages(None, &new, BEFORE),
+        "carol@example.org",
+        Method::Request,
+    );
     let (subject, text) = mail(&msg, "carol@example.org", Language::En);
     assert_eq!(
         subject,
@@ -372,7 +410,10 @@ fn a_cancel_with_its_rule_names_the_next_occurrence_of_the_running_series() {
     let cal = ICalendar::parse(
         series(WEEKLY, false, "")
             .to_string()
-            .replace("BEGIN:VEVENT\r\n", "METHOD:CANCEL\r\nBEGIN:VEVENT\r\nSTATUS:CANCELLED\r\n")
+            .replace(
+                "BEGIN:VEVENT\r\n",
+                "METHOD:CANCEL\r\nBEGIN:VEVENT\r\nSTATUS:CANCELLED\r\n",
+            )
             .replace("DTSTAMP:20261101T090000Z", "DTSTAMP:20261207T120000Z"),
     )
     .expect("parses");

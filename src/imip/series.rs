@@ -24,8 +24,8 @@ use crate::itip::FieldChange;
 use calcard::common::timezone::Tz;
 use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{
-    ICalendar, ICalendarComponent, ICalendarFrequency, ICalendarProperty,
-    ICalendarRecurrenceRule, ICalendarStatus, ICalendarValue,
+    ICalendar, ICalendarComponent, ICalendarFrequency, ICalendarProperty, ICalendarRecurrenceRule,
+    ICalendarStatus, ICalendarValue,
 };
 
 /// How many occurrences are expanded at most to find the next one: 27 years of a
@@ -33,7 +33,10 @@ use calcard::icalendar::{
 const EXPANSION_LIMIT: usize = 10_000;
 
 /// The moment the message was made: the DTSTAMP of `component`.
-pub(crate) fn stamped_at(component: &ICalendarComponent, resolver: &TzResolver<&str>) -> Option<i64> {
+pub(crate) fn stamped_at(
+    component: &ICalendarComponent,
+    resolver: &TzResolver<&str>,
+) -> Option<i64> {
     component
         .property(&ICalendarProperty::Dtstamp)
         .and_then(|e| Moment::from_entry(e, resolver))
@@ -63,7 +66,10 @@ pub(crate) fn next_occurrence(
     if !expanded.errors.is_empty() {
         return None;
     }
-    let master_id = cal.components.iter().position(|c| std::ptr::eq(c, master))?;
+    let master_id = cal
+        .components
+        .iter()
+        .position(|c| std::ptr::eq(c, master))?;
     // calcard puts an override in place of its occurrence only when both have the same
     // SEQUENCE; any other override is listed beside it. The occurrences an override
     // replaces are taken out here whatever its SEQUENCE.
@@ -90,7 +96,8 @@ pub(crate) fn next_occurrence(
         .min_by_key(|(_, start)| start.timestamp())?;
     match next {
         (id, start) if id == master_id => {
-            let end = first_end.map(|end| start.shifted(end.local_in_zone_of(&first) - first.local()));
+            let end =
+                first_end.map(|end| start.shifted(end.local_in_zone_of(&first) - first.local()));
             Some((start, end))
         }
         (id, _) => component_span(cal.components.get(id)?, resolver),
@@ -162,7 +169,10 @@ pub(crate) fn repeats(
         return catalogue.text(
             language,
             "repeat-count",
-            &[("repeat", Arg::Str(&text)), ("count", Arg::Num(i64::from(count)))],
+            &[
+                ("repeat", Arg::Str(&text)),
+                ("count", Arg::Num(i64::from(count))),
+            ],
         );
     }
     let until = rule
@@ -258,7 +268,10 @@ pub(crate) fn single_occurrence(
         catalogue.text(
             language,
             "date-time",
-            &[("date", Arg::Str(&date)), ("time", Arg::Str(&format_time(&local)))],
+            &[
+                ("date", Arg::Str(&date)),
+                ("time", Arg::Str(&format_time(&local))),
+            ],
         )
     };
     Ok(Some(OccurrenceIntro {
@@ -271,7 +284,11 @@ pub(crate) fn single_occurrence(
 
 /// The start the occurrence had before, from the engine's DTSTART change when its new
 /// value is this occurrence's start (a change of another instance says nothing here).
-fn moved_from(changes: &[FieldChange], start: &Moment, resolver: &TzResolver<&str>) -> Option<Moment> {
+fn moved_from(
+    changes: &[FieldChange],
+    start: &Moment,
+    resolver: &TzResolver<&str>,
+) -> Option<Moment> {
     let change = changes
         .iter()
         .find(|c| c.property.eq_ignore_ascii_case("DTSTART"))?;

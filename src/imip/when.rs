@@ -8,9 +8,9 @@
 use super::error::ImipError;
 use super::i18n::{Arg, Catalogue, Language};
 use calcard::common::timezone::Tz;
+use calcard::common::PartialDateTime;
 use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{ICalendarComponent, ICalendarEntry, ICalendarProperty, ICalendarValue};
-use calcard::common::PartialDateTime;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
 
 /// A DTSTART-like value with the zone it is written in.
