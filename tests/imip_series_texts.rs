@@ -15,11 +15,8 @@ mod fixtures;
 
 use calcard::icalendar::ICalendar;
 use fixtures::{addr, options, stamp};
-use imipd::daemon::queue::itip_message;
 use imipd::imip::{build_message, Language};
 use imipd::itip::{schedule_change, Context, ItipMessage, MessageSummary, Method, ReplyDetails};
-use imipd::store::process::summary_record;
-use imipd::store::state::{QueueItem, Route};
 use mail_parser::MessageParser;
 
 /// Mon 30 Nov 2026 12:00 UTC: before the series starts.
@@ -99,6 +96,27 @@ fn mail(msg: &ItipMessage, who: &str, language: Language) -> (String, String) {
     (built.subject, text)
 }
 
+/// The series (Bob invited) with the week of `rid` moved to `start`–`end`.
+fn with_move(rid: &str, start: &str, end: &str) -> ICalendar {
+    series(WEEKLY, false, &moved(rid, start, end, 1))
+}
+
+/// The message of `method` Bob gets when Alice's file goes from `old` to `new` before
+/// the series starts.
+fn to_bob(old: &ICalendar, new: &ICalendar, method: Method) -> ItipMessage {
+    to(&messages(Some(old), new, BEFORE), "bob@example.net", method)
+}
+
+/// Subject and text of the invitation Alice's imipd sends `who` at `now` for `cal`, a
+/// new file.
+fn invitation(cal: &ICalendar, now: i64, who: &str, language: Language) -> (String, String) {
+    mail(
+        &to(&messages(None, cal, now), who, Method::Request),
+        who,
+        language,
+    )
+}
+
 fn line<'t>(text: &'t str, label: &str) -> &'t str {
     text.lines()
         .find(|l| l.starts_with(label))
@@ -112,16 +130,8 @@ fn intro(text: &str) -> &str {
 /// The series with the week of 8 Dec moved from 10:00 to 11:00.
 fn first_move() -> (ICalendar, ItipMessage) {
     let old = series(WEEKLY, false, "");
-    let new = series(
-        WEEKLY,
-        false,
-        &moved("20261208T100000", "20261208T110000", "20261208T120000", 1),
-    );
-    let msg = to(
-        &messages(Some(&old), &new, BEFORE),
-        "bob@example.net",
-        Method::Request,
-    );
+    let new = with_move("20261208T100000", "20261208T110000", "20261208T120000");
+    let msg = to_bob(&old, &new, Method::Request);
     (new, msg)
 }
 
@@ -156,41 +166,14 @@ fn a_moved_occurrence_says_which_one_and_from_when_in_every_language() {
 #[test]
 fn moved_again_it_says_from_where_the_attendee_had_it_also_after_the_queue() {
     let (old, _) = first_move();
-    let new = series(
-        WEEKLY,
-        false,
-        &moved("20261208T100000", "20261208T120000", "20261208T130000", 1),
-    );
-    let msg = to(
-        &messages(Some(&old), &new, BEFORE),
-        "bob@example.net",
-        Method::Request,
-    );
+    let new = with_move("20261208T100000", "20261208T120000", "20261208T130000");
+    let msg = to_bob(&old, &new, Method::Request);
     let want =
         "Alice has moved the occurrence of “Weekly sync” on Tue 8 Dec 2026 from 11:00 to 12:00.";
     assert_eq!(intro(&mail(&msg, "bob@example.net", Language::En).1), want);
 
     // The queue keeps the message as iCalendar text and the summary as a record.
-    let item = QueueItem {
-        id: 1,
-        created: 0,
-        next_attempt: 0,
-        attempts: 0,
-        route: Route::Mail,
-        from: msg.from.to_string(),
-        rcpt: "bob@example.net".into(),
-        method: "REQUEST".into(),
-        uid: "weekly-sync".into(),
-        itip: msg.to_ics().into(),
-        body: None,
-        summary: summary_record(&msg.summary),
-        status_object: None,
-        last_error: None,
-        changed_at_ms: None,
-    };
-    let stored = serde_json::to_string(&item).expect("stored");
-    let item: QueueItem = serde_json::from_str(&stored).expect("read back");
-    let rebuilt = itip_message(&item).expect("rebuilt");
+    let rebuilt = fixtures::through_queue(&msg, "bob@example.net");
     assert_eq!(
         intro(&mail(&rebuilt, "bob@example.net", Language::En).1),
         want
@@ -200,16 +183,8 @@ fn moved_again_it_says_from_where_the_attendee_had_it_also_after_the_queue() {
 #[test]
 fn an_occurrence_moved_to_another_day_names_both_days() {
     let old = series(WEEKLY, false, "");
-    let new = series(
-        WEEKLY,
-        false,
-        &moved("20261208T100000", "20261209T090000", "20261209T100000", 1),
-    );
-    let msg = to(
-        &messages(Some(&old), &new, BEFORE),
-        "bob@example.net",
-        Method::Request,
-    );
+    let new = with_move("20261208T100000", "20261209T090000", "20261209T100000");
+    let msg = to_bob(&old, &new, Method::Request);
     let (_, text) = mail(&msg, "bob@example.net", Language::En);
     assert_eq!(
         intro(&text),
@@ -232,11 +207,7 @@ fn a_changed_or_cancelled_occurrence_says_which_one() {
         "SUMMARY:Weekly sync\r\nLOCATION:Room 2",
     );
     let new = series(WEEKLY, false, &renamed);
-    let msg = to(
-        &messages(Some(&old), &new, BEFORE),
-        "bob@example.net",
-        Method::Request,
-    );
+    let msg = to_bob(&old, &new, Method::Request);
     let (_, text) = mail(&msg, "bob@example.net", Language::En);
     assert_eq!(
         intro(&text),
@@ -250,11 +221,7 @@ fn a_changed_or_cancelled_occurrence_says_which_one() {
         "SUMMARY:Weekly sync\r\nSTATUS:CANCELLED",
     );
     let new = series(WEEKLY, false, &cancelled);
-    let msg = to(
-        &messages(Some(&old), &new, BEFORE),
-        "bob@example.net",
-        Method::Cancel,
-    );
+    let msg = to_bob(&old, &new, Method::Cancel);
     assert!(matches!(msg.summary, MessageSummary::Cancel));
     let (subject, text) = mail(&msg, "bob@example.net", Language::En);
     assert_eq!(
@@ -323,46 +290,36 @@ fn the_repeats_line_names_the_end_of_the_series() {
 fn an_invitation_to_a_running_series_shows_its_next_occurrence() {
     // Alice invites on Mon 7 Dec to the series that began on Tue 1 Dec.
     let new = series(WEEKLY, true, "");
-    let msg = to(
-        &messages(None, &new, RUNNING),
-        "carol@example.org",
-        Method::Request,
-    );
-    let (subject, text) = mail(&msg, "carol@example.org", Language::En);
-    assert_eq!(
-        subject,
-        "Invitation: Weekly sync @ Tue 8 Dec 2026 10:00–11:00 (Europe/Berlin)"
-    );
+    let carol = "carol@example.org";
+    let (_, text) = invitation(&new, RUNNING, carol, Language::En);
     assert_eq!(
         line(&text, "When:"),
         "When: Tue 8 Dec 2026 10:00–11:00 (Europe/Berlin)"
     );
-    assert_eq!(
-        line(&text, "Repeats:"),
-        "Repeats: Every week since Tue 1 Dec 2026, 10 times"
-    );
-    let (subject, text) = mail(&msg, "carol@example.org", Language::De);
-    assert_eq!(
-        subject,
-        "Einladung: Weekly sync @ Di. 8. Dez. 2026 10:00–11:00 (Europe/Berlin)"
-    );
-    assert_eq!(
-        line(&text, "Wiederholung:"),
-        "Wiederholung: Wöchentlich seit Di. 1. Dez. 2026, 10-mal"
-    );
-    let (_, text) = mail(&msg, "carol@example.org", Language::Fr);
-    assert_eq!(
-        line(&text, "Répétition"),
-        "Répétition : Toutes les semaines depuis le mar. 1 déc. 2026, 10 fois"
-    );
+    for (language, subject, repeats) in [
+        (
+            Language::En,
+            "Invitation: Weekly sync @ Tue 8 Dec 2026 10:00–11:00 (Europe/Berlin)",
+            "Repeats: Every week since Tue 1 Dec 2026, 10 times",
+        ),
+        (
+            Language::De,
+            "Einladung: Weekly sync @ Di. 8. Dez. 2026 10:00–11:00 (Europe/Berlin)",
+            "Wiederholung: Wöchentlich seit Di. 1. Dez. 2026, 10-mal",
+        ),
+        (
+            Language::Fr,
+            "Invitation : Weekly sync @ mar. 8 déc. 2026 10:00–11:00 (Europe/Berlin)",
+            "Répétition : Toutes les semaines depuis le mar. 1 déc. 2026, 10 fois",
+        ),
+    ] {
+        let (got, text) = invitation(&new, RUNNING, carol, language);
+        assert_eq!(got, subject);
+        assert!(text.lines().any(|l| l == repeats), "{repeats:?} in\n{text}");
+    }
 
     // Invited before the series starts, the first date is the next one.
-    let msg = to(
-        &messages(None, &new, BEFORE),
-        "carol@example.org",
-        Method::Request,
-    );
-    let (subject, text) = mail(&msg, "carol@example.org", Language::En);
+    let (subject, text) = invitation(&new, BEFORE, carol, Language::En);
     assert_eq!(
         subject,
         "Invitation: Weekly sync @ Tue 1 Dec 2026 10:00–11:00 (Europe/Berlin)"
@@ -385,17 +342,15 @@ fn the_next_occurrence_is_the_moved_one_and_skips_excluded_weeks() {
         ))
         .expect("parses")
     };
-    let msgs = messages(None, &with(true), RUNNING);
-    let msg = to(&msgs, "carol@example.org", Method::Request);
-    let (subject, _) = mail(&msg, "carol@example.org", Language::En);
+    let cal = with(true);
+    let (subject, _) = invitation(&cal, RUNNING, "carol@example.org", Language::En);
     assert_eq!(
         subject,
         "Invitation: Weekly sync @ Tue 8 Dec 2026 11:00–12:00 (Europe/Berlin)"
     );
     // On Wed 9 Dec, the next week is the 22nd: the 15th is excluded.
-    let msgs = messages(None, &with(true), RUNNING + 2 * 86_400);
-    let msg = to(&msgs, "carol@example.org", Method::Request);
-    let (subject, _) = mail(&msg, "carol@example.org", Language::En);
+    let later = RUNNING + 2 * 86_400;
+    let (subject, _) = invitation(&cal, later, "carol@example.org", Language::En);
     assert_eq!(
         subject,
         "Invitation: Weekly sync @ Tue 22 Dec 2026 10:00–11:00 (Europe/Berlin)"

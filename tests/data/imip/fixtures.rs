@@ -355,6 +355,32 @@ pub fn all_cases() -> Vec<Case> {
     ]
 }
 
+/// `msg` after a trip through the delivery queue to `rcpt`: stored as the daemon stores
+/// it (iCalendar text and a summary record, as JSON) and rebuilt for sending.
+pub fn through_queue(msg: &ItipMessage, rcpt: &str) -> ItipMessage {
+    use imipd::store::state::{QueueItem, Route};
+    let item = QueueItem {
+        id: 1,
+        created: 0,
+        next_attempt: 0,
+        attempts: 0,
+        route: Route::Mail,
+        from: msg.from.to_string(),
+        rcpt: rcpt.into(),
+        method: imipd::itip::method_name(&msg.method).into(),
+        uid: msg.uid().unwrap_or_default().into(),
+        itip: msg.to_ics().into(),
+        body: None,
+        summary: imipd::store::process::summary_record(&msg.summary),
+        status_object: None,
+        last_error: None,
+        changed_at_ms: None,
+    };
+    let stored = serde_json::to_string(&item).expect("stored");
+    let item: QueueItem = serde_json::from_str(&stored).expect("read back");
+    imipd::daemon::queue::itip_message(&item).expect("rebuilt")
+}
+
 /// The case called `name`.
 pub fn case(name: &str) -> Case {
     all_cases()
