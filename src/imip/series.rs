@@ -311,3 +311,82 @@ pub(crate) fn rule_of(component: &ICalendarComponent) -> Option<&ICalendarRecurr
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imip::when::format_span;
+
+    fn cal(lines: &str) -> ICalendar {
+        ICalendar::parse(format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\n{lines}END:VEVENT\r\n\
+             END:VCALENDAR\r\n"
+        ))
+        .unwrap()
+    }
+
+    /// The When line and the Repeats line of the series in `lines` at its DTSTAMP.
+    fn texts(lines: &str) -> (String, String) {
+        let cal = cal(lines);
+        let resolver = cal.build_tz_resolver();
+        let main = calendar::main_component(&cal).unwrap();
+        let catalogue = Catalogue::get().unwrap();
+        let now = stamped_at(main, &resolver).unwrap();
+        let next = next_occurrence(&cal, main, &resolver, now);
+        let (first, first_end) = component_span(main, &resolver).unwrap();
+        let (start, end) = next.clone().unwrap_or((first.clone(), first_end));
+        let when = format_span(catalogue, Language::En, &start, end.as_ref()).unwrap();
+        let rule = rule_of(main).unwrap();
+        let repeats = repeats(
+            catalogue,
+            Language::En,
+            rule,
+            &first,
+            next.is_some(),
+            &resolver,
+        )
+        .unwrap();
+        (when, repeats)
+    }
+
+    #[test]
+    fn an_all_day_occurrence_today_is_still_the_next_one() {
+        let (when, repeats) = texts(
+            "DTSTAMP:20261208T150000Z\r\nDTSTART;VALUE=DATE:20261201\r\n\
+             RRULE:FREQ=WEEKLY;UNTIL=20270105\r\n",
+        );
+        assert_eq!(when, "Tue 8 Dec 2026");
+        assert_eq!(
+            repeats,
+            "Every week since Tue 1 Dec 2026, until Tue 5 Jan 2027"
+        );
+    }
+
+    #[test]
+    fn a_floating_series_keeps_its_wall_time() {
+        let (when, repeats) = texts(
+            "DTSTAMP:20261203T000000Z\r\nDTSTART:20261201T093000\r\nDURATION:PT30M\r\n\
+             RRULE:FREQ=DAILY;INTERVAL=2;COUNT=1\r\n",
+        );
+        // COUNT=1: the only occurrence is over, so the first one is shown.
+        assert_eq!(when, "Tue 1 Dec 2026 09:30–10:00");
+        assert_eq!(repeats, "Every 2 days, once");
+        let (when, _) = texts(
+            "DTSTAMP:20261203T000000Z\r\nDTSTART:20261201T093000\r\nDURATION:PT30M\r\n\
+             RRULE:FREQ=DAILY;INTERVAL=2\r\n",
+        );
+        assert_eq!(when, "Thu 3 Dec 2026 09:30–10:00");
+    }
+
+    #[test]
+    fn a_rule_shown_as_written_says_since_when_but_no_end_twice() {
+        let (_, repeats) = texts(
+            "DTSTAMP:20261210T000000Z\r\nDTSTART:20261201T090000Z\r\n\
+             RRULE:FREQ=MONTHLY;BYDAY=1TU;COUNT=3\r\n",
+        );
+        assert_eq!(
+            repeats,
+            "FREQ=MONTHLY;COUNT=3;BYDAY=1TU since Tue 1 Dec 2026"
+        );
+    }
+}
