@@ -135,12 +135,18 @@ pub(crate) fn render_with_links(
         )?),
         _ => None,
     };
-    let occurrence = match &msg.summary {
-        MessageSummary::Update { changes } => {
-            series::single_occurrence(catalogue, language, cal, kind.key(), changes)?
-        }
-        _ => series::single_occurrence(catalogue, language, cal, kind.key(), &[])?,
+    let field_changes = match &msg.summary {
+        MessageSummary::Update { changes } => changes.as_slice(),
+        _ => &[],
     };
+    let occurrence = series::single_occurrence(
+        catalogue,
+        language,
+        cal,
+        &resolver,
+        kind.key(),
+        field_changes,
+    )?;
 
     let (partstat, delegate, delegator) = match kind {
         MailKind::Reply { partstat, delegate } => (

@@ -209,12 +209,13 @@ pub(crate) struct OccurrenceIntro {
 }
 
 /// What a message about exactly one occurrence of a series says first, or `None` for
-/// any other message. `kind` is the mail's kind key (`update`, `cancel`); `changes`
-/// the engine's list of what changed.
+/// any other message. `resolver` is `cal`'s; `kind` is the mail's kind key (`update`,
+/// `cancel`); `changes` the engine's list of what changed.
 pub(crate) fn single_occurrence(
     catalogue: &Catalogue,
     language: Language,
     cal: &ICalendar,
+    resolver: &TzResolver<&str>,
     kind: &str,
     changes: &[FieldChange],
 ) -> Result<Option<OccurrenceIntro>, ImipError> {
@@ -222,14 +223,13 @@ pub(crate) fn single_occurrence(
     let [only] = components.as_slice() else {
         return Ok(None);
     };
-    let resolver = cal.build_tz_resolver();
     let Some(rid) = only
         .property(&ICalendarProperty::RecurrenceId)
-        .and_then(|e| Moment::from_entry(e, &resolver))
+        .and_then(|e| Moment::from_entry(e, resolver))
     else {
         return Ok(None);
     };
-    let Some((start, _)) = component_span(only, &resolver) else {
+    let Some((start, _)) = component_span(only, resolver) else {
         return Ok(None);
     };
     let date_of = |m: &Moment| format_date(catalogue, language, m.local_in_zone_of(&start).date());
@@ -246,7 +246,7 @@ pub(crate) fn single_occurrence(
         "update" => {}
         _ => return Ok(None),
     }
-    let before = moved_from(changes, &start, &resolver).unwrap_or(rid.clone());
+    let before = moved_from(changes, &start, resolver).unwrap_or(rid.clone());
     if before.timestamp() == start.timestamp() && before.is_all_day() == start.is_all_day() {
         return plain("update-occurrence");
     }
