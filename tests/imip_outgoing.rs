@@ -62,6 +62,15 @@ mod imip {
                 "Invitation: Lunch @ Tue 2 Jun 2009 16:00–17:00 (UTC)",
             ),
             (
+                "request-occurrence-moved",
+                "Updated invitation: Lunch @ Tue 2 Jun 2009 17:00–18:00 (UTC)",
+            ),
+            // Invited on 1 Jun to a series that began on 12 May: its next lunch.
+            (
+                "request-series-running",
+                "Invitation: Lunch @ Tue 2 Jun 2009 16:00–17:00 (UTC)",
+            ),
+            (
                 "reply-accepted",
                 "Accepted: Lunch @ Tue 2 Jun 2009 16:00–17:00 (UTC)",
             ),
@@ -84,6 +93,10 @@ mod imip {
             (
                 "cancel",
                 "Cancelled: Lunch @ Tue 2 Jun 2009 16:00–17:00 (UTC)",
+            ),
+            (
+                "cancel-occurrence",
+                "Cancelled: Lunch @ Tue 9 Jun 2009 16:00–17:00 (UTC)",
             ),
             (
                 "add",

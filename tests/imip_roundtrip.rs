@@ -77,7 +77,7 @@ mod imip {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 3 * 15);
+        assert_eq!(checked, 3 * 18);
     }
 
     #[test]

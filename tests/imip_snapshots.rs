@@ -61,7 +61,7 @@ mod imip {
                 count += 1;
             }
         }
-        assert_eq!(count, 14 * 3);
+        assert_eq!(count, 17 * 3);
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     }
 

@@ -518,6 +518,43 @@ fn check_occurrences(failures: &mut Vec<String>, sample: &Sample, icaljs: &Value
     compared
 }
 
+/// The first occurrence of the series `components[main]` at or after its DTSTAMP (a day
+/// from the DTSTAMP's day, for all-day series), as ical.js's `dtstart` shape with the
+/// occurrence's wall time and the series' zone (the override's start, when the message
+/// has one for it); `None` when the series had not begun.
+fn next_occurrence(components: &[Value], main: usize) -> Option<Value> {
+    let series = &components[main];
+    let start = &series["dtstart"];
+    let stamp = &series["dtstamp"];
+    let stamp_unix = stamp["unix"].as_i64()?;
+    let all_day = start["is_date"].as_bool() == Some(true);
+    let stamp_day = stamp["local"].as_str()?.get(..10)?.to_string();
+    let begun = |o: &Value| -> Option<bool> {
+        Some(if all_day {
+            o["local"].as_str()?.get(..10)? < stamp_day.as_str()
+        } else {
+            o["unix"].as_i64()? < stamp_unix
+        })
+    };
+    if !begun(start)? {
+        return None;
+    }
+    let next = series["occurrences"]
+        .as_array()?
+        .iter()
+        .find(|o| begun(o) == Some(false))?;
+    let overridden = components
+        .iter()
+        .find(|c| c["recurrence_id"].as_str() == next["local"].as_str());
+    if let Some(instance) = overridden {
+        return Some(instance["dtstart"].clone());
+    }
+    let mut shown = start.clone();
+    shown["local"] = next["local"].clone();
+    shown["unix"] = next["unix"].clone();
+    Some(shown)
+}
+
 /// The When line shows the day, wall time and zone of the main component's start as
 /// ical.js reads it (and the end time, when it ends the same day in the same zone);
 /// no line of the text shows a raw timestamp.
@@ -541,7 +578,12 @@ fn check_when_line(
     let Some(main) = main else {
         return false;
     };
-    let start = &components[main]["dtstart"];
+    // A series that began before the message was made (its DTSTAMP) is shown by its
+    // next occurrence as ical.js lays them out (an occurrence with an override of its
+    // own in the message is the override's).
+    let next = next_occurrence(&components, main);
+    let shifted = next.is_some();
+    let start = next.as_ref().unwrap_or(&components[main]["dtstart"]);
     let Some((day, time)) = start["local"].as_str().and_then(wall_time) else {
         return false;
     };
@@ -571,7 +613,7 @@ fn check_when_line(
             wrong.push(format!("the zone {zones:?}"));
         }
         let end = &components[main]["dtend"];
-        let same_zone = end["zone"] == start["zone"];
+        let same_zone = end["zone"] == start["zone"] && !shifted;
         if let Some((end_day, Some(end_time))) = end["local"].as_str().and_then(wall_time) {
             if same_zone && end_day == day && !line.contains(&end_time) {
                 wrong.push(format!("the end {end_time}"));

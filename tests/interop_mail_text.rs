@@ -219,6 +219,6 @@ fn text_and_html_bodies_end_their_lines_with_crlf() {
             }
         }
     }
-    assert_eq!(checked, 15 * 3 * 2);
+    assert_eq!(checked, 18 * 3 * 2);
     assert!(base64 >= 2, "some bodies are base64 ({base64})");
 }

@@ -7,11 +7,8 @@ mod fixtures;
 
 use calcard::icalendar::ICalendar;
 use fixtures::{addr, options, stamp};
-use imipd::daemon::queue::itip_message;
 use imipd::imip::{build_message, Language};
 use imipd::itip::{schedule_change, Context, ItipMessage, ReplyDetails};
-use imipd::store::process::summary_record;
-use imipd::store::state::{QueueItem, Route};
 use mail_parser::MessageParser;
 
 fn series(extra: &str) -> ICalendar {
@@ -73,27 +70,7 @@ fn declining_one_week_by_exdate_names_that_week_in_the_subject() {
 
 #[test]
 fn the_declined_week_survives_the_queue() {
-    let msg = exdate_decline();
-    let item = QueueItem {
-        id: 1,
-        created: 0,
-        next_attempt: 0,
-        attempts: 0,
-        route: Route::Mail,
-        from: msg.from.to_string(),
-        rcpt: "o@example.com".into(),
-        method: "REPLY".into(),
-        uid: "weekly-1".into(),
-        itip: msg.to_ics().into(),
-        body: None,
-        summary: summary_record(&msg.summary),
-        status_object: None,
-        last_error: None,
-        changed_at_ms: None,
-    };
-    let stored = serde_json::to_string(&item).expect("stored");
-    let item: QueueItem = serde_json::from_str(&stored).expect("read back");
-    let rebuilt = itip_message(&item).expect("rebuilt");
+    let rebuilt = fixtures::through_queue(&exdate_decline(), "o@example.com");
     let subject = subject(&rebuilt);
     assert!(subject.contains("21 Jan 2030 10:00"), "{subject}");
 }

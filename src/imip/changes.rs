@@ -117,7 +117,7 @@ fn format_value(
 
 /// Parses `20090602T160000Z`, `TZID=Europe/Berlin:20090602T160000,20090603T160000`
 /// or `VALUE=DATE:20090602` as the value of one `property` line.
-fn parse_date_values(
+pub(crate) fn parse_date_values(
     property: &str,
     value: &str,
     resolver: &TzResolver<&str>,

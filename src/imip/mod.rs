@@ -14,7 +14,8 @@
 //!
 //! Layout: `outgoing` (MIME assembly) uses `render` (minijinja templates in
 //! `templates/`) which uses `i18n` (Fluent catalogues in `locales/`), `when`
-//! (dates), `changes` (update lines) and `kind` (what the mail is); `sender` picks
+//! (dates), `series` (next occurrence, end of a series, one occurrence), `changes`
+//! (update lines) and `kind` (what the mail is); `sender` picks
 //! From/Reply-To; `tracking` is the bounce-matching header; `ids` makes Message-IDs.
 //! `incoming` uses `parts` (MIME walk), `identity` and `auth_results` (sender
 //! evidence). `sender_auth` decides whether the From is genuine: a trusted
@@ -41,6 +42,7 @@ pub mod rsvp;
 pub mod rsvp_page;
 pub mod sender;
 pub mod sender_auth;
+mod series;
 pub mod tracking;
 mod when;
 

@@ -16,9 +16,10 @@ use super::changes;
 use super::error::ImipError;
 use super::i18n::{Arg, Catalogue, Language};
 use super::kind::MailKind;
+use super::series;
 use super::when::{component_span, format_span};
 use crate::itip::{CalAddress, ItipMessage, MessageSummary};
-use calcard::icalendar::{ICalendarFrequency, ICalendarProperty, ICalendarValue};
+use calcard::icalendar::ICalendarProperty;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{context, Environment, State, UndefinedBehavior};
 use std::sync::OnceLock;
@@ -54,8 +55,16 @@ pub(crate) fn render_with_links(
         .map(one_line)
         .map_or_else(|| catalogue.text(language, "untitled", &[]), Ok)?;
     let resolver = cal.build_tz_resolver();
-    let when = match main.and_then(|c| component_span(c, &resolver)) {
-        Some((start, end)) => Some(format_span(catalogue, language, &start, end.as_ref())?),
+    let span = main.and_then(|c| component_span(c, &resolver));
+    // A series that already started is shown by its next occurrence (not for a
+    // proposed time, which is the proposal as written).
+    let next = match main {
+        Some(c) if !matches!(kind, MailKind::Counter) => series::stamped_at(c, &resolver)
+            .and_then(|now| series::next_occurrence(cal, c, &resolver, now)),
+        _ => None,
+    };
+    let when = match next.as_ref().or(span.as_ref()) {
+        Some((start, end)) => Some(format_span(catalogue, language, start, end.as_ref())?),
         None => None,
     };
     let event = match &when {
@@ -115,41 +124,29 @@ pub(crate) fn render_with_links(
         _ => Vec::new(),
     };
 
-    let repeats = match main
-        .and_then(|c| c.property(&ICalendarProperty::Rrule))
-        .and_then(|e| e.values.first())
-    {
-        Some(ICalendarValue::RecurrenceRule(rule)) => {
-            let freq = match rule.freq {
-                ICalendarFrequency::Daily => "daily",
-                ICalendarFrequency::Weekly => "weekly",
-                ICalendarFrequency::Monthly => "monthly",
-                ICalendarFrequency::Yearly => "yearly",
-                _ => "other",
-            };
-            // "Every 2 weeks" is exact only without BY* parts beyond one plain weekday
-            // (Outlook writes BYDAY for every weekly rule); otherwise show the rule.
-            let plain_weekday = rule.byday.len() == 1
-                && rule.byday.iter().all(|d| d.ordwk.is_none())
-                && rule.freq == ICalendarFrequency::Weekly;
-            let simple = (rule.byday.is_empty() || plain_weekday)
-                && rule.bymonthday.is_empty()
-                && rule.bymonth.is_empty()
-                && rule.byyearday.is_empty()
-                && rule.byweekno.is_empty()
-                && rule.bysetpos.is_empty();
-            Some(catalogue.text(
-                language,
-                "repeat",
-                &[
-                    ("freq", Arg::Str(if simple { freq } else { "other" })),
-                    ("interval", Arg::Num(i64::from(rule.interval.unwrap_or(1)))),
-                    ("rule", Arg::Str(&rule.to_string())),
-                ],
-            )?)
-        }
+    let repeats = match (main.and_then(series::rule_of), &span) {
+        (Some(rule), Some((start, _))) => Some(series::repeats(
+            catalogue,
+            language,
+            rule,
+            start,
+            next.is_some(),
+            &resolver,
+        )?),
         _ => None,
     };
+    let field_changes = match &msg.summary {
+        MessageSummary::Update { changes } => changes.as_slice(),
+        _ => &[],
+    };
+    let occurrence = series::single_occurrence(
+        catalogue,
+        language,
+        cal,
+        &resolver,
+        kind.key(),
+        field_changes,
+    )?;
 
     let (partstat, delegate, delegator) = match kind {
         MailKind::Reply { partstat, delegate } => (
@@ -185,6 +182,10 @@ pub(crate) fn render_with_links(
         rsvp,
         lang => language.tag(),
         kind => kind.key(),
+        intro_kind => occurrence.as_ref().map_or(kind.key(), |o| o.key),
+        occurrence_date => occurrence.as_ref().map(|o| o.date.clone()).unwrap_or_default(),
+        moved_from => occurrence.as_ref().map(|o| o.from.clone()).unwrap_or_default(),
+        moved_to => occurrence.as_ref().map(|o| o.to.clone()).unwrap_or_default(),
         partstat,
         delegate,
         delegator,

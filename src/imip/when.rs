@@ -8,9 +8,10 @@
 use super::error::ImipError;
 use super::i18n::{Arg, Catalogue, Language};
 use calcard::common::timezone::Tz;
+use calcard::common::PartialDateTime;
 use calcard::icalendar::timezone::TzResolver;
 use calcard::icalendar::{ICalendarComponent, ICalendarEntry, ICalendarProperty, ICalendarValue};
-use chrono::{Datelike, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeDelta, TimeZone};
 
 /// A DTSTART-like value with the zone it is written in.
 #[derive(Debug, Clone)]
@@ -29,6 +30,15 @@ impl Moment {
     /// Reads a date or date-time property.
     pub(crate) fn from_entry(entry: &ICalendarEntry, resolver: &TzResolver<&str>) -> Option<Self> {
         let value = entry.values.first()?.as_partial_date_time()?;
+        Moment::from_value(value, entry.tz_id(), resolver)
+    }
+
+    /// Reads a date or date-time value written with `tz_id` (an RRULE's UNTIL has none).
+    pub(crate) fn from_value(
+        value: &PartialDateTime,
+        tz_id: Option<&str>,
+        resolver: &TzResolver<&str>,
+    ) -> Option<Self> {
         let result = value.to_date_time()?;
         if !value.has_time() {
             return Some(Moment {
@@ -44,7 +54,7 @@ impl Moment {
             } else {
                 (Some(Tz::Fixed(offset)), Some(format!("UTC{offset}")))
             }
-        } else if let Some(tzid) = entry.tz_id() {
+        } else if let Some(tzid) = tz_id {
             match resolver.resolve(tzid) {
                 Some(tz) if tz.is_utc() => (Some(tz), Some("UTC".to_string())),
                 Some(tz) => (
@@ -79,8 +89,48 @@ impl Moment {
         }
     }
 
+    /// `instant` as a wall-clock time in `like`'s zone (as written, when that zone is
+    /// unknown or floating), with `like`'s label: an occurrence of a series read in the
+    /// series' own zone.
+    pub(crate) fn at_instant(instant: &DateTime<Tz>, like: &Moment) -> Moment {
+        let local = match like.tz {
+            Some(tz) => instant.with_timezone(&tz).naive_local(),
+            None => instant.naive_local(),
+        };
+        Moment {
+            local,
+            ..like.clone()
+        }
+    }
+
+    /// This moment moved by `delta` of wall-clock time (an occurrence's end from its
+    /// start and the series' length).
+    pub(crate) fn shifted(&self, delta: TimeDelta) -> Moment {
+        Moment {
+            local: self.local.checked_add_signed(delta).unwrap_or(self.local),
+            ..self.clone()
+        }
+    }
+
+    /// The wall-clock time this moment shows (midnight for dates).
+    pub(crate) fn local(&self) -> NaiveDateTime {
+        self.local
+    }
+
+    /// True for a date without a time (all-day).
+    pub(crate) fn is_all_day(&self) -> bool {
+        self.all_day
+    }
+
+    /// Seconds since the epoch; floating times and unknown zones are read as UTC.
+    pub(crate) fn timestamp(&self) -> i64 {
+        self.tz
+            .and_then(|tz| tz.from_local_datetime(&self.local).earliest())
+            .map_or_else(|| self.local.and_utc().timestamp(), |t| t.timestamp())
+    }
+
     /// This moment's wall-clock time in `other`'s zone, when both zones are known.
-    fn local_in_zone_of(&self, other: &Moment) -> NaiveDateTime {
+    pub(crate) fn local_in_zone_of(&self, other: &Moment) -> NaiveDateTime {
         if self.label == other.label {
             return self.local;
         }
@@ -132,7 +182,7 @@ pub(crate) fn format_span(
     end: Option<&Moment>,
 ) -> Result<String, ImipError> {
     let date = |d: NaiveDate| format_date(catalogue, language, d);
-    let time = |t: &NaiveDateTime| t.format("%H:%M").to_string();
+    let time = format_time;
     if start.all_day {
         let last_day = end
             .and_then(|e| e.local.date().checked_sub_signed(TimeDelta::days(1)))
@@ -185,6 +235,11 @@ pub(crate) fn format_span(
         ),
         None => Ok(span),
     }
+}
+
+/// `16:00`: a time of day as every language here writes it.
+pub(crate) fn format_time(time: &NaiveDateTime) -> String {
+    time.format("%H:%M").to_string()
 }
 
 /// `Tue 2 Jun 2009` in `language`.

@@ -50,6 +50,7 @@ for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ics')).sort())
         dtstart: timeOf(comp, 'dtstart'),
         dtend: timeOf(comp, 'dtend'),
         due: timeOf(comp, 'due'),
+        dtstamp: timeOf(comp, 'dtstamp'),
         occurrences,
       });
     }

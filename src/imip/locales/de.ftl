@@ -31,6 +31,10 @@ intro-invitation-delegated = { $organizer } hat Sie zu „{ $title }“ eingelad
 intro-update = { $organizer } hat „{ $title }“ geändert.
 intro-add = { $organizer } hat „{ $title }“ weitere Termine hinzugefügt.
 intro-cancel = { $organizer } hat „{ $title }“ abgesagt.
+intro-update-moved-time = { $organizer } hat den Termin von „{ $title }“ am { $date } von { $from } auf { $to } verschoben.
+intro-update-moved-day = { $organizer } hat den Termin von „{ $title }“ von { $from } auf { $to } verschoben.
+intro-update-occurrence = { $organizer } hat den Termin von „{ $title }“ am { $date } geändert.
+intro-cancel-occurrence = { $organizer } hat den Termin von „{ $title }“ am { $date } abgesagt.
 intro-publish = { $organizer } hat „{ $title }“ veröffentlicht.
 intro-reply = { $partstat ->
     [accepted] { $attendee } hat „{ $title }“ zugesagt.
@@ -117,6 +121,13 @@ repeat = { $freq ->
       }
    *[other] { $rule }
   }
+# Die Wiederholung einer Serie, die schon begonnen hat, und das Ende einer Serie.
+repeat-since = { $repeat } seit { $date }
+repeat-count = { $repeat }, { $count ->
+    [1] einmal
+   *[other] { $count }-mal
+  }
+repeat-until = { $repeat }, bis { $date }
 
 ## Datum und Uhrzeit
 

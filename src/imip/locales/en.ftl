@@ -32,6 +32,10 @@ intro-invitation-delegated = { $organizer } has invited you to “{ $title }”:
 intro-update = { $organizer } has updated “{ $title }”.
 intro-add = { $organizer } has added occurrences to “{ $title }”.
 intro-cancel = { $organizer } has cancelled “{ $title }”.
+intro-update-moved-time = { $organizer } has moved the occurrence of “{ $title }” on { $date } from { $from } to { $to }.
+intro-update-moved-day = { $organizer } has moved the occurrence of “{ $title }” from { $from } to { $to }.
+intro-update-occurrence = { $organizer } has updated the occurrence of “{ $title }” on { $date }.
+intro-cancel-occurrence = { $organizer } has cancelled the occurrence of “{ $title }” on { $date }.
 intro-publish = { $organizer } has published “{ $title }”.
 intro-reply = { $partstat ->
     [accepted] { $attendee } has accepted “{ $title }”.
@@ -118,6 +122,13 @@ repeat = { $freq ->
       }
    *[other] { $rule }
   }
+# The Repeats line of a series shown by its next occurrence, and the end of a series.
+repeat-since = { $repeat } since { $date }
+repeat-count = { $repeat }, { $count ->
+    [1] once
+   *[other] { $count } times
+  }
+repeat-until = { $repeat }, until { $date }
 
 ## Dates and times
 

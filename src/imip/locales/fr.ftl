@@ -31,6 +31,10 @@ intro-invitation-delegated = { $organizer } vous invite à « { $title } » : { 
 intro-update = { $organizer } a modifié « { $title } ».
 intro-add = { $organizer } a ajouté des occurrences à « { $title } ».
 intro-cancel = { $organizer } a annulé « { $title } ».
+intro-update-moved-time = { $organizer } a déplacé l’occurrence de « { $title } » du { $date } de { $from } à { $to }.
+intro-update-moved-day = { $organizer } a déplacé l’occurrence de « { $title } » du { $from } au { $to }.
+intro-update-occurrence = { $organizer } a modifié l’occurrence de « { $title } » du { $date }.
+intro-cancel-occurrence = { $organizer } a annulé l’occurrence de « { $title } » du { $date }.
 intro-publish = { $organizer } a publié « { $title } ».
 intro-reply = { $partstat ->
     [accepted] { $attendee } a accepté « { $title } ».
@@ -117,6 +121,13 @@ repeat = { $freq ->
       }
    *[other] { $rule }
   }
+# La répétition d’une série déjà commencée, et la fin d’une série.
+repeat-since = { $repeat } depuis le { $date }
+repeat-count = { $repeat }, { $count ->
+    [1] une fois
+   *[other] { $count } fois
+  }
+repeat-until = { $repeat }, jusqu’au { $date }
 
 ## Dates et heures
 

@@ -189,6 +189,50 @@ pub fn all_cases() -> Vec<Case> {
                 MessageSummary::Invite,
             ),
         ),
+        // Issue 22: the week of 2 Jun moved by an hour (an override, sent alone).
+        case(
+            "request-occurrence-moved",
+            message(
+                Method::Request,
+                "REQUEST",
+                ALICE,
+                BOB,
+                &[
+                    "RECURRENCE-ID:20090602T160000Z",
+                    "DTSTART:20090602T170000Z",
+                    "DTEND:20090602T180000Z",
+                    "SUMMARY:Lunch",
+                    "SEQUENCE:1",
+                    ORGANIZER,
+                    ALICE_ATTENDS,
+                    BOB_INVITED,
+                ],
+                MessageSummary::Update {
+                    changes: Vec::new(),
+                },
+            ),
+        ),
+        // A weekly series that began on 12 May, invited to on 1 Jun (the DTSTAMP).
+        case(
+            "request-series-running",
+            message(
+                Method::Request,
+                "REQUEST",
+                ALICE,
+                BOB,
+                &[
+                    "DTSTART:20090512T160000Z",
+                    "DTEND:20090512T170000Z",
+                    "RRULE:FREQ=WEEKLY;COUNT=10",
+                    "SUMMARY:Lunch",
+                    "SEQUENCE:0",
+                    ORGANIZER,
+                    ALICE_ATTENDS,
+                    BOB_INVITED,
+                ],
+                MessageSummary::Invite,
+            ),
+        ),
         case(
             "reply-accepted",
             reply(P::Accepted, "ATTENDEE;CN=Bob Attendee;PARTSTAT=ACCEPTED:mailto:bob@example.net"),
@@ -220,6 +264,26 @@ pub fn all_cases() -> Vec<Case> {
                 ALICE,
                 BOB,
                 &event(&["SEQUENCE:3", "STATUS:CANCELLED", ORGANIZER, BOB_INVITED]),
+                MessageSummary::Cancel,
+            ),
+        ),
+        case(
+            "cancel-occurrence",
+            message(
+                Method::Cancel,
+                "CANCEL",
+                ALICE,
+                BOB,
+                &[
+                    "RECURRENCE-ID:20090609T160000Z",
+                    "DTSTART:20090609T160000Z",
+                    "DTEND:20090609T170000Z",
+                    "SUMMARY:Lunch",
+                    "SEQUENCE:1",
+                    "STATUS:CANCELLED",
+                    ORGANIZER,
+                    BOB_INVITED,
+                ],
                 MessageSummary::Cancel,
             ),
         ),
@@ -289,6 +353,32 @@ pub fn all_cases() -> Vec<Case> {
             ),
         ),
     ]
+}
+
+/// `msg` after a trip through the delivery queue to `rcpt`: stored as the daemon stores
+/// it (iCalendar text and a summary record, as JSON) and rebuilt for sending.
+pub fn through_queue(msg: &ItipMessage, rcpt: &str) -> ItipMessage {
+    use imipd::store::state::{QueueItem, Route};
+    let item = QueueItem {
+        id: 1,
+        created: 0,
+        next_attempt: 0,
+        attempts: 0,
+        route: Route::Mail,
+        from: msg.from.to_string(),
+        rcpt: rcpt.into(),
+        method: imipd::itip::method_name(&msg.method).into(),
+        uid: msg.uid().unwrap_or_default().into(),
+        itip: msg.to_ics().into(),
+        body: None,
+        summary: imipd::store::process::summary_record(&msg.summary),
+        status_object: None,
+        last_error: None,
+        changed_at_ms: None,
+    };
+    let stored = serde_json::to_string(&item).expect("stored");
+    let item: QueueItem = serde_json::from_str(&stored).expect("read back");
+    imipd::daemon::queue::itip_message(&item).expect("rebuilt")
 }
 
 /// The case called `name`.
