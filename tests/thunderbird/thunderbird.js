@@ -300,6 +300,17 @@ T.retitle = async (uid, title) => {
   return T.saveLikeDialog(item, original);
 };
 
+// The dialog with one more attendee invited and saved.
+T.addAttendee = async (uid, address, name) => {
+  const original = await T.getItem(uid);
+  if (!original) {
+    throw new Error(`no event ${uid} to edit`);
+  }
+  const item = original.clone();
+  item.addAttendee(attendee(address, name, "NEEDS-ACTION", false));
+  return T.saveLikeDialog(item, original);
+};
+
 // The dialog's Delete (onCommandDeleteItem): doTransaction("delete") with no response
 // mode, as Thunderbird calls it.
 T.remove = async uid => {
