@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
 REALM = "Radicale - Password Required"
 WAIT = 90  # seconds: a deadlock guard for every bounded wait, never an expected time
-QUIET = 3.0  # seconds without a new message before an action's count is final
+QUIET = 2.0  # seconds without a new message before an action's count is final
 
 
 class Failed(Exception):
@@ -73,8 +73,11 @@ def wait_port(port, what, proc=None):
             time.sleep(0.1)
 
 
+START = time.monotonic()
+
+
 def log(*parts):
-    print(*parts, file=sys.stderr, flush=True)
+    print(f"[{time.monotonic() - START:6.1f}s]", *parts, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,8 +333,12 @@ class Imipd:
             self.front = subprocess.Popen(
                 [sys.executable, self.dev_front, str(self.front_port), str(self.radicale.port)]
             )
-        wait_port(self.front_port, "imipd's CalDAV front", self.proc)
-        wait_port(self.lmtp_port, "imipd's LMTP port", self.proc)
+        try:
+            wait_port(self.front_port, "imipd's CalDAV front ([caldav] listen)", self.proc)
+            wait_port(self.lmtp_port, "imipd's LMTP port", self.proc)
+        except RuntimeError as e:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise Failed(f"{e}; imipd said:\n{tail}") from None
 
     def stop(self):
         for p in (self.front, self.proc):
@@ -594,20 +601,21 @@ class Counter:
         local = self.imipd.local_deliveries()[self.local_mark :] if self.imipd else []
         return mails, local
 
-    def settle(self, expect):
-        """Waits until every address in `expect` got something, then until nothing new
-        arrived for QUIET seconds; returns the messages per recipient."""
+    def settle(self, expect, quiet=QUIET, decided=None):
+        """Waits until every address in `expect` got something (or `decided()` says
+        imipd has decided about the change), then until nothing new arrived for `quiet`
+        seconds; returns the messages per recipient."""
         deadline = time.monotonic() + WAIT
         while True:
             per = self.per_recipient()
-            if all(per.get(a) for a in expect):
+            if all(per.get(a) for a in expect) or (decided is not None and decided()):
                 break
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         last = None
         quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < QUIET:
+        while time.monotonic() - quiet_since < quiet:
             now = self.fingerprint()
             if now != last:
                 last = now
@@ -644,6 +652,7 @@ class Run:
         self.failures = []
         self.expected_failures = []
         self.started = []
+        self.clock = time.monotonic()
 
     def check(self, ok, message, expected_failure=None):
         if ok:
@@ -714,12 +723,16 @@ class Run:
         for u, tb in self.tb.items():
             tb.call("addLogin", f"http://127.0.0.1:{self.imipd.front_port}", REALM, u, PASSWORDS[u])
 
+        self.phase("start")
         self.control_without_imipd()
+        self.phase("control_without_imipd")
         self.imipd.start()
         self.started.append(self.imipd)
         self.with_announcement()
+        self.phase("with_announcement")
         if not a.skip_no_announcement:
             self.control_without_announcement()
+            self.phase("control_without_announcement")
 
         self.report["trapped"] = list(self.trap.requests)
         self.check(
@@ -730,6 +743,12 @@ class Run:
             self.report.setdefault("prompts", {})[u] = tb.counters()["prompts"]
         unknown = [m.describe() for m in self.sink.snapshot() if m.sender == "unknown"]
         self.check(not unknown, f"mails from neither Thunderbird nor imipd: {unknown}")
+
+    def phase(self, name):
+        """Seconds each phase took, for the report."""
+        now = time.monotonic()
+        self.report.setdefault("seconds", {})[name] = round(now - self.clock, 1)
+        self.clock = now
 
     def prove_trap(self, tb):
         """A request to an outside address must land in the trap, or the trap proves
@@ -759,7 +778,12 @@ class Run:
             [["bob@example.com", "Bob"], ["carol@example.net", "Carol"]],
         )
         per = counter.settle(["carol@example.net", "bob@example.com"])
-        self.report["controls"]["without_imipd"] = {"dialog": result, "messages": per}
+        mails, _ = counter.since()
+        self.report["controls"]["without_imipd"] = {
+            "dialog": result,
+            "messages": per,
+            "subjects": [str(m.msg["Subject"]) for m in mails],
+        }
         log(f"control without imipd: {json.dumps(per)}")
         self.check(
             any(x == "thunderbird mail REQUEST" for x in per.get("carol@example.net", [])),
@@ -882,7 +906,10 @@ class Run:
         before = alice.counters()["conflicts"]
         self.sink.delay = 2
         alice.call("addAttendee", uid, "erin@example.net", "Erin")
-        per = counter.settle(["erin@example.net"])
+        per = counter.settle(
+            ["erin@example.net", "bob@example.com", "carol@example.net"],
+            quiet=QUIET + self.sink.delay,
+        )
         self.sink.delay = 0
         # Erin is invited; whether the others hear of the new attendee is imipd's choice.
         self.exactly_one(
@@ -943,7 +970,11 @@ class Run:
             "imipBar", part.get_content(), part.get_param("method"), msg["From"], msg["To"], "ACCEPTED"
         )
         self.report["f_imip_bar"] = result
-        per = counter.settle(["dave@example.org"])
+        # imipd logs its decision about the stored object (named after the UID).
+        per = counter.settle(
+            ["dave@example.org"],
+            decided=lambda: any(uid in str(e.get("object", "")) for e in self.imipd.events()),
+        )
         stored = self.radicale.object_text("alice", self.cals["alice"], uid)
         self.report["f_stored_organizer"] = next(
             (l for l in unfolded(stored).splitlines() if l.startswith("ORGANIZER")), None
@@ -983,6 +1014,14 @@ class Run:
             [["bob@example.com", "Bob"], ["carol@example.net", "Carol"]],
         )
         measured["invite"] = counter.settle(everyone)
+        bob_copy = self.wait_for(
+            "the dinner in bob's calendar",
+            lambda: self.radicale.object_text("bob", self.cals["bob"], uid),
+        )
+        # Issue 22, Build 2: a client's bookkeeping must not reach other people's copies.
+        self.report["controls"]["x_moz_in_bobs_copy"] = sorted(
+            set(re.findall(r"^(X-MOZ-[A-Z-]+)", unfolded(bob_copy), re.M))
+        )
         counter.mark()
         alice.call("move", uid, 1)
         measured["move"] = counter.settle(everyone)
@@ -1077,6 +1116,7 @@ def main():
         run.cleanup()
     run.report["failures"] = run.failures
     run.report["expected_failures"] = run.expected_failures
+    (run.work / "report.json").write_text(json.dumps(run.report, indent=1))
     print(json.dumps(run.report))
     if run.failures:
         log("\n".join(["FAILED:"] + run.failures + [f"(logs and profiles in {run.work})"]))
