@@ -291,6 +291,50 @@ impl WebSection {
     }
 }
 
+/// `[caldav]`: the CalDAV front (`crate::caldav`). Clients talk to it instead of to
+/// Radicale; it passes every request through and tells them that the server schedules
+/// (`calendar-auto-schedule`), so they leave the mailing to imipd. Off unless configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaldavSection {
+    /// Address the front binds, e.g. `127.0.0.1:5233` (the site's TLS proxy forwards to
+    /// it, where it forwarded to Radicale before).
+    pub listen: SocketAddr,
+    /// Radicale's own address: `http://host:port`.
+    pub upstream: String,
+    /// Largest request body passed on (bytes); Radicale's own default limit is 100 MB.
+    #[serde(default = "default_caldav_max_body")]
+    pub max_body: usize,
+}
+
+fn default_caldav_max_body() -> usize {
+    100_000_000
+}
+
+impl CaldavSection {
+    /// The upstream's `host:port`, from `http://host:port` (with an optional `/`).
+    pub fn upstream_authority(&self) -> Result<String, String> {
+        let rest = self.upstream.strip_prefix("http://").ok_or_else(|| {
+            format!(
+                "{:?}: give Radicale's own address, e.g. http://127.0.0.1:5232 \
+                 (plain HTTP on this host; TLS belongs to the proxy in front of imipd)",
+                self.upstream
+            )
+        })?;
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+            return Err(format!(
+                "{:?}: only http://host:port; Radicale behind a path prefix is not supported",
+                self.upstream
+            ));
+        }
+        if !authority.contains(':') {
+            return Ok(format!("{authority}:80"));
+        }
+        Ok(authority.to_string())
+    }
+}
+
 /// `[control]`: the local socket admin commands use to talk to the running daemon.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -377,6 +421,8 @@ pub struct Config {
     pub metrics: Option<MetricsSection>,
     /// RSVP links and their page.
     pub web: Option<WebSection>,
+    /// The CalDAV front that tells clients imipd schedules.
+    pub caldav: Option<CaldavSection>,
     /// The control socket of the running daemon.
     #[serde(default)]
     pub control: ControlSection,
@@ -543,6 +589,11 @@ impl Config {
         if let Some(web) = &config.web {
             web.check_public_url()
                 .map_err(|message| invalid("web.public_url", message))?;
+        }
+        if let Some(caldav) = &config.caldav {
+            caldav
+                .upstream_authority()
+                .map_err(|message| invalid("caldav.upstream", message))?;
         }
         if let Some(lmtp) = &config.lmtp {
             if lmtp.listen.is_none() && lmtp.socket.is_none() {

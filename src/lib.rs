@@ -1,5 +1,6 @@
 //! imipd: calendar scheduling over email for file-based calendar stores.
 
+pub mod caldav;
 pub mod config;
 pub mod daemon;
 pub mod imip;

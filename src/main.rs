@@ -21,6 +21,10 @@ struct Cli {
         default_value = "/etc/imipd/imipd.toml"
     )]
     config: PathBuf,
+    /// Log lines as text or JSON; `auto`: text on a terminal, JSON otherwise
+    /// (also from IMIPD_LOG_FORMAT).
+    #[arg(long, global = true, env = "IMIPD_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Auto)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -287,9 +291,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let now = serve::now();
     let config_path = cli.config;
+    let log_format = cli.log_format;
     match cli.command {
         Command::Serve => {
-            logging::init("info");
+            logging::init("info", log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -312,7 +317,7 @@ fn main() -> ExitCode {
             admin::check_config(&config_path).map_err(|e| e.to_string()),
         ),
         Command::Scan { baseline } => {
-            logging::init("warn");
+            logging::init("warn", log_format);
             let config = match load(&config_path) {
                 Ok(c) => c,
                 Err(e) => return finish("scan", Err(e)),
@@ -400,7 +405,7 @@ fn main() -> ExitCode {
             dry_run,
             message,
         } => {
-            logging::init("warn");
+            logging::init("warn", log_format);
             let config = match load(&config_path) {
                 Ok(c) => c,
                 Err(e) => return finish("inject", Err(e)),

@@ -189,6 +189,23 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             },
         ));
     }
+    if let Some(section) = config.caldav.clone() {
+        // Started after the first scan and with the store loop running: from the first
+        // answer that announces scheduling on, imipd does schedule.
+        let listener = crate::caldav::bind(&section)
+            .await
+            .map_err(DaemonError::Setup)?;
+        tracing::info!(listen = %section.listen, upstream = %section.upstream, "CalDAV front listening: clients are told that imipd schedules (calendar-auto-schedule)");
+        let (front_shared, mut stop) = (shared.clone(), stop_rx.clone());
+        let store: crate::caldav::server::StoreSource = Arc::new(move || front_shared.store());
+        tasks.spawn(async move {
+            crate::caldav::serve(listener, &section, store, async move {
+                let _ = stop.changed().await;
+            })
+            .await
+            .map_err(DaemonError::Setup)
+        });
+    }
     {
         let control = &config.control;
         let listener = super::control::bind(&control.socket, control.group.as_deref())

@@ -135,7 +135,7 @@ impl Shared {
     /// Re-reads the configuration's user map (SIGHUP). Other settings need a restart.
     pub fn reload(&self) -> Result<usize, ConfigError> {
         let config = Config::load(&self.config_path)?;
-        let store = Store::new(&config.store, config.users()?);
+        let store = Store::new(&config.store, config.users()?).keeping_provenance_of(&self.store());
         let users = store.users().count();
         if let Ok(mut slot) = self.store.write() {
             *slot = Arc::new(store);

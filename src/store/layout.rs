@@ -8,12 +8,14 @@
 //! objects. Nothing outside the store root is ever read or written: symlinks that leave
 //! it are skipped.
 
+use super::provenance::Provenance;
 use crate::config::{Layout, StoreSection, User};
 use crate::itip::CalAddress;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a file is not read as a calendar object.
@@ -53,6 +55,9 @@ pub struct Store {
     max_object_size: u64,
     users: BTreeMap<String, User>,
     by_address: BTreeMap<CalAddress, String>,
+    /// Recent writes and versions, shared by every copy of this store and kept across
+    /// reloads of the user map ([`Store::keeping_provenance_of`]).
+    provenance: Arc<Provenance>,
 }
 
 /// An exclusive lock on the store, held for milliseconds around a write.
@@ -78,7 +83,20 @@ impl Store {
             max_object_size: section.max_object_size,
             users: users.into_iter().map(|u| (u.name.clone(), u)).collect(),
             by_address,
+            provenance: Arc::default(),
         }
+    }
+
+    /// This store, remembering what `previous` remembered of recent writes (a reload of
+    /// the configuration must not forget which versions imipd wrote).
+    pub fn keeping_provenance_of(mut self, previous: &Store) -> Self {
+        self.provenance = previous.provenance.clone();
+        self
+    }
+
+    /// Who wrote which recent version of the store's files.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// The folder holding the users' folders.

@@ -6,6 +6,7 @@ mod bodies;
 pub mod layout;
 pub mod patch;
 pub mod process;
+pub mod provenance;
 pub mod scan;
 pub mod state;
 pub mod supersede;

@@ -73,6 +73,20 @@ pub enum WriteKind {
 }
 
 impl WriteKind {
+    /// Whether a write of this kind only records what imipd derives from its state
+    /// (answers, delivery status, the SEQUENCE it keeps), and so is put back by imipd
+    /// after any client save that lacks it. Deliveries and imports carry the
+    /// organizer's content and are not.
+    pub fn is_bookkeeping(self) -> bool {
+        match self {
+            WriteKind::ReplyApplied
+            | WriteKind::OrganizerWriteBack
+            | WriteKind::DeliveryStatus
+            | WriteKind::StaleSaveMerged => true,
+            WriteKind::Delivery | WriteKind::Import => false,
+        }
+    }
+
     /// The name used in the state and the log.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -100,8 +114,9 @@ pub fn write_then_commit(
     why: WriteKind,
     mut then: Batch,
 ) -> Result<Vec<u64>, WriteError> {
+    let written = content_hash(content.as_bytes());
     let intent = Intent {
-        hash: content_hash(content.as_bytes()),
+        hash: written.clone(),
         why: why.as_str().to_string(),
         then: then.clone(),
     };
@@ -110,6 +125,9 @@ pub fn write_then_commit(
         ..Batch::default()
     })?;
     replace(store, key, expected, content)?;
+    if let (true, Expected::Hash(before)) = (why.is_bookkeeping(), expected) {
+        store.provenance().record_bookkeeping(key, before, &written);
+    }
     if failpoint_after_write(why) {
         // Test hook: die exactly in the window the intent exists for.
         std::process::abort();

@@ -65,35 +65,9 @@ impl Radicale {
         path: &str,
         body: &str,
     ) -> (u16, Option<String>, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let auth = match user {
-            "alice" => "YWxpY2U6eA==",
-            "bob" => "Ym9iOng=",
-            "carol" => "Y2Fyb2w6eA==",
-            other => panic!("no credentials for {other}"),
-        };
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
-             Content-Type: text/calendar; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("receive");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let etag = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("etag:"))
-            .map(|l| l[5..].trim().to_string());
-        (status, etag, body.to_string())
+        let answer = http(self.port, method, user, path, &[], body);
+        let etag = answer.header("etag");
+        (answer.status, etag, answer.body)
     }
 
     /// Creates `/<user>/calendar/`.
@@ -108,5 +82,72 @@ impl Drop for Radicale {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP answer: status, the head as text, the body.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// The status code (0: no answer).
+    pub status: u16,
+    /// The status line and headers.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The value of the first header called `name` (any case), if any.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+    }
+}
+
+/// One HTTP/1.1 request as `user` (basic auth, password `x`) to a CalDAV server on
+/// `port` of 127.0.0.1 (Radicale itself, or imipd's CalDAV front), with `headers` added.
+pub fn http(
+    port: u16,
+    method: &str,
+    user: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpAnswer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let auth = match user {
+        "alice" => "YWxpY2U6eA==",
+        "bob" => "Ym9iOng=",
+        "carol" => "Y2Fyb2w6eA==",
+        other => panic!("no credentials for {other}"),
+    };
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: text/calendar; charset=utf-8\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("receive");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    HttpAnswer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
     }
 }
