@@ -327,7 +327,7 @@ class Imipd:
             [self.binary, "--config", str(self.config), "serve"],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, RUST_LOG="info"),
+            env=dict(os.environ, RUST_LOG="info", IMIPD_LOG_FORMAT="json"),
         )
         if self.dev_front:
             self.front = subprocess.Popen(
@@ -653,6 +653,7 @@ class Run:
         self.expected_failures = []
         self.started = []
         self.clock = time.monotonic()
+        self.conflicts_seen = {}
 
     def check(self, ok, message, expected_failure=None):
         if ok:
@@ -673,6 +674,7 @@ class Run:
         """Each of `recipients` got exactly one message; each of `optional` at most one;
         no one else got any."""
         self.report["actions"][action] = per
+        self.count_conflicts(action)
         log(f"{action}: {json.dumps(per)}")
         problems = [
             f"{r} got {len(per.get(r, []))} messages, expected exactly one: {per.get(r, [])}"
@@ -687,6 +689,19 @@ class Run:
         if extra:
             problems.append(f"messages to no one expected: {extra}")
         self.check(not problems, f"{action}: " + "; ".join(problems), expected_failure)
+
+    def count_conflicts(self, action):
+        """The conflict dialogs each Thunderbird opened since the last action."""
+        for u, tb in getattr(self, "tb", {}).items():
+            if tb.client is None:
+                continue
+            total = tb.counters()["conflicts"]
+            seen = self.conflicts_seen.get(u, 0)
+            if total > seen:
+                self.report.setdefault("conflict_dialogs_per_action", {})[f"{action} ({u})"] = (
+                    total - seen
+                )
+            self.conflicts_seen[u] = total
 
     def wait_for(self, what, check):
         deadline = time.monotonic() + WAIT
@@ -740,7 +755,9 @@ class Run:
             f"Thunderbird tried to reach the outside: {self.trap.requests}",
         )
         for u, tb in self.tb.items():
-            self.report.setdefault("prompts", {})[u] = tb.counters()["prompts"]
+            counters = tb.counters()
+            self.report.setdefault("prompts", {})[u] = counters["prompts"]
+            self.report.setdefault("conflict_dialogs_total", {})[u] = counters["conflicts"]
         unknown = [m.describe() for m in self.sink.snapshot() if m.sender == "unknown"]
         self.check(not unknown, f"mails from neither Thunderbird nor imipd: {unknown}")
 
@@ -779,6 +796,7 @@ class Run:
         )
         per = counter.settle(["carol@example.net", "bob@example.com"])
         mails, _ = counter.since()
+        self.count_conflicts("control_without_imipd")
         self.report["controls"]["without_imipd"] = {
             "dialog": result,
             "messages": per,
@@ -1037,6 +1055,7 @@ class Run:
         alice.call("remove", uid)
         measured["delete"] = counter.settle(everyone)
         self.report["controls"]["without_announcement"] = measured
+        self.count_conflicts("control_without_announcement")
         log(f"control without announcement: {json.dumps(measured)}")
         self.check(
             any(x.startswith("thunderbird mail") for x in measured["invite"].get("carol@example.net", [])),
