@@ -13,6 +13,17 @@ the actions of issue 22 and counts, per action and recipient, the messages that 
 Thunderbird's mails and imipd's mails in the sink, and imipd's deliveries into a local
 user's calendar (its log's "delivered" lines). Every recipient must get exactly one.
 
+Outside mail (carol's answer, dave's invitation) reaches imipd through `imipd inject`, with
+`[lmtp] import_policy = "everyone"` and `insecure_trust_from_header = true` (the test mail is
+unsigned and there is no DNS: a closed test setup). Thunderbird's two modal questions are
+answered as a person would (thunderbird.js) and counted: "send a notification?" (yes) and
+the "Item changed on server" conflict dialog ("Submit my changes anyway"); the conflict
+dialogs per action are reported, and no edit or answer may be lost.
+
+An action's count is final when every expected recipient got something (or imipd logged
+its decision) and then nothing new arrived for QUIET seconds: a second, unwanted message
+can only be seen by waiting for it.
+
 The controls: the same invitation with Thunderbird talking to Radicale directly before
 imipd runs (Thunderbird must mail carol itself, or the test could pass by accident), and
 with imipd running but no announcement (the double mails, measured and reported).
