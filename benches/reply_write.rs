@@ -90,7 +90,7 @@ impl Setup {
         let user = User {
             name: "olga".into(),
             addresses: vec![CalAddress::parse(ORGANIZER).expect("address")],
-            invitations: "calendar".into(),
+            invitations: Some("calendar".into()),
             language: None,
         };
         let section = StoreSection {

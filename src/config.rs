@@ -97,9 +97,10 @@ pub struct UserSection {
     pub name: String,
     /// Every address of the user (aliases included), compared case-insensitively.
     pub addresses: Vec<String>,
-    /// Calendar folder where new invitations from outside land.
-    #[serde(default = "default_calendar")]
-    pub invitations: String,
+    /// Calendar folder where new invitations land; unset: the user's default calendar
+    /// found in the store (`crate::store::calendars`).
+    #[serde(default)]
+    pub invitations: Option<String>,
     /// Language of the emails this user sends (en, de, fr).
     pub language: Option<String>,
 }
@@ -390,9 +391,10 @@ pub struct UsersSection {
     pub aliases: Option<PathBuf>,
     /// A map file in the same format (`user  de`): the language of a user's emails.
     pub languages: Option<PathBuf>,
-    /// Calendar folder for new invitations of store users. Default: `calendar`.
-    #[serde(default = "default_calendar")]
-    pub invitations: String,
+    /// Calendar folder for new invitations of store users; unset: each user's default
+    /// calendar found in the store (`crate::store::calendars`).
+    #[serde(default)]
+    pub invitations: Option<String>,
 }
 
 /// The whole configuration file.
@@ -443,8 +445,9 @@ fn default_rescan() -> u64 {
 fn default_debounce() -> u64 {
     150
 }
-fn default_calendar() -> String {
-    "calendar".into()
+/// A folder name that stays inside the user's folder.
+fn is_plain_folder(name: &str) -> bool {
+    !(name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']))
 }
 fn default_relay_port() -> u16 {
     587
@@ -496,8 +499,9 @@ pub struct User {
     pub name: String,
     /// Normalised addresses, first one primary.
     pub addresses: Vec<CalAddress>,
-    /// Calendar folder for new invitations.
-    pub invitations: String,
+    /// Calendar folder for new invitations, when configured; otherwise the user's
+    /// default calendar is found in the store.
+    pub invitations: Option<String>,
     /// Preferred language code, if set.
     pub language: Option<String>,
 }
@@ -641,13 +645,9 @@ impl Config {
                 }
                 addresses.push(address);
             }
-            if user.invitations.is_empty()
-                || user.invitations.starts_with('.')
-                || user.invitations.contains(['/', '\\', '\0'])
-            {
+            if let Some(folder) = user.invitations.as_deref().filter(|f| !is_plain_folder(f)) {
                 return Err(invalid(format!(
-                    "invitations {:?} must be a plain folder name",
-                    user.invitations
+                    "invitations {folder:?} must be a plain folder name"
                 )));
             }
             out.push(User {
@@ -684,6 +684,16 @@ impl Config {
             key: key.into(),
             message,
         };
+        if let Some(folder) = section
+            .invitations
+            .as_deref()
+            .filter(|f| !is_plain_folder(f))
+        {
+            return Err(invalid(
+                "users.invitations",
+                format!("{folder:?} must be a plain folder name"),
+            ));
+        }
         let template = section.address.as_deref().ok_or_else(|| {
             invalid(
                 "users.address",
@@ -812,7 +822,10 @@ mod tests {
         assert_eq!(config.state, PathBuf::from("/etc/imipd/state.redb"));
         let users = config.users().expect("users");
         assert_eq!(users[0].addresses[0].as_str(), "alice@example.com");
-        assert_eq!(users[0].invitations, "calendar");
+        assert_eq!(
+            users[0].invitations, None,
+            "found in the store unless configured"
+        );
     }
 
     #[test]

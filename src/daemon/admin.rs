@@ -48,22 +48,8 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
             config.store.root.display()
         ));
     }
-    for user in &users {
-        let folder = store.users_root().join(&user.name);
-        if config.store.root.is_dir() && !folder.is_dir() {
-            problems.push(format!(
-                "user.{}: {} does not exist yet",
-                user.name,
-                folder.display()
-            ));
-        } else if folder.is_dir() && !folder.join(&user.invitations).is_dir() {
-            problems.push(format!(
-                "user.{}.invitations: {} does not exist: new invitations from outside could not be saved",
-                user.name,
-                folder.join(&user.invitations).display()
-            ));
-        }
-    }
+    let (user_problems, notes) = receiving(&store);
+    problems.extend(user_problems);
     match config.state.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => problems.push(format!(
             "state: folder {} does not exist (create it, writable by imipd)",
@@ -99,7 +85,18 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
     );
     for user in &users {
         let addresses: Vec<&str> = user.addresses.iter().map(|a| a.as_str()).collect();
-        let _ = writeln!(out, "    {}: {}", user.name, addresses.join(", "));
+        let calendar = store.invitation_calendar(user, "VEVENT");
+        let _ = writeln!(
+            out,
+            "    {}: {}; invitations into {} ({})",
+            user.name,
+            addresses.join(", "),
+            calendar.folder(),
+            calendar.reason()
+        );
+    }
+    for note in &notes {
+        let _ = writeln!(out, "  note: {note}");
     }
     let _ = writeln!(out, "  state: {}", config.state.display());
     match &config.relay {
@@ -148,6 +145,34 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
         }
     }
     Ok(out)
+}
+
+/// Where each user's invitations land: the problems (a user whose folder is missing, or
+/// who has nowhere to receive) and notes (a configured folder that is not there, so the
+/// rule of `store::calendars` chose another). `check-config` prints them, `serve` logs
+/// them at start, `status` shows the problems.
+pub fn receiving(store: &Store) -> (Vec<String>, Vec<String>) {
+    let (mut problems, mut notes) = (Vec::new(), Vec::new());
+    for user in store.users() {
+        let folder = store.users_root().join(&user.name);
+        if let Some(problem) = store.receiving_problem(user) {
+            problems.push(problem);
+        }
+        if let Some(configured) = &user.invitations {
+            let chosen = store.invitation_calendar(user, "VEVENT");
+            if chosen.folder() != configured {
+                notes.push(format!(
+                    "user.{}.invitations: {} is not a calendar that takes events; invitations \
+                     go to {} ({})",
+                    user.name,
+                    folder.join(configured).display(),
+                    chosen.folder(),
+                    chosen.reason()
+                ));
+            }
+        }
+    }
+    (problems, notes)
 }
 
 /// How incoming senders are judged, in one line; a loud warning when nothing is checked.

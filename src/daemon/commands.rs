@@ -59,9 +59,14 @@ impl DaemonCommands {
         };
         match request {
             Request::Status => {
-                let users = shared.store().users().count();
+                let store = shared.store();
+                let users = store.users().count();
                 match StatusReport::gather(&shared.state, users, now()) {
-                    Ok(report) => Response::with_exit(report.exit_code(), report.render()),
+                    Ok(mut report) => {
+                        // A user with nowhere to receive invitations needs the admin.
+                        report.problems.extend(admin::receiving(&store).0);
+                        Response::with_exit(report.exit_code(), report.render())
+                    }
                     Err(err) => Response::failed(format!("cannot read the state: {err}")),
                 }
             }

@@ -114,6 +114,14 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     // seen by the scan or reported by the watcher, and "ready" below is true.
     let watching = watch_store(shared.store()).await?;
     first_scan(&shared).await?;
+    // What check-config would say about where invitations land, said at start too.
+    let (problems, notes) = super::admin::receiving(&shared.store());
+    for problem in problems {
+        tracing::warn!("{problem}");
+    }
+    for note in notes {
+        tracing::info!("{note}");
+    }
     let config = shared.config();
     let mut settings = queue_settings(&config)?;
     settings.bounce_key = bounce_key(&shared.state)?;

@@ -9,6 +9,7 @@
 //! reads it again and re-applies, so a user's edit is never overwritten.
 
 use super::answers;
+use super::calendars::{scheduling_component, InvitationCalendar};
 use super::layout::{SkipReason, Store};
 use super::patch::rewrite_parsed;
 use super::process::queue_items;
@@ -342,7 +343,20 @@ impl Applier<'_> {
         if !may_import {
             return Err(ApplyError::ImportNotAllowed);
         }
-        let key = self.store.import_key(user, uid);
+        // A new invitation lands in the calendar the user has (store::calendars).
+        let calendar = self
+            .store
+            .invitation_calendar(user, scheduling_component(&copy));
+        if let (Writes::Yes, InvitationCalendar::ToMake(folder)) = (writes, &calendar) {
+            self.store.make_calendar(user, folder).map_err(|e| {
+                ApplyError::Busy(format!(
+                    "{} has no calendar that takes this invitation, and imipd cannot make {folder}: {e} \
+                     (create a calendar for the user, or give imipd write access)",
+                    user.name
+                ))
+            })?;
+        }
+        let key = self.store.import_key(user, calendar.folder(), uid);
         // RFC 5545 §3.2.19: the stored invitation defines every TZID it uses.
         let mut copy = copy;
         itip::vtimezone::add_missing_timezones(&mut copy);

@@ -99,6 +99,11 @@ impl Store {
         &self.provenance
     }
 
+    /// The folder layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
     /// The folder holding the users' folders.
     pub fn users_root(&self) -> &Path {
         &self.users_root
@@ -267,16 +272,12 @@ impl Store {
         }
     }
 
-    /// The file name for an invitation imported from outside: derived from the UID by
-    /// hashing, never the UID itself (which may hold `/`, `..` or NUL).
-    pub fn import_key(&self, user: &User, uid: &str) -> String {
+    /// The key for an invitation imported into `user`'s calendar `folder` (see
+    /// [`super::calendars`]): the file name is derived from the UID by hashing, never
+    /// the UID itself (which may hold `/`, `..` or NUL).
+    pub fn import_key(&self, user: &User, folder: &str, uid: &str) -> String {
         let hash = super::state::content_hash(uid.as_bytes());
-        format!(
-            "{}/{}/imipd-{}.ics",
-            user.name,
-            user.invitations,
-            &hash[..32]
-        )
+        format!("{}/{}/imipd-{}.ics", user.name, folder, &hash[..32])
     }
 }
 
@@ -308,7 +309,7 @@ pub(crate) fn test_store(root: &Path, layout: Layout, max_object_size: u64) -> S
     let users = vec![User {
         name: "alice".into(),
         addresses: vec![CalAddress::parse("alice@example.com").expect("address")],
-        invitations: "calendar".into(),
+        invitations: Some("calendar".into()),
         language: None,
     }];
     Store::new(&section, users)
@@ -366,7 +367,7 @@ mod tests {
     fn imported_names_never_carry_the_uid() {
         let s = store(Path::new("/srv/cal"));
         let user = s.user("alice").expect("user").clone();
-        let key = s.import_key(&user, "../../etc/passwd\0");
+        let key = s.import_key(&user, "calendar", "../../etc/passwd\0");
         assert!(
             key.starts_with("alice/calendar/imipd-") && key.ends_with(".ics"),
             "{key}"

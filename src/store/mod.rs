@@ -3,6 +3,7 @@
 pub mod answers;
 pub mod apply;
 mod bodies;
+pub mod calendars;
 pub mod layout;
 pub mod patch;
 pub mod process;

@@ -203,7 +203,7 @@ mod tests {
             .map(|name| User {
                 name: (*name).into(),
                 addresses: vec![CalAddress::parse(&format!("{name}@example.com")).expect("a")],
-                invitations: "calendar".into(),
+                invitations: Some("calendar".into()),
                 language: None,
             })
             .collect();

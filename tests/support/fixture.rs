@@ -14,7 +14,7 @@ pub fn user(name: &str) -> User {
     User {
         name: name.into(),
         addresses: vec![CalAddress::parse(&format!("{name}@example.com")).expect("address")],
-        invitations: "calendar".into(),
+        invitations: Some("calendar".into()),
         language: None,
     }
 }

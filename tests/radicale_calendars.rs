@@ -1,0 +1,261 @@
+//! Invitations land in whatever calendar the user has, on a real Radicale whose
+//! calendars were made as its web UI makes them (MKCOL, UUID names), with two calendars
+//! per user; `serve` and `status` say so when a user has nowhere to receive.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::radicale::{http, Radicale};
+
+/// Bob's calendars: made in this order, and named so that name order and creation order
+/// disagree.
+const BOB_FIRST: &str = "f3a1c9e2-7b4d-4e0a-9c1f-2d8e6b5a4c31";
+const BOB_SECOND: &str = "0b7e2d4f-1a3c-4f6e-8d9b-5c2a1e7f3b60";
+const ALICE_CAL: &str = "5d0c8a7e-3f2b-4a19-b6e4-9a1d7c3e2f08";
+
+/// The MKCOL body of Radicale's web UI (`create_edit_collection`) for a calendar
+/// that takes events, journals and tasks.
+fn web_ui_calendar(name: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" ?><mkcol xmlns=\"DAV:\" \
+         xmlns:C=\"urn:ietf:params:xml:ns:caldav\" xmlns:CS=\"http://calendarserver.org/ns/\" \
+         xmlns:ICAL=\"http://apple.com/ns/ical/\"><set><prop><resourcetype><collection />\
+         <C:calendar /></resourcetype><C:supported-calendar-component-set><C:comp name=\"VEVENT\" />\
+         <C:comp name=\"VJOURNAL\" /><C:comp name=\"VTODO\" /></C:supported-calendar-component-set>\
+         <displayname>{name}</displayname><ICAL:calendar-color>#a0a0a0ff</ICAL:calendar-color>\
+         </prop></set></mkcol>"
+    )
+}
+
+fn mkcol(radicale: &Radicale, user: &str, uuid: &str) {
+    let made = http(
+        radicale.port,
+        "MKCOL",
+        user,
+        &format!("/{user}/{uuid}/"),
+        &[],
+        &web_ui_calendar(uuid),
+    );
+    assert_eq!(made.status, 201, "MKCOL /{user}/{uuid}/: {made:?}");
+    // Birth times of folders made within one clock tick can tie.
+    std::thread::sleep(Duration::from_millis(30));
+}
+
+struct Site {
+    radicale: Radicale,
+    dir: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let radicale = Radicale::start("uuid-calendars");
+        mkcol(&radicale, "alice", ALICE_CAL);
+        mkcol(&radicale, "bob", BOB_FIRST);
+        mkcol(&radicale, "bob", BOB_SECOND);
+        let dir = radicale.dir.join("imipd");
+        std::fs::create_dir_all(&dir).expect("imipd folder");
+        // No `invitations` key: the calendars are found in the store. Dave is
+        // configured but has never logged in to Radicale: no folder.
+        std::fs::write(
+            dir.join("imipd.toml"),
+            format!(
+                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n\
+                 [store]\nlayout = \"radicale\"\nroot = \"{}\"\ndebounce_ms = 50\n\
+                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
+                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
+                 [[user]]\nname = \"dave\"\naddresses = [\"dave@example.com\"]\n\
+                 [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n",
+                radicale.dir.join("collections").display(),
+            ),
+        )
+        .expect("configuration");
+        Site { radicale, dir }
+    }
+
+    fn imipd(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_imipd"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.join("imipd.toml"));
+        command
+    }
+
+    fn serve(&self) -> Child {
+        self.imipd(&["serve"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
+            .spawn()
+            .expect("imipd binary")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+
+    fn calendar(&self, user: &str, name: &str) -> PathBuf {
+        self.radicale
+            .dir
+            .join("collections/collection-root")
+            .join(user)
+            .join(name)
+    }
+
+    /// The texts of the objects in a calendar folder.
+    fn objects(&self, user: &str, name: &str) -> Vec<String> {
+        std::fs::read_dir(self.calendar(user, name))
+            .map(|e| {
+                e.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "ics"))
+                    .filter_map(|p| std::fs::read_to_string(p).ok())
+                    .map(|t| t.replace("\r\n ", ""))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn eventually(&self, what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen; daemon log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+fn meeting(start: &str) -> String {
+    format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test client//EN\r\nBEGIN:VEVENT\r\n\
+         UID:uuid-cal-1\r\nDTSTAMP:20300101T090000Z\r\nDTSTART:{start}\r\nDURATION:PT1H\r\n\
+         SUMMARY:Roadmap\r\nORGANIZER;CN=Alice:mailto:alice@example.com\r\n\
+         ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
+         ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n\
+         ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+#[test]
+fn invitations_land_in_uuid_named_calendars_and_updates_follow_the_copy() {
+    let site = Site::new();
+    // Which of Bob's two calendars is "the first he made": by birth time where the
+    // file system records it, by name otherwise (the documented rule).
+    let birth_times = std::fs::metadata(site.calendar("bob", BOB_FIRST))
+        .and_then(|m| m.created())
+        .is_ok();
+    let (bobs, other) = if birth_times {
+        (BOB_FIRST, BOB_SECOND)
+    } else {
+        (BOB_SECOND, BOB_FIRST)
+    };
+    let check = site
+        .imipd(&["check-config"])
+        .output()
+        .expect("check-config");
+    let said = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(
+        said.contains("dave") && said.contains("nowhere to land"),
+        "check-config names the user with nowhere to receive: {said}"
+    );
+    let daemon = site.serve();
+    site.eventually("imipd running", || site.log().contains("imipd is running"));
+    // serve says at start what check-config says.
+    assert!(
+        site.log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("dave") && l.contains("nowhere to land")),
+        "{}",
+        site.log()
+    );
+    let status = site.imipd(&["status"]).output().expect("status");
+    let status_text = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(1), "degraded: {status_text}");
+    assert!(status_text.contains("dave"), "{status_text}");
+
+    let path = format!("/alice/{ALICE_CAL}/roadmap.ics");
+    let created = http(
+        site.radicale.port,
+        "PUT",
+        "alice",
+        &path,
+        &[],
+        &meeting("20300610T100000Z"),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    site.eventually("Bob's invitation in his first calendar", || {
+        site.objects("bob", bobs)
+            .iter()
+            .any(|t| t.contains("UID:uuid-cal-1"))
+    });
+    assert!(site.objects("bob", other).is_empty());
+    site.eventually("Alice's copy records the local delivery", || {
+        site.objects("alice", ALICE_CAL).iter().any(|t| {
+            t.lines()
+                .any(|l| l.contains("bob@example.com") && l.contains("SCHEDULE-STATUS=1.2"))
+        })
+    });
+    let outbox: Vec<_> = std::fs::read_dir(site.dir.join("outbox"))
+        .map(|e| e.filter_map(|e| e.ok()).collect())
+        .unwrap_or_default();
+    assert_eq!(outbox.len(), 1, "Carol's invitation by mail");
+
+    // Bob makes a calendar named "calendar": new invitations would now go there, but
+    // the update of this event follows his copy.
+    let made = http(
+        site.radicale.port,
+        "MKCALENDAR",
+        "bob",
+        "/bob/calendar/",
+        &[],
+        "",
+    );
+    assert_eq!(made.status, 201, "{made:?}");
+    let current = http(site.radicale.port, "GET", "alice", &path, &[], "");
+    let moved = http(
+        site.radicale.port,
+        "PUT",
+        "alice",
+        &path,
+        &[("If-Match", &current.header("etag").expect("etag"))],
+        &current
+            .body
+            .replace("DTSTART:20300610T100000Z", "DTSTART:20300611T140000Z"),
+    );
+    assert!(matches!(moved.status, 201 | 204), "{moved:?}");
+    site.eventually("Bob's copy moved where it is", || {
+        site.objects("bob", bobs)
+            .iter()
+            .any(|t| t.contains("DTSTART:20300611T140000Z"))
+    });
+    assert!(
+        site.objects("bob", "calendar").is_empty(),
+        "the update went to the copy, not to the new default"
+    );
+
+    // Alice deletes it: the cancellation reaches Bob's copy, where it is.
+    let deleted = http(site.radicale.port, "DELETE", "alice", &path, &[], "");
+    assert!(matches!(deleted.status, 200 | 204), "{deleted:?}");
+    site.eventually("the cancellation in Bob's copy", || {
+        site.objects("bob", bobs)
+            .iter()
+            .any(|t| t.contains("STATUS:CANCELLED"))
+    });
+    assert!(
+        !site.log().contains("\"ERROR\""),
+        "no delivery failed: {}",
+        site.log()
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let mut daemon = daemon;
+    let _ = daemon.wait();
+}
