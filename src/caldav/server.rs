@@ -150,7 +150,7 @@ impl Front {
     ) -> Result<Response, UpstreamError> {
         let store = (self.store)();
         let candidates = prefix
-            .map(|p| store.provenance().bookkeeping_keys_under(&p))
+            .map(|p| store.provenance().recent_keys_under(&p))
             .unwrap_or_default();
         if candidates.is_empty() {
             return self.upstream.send(forward).await.map(to_client);

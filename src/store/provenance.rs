@@ -149,16 +149,19 @@ impl Provenance {
     }
 
     /// The objects under `prefix` (`alice/work/`) that imipd recently wrote as
-    /// bookkeeping: the only ones whose ETags the front needs to learn from listings.
-    pub fn bookkeeping_keys_under(&self, prefix: &str) -> Vec<String> {
-        let table = lock(&self.bookkeeping);
-        let mut keys: Vec<String> = table
+    /// bookkeeping or a client recently saved through the front: the only ones whose
+    /// ETags the front needs to learn from listings (a client takes its `If-Match`
+    /// from the listing that follows its own save, or from a later refresh).
+    pub fn recent_keys_under(&self, prefix: &str) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.bookkeeping)
             .entries
             .keys()
+            .chain(lock(&self.client_writes).entries.keys())
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect();
         keys.sort();
+        keys.dedup();
         keys
     }
 
