@@ -248,6 +248,18 @@ pub struct MetricsSection {
     pub listen: SocketAddr,
 }
 
+/// `[caldav]`: imipd's CalDAV front, which tells clients that imipd schedules
+/// (`calendar-auto-schedule`). Only `listen` is read so far (the front itself is being
+/// built, issue #22): its presence says every object was written by a client that was
+/// told imipd schedules, which decides whether an answer Thunderbird leaves to the
+/// server is sent (docs/scheduling.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaldavSection {
+    /// Address the front listens on, e.g. `127.0.0.1:5233`.
+    pub listen: SocketAddr,
+}
+
 /// `[web]`: the RSVP page (Accept/Maybe/Decline links in invitations), served behind
 /// the admin's reverse proxy. Off unless configured.
 #[derive(Debug, Clone, Deserialize)]
@@ -377,6 +389,8 @@ pub struct Config {
     pub metrics: Option<MetricsSection>,
     /// RSVP links and their page.
     pub web: Option<WebSection>,
+    /// The CalDAV front (see [`CaldavSection`]).
+    pub caldav: Option<CaldavSection>,
     /// The control socket of the running daemon.
     #[serde(default)]
     pub control: ControlSection,
@@ -709,6 +723,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Who writes the store's objects, as far as scheduling goes: with a CalDAV front
+    /// configured, clients were told imipd schedules. (The front will say this per
+    /// write; until then the site's configuration decides.)
+    pub fn writer(&self) -> crate::itip::history::Writer {
+        match self.caldav {
+            Some(_) => crate::itip::history::Writer::ToldImipdSchedules,
+            None => crate::itip::history::Writer::NotTold,
+        }
     }
 
     /// The REPLY detail setting as the engine's type.
