@@ -224,11 +224,12 @@ impl Processor<'_> {
                         next.seen_hash = written_hash.clone();
                         next.written_hash = Some(written_hash);
                         next.baseline = Some(written.clone());
-                        let why = if stale_merged && outcome.updated.is_none() && statuses.is_empty() {
-                            WriteKind::StaleSaveMerged
-                        } else {
-                            WriteKind::OrganizerWriteBack
-                        };
+                        let why =
+                            if stale_merged && outcome.updated.is_none() && statuses.is_empty() {
+                                WriteKind::StaleSaveMerged
+                            } else {
+                                WriteKind::OrganizerWriteBack
+                            };
                         let then = Batch {
                             objects: vec![(key.to_string(), Some(next))],
                             enqueue: items,
