@@ -205,3 +205,61 @@ pub fn organizer_scheduled_by_server(cal: &ICalendar) -> ICalendar {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ICalendar {
+        ICalendar::parse(text.replace('\n', "\r\n")).expect("calendar")
+    }
+
+    const ACCEPTED: &str = "BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:x\n\
+        DTSTART:20300101T100000Z\nORGANIZER;SCHEDULE-AGENT=CLIENT:mailto:dave@example.net\n\
+        ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com\nX-MOZ-RECEIVED-SEQUENCE:0\n\
+        END:VEVENT\nEND:VCALENDAR\n";
+
+    #[test]
+    fn only_thunderbirds_imip_bar_copy_written_by_a_told_client_is_answered_for() {
+        let cal = parse(ACCEPTED);
+        assert!(client_left_reply_to_server(
+            &cal,
+            Writer::ToldImipdSchedules
+        ));
+        assert!(!client_left_reply_to_server(&cal, Writer::NotTold));
+        let own_choice = parse(&ACCEPTED.replace("X-MOZ-RECEIVED-SEQUENCE:0\n", ""));
+        assert!(!client_left_reply_to_server(
+            &own_choice,
+            Writer::ToldImipdSchedules
+        ));
+        let served = organizer_scheduled_by_server(&cal);
+        assert!(!served.to_string().contains("SCHEDULE-AGENT"));
+    }
+
+    #[test]
+    fn client_bookkeeping_is_recognised_by_prefix_and_nothing_else() {
+        let other = |n: &str| ICalendarProperty::Other(n.to_string());
+        for name in [
+            "X-MOZ-GENERATION",
+            "x-moz-lastack",
+            "X-EVOLUTION-CALDAV-ETAG",
+            "X-LIC-ERROR",
+            "X-RADICALE-NAME",
+        ] {
+            assert!(is_client_bookkeeping(&other(name)), "{name}");
+        }
+        for name in [
+            "X-MICROSOFT-CDO-BUSYSTATUS",
+            "X-APPLE-STRUCTURED-LOCATION",
+            "X-MO",
+        ] {
+            assert!(!is_client_bookkeeping(&other(name)), "{name}");
+        }
+        assert!(!is_client_bookkeeping(&ICalendarProperty::Summary));
+        assert!(mailed_by_client(&parse(&ACCEPTED.replace(
+            "X-MOZ-RECEIVED-SEQUENCE:0",
+            "X-MOZ-SEND-INVITATIONS:TRUE"
+        ))));
+        assert!(!mailed_by_client(&parse(ACCEPTED)));
+    }
+}

@@ -1518,4 +1518,49 @@ mod tests {
         assert_eq!(state.sent_before(50).expect("read"), vec![1, 2, 3, 4]);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn the_highest_sequence_sent_stays_per_instance_and_survives_forgetting_the_object() {
+        let (dir, path) = temp_state("sequences");
+        let state = State::open(&path).expect("open");
+        let sent = |uid: &str, instance, sequence| SentSequence {
+            user: "alice".into(),
+            uid: uid.into(),
+            instance,
+            sequence,
+        };
+        state
+            .commit(Batch {
+                sequences: vec![sent("a", None, 3), sent("a", Some(1_900_000_000), 4)],
+                ..Batch::default()
+            })
+            .expect("commit");
+        // A lower one later (a stale file) does not lower what was sent; another UID
+        // sharing a prefix is another event.
+        state
+            .commit(Batch {
+                sequences: vec![sent("a", None, 1), sent("ab", None, 9)],
+                objects: vec![("alice/calendar/a.ics".into(), None)],
+                ..Batch::default()
+            })
+            .expect("commit");
+        let held = state.sent_sequences("alice", "a").expect("read");
+        assert_eq!(held.get(None), Some(3));
+        assert_eq!(held.get(Some(1_900_000_000)), Some(4));
+        assert_eq!(held.highest(), Some(4));
+        assert_eq!(
+            state.sent_sequences("bob", "a").expect("read").highest(),
+            None
+        );
+        drop(state);
+        let reopened = State::open(&path).expect("reopen");
+        assert_eq!(
+            reopened
+                .sent_sequences("alice", "ab")
+                .expect("read")
+                .get(None),
+            Some(9)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
