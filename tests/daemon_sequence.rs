@@ -2,20 +2,25 @@
 //! mails nothing a client mailed itself, and answers for a client that left the answer
 //! to the server (issue #22). Vdir stores, outbox transport.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::TempDir;
 
 /// A folder with alice's and bob's stores, configuration and outbox.
 struct Site {
     dir: PathBuf,
+    _temp: TempDir,
 }
 
 impl Site {
     fn new(name: &str, extra_config: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-seq-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = TempDir::new(&format!("seq-{name}"));
+        let dir = temp.path().to_path_buf();
         for user in ["alice", "bob"] {
             std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
                 .expect("store folders");
@@ -30,7 +35,7 @@ impl Site {
             ),
         )
         .expect("configuration");
-        Site { dir }
+        Site { dir, _temp: temp }
     }
 
     /// Starts the daemon and waits until it runs.
@@ -91,12 +96,6 @@ impl Site {
     /// Lets the daemon finish what the last change started (status write-backs).
     fn settle(&self) {
         std::thread::sleep(Duration::from_millis(800));
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

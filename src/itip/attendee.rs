@@ -221,28 +221,17 @@ pub fn update(
 /// imported, accepted from the email): the answer goes to the organizer as if the copy
 /// had arrived unanswered. A copy still unanswered sends nothing.
 pub fn first_answer(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
-    let mut unanswered = new.cal.clone();
-    for comp in unanswered
-        .components
-        .iter_mut()
-        .filter(|c| c.component_type.is_scheduling_object())
-    {
-        for entry in comp
-            .entries
-            .iter_mut()
-            .filter(|e| e.name == ICalendarProperty::Attendee)
-        {
-            if entry_address(entry).is_some_and(|a| ctx.account.contains(&a)) {
-                set_param(
-                    entry,
-                    ICalendarParameterName::Partstat,
-                    vec![ICalendarParameterValue::Partstat(
-                        ICalendarParticipationStatus::NeedsAction,
-                    )],
-                );
-            }
+    let unanswered = super::history::with_lines(new.cal, ICalendarProperty::Attendee, |entry| {
+        if entry_address(entry).is_some_and(|a| ctx.account.contains(&a)) {
+            set_param(
+                entry,
+                ICalendarParameterName::Partstat,
+                vec![ICalendarParameterValue::Partstat(
+                    ICalendarParticipationStatus::NeedsAction,
+                )],
+            );
         }
-    }
+    });
     let old = Snapshot::new(&unanswered, ctx.account)?;
     update(&old, new, ctx)
 }

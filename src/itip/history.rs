@@ -11,7 +11,8 @@ use super::message::ItipMessage;
 use super::snapshot::InstanceId;
 use super::time::TimeResolver;
 use calcard::icalendar::{
-    ICalendar, ICalendarMethod, ICalendarParameterName, ICalendarProperty, ICalendarValue,
+    ICalendar, ICalendarEntry, ICalendarMethod, ICalendarParameterName, ICalendarProperty,
+    ICalendarValue,
 };
 use std::collections::BTreeMap;
 
@@ -187,22 +188,27 @@ pub fn client_left_reply_to_server(cal: &ICalendar, writer: Writer) -> bool {
 /// `cal` with SCHEDULE-AGENT taken off every ORGANIZER line: the copy as imipd
 /// schedules it when [`client_left_reply_to_server`] holds.
 pub fn organizer_scheduled_by_server(cal: &ICalendar) -> ICalendar {
+    with_lines(cal, ICalendarProperty::Organizer, |entry| {
+        entry
+            .params
+            .retain(|p| p.name != ICalendarParameterName::ScheduleAgent)
+    })
+}
+
+/// A copy of `cal` with `change` applied to every `name` line of its scheduling
+/// components.
+pub(crate) fn with_lines(
+    cal: &ICalendar,
+    name: ICalendarProperty,
+    mut change: impl FnMut(&mut ICalendarEntry),
+) -> ICalendar {
     let mut out = cal.clone();
-    for comp in out
-        .components
+    out.components
         .iter_mut()
         .filter(|c| c.component_type.is_scheduling_object())
-    {
-        for entry in comp
-            .entries
-            .iter_mut()
-            .filter(|e| e.name == ICalendarProperty::Organizer)
-        {
-            entry
-                .params
-                .retain(|p| p.name != ICalendarParameterName::ScheduleAgent);
-        }
-    }
+        .flat_map(|c| c.entries.iter_mut())
+        .filter(|e| e.name == name)
+        .for_each(&mut change);
     out
 }
 
