@@ -772,6 +772,17 @@ impl Config {
         Ok(())
     }
 
+    /// Who may have written the store's objects, as far as scheduling goes: with a
+    /// CalDAV front configured, clients can have been told imipd schedules (the
+    /// processing then asks the front's record which write came through it); without
+    /// one, none was.
+    pub fn writer(&self) -> crate::itip::history::Writer {
+        match self.caldav {
+            Some(_) => crate::itip::history::Writer::ToldImipdSchedules,
+            None => crate::itip::history::Writer::NotTold,
+        }
+    }
+
     /// The REPLY detail setting as the engine's type.
     pub fn reply_details(&self) -> ReplyDetails {
         match self.mail.reply_details {

@@ -177,6 +177,7 @@ fn an_organizer_change_on_a_full_disk_sends_nothing_until_it_can_be_written() {
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     scan_all(&processor, NOW, false).expect("baseline of the empty store");
     // A new event written just before the disk filled up: its SEQUENCE cannot be

@@ -232,6 +232,7 @@ fn vdir_race(writer: Writer) -> Race {
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     let key = "alice/calendar/all-hands.ics";
     let decision = processor.process(key, NOW + 1, false).expect("process");
@@ -316,6 +317,7 @@ fn a_save_from_a_copy_read_before_an_answer_keeps_the_answer_and_sends_nothing()
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     let decision = processor
         .process("alice/calendar/all-hands.ics", NOW + 1, false)
@@ -358,6 +360,7 @@ fn an_organizer_resetting_an_answer_on_purpose_keeps_the_reset() {
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     processor
         .process("alice/calendar/all-hands.ics", NOW + 1, false)

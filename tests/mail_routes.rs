@@ -667,6 +667,10 @@ fn two_instances_behind_one_postfix_schedule_with_each_other_by_mail() {
     eventually("alice sees bob's answer", log, || {
         accepted(&a, "alice", "two-1", "bob@example.com")
     });
+    // The decision is logged after the file is written: wait for the line too.
+    eventually("a logs the answer", log, || {
+        a.log().contains("REPLY applied")
+    });
     assert_eq!(
         b.log().matches("REQUEST imported").count(),
         1,

@@ -82,6 +82,7 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     let first = scan_all(&processor, NOW, false).expect("baseline scan");
     assert_eq!((first.users, first.objects, first.queued), (2, 0, 0));
@@ -150,6 +151,7 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     let report = scan_all(&processor, NOW, false).expect("scan after restart");
     assert_eq!((report.processed, report.queued), (0, 0), "{report:?}");
@@ -165,6 +167,7 @@ fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     scan_all(&processor, NOW, false).expect("baseline");
     radicale.request("PUT", "alice", "/alice/calendar/lunch.ics", INVITATION);
@@ -239,6 +242,7 @@ fn a_baseline_of_ten_thousand_objects_sends_nothing() {
         store: &store,
         state: &state,
         reply_details: ReplyDetails::Full,
+        writer: Default::default(),
     };
     let report = scan_all(&processor, NOW, false).expect("baseline");
     assert_eq!(

@@ -226,6 +226,7 @@ pub fn scan(config: &Config, now: i64, baseline: bool) -> Result<String, AdminEr
         store: &store,
         state: &state,
         reply_details: config.reply_details(),
+        writer: config.writer(),
     };
     let report = scan_all(
         &processor,

@@ -5,7 +5,9 @@
 //! temporary failure (relay down, 4xx, disk full) is retried with backoff until the
 //! item is older than the maximum age; a permanent one (5xx) ends the item. Either
 //! way the organizer's copy learns the outcome as SCHEDULE-STATUS on that attendee:
-//! 1.2 delivered locally, 1.1 sent, 3.7 not an email address, 5.1 failed. Each email
+//! 1.2 delivered locally, 1.1 sent, 3.7 not an email address, 5.1 failed. (The change's
+//! own write already recorded 1.2 or 1.1, see `store::process`: an outcome that says
+//! the same writes nothing.) Each email
 //! goes out with a VERP envelope sender naming its queue item, and is remembered for
 //! the maximum age, so a bounce arriving days later still finds its attendee.
 

@@ -91,6 +91,7 @@ impl Shared {
             store: &store,
             state: &self.state,
             reply_details: config.reply_details(),
+            writer: config.writer(),
         })
     }
 

@@ -8,17 +8,17 @@
 use super::address::CalAddress;
 use super::error::ItipError;
 use super::export::{
-    decline_component, delegation_partners, organizer_component, reply_component, ComponentTree,
-    MessageCalendar, Timezones, TODO_PROGRESS,
+    decline_component, delegation_partners, organizer_component, reply_component, set_param,
+    ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{ItipMessage, MessageSummary};
 use super::organizer::finalize;
-use super::snapshot::{Attendee, Instance, InstanceId, Snapshot, TrackedEntry};
+use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot, TrackedEntry};
 use super::time::TimeResolver;
 use super::{ChangeOutcome, Context};
 use calcard::icalendar::{
-    ICalendarComponentType, ICalendarEntry, ICalendarMethod, ICalendarParticipationStatus,
-    ICalendarProperty, ICalendarValue,
+    ICalendarComponentType, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
+    ICalendarParameterValue, ICalendarParticipationStatus, ICalendarProperty, ICalendarValue,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -215,6 +215,25 @@ pub fn update(
         messages,
         updated: finalize(new.cal, &BTreeMap::new()),
     })
+}
+
+/// A copy the attendee's client created already answered (an invitation imipd never
+/// imported, accepted from the email): the answer goes to the organizer as if the copy
+/// had arrived unanswered. A copy still unanswered sends nothing.
+pub fn first_answer(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+    let unanswered = super::history::with_lines(new.cal, ICalendarProperty::Attendee, |entry| {
+        if entry_address(entry).is_some_and(|a| ctx.account.contains(&a)) {
+            set_param(
+                entry,
+                ICalendarParameterName::Partstat,
+                vec![ICalendarParameterValue::Partstat(
+                    ICalendarParticipationStatus::NeedsAction,
+                )],
+            );
+        }
+    });
+    let old = Snapshot::new(&unanswered, ctx.account)?;
+    update(&old, new, ctx)
 }
 
 /// A local attendee deleted their copy: decline every instance they had not declined.

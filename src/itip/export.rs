@@ -71,8 +71,14 @@ impl ComponentTree {
     }
 
     /// Removes SCHEDULE-STATUS, SCHEDULE-AGENT and SCHEDULE-FORCE-SEND from every
-    /// ORGANIZER and ATTENDEE of the tree: they belong to the server holding a copy.
+    /// ORGANIZER and ATTENDEE of the tree: they belong to the server holding a copy;
+    /// and client bookkeeping properties ([`super::history::is_client_bookkeeping`]).
     pub fn strip_server_params(&mut self) {
+        // Also a client's notes about its own copy (X-MOZ-*, X-EVOLUTION-*, ...): they
+        // are no one else's business, and some would make the recipient's client act.
+        self.component
+            .entries
+            .retain(|e| !super::history::is_client_bookkeeping(&e.name));
         for entry in self.component.entries.iter_mut() {
             if matches!(
                 entry.name,

@@ -17,6 +17,7 @@ pub mod address;
 mod attendee;
 pub mod error;
 pub mod export;
+pub mod history;
 mod inbound;
 pub mod message;
 mod occurrence;
@@ -35,6 +36,7 @@ pub use inbound::{decline_counter, receive};
 pub use message::{method_name, FieldChange, ItipMessage, MessageSummary, Method};
 
 use calcard::icalendar::ICalendar;
+use history::History;
 use snapshot::Snapshot;
 
 /// What the engine needs to know about the world.
@@ -106,11 +108,39 @@ pub struct InboundOutcome {
 /// A user stored `new` (replacing `old`, the last version imipd processed, if any).
 ///
 /// The user's role (organizer or attendee) is read from the object and `ctx.account`.
+/// Nothing is known beyond the two versions: see [`schedule_change_with`].
 pub fn schedule_change(
     old: Option<&ICalendar>,
     new: &ICalendar,
     ctx: &Context<'_>,
 ) -> Result<ChangeOutcome, ItipError> {
+    schedule_change_with(old, new, ctx, &History::default())
+}
+
+/// [`schedule_change`] with what the daemon remembers and knows about the writer
+/// (see [`history`]): no message goes out below a SEQUENCE already sent, and an
+/// answer a client told imipd schedules left to the server is sent.
+pub fn schedule_change_with(
+    old: Option<&ICalendar>,
+    new: &ICalendar,
+    ctx: &Context<'_>,
+    history: &History,
+) -> Result<ChangeOutcome, ItipError> {
+    // Thunderbird's iMIP bar marks the organizer SCHEDULE-AGENT=CLIENT and then sends
+    // nothing on a server that schedules: imipd answers for it (docs/scheduling.md,
+    // "Answers a client leaves to the server").
+    let left_to_server = history::client_left_reply_to_server(new, history.writer);
+    let server_view;
+    let (old_view, new) = if left_to_server {
+        server_view = (
+            old.map(history::organizer_scheduled_by_server),
+            history::organizer_scheduled_by_server(new),
+        );
+        (server_view.0.as_ref(), &server_view.1)
+    } else {
+        (old, new)
+    };
+    let old = old_view;
     // A previous version that was not a scheduling object (or not ours) counts as absent.
     let old = old.and_then(|old| Snapshot::new(old, ctx.account).ok());
     let new_snapshot = Snapshot::new(new, ctx.account);
@@ -123,9 +153,16 @@ pub fn schedule_change(
         return Err(ItipError::EventInPast);
     }
     match (old, new_snapshot) {
-        (None, Ok(new)) => organizer::create(&new, ctx),
+        // An invitation imipd never imported, accepted in the client: its first
+        // answer goes to the organizer.
+        (None, Ok(new)) if left_to_server && !new.organizer.is_local => {
+            attendee::first_answer(&new, ctx)
+        }
+        (None, Ok(new)) => organizer::create(&new, ctx, &history.sent),
         (None, Err(err)) => Err(err),
-        (Some(old), Ok(new)) if old.organizer.is_local => organizer::update(&old, &new, ctx),
+        (Some(old), Ok(new)) if old.organizer.is_local => {
+            organizer::update(&old, &new, ctx, &history.sent)
+        }
         (Some(old), Ok(new)) => attendee::update(&old, &new, ctx),
         (Some(old), Err(err)) => match err {
             ItipError::NoSchedulingInfo
@@ -134,7 +171,7 @@ pub fn schedule_change(
             | ItipError::OtherSchedulingAgent => {
                 if old.organizer.is_local {
                     // The organizer took the attendees away: they must hear it's off.
-                    organizer::cancel(&old, ctx)
+                    organizer::cancel(&old, ctx, &history.sent)
                 } else {
                     Err(ItipError::CannotModifyAddress)
                 }
@@ -146,12 +183,29 @@ pub fn schedule_change(
 
 /// A user deleted `old`: the organizer cancels, an attendee declines.
 pub fn schedule_removal(old: &ICalendar, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+    schedule_removal_with(old, ctx, &History::default())
+}
+
+/// [`schedule_removal`] with what the daemon remembers: a series CANCEL goes out above
+/// every SEQUENCE sent for any instance.
+pub fn schedule_removal_with(
+    old: &ICalendar,
+    ctx: &Context<'_>,
+    history: &History,
+) -> Result<ChangeOutcome, ItipError> {
+    let server_view;
+    let old = if history::client_left_reply_to_server(old, history.writer) {
+        server_view = history::organizer_scheduled_by_server(old);
+        &server_view
+    } else {
+        old
+    };
     let old = Snapshot::new(old, ctx.account)?;
     if range::is_over(&old, ctx.now) {
         return Err(ItipError::EventInPast);
     }
     if old.organizer.is_local {
-        organizer::cancel(&old, ctx)
+        organizer::cancel(&old, ctx, &history.sent)
     } else {
         attendee::decline(&old, ctx)
     }

@@ -13,9 +13,10 @@ use super::error::ItipError;
 use super::export::{
     cancel_component, organizer_component, ComponentTree, MessageCalendar, Timezones,
 };
+use super::history::SentSequences;
 use super::message::{FieldChange, ItipMessage, MessageSummary, Method};
 use super::reschedule;
-use super::snapshot::{is_significant, Instance, InstanceId, Snapshot, TrackedEntry};
+use super::snapshot::{Instance, InstanceId, Snapshot, TrackedEntry};
 use super::{ChangeOutcome, Context};
 use calcard::icalendar::{
     ICalendar, ICalendarComponentType, ICalendarEntry, ICalendarMethod, ICalendarParameterName,
@@ -24,7 +25,11 @@ use calcard::icalendar::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A new item organized by the account: one REQUEST to every attendee not yet answered.
-pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+pub fn create(
+    new: &Snapshot<'_>,
+    ctx: &Context<'_>,
+    sent: &SentSequences,
+) -> Result<ChangeOutcome, ItipError> {
     if !new.organizer.is_local {
         return Err(ItipError::NotOrganizer);
     }
@@ -42,7 +47,11 @@ pub fn create(new: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
         .map(|a| a.address.clone())
         .collect();
     let mut bumped = BTreeMap::new();
-    let trees = full_request_trees(new, ctx, |_, n| n.sequence + 1, &mut bumped, true);
+    // A UID imipd sent before (an event deleted and written again, a restored backup)
+    // goes out above what its attendees already hold.
+    let sequence =
+        |id: &InstanceId, n: &Instance<'_>| above_sent(n.sequence + 1, true, sent.of(id));
+    let trees = full_request_trees(new, ctx, sequence, &mut bumped, true);
     if to.is_empty() || trees.is_empty() {
         return Err(ItipError::NothingToSend);
     }
@@ -68,6 +77,7 @@ pub fn update(
     old: &Snapshot<'_>,
     new: &Snapshot<'_>,
     ctx: &Context<'_>,
+    sent: &SentSequences,
 ) -> Result<ChangeOutcome, ItipError> {
     if old.organizer.address != new.organizer.address {
         return Err(ItipError::OrganizerMismatch);
@@ -77,11 +87,11 @@ pub fn update(
     }
     let moved = reschedule::rescheduled(old, new);
     if moved.is_empty() {
-        return changes(old, new, ctx);
+        return changes(old, new, ctx, sent);
     }
     let reset = reschedule::reset_answers(new.cal, &moved, ctx.account);
     let reset_snapshot = Snapshot::new(&reset, ctx.account)?;
-    match changes(old, &reset_snapshot, ctx) {
+    match changes(old, &reset_snapshot, ctx, sent) {
         Ok(mut outcome) => {
             if outcome.updated.is_none() && reset != *new.cal {
                 outcome.updated = Some(reset);
@@ -105,12 +115,25 @@ fn next_sequence(increment: bool, stored: Option<i64>, written: i64, series_floo
         // Never below what the attendees already hold: a client may write back a
         // stale copy with a lower SEQUENCE, and attendees would refuse the update.
         (true, Some(o)) => (written + 1).max(o),
+        // A new override the client already raised above the series: as written.
+        (true, None) if written > series_floor => written,
         // A new occurrence (or one added back after it was cancelled): never below
         // what the series has reached, which includes the SEQUENCE of any CANCEL sent
         // for a removed occurrence (see below).
         (true, None) => (written + 1).max(series_floor),
         (false, Some(o)) => written.max(o),
         (false, None) => written,
+    }
+}
+
+/// `sequence`, but never below what imipd already sent for the instance (`sent`):
+/// above it for a significant change, at least equal otherwise. The file may say less
+/// (no SEQUENCE, a lower one, a restored backup); the attendees hold what was sent.
+fn above_sent(sequence: i64, increment: bool, sent: Option<i64>) -> i64 {
+    match sent {
+        Some(s) if increment => sequence.max(s + 1),
+        Some(s) => sequence.max(s),
+        None => sequence,
     }
 }
 
@@ -125,11 +148,16 @@ fn changes(
     old: &Snapshot<'_>,
     new: &Snapshot<'_>,
     ctx: &Context<'_>,
+    sent: &SentSequences,
 ) -> Result<ChangeOutcome, ItipError> {
-    let series_floor = old.main().map_or(0, |m| m.sequence);
+    let series_floor = old
+        .main()
+        .map_or(0, |m| m.sequence)
+        .max(sent.get(None).unwrap_or(0));
     let sequence_of = |increment: bool, id: &InstanceId, n: &Instance<'_>| -> i64 {
         let stored = old.instances.get(id).map(|o| o.sequence);
-        next_sequence(increment, stored, n.sequence, series_floor)
+        let next = next_sequence(increment, stored, n.sequence, series_floor);
+        above_sent(next, increment, sent.of(id))
     };
 
     // STATUS:CANCELLED on the whole item: a CANCEL to everyone (RFC 5546 §3.2.5).
@@ -149,7 +177,10 @@ fn changes(
         if to.is_empty() {
             return Err(ItipError::NothingToSend);
         }
-        let sequence = sequence_of(true, &InstanceId::Main, main);
+        // Above every SEQUENCE any instance went out with: a receiver that orders
+        // by SEQUENCE per instance must not keep an occurrence updated later.
+        let sequence =
+            sequence_of(true, &InstanceId::Main, main).max(series_cancel_floor(old, sent));
         let mut bumped = BTreeMap::new();
         raise(&mut bumped, main.comp_id, sequence);
         let tree = cancel_component(main.comp, sequence, ctx.now, None);
@@ -189,7 +220,10 @@ fn changes(
             (Some(o), Some(n)) => {
                 let changed: BTreeSet<&TrackedEntry> =
                     o.tracked.symmetric_difference(&n.tracked).collect();
-                if changed.iter().any(|t| is_significant(&t.property)) {
+                // Every update sent goes up (see docs/scheduling.md, "SEQUENCE"): RFC
+                // 5546 §2.1.4 requires it for significant changes and allows it for the
+                // rest, and Google and iOS ignore an update whose SEQUENCE did not go up.
+                if !changed.is_empty() {
                     increment = true;
                 }
                 // An answer recorded in the organizer's copy is no change to announce.
@@ -330,7 +364,7 @@ fn changes(
                     trees.push(cancel_component(source, sequence, ctx.now, Some(&only)));
                 }
                 (ICalendarMethod::Cancel, Some(o), None) => {
-                    let sequence = o.sequence + 1;
+                    let sequence = above_sent(o.sequence + 1, true, sent.of(id));
                     let only: Vec<CalAddress> = to.iter().cloned().collect();
                     trees.push(cancel_component(o.comp, sequence, ctx.now, Some(&only)));
                     // An occurrence removed from the copy leaves nowhere to keep the
@@ -383,10 +417,9 @@ fn changes(
         // written a lower SEQUENCE than the attendees hold: put it back, or the next
         // real change would go out below it and be refused as out of date.
         for (id, n) in &new.instances {
-            if let Some(o) = old.instances.get(id) {
-                if n.sequence < o.sequence {
-                    raise(&mut bumped, n.comp_id, o.sequence);
-                }
+            let held = old.instances.get(id).map(|o| o.sequence).max(sent.of(id));
+            if let Some(held) = held.filter(|h| n.sequence < *h) {
+                raise(&mut bumped, n.comp_id, held);
             }
         }
         if bumped.is_empty() {
@@ -450,7 +483,11 @@ fn full_request_trees(
 
 /// The organizer deleted the item, or it lost its scheduling information: one CANCEL,
 /// built from the master, to everyone who has not declined.
-pub fn cancel(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, ItipError> {
+pub fn cancel(
+    old: &Snapshot<'_>,
+    ctx: &Context<'_>,
+    sent: &SentSequences,
+) -> Result<ChangeOutcome, ItipError> {
     if old.component_type == ICalendarComponentType::VFreebusy {
         return Err(ItipError::NothingToSend);
     }
@@ -467,7 +504,8 @@ pub fn cancel(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
     if to.is_empty() {
         return Err(ItipError::NothingToSend);
     }
-    let tree = cancel_component(instance.comp, instance.sequence + 1, ctx.now, None);
+    let sequence = (instance.sequence + 1).max(series_cancel_floor(old, sent));
+    let tree = cancel_component(instance.comp, sequence, ctx.now, None);
     Ok(ChangeOutcome {
         messages: vec![message(
             old,
@@ -479,6 +517,19 @@ pub fn cancel(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, It
         )],
         updated: None,
     })
+}
+
+/// The lowest SEQUENCE a CANCEL of the whole series may carry: above every instance
+/// of the copy and above every SEQUENCE imipd sent for any instance (Outlook's rule: a
+/// cancellation above every earlier request).
+fn series_cancel_floor(old: &Snapshot<'_>, sent: &SentSequences) -> i64 {
+    let in_copy = old
+        .instances
+        .values()
+        .map(|i| i.sequence)
+        .max()
+        .unwrap_or(0);
+    in_copy.max(sent.highest().unwrap_or(0)) + 1
 }
 
 /// Orders methods for grouping (calcard's method type has no `Ord`).

@@ -48,22 +48,6 @@ pub const TRACKED_PROPERTIES: [ICalendarProperty; 14] = [
     ICalendarProperty::Completed,
 ];
 
-/// Tracked properties whose change makes the event a new version (SEQUENCE + 1).
-pub fn is_significant(property: &ICalendarProperty) -> bool {
-    matches!(
-        property,
-        ICalendarProperty::Dtstart
-            | ICalendarProperty::Dtend
-            | ICalendarProperty::Duration
-            | ICalendarProperty::Due
-            | ICalendarProperty::Rrule
-            | ICalendarProperty::Rdate
-            | ICalendarProperty::Exdate
-            | ICalendarProperty::Status
-            | ICalendarProperty::Location
-    )
-}
-
 /// One (property, value) pair of an instance; multi-valued properties give one pair per
 /// value. Dates are compared as instants, so re-encoding a time zone is no change.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,10 +10,13 @@ use super::answers;
 use super::layout::{SkipReason, Store};
 use super::patch::patch;
 use super::state::{
-    content_hash, Batch, ObjectRecord, QueueItem, Route, State, StateError, SummaryRecord,
+    content_hash, Batch, ObjectRecord, QueueItem, Route, SentSequence, State, StateError,
+    SummaryRecord,
 };
 use super::write::{write_then_commit, Expected, WriteError, WriteKind};
-use crate::itip::{self, Context, ItipMessage, MessageSummary, ReplyDetails};
+use crate::itip::history::{self, History, Writer};
+use crate::itip::status::{DELIVERED, SENT};
+use crate::itip::{self, CalAddress, Context, ItipMessage, MessageSummary, ReplyDetails};
 use calcard::common::IanaString;
 use calcard::icalendar::ICalendar;
 use thiserror::Error;
@@ -58,11 +61,27 @@ pub struct Processor<'a> {
     pub state: &'a State,
     /// How REPLYs are written.
     pub reply_details: ReplyDetails,
+    /// Who writes the objects when nothing more is known (the site's default: see
+    /// [`crate::config::Config::writer`]).
+    pub writer: Writer,
 }
 
 impl Processor<'_> {
-    /// Looks at object `key` now; with `baseline`, only records it.
+    /// Looks at object `key` now; with `baseline`, only records it. The change counts
+    /// as written by the site's default writer.
     pub fn process(&self, key: &str, now: i64, baseline: bool) -> Result<Decision, ProcessError> {
+        self.process_written_by(key, now, baseline, self.writer)
+    }
+
+    /// [`Self::process`] for a change whose writer is known (the CalDAV front knows
+    /// whether the client that wrote it was told imipd schedules).
+    pub fn process_written_by(
+        &self,
+        key: &str,
+        now: i64,
+        baseline: bool,
+        writer: Writer,
+    ) -> Result<Decision, ProcessError> {
         let Some(user) = self.store.user_of_key(key) else {
             return Ok(Decision::Skipped(
                 "not in a configured user's folder".into(),
@@ -164,17 +183,40 @@ impl Processor<'_> {
             now,
             reply_details: self.reply_details,
         };
-        match itip::schedule_change(old.as_ref(), &new, &ctx) {
+        let history = History {
+            sent: match next.uid.as_deref() {
+                Some(uid) => self.state.sent_sequences(&user.name, uid)?,
+                None => Default::default(),
+            },
+            writer,
+        };
+        match itip::schedule_change_with(old.as_ref(), &new, &ctx, &history) {
             Ok(outcome) => {
                 let changed_at = modified_ms(&self.store.path_for(key));
-                let items = queue_items(self.store, &outcome.messages, Some(key), now, changed_at);
+                let mut items =
+                    queue_items(self.store, &outcome.messages, Some(key), now, changed_at);
+                let mailed_by_client = history::mailed_by_client(&new);
+                if mailed_by_client {
+                    // The client mailed this change itself (docs/scheduling.md, "Objects
+                    // the client mailed"): local attendees still get it, nobody a second
+                    // email.
+                    items.retain(|i| !(i.status_object.is_some() && i.route == Route::Mail));
+                }
+                let sequences = sequences_sent(&user.name, &outcome.messages);
                 let sent: Vec<(String, String)> = items
                     .iter()
                     .map(|i| (i.method.clone(), i.rcpt.clone()))
                     .collect();
-                let written = match &outcome.updated {
-                    Some(updated) => Some(rewrite(&text, updated)),
-                    None => stale_merged.then(|| text.clone()),
+                // One write of the organizer's copy: the new SEQUENCE and what is known of
+                // each delivery now (1.2 local, 1.1 queued for mail or mailed by the
+                // client), see RELIABILITY.md.
+                let statuses = first_statuses(self.store, &outcome.messages);
+                let copy = outcome.updated.as_ref().unwrap_or(&new);
+                let with_statuses = itip::status::with_schedule_statuses(copy, &statuses);
+                let written = match (&outcome.updated, with_statuses) {
+                    (_, Some(both)) => Some(rewrite(&text, &both)),
+                    (Some(updated), None) => Some(rewrite(&text, updated)),
+                    (None, None) => stale_merged.then(|| text.clone()),
                 };
                 match written {
                     Some(written) => {
@@ -182,15 +224,17 @@ impl Processor<'_> {
                         next.seen_hash = written_hash.clone();
                         next.written_hash = Some(written_hash);
                         next.baseline = Some(written.clone());
-                        let why = if outcome.updated.is_some() {
-                            WriteKind::OrganizerWriteBack
-                        } else {
-                            WriteKind::StaleSaveMerged
-                        };
+                        let why =
+                            if stale_merged && outcome.updated.is_none() && statuses.is_empty() {
+                                WriteKind::StaleSaveMerged
+                            } else {
+                                WriteKind::OrganizerWriteBack
+                            };
                         let then = Batch {
                             objects: vec![(key.to_string(), Some(next))],
                             enqueue: items,
                             answers: answers_update,
+                            sequences,
                             ..Batch::default()
                         };
                         match write_then_commit(
@@ -212,9 +256,15 @@ impl Processor<'_> {
                             objects: vec![(key.to_string(), Some(next))],
                             enqueue: items,
                             answers: answers_update,
+                            sequences,
                             ..Batch::default()
                         })?;
                     }
+                }
+                if sent.is_empty() && mailed_by_client && !outcome.messages.is_empty() {
+                    return Ok(Decision::NothingToSend(
+                        "the client mailed this change itself (X-MOZ-SEND-INVITATIONS); no local attendee to deliver to".into(),
+                    ));
                 }
                 if sent.is_empty() {
                     return Ok(Decision::NothingToSend(if stale_merged {
@@ -305,6 +355,7 @@ impl Processor<'_> {
             return Ok(Decision::Skipped(reason.into()));
         }
         let mut items = Vec::new();
+        let mut sequences = Vec::new();
         if !baseline {
             if let (Some(user), Some(old)) = (
                 self.store.user_of_key(key),
@@ -318,8 +369,22 @@ impl Processor<'_> {
                     now,
                     reply_details: self.reply_details,
                 };
-                if let Ok(outcome) = itip::schedule_removal(&old, &ctx) {
+                let history = History {
+                    sent: match record.uid.as_deref() {
+                        Some(uid) => self.state.sent_sequences(&user.name, uid)?,
+                        None => Default::default(),
+                    },
+                    writer: self.writer,
+                };
+                if let Ok(outcome) = itip::schedule_removal_with(&old, &ctx, &history) {
                     items = queue_items(self.store, &outcome.messages, None, now, Some(now * 1000));
+                    if history::mailed_by_client(&old) {
+                        // The client mails its own cancellation of an item it mailed.
+                        items.retain(|i| {
+                            !(i.route == Route::Mail && is_organizer_method(&i.method))
+                        });
+                    }
+                    sequences = sequences_sent(&user.name, &outcome.messages);
                 }
             }
         }
@@ -330,6 +395,7 @@ impl Processor<'_> {
         self.state.commit(Batch {
             objects: vec![(key.to_string(), None)],
             enqueue: items,
+            sequences,
             ..Batch::default()
         })?;
         Ok(Decision::Forgotten(sent))
@@ -348,6 +414,44 @@ impl Processor<'_> {
         })?;
         Ok(())
     }
+}
+
+/// The SEQUENCE of every instance in the organizer messages of one change, for the
+/// state to remember (see [`crate::itip::history`]).
+fn sequences_sent(user: &str, messages: &[ItipMessage]) -> Vec<SentSequence> {
+    history::sequences_sent(messages)
+        .into_iter()
+        .map(|(uid, instance, sequence)| SentSequence {
+            user: user.to_string(),
+            uid,
+            instance,
+            sequence,
+        })
+        .collect()
+}
+
+/// Whether `method` is one a local organizer sends (and a client may have mailed).
+fn is_organizer_method(method: &str) -> bool {
+    matches!(method, "REQUEST" | "ADD" | "CANCEL")
+}
+
+/// The SCHEDULE-STATUS each recipient of an organizer's message gets in the same write
+/// as the new SEQUENCE: 1.2 for a local attendee (delivered from the queue at once),
+/// 1.1 for an email (in imipd's durable queue, retried until it is handed over or
+/// given up; or mailed by the client itself). A later failure replaces it (5.1, 3.7).
+fn first_statuses(store: &Store, messages: &[ItipMessage]) -> Vec<(CalAddress, &'static str)> {
+    messages
+        .iter()
+        .filter(|m| is_organizer_method(itip::method_name(&m.method)))
+        .flat_map(|m| m.to.iter())
+        .map(|rcpt| {
+            let status = match store.user_for_address(rcpt) {
+                Some(_) => DELIVERED,
+                None => SENT,
+            };
+            (rcpt.clone(), status)
+        })
+        .collect()
 }
 
 /// When a file was last modified, in ms since the epoch.

@@ -213,6 +213,7 @@ mod tests {
             store: &store,
             state: &state,
             reply_details: ReplyDetails::Full,
+            writer: Default::default(),
         };
         let now = 1_767_225_600;
         let first = scan_all(&processor, now, false).expect("first scan");

@@ -12,13 +12,17 @@
 //!   the batch to commit once it is written, so that after a crash in between the file
 //!   is recognised as imipd's own write (see [`crate::store::write::recover_intents`]);
 //! - the answers imipd replaced in an organizer's copy when it applied a REPLY, so a
-//!   client's stale save that puts one back is recognised (see [`crate::store::answers`]).
+//!   client's stale save that puts one back is recognised (see [`crate::store::answers`]);
+//! - the highest SEQUENCE imipd sent per UID and instance, so no message goes out below
+//!   it whatever the file says later (kept after the object is deleted: an event
+//!   written again, or a restored backup, still goes out above it).
 //!
 //! Changes go in as a [`Batch`] committed in one transaction: an object marked processed
 //! and the messages its change produced are stored together or not at all.
 
 use super::bodies::{self, Interner, Resolver, BODIES, BODY_REFS};
 use super::supersede;
+use crate::itip::history::SentSequences;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -40,6 +44,10 @@ const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
 const QUEUE_ORDER: TableDefinition<&str, u64> = TableDefinition::new("queue_by_uid_rcpt");
 const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("write_intents");
 const ANSWERS: TableDefinition<&str, &[u8]> = TableDefinition::new("replaced_answers");
+/// The highest SEQUENCE sent per (user, UID, instance); added in issue #22 as a new
+/// table (no layout change: a state without it simply remembers nothing yet, and the
+/// files' own SEQUENCEs are the floor as before).
+const SENT_SEQUENCES: TableDefinition<&str, i64> = TableDefinition::new("sent_sequences");
 
 const NEXT_QUEUE_ID: &str = "next_queue_id";
 /// The layout version of the state, in META: 2 since queue texts are stored once
@@ -269,6 +277,28 @@ pub struct Batch {
     /// Answers imipd replaced, by object key (an empty list forgets them).
     #[serde(default)]
     pub answers: Vec<(String, Vec<ReplacedAnswer>)>,
+    /// SEQUENCEs sent: (user, UID, instance, SEQUENCE); the highest per instance stays.
+    #[serde(default)]
+    pub sequences: Vec<SentSequence>,
+}
+
+/// One instance's SEQUENCE in a message imipd queued (see [`State::sent_sequences`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentSequence {
+    /// The organizer's local user.
+    pub user: String,
+    /// The event's UID.
+    pub uid: String,
+    /// The instance: `None` the master, `Some` a RECURRENCE-ID as a UTC timestamp.
+    pub instance: Option<i64>,
+    /// The SEQUENCE it carried.
+    pub sequence: i64,
+}
+
+/// The key of one instance in [`SENT_SEQUENCES`]: user, UID, instance ("" the master).
+fn sequence_key(user: &str, uid: &str, instance: Option<i64>) -> String {
+    let instance = instance.map(|t| t.to_string()).unwrap_or_default();
+    format!("{user}\u{0}{uid}\u{0}{instance}")
 }
 
 /// A write imipd is about to make to a user's file: what it will write, why, and what
@@ -317,6 +347,7 @@ impl Batch {
             && self.forget_sent.is_empty()
             && self.intents.is_empty()
             && self.answers.is_empty()
+            && self.sequences.is_empty()
     }
 }
 
@@ -389,6 +420,7 @@ impl State {
         txn.open_table(SENT)?;
         txn.open_table(INTENTS)?;
         txn.open_table(ANSWERS)?;
+        txn.open_table(SENT_SEQUENCES)?;
         txn.open_table(QUEUE_ORDER)?;
         txn.open_table(BODIES)?;
         txn.open_table(BODY_REFS)?;
@@ -581,6 +613,34 @@ impl State {
             Some(value) => decode(key, value.value()),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The highest SEQUENCE imipd sent for each instance of `uid` organized by `user`.
+    pub fn sent_sequences(&self, user: &str, uid: &str) -> Result<SentSequences, StateError> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(SENT_SEQUENCES) {
+            Ok(table) => table,
+            // A state from before the table, opened read-only (a dry run).
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(SentSequences::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let prefix = format!("{user}\u{0}{uid}\u{0}");
+        let end = format!("{user}\u{0}{uid}\u{1}");
+        let mut out = SentSequences::default();
+        for entry in table.range(prefix.as_str()..end.as_str())? {
+            let (key, value) = entry?;
+            let instance = &key.value()[prefix.len()..];
+            let instance = if instance.is_empty() {
+                None
+            } else {
+                Some(instance.parse().map_err(|_| StateError::Corrupt {
+                    key: key.value().to_string(),
+                    reason: "not an instance timestamp".into(),
+                })?)
+            };
+            out.record(instance, value.value());
+        }
+        Ok(out)
     }
 
     /// Commits `batch` durably; returns the ids given to new items.
@@ -965,6 +1025,14 @@ fn write_batch(txn: &WriteTransaction, batch: &Batch) -> Result<Vec<u64>, StateE
                 answers.remove(key.as_str())?;
             } else {
                 answers.insert(key.as_str(), encode(list).as_slice())?;
+            }
+        }
+        let mut sequences = txn.open_table(SENT_SEQUENCES)?;
+        for sent in &batch.sequences {
+            let key = sequence_key(&sent.user, &sent.uid, sent.instance);
+            let held = sequences.get(key.as_str())?.map(|v| v.value());
+            if held.is_none_or(|h| h < sent.sequence) {
+                sequences.insert(key.as_str(), sent.sequence)?;
             }
         }
     }
@@ -1448,6 +1516,51 @@ mod tests {
         // 4 is old too, but waits behind the younger 3 until that one is old enough.
         assert_eq!(state.sent_before(30).expect("read"), vec![1, 2]);
         assert_eq!(state.sent_before(50).expect("read"), vec![1, 2, 3, 4]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_highest_sequence_sent_stays_per_instance_and_survives_forgetting_the_object() {
+        let (dir, path) = temp_state("sequences");
+        let state = State::open(&path).expect("open");
+        let sent = |uid: &str, instance, sequence| SentSequence {
+            user: "alice".into(),
+            uid: uid.into(),
+            instance,
+            sequence,
+        };
+        state
+            .commit(Batch {
+                sequences: vec![sent("a", None, 3), sent("a", Some(1_900_000_000), 4)],
+                ..Batch::default()
+            })
+            .expect("commit");
+        // A lower one later (a stale file) does not lower what was sent; another UID
+        // sharing a prefix is another event.
+        state
+            .commit(Batch {
+                sequences: vec![sent("a", None, 1), sent("ab", None, 9)],
+                objects: vec![("alice/calendar/a.ics".into(), None)],
+                ..Batch::default()
+            })
+            .expect("commit");
+        let held = state.sent_sequences("alice", "a").expect("read");
+        assert_eq!(held.get(None), Some(3));
+        assert_eq!(held.get(Some(1_900_000_000)), Some(4));
+        assert_eq!(held.highest(), Some(4));
+        assert_eq!(
+            state.sent_sequences("bob", "a").expect("read").highest(),
+            None
+        );
+        drop(state);
+        let reopened = State::open(&path).expect("reopen");
+        assert_eq!(
+            reopened
+                .sent_sequences("alice", "ab")
+                .expect("read")
+                .get(None),
+            Some(9)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -74,6 +74,7 @@ pub fn baseline(store: &Store, state: &State, now: i64) {
             store,
             state,
             reply_details: ReplyDetails::Full,
+            writer: Default::default(),
         },
         now,
         false,
