@@ -55,6 +55,11 @@ pub fn receive(
         itip
     };
 
+    // iCloud's token organizers: the EMAIL= alias is the same person.
+    let (resolved, sender) = super::alias::resolve(itip, sender, stored);
+    let itip = resolved.as_ref();
+    let sender = &sender;
+
     let msg = Snapshot::new(itip, ctx.account)?;
     let in_message = msg.organizer.address == *sender
         || msg.instances.values().any(|i| i.attendee(sender).is_some());
@@ -71,6 +76,9 @@ pub fn receive(
     let local = Snapshot::new(stored, ctx.account)?;
     if local.organizer.address != msg.organizer.address {
         return Err(ItipError::OrganizerMismatch);
+    }
+    if !local.organizer.is_local && !is_attendee_to_organizer(&method) {
+        super::alias::check_recorded_sender(stored, itip, sender)?;
     }
     if local.organizer.is_local {
         to_organizer(&local, &msg, &method, sender, ctx)

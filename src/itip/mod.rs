@@ -14,6 +14,7 @@
 
 mod add;
 pub mod address;
+pub mod alias;
 mod attendee;
 pub mod error;
 pub mod export;
