@@ -61,6 +61,7 @@ pub fn lmtp_settings_secure(bounce_refused: bool) -> LmtpSection {
         insecure_trust_from_header: false,
         dns_servers: Vec::new(),
         dns_timeout: 5,
+        max_dkim_signatures: 10,
         bounce_refused,
         subaddress_separator: None,
         copy_domain: None,
