@@ -27,6 +27,7 @@ mod reschedule;
 pub mod snapshot;
 pub mod status;
 pub mod time;
+pub mod validate;
 pub mod vtimezone;
 
 pub use address::CalAddress;
