@@ -119,6 +119,14 @@ impl Site {
     }
 }
 
+impl Drop for Site {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            fixture::assert_valid_files(&self.dir.path().join("stores"));
+        }
+    }
+}
+
 fn fixture_mail(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/imip/inbound")
@@ -326,4 +334,60 @@ fn a_request_under_a_method_cancel_parameter_is_applied_as_the_request_it_is() {
         .replace("cyrus-1@", "cyrus-2@");
     ignored(&site.deliver("bob@example.com", &forged));
     assert_eq!(site.copy_of("bob", "review-1"), Some(copy));
+}
+
+/// An invitation as an old client wrote it: no VERSION or PRODID, DTEND and a DURATION
+/// that disagrees, a DTSTAMP with seven digits of time.
+fn malformed_invitation(uid: &str, dtstart: &str) -> String {
+    format!(
+        "Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n\
+         From: dave@example.net\r\nTo: bob@example.com\r\nSubject: Planning\r\n\
+         Message-ID: <{uid}@example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\n\
+         BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+         DTSTAMP:20120713T1254140\r\nDTSTART:{dtstart}\r\nDTEND:20300412T130000Z\r\n\
+         DURATION:PT3H\r\nSUMMARY:Planning\r\nORGANIZER:mailto:dave@example.net\r\n\
+         ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+}
+
+#[test]
+fn a_malformed_invitation_is_repaired_before_it_is_stored_and_the_verdict_says_how() {
+    let site = Site::new("malformed");
+    let verdict = site.deliver(
+        "bob@example.com",
+        &malformed_invitation("plan-1", "20300412T120000Z"),
+    );
+    let text = accepted(&verdict);
+    assert!(text.contains("imported"), "{text}");
+    assert!(
+        text.contains("added VERSION:2.0")
+            && text.contains("kept DTEND and dropped DURATION")
+            && text.contains("DTSTAMP 20120713T1254140 replaced by the receive time"),
+        "the verdict says what was repaired: {text}"
+    );
+    let copy = site.copy_of("bob", "plan-1").expect("imported");
+    assert!(
+        copy.contains("VERSION:2.0\r\n") && copy.contains("PRODID:"),
+        "{copy}"
+    );
+    assert!(copy.contains("DTEND:20300412T130000Z") && !copy.contains("DURATION"));
+    assert!(copy.contains("DTSTAMP:20300317T174640Z"), "{copy}");
+    imipd::itip::validate::check_text(&copy).expect("the stored copy validates");
+}
+
+#[test]
+fn a_malformed_invitation_without_a_safe_reading_is_refused_and_stores_nothing() {
+    let site = Site::new("unreadable");
+    // 30 February: no date, and nothing to replace it with.
+    let verdict = site.deliver(
+        "bob@example.com",
+        &malformed_invitation("plan-2", "20300230T120000Z"),
+    );
+    let text = ignored(&verdict);
+    assert!(
+        text.contains("InvalidCalendar") && text.contains("DTSTART 20300230T120000"),
+        "{text}"
+    );
+    assert_eq!(site.files("bob").len(), 1, "nothing imported");
 }

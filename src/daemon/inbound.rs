@@ -17,7 +17,7 @@ use crate::config::{ImportPolicy, LmtpSection};
 use crate::imip::sender_auth::{self, FromCheck};
 use crate::imip::{self, IncomingOptions};
 use crate::itip::status::FAILED;
-use crate::itip::CalAddress;
+use crate::itip::{validate, CalAddress, Method};
 use crate::smtp::dsn::parse_dsn;
 use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError, Writes};
@@ -363,12 +363,25 @@ impl Inbound<'_> {
             ImportPolicy::Nobody => false,
         };
         ensure_method(&mut calendar, &incoming.method);
+        // Nothing reaches a calendar file that does not have RFC 5545's structure:
+        // what has one safe reading is repaired (and said), the rest refused.
+        let kind = match incoming.method {
+            Method::Request | Method::Add | Method::Publish => validate::Kind::CreatingMessage,
+            _ => validate::Kind::Message,
+        };
+        let repaired = match validate::repair(&mut calendar, kind, now) {
+            Ok(done) if done.is_empty() => None,
+            Ok(done) => Some(format!("repaired: {}", done.join(", "))),
+            Err(invalid) => {
+                return self.refuse_or_ignore("5.6.0", format!("InvalidCalendar: {invalid}"))
+            }
+        };
         let applier = Applier {
             store: self.store,
             state: self.state,
             reply_details: self.reply_details,
         };
-        match applier.apply_as(
+        let verdict = match applier.apply_as(
             writes,
             user,
             &calendar,
@@ -395,7 +408,8 @@ impl Inbound<'_> {
             ),
             Err(err @ ApplyError::Itip(_)) => self.refuse_or_ignore("5.7.1", err.to_string()),
             Err(err) => Verdict::Accepted(format!("ignored: {err}")),
-        }
+        };
+        verdict.noted(repaired.as_deref())
     }
 }
 

@@ -98,7 +98,11 @@ pub fn problems(cal: &ICalendar, kind: Kind) -> Vec<String> {
             }
             _ => {}
         }
-        for entry in component.entries.iter().filter(|e| is_date_property(&e.name)) {
+        for entry in component
+            .entries
+            .iter()
+            .filter(|e| is_date_property(&e.name))
+        {
             for value in &entry.values {
                 if !readable_date(value) {
                     out.push(format!(
@@ -200,7 +204,9 @@ pub fn repair(cal: &mut ICalendar, kind: Kind, now: i64) -> Result<Vec<String>, 
             ) || e.values.iter().all(readable_date)
         });
         if component.entries.len() < before {
-            done.push(format!("{name}: dropped an unreadable CREATED or LAST-MODIFIED"));
+            done.push(format!(
+                "{name}: dropped an unreadable CREATED or LAST-MODIFIED"
+            ));
         }
         if let Some(stamp) = &stamp {
             for entry in component.entries.iter_mut().filter(|e| {
@@ -240,7 +246,10 @@ fn component_name(component: &ICalendarComponent) -> String {
             .map(shown)
     };
     let kind = component.component_type.as_str();
-    match (text(ICalendarProperty::Uid), text(ICalendarProperty::RecurrenceId)) {
+    match (
+        text(ICalendarProperty::Uid),
+        text(ICalendarProperty::RecurrenceId),
+    ) {
         (Some(uid), Some(rid)) => format!("{kind} {uid:?} at {rid}"),
         (Some(uid), None) => format!("{kind} {uid:?}"),
         _ => kind.to_string(),
@@ -390,7 +399,10 @@ mod tests {
         );
         let done = repair(&mut cal, Kind::CreatingMessage, NOW).expect("repaired");
         let said = done.join("\n");
-        assert!(said.contains("VERSION") && said.contains("PRODID"), "{said}");
+        assert!(
+            said.contains("VERSION") && said.contains("PRODID"),
+            "{said}"
+        );
         assert!(said.contains("kept DTEND and dropped DURATION"), "{said}");
         assert!(said.contains("DTSTAMP 20120713T1254140 replaced"), "{said}");
         let text = cal.to_string();

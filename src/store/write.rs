@@ -179,14 +179,17 @@ pub fn replace(
     let _lock = store.lock().map_err(io)?;
 
     // A cheap look first: most conflicts are seen here, before anything is written.
-    let current = match std::fs::read(&path) {
-        Ok(bytes) => Some(content_hash(&bytes)),
+    let current_bytes = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
+    let current = current_bytes.as_deref().map(content_hash);
     if !expected.matches(current.as_deref()) {
         return Err(WriteError::Conflict(key.to_string()));
     }
+    #[cfg(debug_assertions)]
+    assert_no_new_problems(key, current_bytes.as_deref(), content);
 
     let name = path
         .file_name()
@@ -217,6 +220,32 @@ pub fn replace(
         Ok(false) => Err(WriteError::Conflict(key.to_string())),
         Err(e) => Err(io(e)),
     }
+}
+
+/// Debug builds, before every write: imipd never writes a file with an RFC 5545
+/// problem (see `itip::validate`) that the file it replaces did not already have (a
+/// user's own file may have one; imipd leaves it as it found it). A new file must
+/// have none.
+#[cfg(debug_assertions)]
+fn assert_no_new_problems(key: &str, before: Option<&[u8]>, content: &str) {
+    use crate::itip::validate::check_text;
+    let Err(after) = check_text(content) else {
+        return;
+    };
+    let before = before
+        .map(String::from_utf8_lossy)
+        .and_then(|text| check_text(&text).err())
+        .map(|invalid| invalid.problems)
+        .unwrap_or_default();
+    let new: Vec<&String> = after
+        .problems
+        .iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "imipd was about to write {key} with RFC 5545 problems it did not read: {new:?}\n{content}"
+    );
 }
 
 impl Expected {

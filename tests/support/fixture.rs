@@ -81,3 +81,24 @@ pub fn baseline(store: &Store, state: &State, now: i64) {
     )
     .expect("baseline");
 }
+
+/// Every `.ics` file under `root` (a store), checked by imipd's RFC 5545 validator: the
+/// tests that call it promise that every file they and imipd wrote validates.
+pub fn assert_valid_files(root: &Path) {
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|x| x == "ics") {
+                let text = std::fs::read_to_string(&path).expect("readable file");
+                if let Err(invalid) = imipd::itip::validate::check_text(&text) {
+                    panic!("{}: {invalid}\n{text}", path.display());
+                }
+            }
+        }
+    }
+}
