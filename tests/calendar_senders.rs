@@ -391,3 +391,50 @@ fn a_malformed_invitation_without_a_safe_reading_is_refused_and_stores_nothing()
     );
     assert_eq!(site.files("bob").len(), 1, "nothing imported");
 }
+
+/// Dave's weekly review, and one occurrence Bob is invited to as a guest.
+fn weekly_with_a_guest(method: &str, body_end: &str) -> String {
+    format!(
+        "Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n\
+         From: dave@example.net\r\nTo: bob@example.com\r\nSubject: Weekly\r\n\
+         Message-ID: <weekly-{method}@example.net>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/calendar; method={method}; charset=utf-8\r\n\r\n\
+         BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Example//EN\r\nMETHOD:{method}\r\n{body_end}END:VCALENDAR\r\n"
+    )
+}
+
+const GUEST_OVERRIDE: &str =
+    "BEGIN:VEVENT\r\nUID:weekly-9\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:0\r\n\
+    RECURRENCE-ID:20300417T120000Z\r\nDTSTART:20300417T120000Z\r\nDTEND:20300417T130000Z\r\n\
+    SUMMARY:Weekly (with a guest)\r\nORGANIZER:mailto:dave@example.net\r\n\
+    ATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@example.net\r\nATTENDEE:mailto:carol@example.net\r\n\
+    ATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\nEND:VEVENT\r\n";
+
+#[test]
+fn a_guest_of_one_occurrence_stores_only_that_occurrence_and_its_cancel_applies() {
+    let site = Site::new("guest");
+    let master = "BEGIN:VEVENT\r\nUID:weekly-9\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:0\r\n\
+        DTSTART:20300410T120000Z\r\nDTEND:20300410T130000Z\r\nRRULE:FREQ=WEEKLY;COUNT=4\r\n\
+        SUMMARY:Weekly\r\nORGANIZER:mailto:dave@example.net\r\n\
+        ATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@example.net\r\nATTENDEE:mailto:carol@example.net\r\n\
+        END:VEVENT\r\n";
+    let verdict = site.deliver(
+        "bob@example.com",
+        &weekly_with_a_guest("REQUEST", &format!("{master}{GUEST_OVERRIDE}")),
+    );
+    assert!(accepted(&verdict).contains("imported"), "{verdict:?}");
+    let copy = site.copy_of("bob", "weekly-9").expect("imported");
+    assert!(
+        !copy.contains("RRULE") && copy.contains("RECURRENCE-ID:20300417T120000Z"),
+        "Bob's copy holds the occurrence he is invited to, not the series: {copy}"
+    );
+    let cancel = GUEST_OVERRIDE
+        .replace("SEQUENCE:0", "SEQUENCE:1\r\nSTATUS:CANCELLED")
+        .replace("DTSTAMP:20300102T090000Z", "DTSTAMP:20300103T090000Z");
+    let verdict = site.deliver("bob@example.com", &weekly_with_a_guest("CANCEL", &cancel));
+    assert!(accepted(&verdict).contains("cancel"), "{verdict:?}");
+    assert!(site
+        .copy_of("bob", "weekly-9")
+        .expect("copy")
+        .contains("STATUS:CANCELLED"));
+}

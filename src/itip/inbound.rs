@@ -156,6 +156,24 @@ fn import(
             }
         }
     }
+    // The copy holds only what the recipient is invited to: an attendee of one
+    // override does not get the series (RFC 6638 §3.2.6), nor its later CANCELs wrong.
+    let invited: Vec<u32> = msg
+        .instances
+        .values()
+        .filter(|m| !drop.contains(&m.comp_id))
+        .filter(|m| m.attendees.iter().any(|a| a.is_local))
+        .map(|m| m.comp_id)
+        .collect();
+    if !invited.is_empty() {
+        let uninvited: Vec<u32> = msg
+            .instances
+            .values()
+            .map(|m| m.comp_id)
+            .filter(|id| !invited.contains(id) && !drop.contains(id))
+            .collect();
+        drop.extend(uninvited);
+    }
     copy.remove_component_ids(&drop);
     Ok(InboundOutcome {
         action: InboundAction::Imported,

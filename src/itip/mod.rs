@@ -27,6 +27,7 @@ mod reschedule;
 pub mod snapshot;
 pub mod status;
 pub mod time;
+mod unsendable;
 pub mod validate;
 pub mod vtimezone;
 
@@ -124,7 +125,7 @@ pub fn schedule_change(
     if over {
         return Err(ItipError::EventInPast);
     }
-    match (old, new_snapshot) {
+    let outcome = match (old, new_snapshot) {
         (None, Ok(new)) => organizer::create(&new, ctx),
         (None, Err(err)) => Err(err),
         (Some(old), Ok(new)) if old.organizer.is_local => organizer::update(&old, &new, ctx),
@@ -143,7 +144,9 @@ pub fn schedule_change(
             }
             other => Err(other),
         },
-    }
+    }?;
+    // What every recipient would refuse (an override that is no occurrence) stays home.
+    Ok(unsendable::withhold(new, outcome, ctx))
 }
 
 /// A user deleted `old`: the organizer cancels, an attendee declines.
