@@ -803,8 +803,7 @@ fn stored_files() -> Vec<Sample> {
 /// Real mail delivered to Bob through the LMTP path, and his store's files afterwards.
 fn delivered_files() -> Vec<Sample> {
     use imipd::config::{Layout, LmtpSection};
-    use imipd::daemon::inbound::{Inbound, Verdict};
-    use imipd::smtp::verp::BounceAddress;
+    use imipd::daemon::inbound::Verdict;
     use imipd::store::state::State;
     use support::fixture;
     let dir = support::TempDir::new("imipd-interop-stored");
@@ -820,28 +819,20 @@ fn delivered_files() -> Vec<Sample> {
         trusted_authserv_ids: vec!["mx.example.com".into()],
         ..fixture::lmtp_settings_secure(false)
     };
-    let inbound = Inbound {
-        store: &store,
-        state: &state,
-        settings: &settings,
-        reply_details: ReplyDetails::Full,
-        bounces: &BounceAddress::new("imipd-bounces", "example.com").expect("bounce address"),
-        bounce_key: b"test key",
-    };
     for name in [
         "icloud_invite.eml",
         "google_group_invite.eml",
         "outlook_sarajevo_invite.eml",
     ] {
         let mail = std::fs::read(root().join("tests/data/imip/inbound").join(name)).expect(name);
-        let verdict = inbound
-            .deliver(
-                "sender@example.net",
-                &["bob@example.com".into()],
-                &mail,
-                1_900_000_000,
-            )
-            .remove(0);
+        let verdict = fixture::deliver(
+            &store,
+            &state,
+            &settings,
+            "bob@example.com",
+            &mail,
+            1_900_000_000,
+        );
         assert!(
             matches!(&verdict, Verdict::Accepted(t) if t.contains("imported")),
             "{name}: {verdict:?}"

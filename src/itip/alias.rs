@@ -74,18 +74,12 @@ pub fn record_group_calendar_sender(
     if !is_group_calendar(&organizer) || !all_plain || organizer == *authenticated_from {
         return None;
     }
-    let mut out = itip.clone();
-    for entry in out
-        .components
-        .iter_mut()
-        .flat_map(|c| c.entries.iter_mut())
-        .filter(|e| e.name == ICalendarProperty::Organizer)
-    {
+    let out = with_each_organizer(itip, |entry| {
         entry.params.push(ICalendarParameter {
             name: ICalendarParameterName::SentBy,
             value: ICalendarParameterValue::Uri(Uri::Location(authenticated_from.to_mailto())),
         });
-    }
+    });
     Some((out, organizer))
 }
 
@@ -193,15 +187,19 @@ fn renamed_organizer(
 
 /// `itip` with every ORGANIZER value replaced by `address` (parameters kept).
 fn with_organizer(itip: &ICalendar, address: &CalAddress) -> ICalendar {
+    with_each_organizer(itip, |entry| {
+        entry.values = vec![ICalendarValue::Uri(Uri::Location(address.to_mailto()))];
+    })
+}
+
+/// A copy of `itip` with `change` made to every ORGANIZER line.
+fn with_each_organizer(itip: &ICalendar, change: impl Fn(&mut ICalendarEntry)) -> ICalendar {
     let mut out = itip.clone();
-    for entry in out
-        .components
+    out.components
         .iter_mut()
         .flat_map(|c| c.entries.iter_mut())
         .filter(|e| e.name == ICalendarProperty::Organizer)
-    {
-        entry.values = vec![ICalendarValue::Uri(Uri::Location(address.to_mailto()))];
-    }
+        .for_each(change);
     out
 }
 

@@ -2,7 +2,9 @@
 //! the store section they all use, LMTP settings, and the first scan.
 
 use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::daemon::inbound::{Inbound, Verdict};
 use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
@@ -101,4 +103,28 @@ pub fn assert_valid_files(root: &Path) {
             }
         }
     }
+}
+
+/// One mail to `rcpt`, decided as the LMTP server decides (envelope sender
+/// `sender@example.net`, the sender judged from the message's headers alone), with the
+/// site's bounce address `imipd-bounces@example.com`: the verdict.
+pub fn deliver(
+    store: &Store,
+    state: &State,
+    settings: &LmtpSection,
+    rcpt: &str,
+    mail: &[u8],
+    now: i64,
+) -> Verdict {
+    let inbound = Inbound {
+        store,
+        state,
+        settings,
+        reply_details: ReplyDetails::Full,
+        bounces: &BounceAddress::new("imipd-bounces", "example.com").expect("bounce address"),
+        bounce_key: b"test key",
+    };
+    inbound
+        .deliver("sender@example.net", &[rcpt.to_string()], mail, now)
+        .remove(0)
 }
