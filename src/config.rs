@@ -229,6 +229,11 @@ pub struct LmtpSection {
     /// never a pass.
     #[serde(default = "default_dns_timeout")]
     pub dns_timeout: u64,
+    /// Most DKIM signatures imipd verifies itself per message, the topmost first (each
+    /// costs a DNS query); the rest count as not verified. Real mail carries one to
+    /// three; a bound keeps one message from making imipd ask DNS hundreds of times.
+    #[serde(default = "default_max_dkim_signatures")]
+    pub max_dkim_signatures: usize,
     /// Refuse (5xx) unauthorised or invalid iMIP instead of accepting and logging it.
     #[serde(default)]
     pub bounce_refused: bool,
@@ -484,6 +489,9 @@ fn default_idle_timeout() -> u64 {
 }
 fn default_dns_timeout() -> u64 {
     10
+}
+fn default_max_dkim_signatures() -> usize {
+    crate::imip::sender_auth::DEFAULT_MAX_DKIM_SIGNATURES
 }
 fn default_control_socket() -> PathBuf {
     PathBuf::from("/run/imipd/control.sock")

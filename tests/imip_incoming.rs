@@ -334,22 +334,20 @@ mod imip {
     }
 
     #[test]
-    fn a_method_parameter_that_contradicts_method_is_refused() {
+    fn the_calendars_method_decides_over_a_contradicting_parameter() {
         let raw = mail(
             "text/calendar; method=REQUEST",
             "7bit",
             &cal(Some("CANCEL"), "x"),
         );
-        let err = refuse(&raw);
-        assert_eq!(
-            err,
-            ImipError::MethodMismatch {
-                param: "REQUEST".into(),
-                inside: "CANCEL".into()
-            }
+        let itip = parse_incoming(&raw, None, &IncomingOptions::default()).unwrap();
+        assert_eq!(itip.method, Method::Cancel);
+        let note = itip.method_note.expect("the disagreement is noted");
+        assert!(
+            note.contains("method=REQUEST") && note.contains("METHOD:CANCEL"),
+            "{note}"
         );
-        assert!(err.to_string().contains("method=REQUEST"));
-        // The same conflict spread over two parts.
+        // The same disagreement spread over two parts.
         let raw = mixed(&[
             (
                 "Content-Type: text/calendar; method=REPLY",
@@ -358,6 +356,40 @@ mod imip {
             (
                 "Content-Type: application/ics",
                 &cal(Some("REQUEST"), "one"),
+            ),
+        ]);
+        let itip = parse_incoming(&raw, None, &IncomingOptions::default()).unwrap();
+        assert_eq!(itip.method, Method::Request);
+        assert!(itip.method_note.is_some());
+        // Agreement is not noted.
+        let raw = mail(
+            "text/calendar; method=cancel",
+            "7bit",
+            &cal(Some("CANCEL"), "x"),
+        );
+        let itip = parse_incoming(&raw, None, &IncomingOptions::default()).unwrap();
+        assert_eq!(itip.method_note, None);
+    }
+
+    #[test]
+    fn calendars_whose_methods_contradict_each_other_are_refused() {
+        let raw = mixed(&[
+            (
+                "Content-Type: text/calendar; method=REQUEST",
+                &cal(Some("REQUEST"), "one"),
+            ),
+            ("Content-Type: application/ics", &cal(Some("CANCEL"), "one")),
+        ]);
+        assert!(matches!(refuse(&raw), ImipError::MethodMismatch { .. }));
+        // Parameters alone that contradict each other have no reading either.
+        let raw = mixed(&[
+            (
+                "Content-Type: text/calendar; method=REQUEST",
+                &cal(None, "one"),
+            ),
+            (
+                "Content-Type: application/ics; method=CANCEL",
+                &cal(None, "one"),
             ),
         ]);
         assert!(matches!(refuse(&raw), ImipError::MethodMismatch { .. }));

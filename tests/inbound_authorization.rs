@@ -7,9 +7,7 @@
 //! unchanged. DKIM/SPF/DMARC checked by imipd itself: `sender_auth_dns.rs`.
 
 use imipd::config::{Layout, LmtpSection};
-use imipd::daemon::inbound::{Inbound, Verdict};
-use imipd::itip::ReplyDetails;
-use imipd::smtp::verp::BounceAddress;
+use imipd::daemon::inbound::Verdict;
 use imipd::store::layout::Store;
 use imipd::store::state::State;
 use std::path::PathBuf;
@@ -71,21 +69,14 @@ impl Site {
     }
 
     fn deliver(&self, rcpt: &str, mail: &str) -> Verdict {
-        let inbound = Inbound {
-            store: &self.store,
-            state: &self.state,
-            settings: &self.settings,
-            reply_details: ReplyDetails::Full,
-            bounces: &BounceAddress::new("imipd-bounces", "example.com").expect("bounce address"),
-            bounce_key: b"test key",
-        };
-        let mut verdicts = inbound.deliver(
-            "sender@example.net",
-            &[rcpt.to_string()],
+        fixture::deliver(
+            &self.store,
+            &self.state,
+            &self.settings,
+            rcpt,
             mail.as_bytes(),
             NOW,
-        );
-        verdicts.remove(0)
+        )
     }
 
     fn alice(&self) -> String {
@@ -101,6 +92,9 @@ impl Site {
 
 impl Drop for Site {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            fixture::assert_valid_files(&self.dir.join("stores"));
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

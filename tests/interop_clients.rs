@@ -790,3 +790,173 @@ fn every_outgoing_message_reads_right_in_thunderbird_and_evolution_parsers() {
         failures.join("\n\n")
     );
 }
+
+/// What imipd stores, as files a client reads: every invitation of [`samples`] imported
+/// by the engine for its first attendee (after the repairs the LMTP path makes), and
+/// real mail (iCloud, Google, Outlook with a
+/// zone named `Sarajevo, Skopje, Warsaw, Zagreb`) delivered into a store through the
+/// LMTP path, each file as it lies in the store.
+fn stored_files() -> Vec<Sample> {
+    let mut out = Vec::new();
+    for s in samples().iter().filter(|s| s.method == "REQUEST") {
+        let Ok(mut cal) = ICalendar::parse(&s.ics) else {
+            continue;
+        };
+        // As the LMTP path does: repaired, or refused (a scenario's DTEND
+        // `19970701T2100000Z` has no reading, and is never stored).
+        let kind = itip::validate::Kind::CreatingMessage;
+        if itip::validate::repair(&mut cal, kind, 1_900_000_000).is_err() {
+            continue;
+        }
+        let Some(organizer) = organizer_of(&cal) else {
+            continue;
+        };
+        let attendee = cal
+            .components
+            .iter()
+            .flat_map(|c| c.entries.iter())
+            .filter(|e| e.name == ICalendarProperty::Attendee)
+            .filter_map(|e| e.values.first()?.as_text().and_then(CalAddress::parse))
+            .find(|a| *a != organizer);
+        let Some(attendee) = attendee else {
+            continue;
+        };
+        let account = [attendee];
+        let ctx = Context {
+            account: &account,
+            now: 1_900_000_000,
+            reply_details: ReplyDetails::Full,
+        };
+        if let Ok(outcome) = itip::receive(&cal, &organizer, None, &ctx) {
+            if let Some(copy) = outcome.copy {
+                out.push(Sample {
+                    label: format!("{}, as stored by the attendee", s.label),
+                    method: "stored".into(),
+                    ics: copy.to_string(),
+                    text: String::new(),
+                });
+            }
+        }
+    }
+    out.extend(delivered_files());
+    out
+}
+
+/// Real mail delivered to Bob through the LMTP path, and his store's files afterwards.
+fn delivered_files() -> Vec<Sample> {
+    use imipd::config::{Layout, LmtpSection};
+    use imipd::daemon::inbound::Verdict;
+    use imipd::store::state::State;
+    use support::fixture;
+    let dir = support::TempDir::new("imipd-interop-stored");
+    let folder = dir.path().join("stores/bob/calendar");
+    std::fs::create_dir_all(&folder).expect("store folder");
+    let store = fixture::store(
+        &dir.path().join("stores"),
+        Layout::Vdir,
+        vec![fixture::user("bob")],
+    );
+    let state = State::open(&dir.path().join("state.redb")).expect("state");
+    let settings = LmtpSection {
+        trusted_authserv_ids: vec!["mx.example.com".into()],
+        ..fixture::lmtp_settings_secure(false)
+    };
+    for name in [
+        "icloud_invite.eml",
+        "google_group_invite.eml",
+        "outlook_sarajevo_invite.eml",
+    ] {
+        let mail = std::fs::read(root().join("tests/data/imip/inbound").join(name)).expect(name);
+        let verdict = fixture::deliver(
+            &store,
+            &state,
+            &settings,
+            "bob@example.com",
+            &mail,
+            1_900_000_000,
+        );
+        assert!(
+            matches!(&verdict, Verdict::Accepted(t) if t.contains("imported")),
+            "{name}: {verdict:?}"
+        );
+    }
+    fixture::assert_valid_files(&dir.path().join("stores"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .expect("folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "ics"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| Sample {
+            label: format!("Bob's stored {}", path.display()),
+            method: "stored".into(),
+            ics: std::fs::read_to_string(&path).expect("stored file"),
+            text: String::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_stored_file_reads_right_in_thunderbird_and_evolution_parsers() {
+    let icaljs = node();
+    let libical = libical();
+    if icaljs.is_none() && libical.is_none() {
+        return;
+    }
+    let files = stored_files();
+    assert!(files.len() >= 20, "found only {} stored files", files.len());
+    let dir = support::TempDir::new("imipd-interop-stored-files");
+    for (i, s) in files.iter().enumerate() {
+        std::fs::write(dir.join(&format!("{i:04}.ics")), &s.ics).expect("write");
+    }
+    let mut failures = Vec::new();
+    let mut sarajevo = 0;
+    let readers = [("ical.js", icaljs), ("libical", libical)];
+    for (reader, command) in readers {
+        let Some(command) = command else { continue };
+        let results = run_reader(command, dir.path(), reader);
+        for (i, s) in files.iter().enumerate() {
+            let Some(got) = results.get(&format!("{i:04}.ics")) else {
+                failures.push(format!("{}: {reader} printed nothing", s.label));
+                continue;
+            };
+            if got["ok"].as_bool() != Some(true) {
+                failures.push(format!(
+                    "{}: {reader} cannot parse it: {} {:?}\n{}",
+                    s.label,
+                    got["error"],
+                    strings(&got["parse_errors"]),
+                    s.ics
+                ));
+                continue;
+            }
+            check_instants(&mut failures, reader, s, &expected(&s.ics), got);
+            // Outlook's zone name has commas: the VTIMEZONE's TZID is TEXT and written
+            // escaped (`Sarajevo\, Skopje…`), the parameter quoted. Both readers must
+            // find the zone for the parameter: 10:00 in June there is 08:00 UTC.
+            if s.ics
+                .contains("TZID:Sarajevo\\, Skopje\\, Warsaw\\, Zagreb")
+            {
+                sarajevo += 1;
+                let start = &got["components"][0]["dtstart"];
+                if start["zone"].as_str() != Some("Sarajevo, Skopje, Warsaw, Zagreb")
+                    || start["unix"].as_i64() != Some(1_907_308_800)
+                {
+                    failures.push(format!(
+                        "{}: {reader} reads DTSTART as {start}\n{}",
+                        s.label, s.ics
+                    ));
+                }
+            }
+        }
+    }
+    assert!(sarajevo > 0, "the Outlook invitation was not stored");
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

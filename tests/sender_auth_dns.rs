@@ -5,6 +5,9 @@
 //! made by the test and mails are signed with mail-auth's signer. Wherever nothing may
 //! change, the stored copy is checked byte for byte.
 //!
+//! Where a test counts DNS queries, a [`CountingRelay`] on loopback passes each query on
+//! to dnsmasq.
+//!
 //! The domains: `example.net` (Carol, an attendee of Alice's meeting; Dave, who
 //! organizes Bob's) signs with selector `s1`, sends from 192.0.2.10 (SPF) and asks for
 //! `p=reject`; `evil.net` signs with its own key and sends from 203.0.113.66.
@@ -12,7 +15,10 @@
 use imipd::daemon::serve::{queue_settings, start, MailHandler};
 use imipd::smtp::xforward::ForwardedClient;
 use imipd::smtp::{LmtpHandler, ReceivedMessage, RecipientOutcome};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[path = "support/mod.rs"]
 mod support;
@@ -40,6 +46,8 @@ const ATTACKER: &str = "203.0.113.66";
 struct Site {
     dir: TempDir,
     dns: Dns,
+    /// Counts the DNS queries, when the test asked for it.
+    relay: Option<CountingRelay>,
     handler: Arc<MailHandler>,
     example_net: DkimKey,
     evil_net: DkimKey,
@@ -47,16 +55,45 @@ struct Site {
 
 impl Site {
     async fn new(label: &str) -> Site {
+        Site::with(label, Vec::new(), "").await
+    }
+
+    /// The site, with more TXT records, more `[lmtp]` settings, and its DNS queries
+    /// counted when `extra_lmtp` is not empty (a [`CountingRelay`] in front of dnsmasq).
+    async fn with(label: &str, extra_records: Vec<(String, String)>, extra_lmtp: &str) -> Site {
         let example_net = DkimKey::from_seed(1);
         let evil_net = DkimKey::from_seed(2);
-        let dns = Dns::start(&[
-            ("s1._domainkey.example.net", example_net.dns_record()),
-            ("example.net", format!("v=spf1 ip4:{GOOD_SERVER} -all")),
-            ("_dmarc.example.net", "v=DMARC1; p=reject".to_string()),
-            ("s1._domainkey.evil.net", evil_net.dns_record()),
-            ("evil.net", format!("v=spf1 ip4:{ATTACKER} -all")),
-            ("_dmarc.evil.net", "v=DMARC1; p=none".to_string()),
-        ]);
+        let mut records = vec![
+            (
+                "s1._domainkey.example.net".to_string(),
+                example_net.dns_record(),
+            ),
+            (
+                "example.net".to_string(),
+                format!("v=spf1 ip4:{GOOD_SERVER} -all"),
+            ),
+            (
+                "_dmarc.example.net".to_string(),
+                "v=DMARC1; p=reject".to_string(),
+            ),
+            ("s1._domainkey.evil.net".to_string(), evil_net.dns_record()),
+            (
+                "evil.net".to_string(),
+                format!("v=spf1 ip4:{ATTACKER} -all"),
+            ),
+            (
+                "_dmarc.evil.net".to_string(),
+                "v=DMARC1; p=none".to_string(),
+            ),
+        ];
+        records.extend(extra_records);
+        let borrowed: Vec<(&str, String)> = records
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.clone()))
+            .collect();
+        let dns = Dns::start(&borrowed);
+        let relay = (!extra_lmtp.is_empty()).then(|| CountingRelay::start(dns.addr()));
+        let dns_addr = relay.as_ref().map_or(dns.addr(), |r| r.addr);
         let dir = TempDir::new(&format!("sender-auth-{label}"));
         for (user, file, text) in [
             ("alice", "budget.ics", ALICE_COPY),
@@ -73,8 +110,7 @@ impl Site {
              [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
              [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
              [lmtp]\nlisten = \"127.0.0.1:0\"\ntrusted_authserv_ids = [\"mx.example.com\"]\n\
-             dns_servers = [\"{}\"]\ndns_timeout = 5\n",
-            dns.addr()
+             dns_servers = [\"{dns_addr}\"]\ndns_timeout = 5\n{extra_lmtp}",
         );
         std::fs::write(dir.path().join("imipd.toml"), config).expect("configuration");
         let shared = start(&dir.path().join("imipd.toml")).await.expect("start");
@@ -83,6 +119,7 @@ impl Site {
         Site {
             dir,
             dns,
+            relay,
             handler,
             example_net,
             evil_net,
@@ -125,6 +162,14 @@ impl Site {
     fn bob(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stores/bob/calendar/review.ics"))
             .expect("bob's copy")
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            support::fixture::assert_valid_files(&self.dir.path().join("stores"));
+        }
     }
 }
 
@@ -579,4 +624,165 @@ async fn a_signed_mail_with_a_second_from_header_is_refused() {
         .await;
     assert_refused(&outcome, "more than one From header");
     assert_eq!(site.alice(), ALICE_COPY);
+}
+
+/// A UDP DNS relay that counts the queries it passes on to `upstream`.
+struct CountingRelay {
+    addr: SocketAddr,
+    queries: Arc<AtomicUsize>,
+}
+
+impl CountingRelay {
+    fn start(upstream: SocketAddr) -> CountingRelay {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("relay socket");
+        let addr = socket.local_addr().expect("relay address");
+        let queries = Arc::new(AtomicUsize::new(0));
+        let counted = queries.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok((len, client)) = socket.recv_from(&mut buf) {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let Ok(out) = UdpSocket::bind("127.0.0.1:0") else {
+                    continue;
+                };
+                let _ = out.set_read_timeout(Some(Duration::from_secs(5)));
+                if out.send_to(&buf[..len], upstream).is_err() {
+                    continue;
+                }
+                let mut answer = [0u8; 4096];
+                if let Ok(n) = out.recv(&mut answer) {
+                    let _ = socket.send_to(&answer[..n], client);
+                }
+            }
+        });
+        CountingRelay { addr, queries }
+    }
+
+    /// Queries relayed since the last call.
+    fn take(&self) -> usize {
+        self.queries.swap(0, Ordering::SeqCst)
+    }
+}
+
+/// How many signatures of a mailing list's domain the many-signatures mail carries,
+/// each with its own selector, and the site's `lmtp.max_dkim_signatures`.
+const LIST_SIGNATURES: usize = 200;
+const DKIM_LIMIT: usize = 5;
+/// The mailing list's server (SPF passes for neither domain).
+const LIST_SERVER: &str = "198.51.100.7";
+
+/// A site whose DNS queries are counted, knowing lists.org's 200 selectors.
+async fn counted_site(label: &str) -> (Site, DkimKey) {
+    let lists_org = DkimKey::from_seed(3);
+    let mut records = vec![("lists.org".to_string(), "v=spf1 -all".to_string())];
+    for i in 0..LIST_SIGNATURES {
+        records.push((format!("s{i}._domainkey.lists.org"), lists_org.dns_record()));
+    }
+    let site = Site::with(
+        label,
+        records,
+        &format!("max_dkim_signatures = {DKIM_LIMIT}\n"),
+    )
+    .await;
+    (site, lists_org)
+}
+
+/// `mail` with `count` signatures of lists.org on top, each its own selector.
+fn with_list_signatures(lists_org: &DkimKey, mail: &str, count: usize) -> String {
+    (0..count).fold(mail.to_string(), |signed, i| {
+        lists_org.sign("lists.org", &format!("s{i}"), &signed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_dkim_signatures_cost_a_handful_of_dns_queries() {
+    let (site, lists_org) = counted_site("many-signatures").await;
+    let relay = site.relay.as_ref().expect("counted");
+    let reply = |id: &str, partstat: &str| {
+        email(
+            "",
+            "Carol <carol@example.net>",
+            id,
+            "REPLY",
+            &carols_reply(partstat),
+        )
+    };
+    // Carol's own signature on top of 200 others: verified, the mail is applied.
+    let mail = with_list_signatures(
+        &lists_org,
+        &reply("m1@example.net", "DECLINED"),
+        LIST_SIGNATURES,
+    );
+    let mail = site.example_net.sign("example.net", "s1", &mail);
+    relay.take();
+    let outcome = site
+        .deliver("alice@example.com", "bounces@lists.org", LIST_SERVER, &mail)
+        .await;
+    let queries = relay.take();
+    assert_applied(&outcome);
+    // DKIM_LIMIT keys, SPF of the envelope domain, DMARC of the From and the signing
+    // domains (each with its organizational domain): a handful, not 200.
+    assert!(
+        queries <= DKIM_LIMIT + 5,
+        "{queries} DNS queries for one mail with {} signatures",
+        LIST_SIGNATURES + 1
+    );
+
+    // The same signature under the 200 is past the limit: not verified, refused.
+    let mail = site
+        .example_net
+        .sign("example.net", "s1", &reply("m2@example.net", "TENTATIVE"));
+    let mail = with_list_signatures(&lists_org, &mail, LIST_SIGNATURES);
+    let outcome = site
+        .deliver("alice@example.com", "bounces@lists.org", LIST_SERVER, &mail)
+        .await;
+    let queries = relay.take();
+    assert_refused(
+        &outcome,
+        &format!("{} more signatures", LIST_SIGNATURES + 1 - DKIM_LIMIT),
+    );
+    assert!(queries <= DKIM_LIMIT + 5, "{queries} DNS queries");
+    assert!(!site.alice().contains("PARTSTAT=TENTATIVE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_verdict_of_only_temperror_falls_back_to_imipds_own_check() {
+    let site = Site::new("temperror").await;
+    let signed = |id: &str, partstat: &str| {
+        let mail = email(
+            "",
+            "Carol <carol@example.net>",
+            id,
+            "REPLY",
+            &carols_reply(partstat),
+        );
+        site.example_net.sign("example.net", "s1", &mail)
+    };
+    let mail = format!(
+        "Authentication-Results: mx.example.com; dkim=temperror header.d=example.net; \
+         dmarc=temperror header.from=example.net\r\n{}",
+        signed("t1@example.net", "DECLINED")
+    );
+    let outcome = site
+        .deliver("alice@example.com", "bounces@lists.org", LIST_SERVER, &mail)
+        .await;
+    assert_applied(&outcome);
+    assert!(site.alice().contains("PARTSTAT=DECLINED"));
+
+    // A definite verdict is still the MTA's word: a fail is not checked again.
+    let failed = format!(
+        "Authentication-Results: mx.example.com; dkim=fail header.d=example.net; \
+         dmarc=fail header.from=example.net\r\n{}",
+        signed("t2@example.net", "TENTATIVE")
+    );
+    let outcome = site
+        .deliver(
+            "alice@example.com",
+            "bounces@lists.org",
+            LIST_SERVER,
+            &failed,
+        )
+        .await;
+    assert_refused(&outcome, "dmarc=fail");
+    assert!(!site.alice().contains("PARTSTAT=TENTATIVE"));
 }

@@ -17,7 +17,7 @@ use crate::config::{ImportPolicy, LmtpSection};
 use crate::imip::sender_auth::{self, FromCheck};
 use crate::imip::{self, IncomingOptions};
 use crate::itip::status::FAILED;
-use crate::itip::CalAddress;
+use crate::itip::{validate, CalAddress, Method};
 use crate::smtp::dsn::parse_dsn;
 use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError, Writes};
@@ -44,6 +44,27 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict with `; note` added to its text (e.g. a `method=` parameter that
+    /// disagreed with the calendar's METHOD), so the decision log shows it.
+    pub fn noted(self, note: Option<&str>) -> Verdict {
+        let Some(note) = note else {
+            return self;
+        };
+        match self {
+            Verdict::Accepted(text) => Verdict::Accepted(format!("{text}; {note}")),
+            Verdict::TryLater(text) => Verdict::TryLater(format!("{text}; {note}")),
+            Verdict::Refused {
+                code,
+                enhanced,
+                reason,
+            } => Verdict::Refused {
+                code,
+                enhanced,
+                reason: format!("{reason}; {note}"),
+            },
+        }
+    }
+
     /// The LMTP reply line this verdict becomes, for logs and `imipd inject`.
     pub fn lmtp_reply(&self) -> String {
         match self {
@@ -239,6 +260,7 @@ impl Inbound<'_> {
                     }
                     Ok(incoming) => locked(Some(&user), &|| {
                         self.deliver_to(writes, &user, rcpt, incoming, sender, now)
+                            .noted(incoming.method_note.as_deref())
                     }),
                 },
                 // The original went to the user's inbox: a copy is acted on when it is
@@ -252,6 +274,7 @@ impl Inbound<'_> {
                     )),
                     Ok(incoming) => match locked(Some(&user), &|| {
                         self.deliver_to(writes, &user, rcpt, incoming, sender, now)
+                            .noted(incoming.method_note.as_deref())
                     }) {
                         Verdict::Refused { reason, .. } => {
                             Verdict::Accepted(format!("ignored: {reason} (a copy for {user})"))
@@ -312,25 +335,53 @@ impl Inbound<'_> {
                 Err(e) => return Verdict::TryLater(e.to_string()),
             }
         }
+        let mut calendar = incoming.calendar.clone();
         // A secretary signs for the organizer or an attendee as their SENT-BY.
         let from = if authenticated {
             represented_by(&incoming.calendar, &from).unwrap_or(from)
         } else {
             from
         };
+        // A Google group calendar's owner speaks for it, once DKIM/DMARC vouched for
+        // the owner's address (never on the insecure option alone); the owner is
+        // recorded as SENT-BY, and only that owner may change the event later.
+        let from = match sender {
+            FromCheck::Authenticated { .. } => {
+                match crate::itip::alias::record_group_calendar_sender(&calendar, &from) {
+                    Some((recorded, organizer)) => {
+                        calendar = recorded;
+                        organizer
+                    }
+                    None => from,
+                }
+            }
+            _ => from,
+        };
         let may_import = match self.settings.import_policy {
             ImportPolicy::Everyone => true,
             ImportPolicy::Authenticated => authenticated,
             ImportPolicy::Nobody => false,
         };
-        let mut calendar = incoming.calendar.clone();
         ensure_method(&mut calendar, &incoming.method);
+        // Nothing reaches a calendar file that does not have RFC 5545's structure:
+        // what has one safe reading is repaired (and said), the rest refused.
+        let kind = match incoming.method {
+            Method::Request | Method::Add | Method::Publish => validate::Kind::CreatingMessage,
+            _ => validate::Kind::Message,
+        };
+        let repaired = match validate::repair(&mut calendar, kind, now) {
+            Ok(done) if done.is_empty() => None,
+            Ok(done) => Some(format!("repaired: {}", done.join(", "))),
+            Err(invalid) => {
+                return self.refuse_or_ignore("5.6.0", format!("InvalidCalendar: {invalid}"))
+            }
+        };
         let applier = Applier {
             store: self.store,
             state: self.state,
             reply_details: self.reply_details,
         };
-        match applier.apply_as(
+        let verdict = match applier.apply_as(
             writes,
             user,
             &calendar,
@@ -357,7 +408,8 @@ impl Inbound<'_> {
             ),
             Err(err @ ApplyError::Itip(_)) => self.refuse_or_ignore("5.7.1", err.to_string()),
             Err(err) => Verdict::Accepted(format!("ignored: {err}")),
-        }
+        };
+        verdict.noted(repaired.as_deref())
     }
 }
 

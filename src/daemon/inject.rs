@@ -107,6 +107,7 @@ fn sender_check(
             .clone()
             .unwrap_or_else(|| "localhost".into()),
         insecure_trust_from_header: lmtp.insecure_trust_from_header,
+        max_dkim_signatures: lmtp.max_dkim_signatures,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -135,6 +135,7 @@ pub fn sender_verifier(
             timeout: Duration::from_secs(lmtp.dns_timeout.max(1)),
             hostname: settings.mail.message_id_domain.clone(),
             insecure_trust_from_header: lmtp.insecure_trust_from_header,
+            max_dkim_signatures: lmtp.max_dkim_signatures,
         })
         .map(Arc::new)
         .map_err(|e| e.to_string()),

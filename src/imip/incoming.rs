@@ -3,7 +3,8 @@
 //! [`parse_incoming`] finds every calendar part (see `parts`), checks sizes before
 //! parsing, parses each as iCalendar, and accepts the mail only when all parts hold
 //! the same scheduling message (the normal `text/calendar` + `application/ics` pair;
-//! see `calendar::identity_key`) and every stated method (`method=` parameters, METHOD properties) agrees. It also reports who
+//! see `calendar::identity_key`) and the calendars' METHODs agree (a disagreeing
+//! `method=` parameter is noted, not refused: see `agreed_method`). It also reports who
 //! sent the mail (see `identity`). Whether the message may change anything is the
 //! engine's decision; this module never looks at the stored calendar.
 
@@ -56,6 +57,9 @@ pub struct IncomingItip {
     pub sender: SenderIdentity,
     /// The Message-ID header, without angle brackets.
     pub message_id: Option<String>,
+    /// Set when a part's `method=` disagreed with the calendar's METHOD (which
+    /// decided): the decision log says so.
+    pub method_note: Option<String>,
 }
 
 /// Most VCALENDAR objects read from one part; more is not a scheduling message.
@@ -168,7 +172,7 @@ pub fn parse_incoming(
         });
     }
 
-    let method = agreed_method(&candidates)?;
+    let (method, method_note) = agreed_method(&candidates)?;
     let chosen = candidates
         .into_iter()
         .next()
@@ -180,6 +184,7 @@ pub fn parse_incoming(
         calendar_text: chosen.text,
         sender,
         message_id: message.message_id().map(str::to_string),
+        method_note,
     })
 }
 
@@ -261,46 +266,61 @@ fn parse_calendars(text: &str) -> Result<Vec<ICalendar>, ImipError> {
     Ok(calendars)
 }
 
-/// The method all parts agree on: every `method=` must equal the METHOD of its own
-/// calendar, and all stated methods must be the same.
-fn agreed_method(candidates: &[Candidate]) -> Result<Method, ImipError> {
-    let mut stated: Vec<(bool, String)> = Vec::new(); // (is_param, uppercase name)
-    for candidate in candidates {
-        let inside = calendar::method_property(&candidate.calendar).map(|m| m.name());
-        let param = candidate
-            .method_param
-            .as_ref()
-            .map(|p| p.to_ascii_uppercase());
-        if let (Some(param), Some(inside)) = (&param, &inside) {
-            if !param.eq_ignore_ascii_case(inside) {
-                return Err(ImipError::MethodMismatch {
-                    param: param.clone(),
-                    inside: inside.clone(),
-                });
-            }
-        }
-        // METHOD properties first, so the error names the calendar's own method.
-        stated.extend(inside.map(|m| (false, m.to_ascii_uppercase())));
-        stated.extend(param.map(|p| (true, p)));
-    }
-    let Some((_, first)) = stated
+/// The method of the message, and a note when a part's `method=` parameter says
+/// otherwise.
+///
+/// RFC 6047 §2.4 wants the two equal, but real mail disagrees (Google's "propose a
+/// new time": `method=REPLY` over `METHOD:COUNTER`; Cyrus's tests: `method=CANCEL` over
+/// `METHOD:REQUEST`). The calendar is what gets processed, so its METHOD decides, as in
+/// Cyrus; the disagreement is reported for the log. The `method=` parameters count
+/// only when no calendar has a METHOD. Calendars whose METHODs disagree (or
+/// parameters that disagree with no METHOD to decide) are refused: they have no single
+/// reading.
+fn agreed_method(candidates: &[Candidate]) -> Result<(Method, Option<String>), ImipError> {
+    let inside: Vec<String> = candidates
         .iter()
-        .find(|(is_param, _)| !is_param)
-        .or(stated.first())
-    else {
-        return Err(ImipError::MissingMethod);
+        .filter_map(|c| calendar::method_property(&c.calendar).map(|m| m.name()))
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
+    let params: Vec<String> = candidates
+        .iter()
+        .filter_map(|c| c.method_param.as_ref())
+        .map(|p| p.to_ascii_uppercase())
+        .collect();
+    let disagreeing = |stated: &[String]| {
+        let first = stated.first()?;
+        stated
+            .iter()
+            .find(|m| *m != first)
+            .map(|other| (first.clone(), other.clone()))
     };
-    if let Some((is_param, other)) = stated.iter().find(|(_, m)| m != first) {
-        let (param, inside) = if *is_param {
-            (other.clone(), first.clone())
-        } else {
-            (first.clone(), other.clone())
-        };
-        return Err(ImipError::MethodMismatch { param, inside });
-    }
-    match calendar::parse_method(first) {
-        Some(method) => Ok(method),
-        None => Err(ImipError::UnknownMethod(first.clone())),
+    let (chosen, note) = if let Some(first) = inside.first() {
+        if let Some((first, other)) = disagreeing(&inside) {
+            return Err(ImipError::MethodMismatch {
+                param: first,
+                inside: other,
+            });
+        }
+        let note = params.iter().find(|p| *p != first).map(|param| {
+            format!(
+                "the calendar part says method={param} but the calendar METHOD:{first}, \
+                 which decides"
+            )
+        });
+        (first.clone(), note)
+    } else {
+        if let Some((param, other)) = disagreeing(&params) {
+            return Err(ImipError::MethodMismatch {
+                param,
+                inside: other,
+            });
+        }
+        let first = params.first().ok_or(ImipError::MissingMethod)?;
+        (first.clone(), None)
+    };
+    match calendar::parse_method(&chosen) {
+        Some(method) => Ok((method, note)),
+        None => Err(ImipError::UnknownMethod(chosen)),
     }
 }
 

@@ -4,8 +4,11 @@
 //! domain must be vouched for, by one of two sources, in this order:
 //!
 //! 1. a trusted `Authentication-Results` header (the topmost one of an authserv-id the
-//!    site lists, within the MTA's own hop; read strictly by `identity`), else
-//! 2. imipd's own check with `mail-auth`: every DKIM signature, SPF for the envelope
+//!    site lists, within the MTA's own hop; read strictly by `identity`), unless its
+//!    DKIM and DMARC results are all `temperror` (its DNS failed: it decided nothing),
+//!    else
+//! 2. imipd's own check with `mail-auth`: the topmost `lmtp.max_dkim_signatures` DKIM
+//!    signatures (each costs a DNS query; the rest count as not verified), SPF for the envelope
 //!    sender from the client address the MTA passed on (`XFORWARD ADDR`/`HELO`), and
 //!    DMARC alignment of both with the From domain.
 //!
@@ -96,7 +99,15 @@ pub struct VerifierSettings {
     pub hostname: String,
     /// `lmtp.insecure_trust_from_header`: nothing is checked.
     pub insecure_trust_from_header: bool,
+    /// `lmtp.max_dkim_signatures`: how many DKIM signatures are verified, topmost first.
+    pub max_dkim_signatures: usize,
 }
+
+/// Default of `lmtp.max_dkim_signatures`. mailauth verifies the topmost 20 (the rest
+/// `neutral`), Apache James jDKIM 32 (the rest `permerror`); mail through a list and
+/// two relays carries three or four, so 10 leaves room and bounds the DNS queries one
+/// message causes to about a dozen.
+pub const DEFAULT_MAX_DKIM_SIGNATURES: usize = 10;
 
 /// The sender check could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +181,7 @@ impl SenderVerifier {
             client,
             &domain,
             &self.settings.hostname,
+            self.settings.max_dkim_signatures,
         );
         match tokio::time::timeout(self.settings.timeout, own).await {
             Ok(check) => check,
@@ -240,9 +252,14 @@ fn from_headers(raw: &[u8], mail_from: &str, trusted: &[String]) -> Result<Strin
 }
 
 /// The verdict of a trusted Authentication-Results header, if the mail carries one.
+/// A header that says only `temperror` (its MTA's DNS failed) decides nothing: imipd
+/// checks for itself.
 fn from_trusted_header(identity: &SenderIdentity, domain: &str) -> Option<FromCheck> {
     let auth = &identity.auth;
     let id = auth.authserv_id.as_deref()?;
+    if only_temporary_errors(&auth.results) {
+        return None;
+    }
     Some(if auth.dmarc_pass || auth.dkim_from_pass {
         let how = if auth.dmarc_pass {
             "dmarc=pass"
@@ -276,12 +293,21 @@ async fn own_check(
     client: &ConnectingClient,
     domain: &str,
     hostname: &str,
+    max_dkim_signatures: usize,
 ) -> FromCheck {
-    let Some(message) = AuthenticatedMessage::parse(raw) else {
+    let Some(mut message) = AuthenticatedMessage::parse(raw) else {
         return FromCheck::Unauthenticated {
             reason: "mail-auth cannot read the message".into(),
         };
     };
+    // Each signature costs a DNS query for its key: only the topmost ones are verified
+    // (RFC 6376 §6.1 lets a verifier limit them); the rest count as not verified, for
+    // DMARC too. Headers are in message order, so the first ones are the topmost.
+    let unverified = message
+        .dkim_headers
+        .len()
+        .saturating_sub(max_dkim_signatures);
+    message.dkim_headers.truncate(max_dkim_signatures);
     let dkim = authenticator.verify_dkim(&message).await;
     let helo = client.helo.as_deref().unwrap_or("unknown");
     // A bounce (<>) is checked as postmaster@HELO, as RFC 7208 section 2.4 says.
@@ -347,8 +373,14 @@ async fn own_check(
             DkimResult::None => notes.push(format!("dkim=none d={d_text}")),
         }
     }
-    if dkim.is_empty() {
+    if dkim.is_empty() && unverified == 0 {
         notes.push("dkim=none (no signature)".into());
+    }
+    if unverified > 0 {
+        notes.push(format!(
+            "dkim=neutral for {unverified} more signatures (not verified: only the topmost \
+             {max_dkim_signatures} are, lmtp.max_dkim_signatures)"
+        ));
     }
     match spf.result() {
         SpfResult::TempError => {
@@ -404,6 +436,20 @@ async fn own_check(
     }
 }
 
+/// Whether an Authentication-Results summary (`dkim=temperror dmarc=temperror`) has
+/// DKIM or DMARC results, the ones that can vouch for a From, and every one of them is
+/// `temperror`: the MTA could not ask DNS, so it found nothing either way.
+fn only_temporary_errors(results: &str) -> bool {
+    let mut verdicts = results
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(method, _)| {
+            method.eq_ignore_ascii_case("dkim") || method.eq_ignore_ascii_case("dmarc")
+        })
+        .peekable();
+    verdicts.peek().is_some() && verdicts.all(|(_, r)| r.eq_ignore_ascii_case("temperror"))
+}
+
 /// Whether a result for domain `a` could count for the From domain `b` under DMARC's
 /// relaxed alignment: same last two labels. Errs on the side of "related" (e.g. two
 /// `.co.uk` domains), which only means waiting for DNS, never a pass.
@@ -435,6 +481,16 @@ mod tests {
         assert!(!aligned("ample.net", "example.net"));
         assert!(!aligned("mail.example.net", "example.net"));
         assert!(!aligned("net", "example.net"));
+    }
+
+    #[test]
+    fn a_header_that_says_only_temperror_decides_nothing() {
+        assert!(only_temporary_errors("dkim=temperror dmarc=temperror"));
+        assert!(only_temporary_errors("dkim=TEMPERROR spf=pass"));
+        assert!(!only_temporary_errors("spf=temperror"));
+        assert!(!only_temporary_errors(""));
+        assert!(!only_temporary_errors("dkim=temperror dmarc=fail"));
+        assert!(!only_temporary_errors("dkim=pass"));
     }
 
     #[test]

@@ -120,13 +120,18 @@ fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
+/// Longest local part recognised. RFC 5321 §4.5.3.1.1's 64 octets is what an SMTP
+/// server must at least accept, not a rule for calendar addresses: iCloud's organizer
+/// tokens (`2_…@imip.me.com`) are 77 characters and longer.
+const MAX_LOCAL_PART: usize = 255;
+
 /// Checks `local@domain`: a dot-atom local part (RFC 5322 atext) and a domain of
 /// letter/digit/hyphen labels (non-ASCII letters allowed for IDN domains).
 fn is_valid_email(value: &str) -> bool {
     let Some((local, domain)) = value.rsplit_once('@') else {
         return false;
     };
-    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
+    if local.is_empty() || local.len() > MAX_LOCAL_PART || domain.is_empty() || domain.len() > 255 {
         return false;
     }
     let atext = |c: char| {
@@ -207,6 +212,19 @@ mod tests {
         assert_eq!(
             norm("mailto:o'brien+cal@example.ie").as_deref(),
             Some("o'brien+cal@example.ie")
+        );
+    }
+
+    #[test]
+    fn a_local_part_over_64_characters_is_an_address() {
+        let token = format!("2_{}", "h".repeat(75));
+        assert_eq!(
+            norm(&format!("mailto:{token}@imip.me.com")),
+            Some(format!("{token}@imip.me.com"))
+        );
+        assert_eq!(
+            norm(&format!("mailto:{}@example.com", "a".repeat(256))),
+            None
         );
     }
 

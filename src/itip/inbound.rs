@@ -55,6 +55,11 @@ pub fn receive(
         itip
     };
 
+    // iCloud's token organizers: the EMAIL= alias is the same person.
+    let (resolved, sender) = super::alias::resolve(itip, sender, stored);
+    let itip = resolved.as_ref();
+    let sender = &sender;
+
     let msg = Snapshot::new(itip, ctx.account)?;
     let in_message = msg.organizer.address == *sender
         || msg.instances.values().any(|i| i.attendee(sender).is_some());
@@ -71,6 +76,9 @@ pub fn receive(
     let local = Snapshot::new(stored, ctx.account)?;
     if local.organizer.address != msg.organizer.address {
         return Err(ItipError::OrganizerMismatch);
+    }
+    if !local.organizer.is_local && !is_attendee_to_organizer(&method) {
+        super::alias::check_recorded_sender(stored, itip, sender)?;
     }
     if local.organizer.is_local {
         to_organizer(&local, &msg, &method, sender, ctx)
@@ -147,6 +155,24 @@ fn import(
                 drop.push(m.comp_id);
             }
         }
+    }
+    // The copy holds only what the recipient is invited to: an attendee of one
+    // override does not get the series (RFC 6638 §3.2.6), nor its later CANCELs wrong.
+    let invited: Vec<u32> = msg
+        .instances
+        .values()
+        .filter(|m| !drop.contains(&m.comp_id))
+        .filter(|m| m.attendees.iter().any(|a| a.is_local))
+        .map(|m| m.comp_id)
+        .collect();
+    if !invited.is_empty() {
+        let uninvited: Vec<u32> = msg
+            .instances
+            .values()
+            .map(|m| m.comp_id)
+            .filter(|id| !invited.contains(id) && !drop.contains(id))
+            .collect();
+        drop.extend(uninvited);
     }
     copy.remove_component_ids(&drop);
     Ok(InboundOutcome {

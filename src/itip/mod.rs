@@ -14,6 +14,7 @@
 
 mod add;
 pub mod address;
+pub mod alias;
 mod attendee;
 pub mod error;
 pub mod export;
@@ -27,6 +28,8 @@ mod reschedule;
 pub mod snapshot;
 pub mod status;
 pub mod time;
+mod unsendable;
+pub mod validate;
 pub mod vtimezone;
 
 pub use address::CalAddress;
@@ -152,7 +155,7 @@ pub fn schedule_change_with(
     if over {
         return Err(ItipError::EventInPast);
     }
-    match (old, new_snapshot) {
+    let outcome = match (old, new_snapshot) {
         // An invitation imipd never imported, accepted in the client: its first
         // answer goes to the organizer.
         (None, Ok(new)) if left_to_server && !new.organizer.is_local => {
@@ -178,7 +181,9 @@ pub fn schedule_change_with(
             }
             other => Err(other),
         },
-    }
+    }?;
+    // What every recipient would refuse (an override that is no occurrence) stays home.
+    Ok(unsendable::withhold(new, outcome, ctx))
 }
 
 /// A user deleted `old`: the organizer cancels, an attendee declines.

@@ -197,14 +197,17 @@ pub fn replace(
     let _lock = store.lock().map_err(io)?;
 
     // A cheap look first: most conflicts are seen here, before anything is written.
-    let current = match std::fs::read(&path) {
-        Ok(bytes) => Some(content_hash(&bytes)),
+    let current_bytes = match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
+    let current = current_bytes.as_deref().map(content_hash);
     if !expected.matches(current.as_deref()) {
         return Err(WriteError::Conflict(key.to_string()));
     }
+    #[cfg(debug_assertions)]
+    assert_no_new_problems(key, current_bytes.as_deref(), content);
 
     let name = path
         .file_name()
@@ -235,6 +238,32 @@ pub fn replace(
         Ok(false) => Err(WriteError::Conflict(key.to_string())),
         Err(e) => Err(io(e)),
     }
+}
+
+/// Debug builds, before every write: imipd never writes a file with an RFC 5545
+/// problem (see `itip::validate`) that the file it replaces did not already have (a
+/// user's own file may have one; imipd leaves it as it found it). A new file must
+/// have none.
+#[cfg(debug_assertions)]
+fn assert_no_new_problems(key: &str, before: Option<&[u8]>, content: &str) {
+    use crate::itip::validate::check_text;
+    let Err(after) = check_text(content) else {
+        return;
+    };
+    let before = before
+        .map(String::from_utf8_lossy)
+        .and_then(|text| check_text(&text).err())
+        .map(|invalid| invalid.problems)
+        .unwrap_or_default();
+    let new: Vec<&String> = after
+        .problems
+        .iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "imipd was about to write {key} with RFC 5545 problems it did not read: {new:?}\n{content}"
+    );
 }
 
 impl Expected {
@@ -434,6 +463,15 @@ mod tests {
         crate::store::layout::test_store(root, layout, 1 << 20)
     }
 
+    /// A valid calendar object (every file a test writes must validate) titled `name`.
+    fn object(name: &str) -> String {
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:u1\r\n\
+             DTSTAMP:20300101T000000Z\r\nDTSTART:20300102T100000Z\r\nSUMMARY:{name}\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+
     #[test]
     fn writes_only_over_the_expected_version() {
         let dir = std::env::temp_dir().join(format!("imipd-write-{}", std::process::id()));
@@ -441,20 +479,26 @@ mod tests {
         std::fs::create_dir_all(dir.join("collection-root/alice/cal")).expect("dirs");
         let s = store(&dir, Layout::Radicale);
         let key = "alice/cal/a.ics";
-        replace(&s, key, &Expected::Absent, "v1").expect("create");
+        replace(&s, key, &Expected::Absent, &object("v1")).expect("create");
         assert!(matches!(
-            replace(&s, key, &Expected::Absent, "again"),
+            replace(&s, key, &Expected::Absent, &object("again")),
             Err(WriteError::Conflict(_))
         ));
-        let stale = Expected::Hash(content_hash(b"v0"));
+        let stale = Expected::Hash(content_hash(object("v0").as_bytes()));
         assert!(matches!(
-            replace(&s, key, &stale, "v2"),
+            replace(&s, key, &stale, &object("v2")),
             Err(WriteError::Conflict(_))
         ));
-        replace(&s, key, &Expected::Hash(content_hash(b"v1")), "v2").expect("replace");
+        replace(
+            &s,
+            key,
+            &Expected::Hash(content_hash(object("v1").as_bytes())),
+            &object("v2"),
+        )
+        .expect("replace");
         assert_eq!(
             std::fs::read_to_string(s.path_for(key)).expect("read"),
-            "v2"
+            object("v2")
         );
         assert!(
             dir.join(".Radicale.lock").exists(),
@@ -519,18 +563,18 @@ mod tests {
         state
             .commit(Batch {
                 intents: vec![
-                    intent("alice/cal/a.ics", "written"),
+                    intent("alice/cal/a.ics", &object("written")),
                     intent("alice/cal/b.ics", "never"),
                 ],
                 ..Batch::default()
             })
             .expect("intents");
-        replace(&s, "alice/cal/a.ics", &Expected::Absent, "written").expect("write");
+        replace(&s, "alice/cal/a.ics", &Expected::Absent, &object("written")).expect("write");
         std::fs::write(dir.join("root/alice/cal/b.ics"), "the user's").expect("user");
         assert_eq!(recover_intents(&s, &state).expect("recover"), (1, 1));
         assert_eq!(
             state.object("alice/cal/a.ics").expect("read"),
-            Some(record("written"))
+            Some(record(&object("written")))
         );
         assert_eq!(state.object("alice/cal/b.ics").expect("read"), None);
         assert!(state.intents().expect("read").is_empty());
@@ -540,7 +584,8 @@ mod tests {
     #[test]
     fn a_missing_folder_is_an_error_naming_the_file() {
         let s = store(Path::new("/nonexistent-imipd"), Layout::Vdir);
-        let err = replace(&s, "alice/cal/a.ics", &Expected::Absent, "x").expect_err("no folder");
+        let err =
+            replace(&s, "alice/cal/a.ics", &Expected::Absent, &object("x")).expect_err("no folder");
         assert!(
             err.to_string()
                 .contains("/nonexistent-imipd/alice/cal/a.ics"),

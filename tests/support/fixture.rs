@@ -2,7 +2,9 @@
 //! the store section they all use, LMTP settings, and the first scan.
 
 use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
+use imipd::daemon::inbound::{Inbound, Verdict};
 use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
@@ -61,6 +63,7 @@ pub fn lmtp_settings_secure(bounce_refused: bool) -> LmtpSection {
         insecure_trust_from_header: false,
         dns_servers: Vec::new(),
         dns_timeout: 5,
+        max_dkim_signatures: 10,
         bounce_refused,
         subaddress_separator: None,
         copy_domain: None,
@@ -80,4 +83,49 @@ pub fn baseline(store: &Store, state: &State, now: i64) {
         false,
     )
     .expect("baseline");
+}
+
+/// Every `.ics` file under `root` (a store), checked by imipd's RFC 5545 validator: the
+/// tests that call it promise that every file they and imipd wrote validates.
+pub fn assert_valid_files(root: &Path) {
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|x| x == "ics") {
+                let text = std::fs::read_to_string(&path).expect("readable file");
+                if let Err(invalid) = imipd::itip::validate::check_text(&text) {
+                    panic!("{}: {invalid}\n{text}", path.display());
+                }
+            }
+        }
+    }
+}
+
+/// One mail to `rcpt`, decided as the LMTP server decides (envelope sender
+/// `sender@example.net`, the sender judged from the message's headers alone), with the
+/// site's bounce address `imipd-bounces@example.com`: the verdict.
+pub fn deliver(
+    store: &Store,
+    state: &State,
+    settings: &LmtpSection,
+    rcpt: &str,
+    mail: &[u8],
+    now: i64,
+) -> Verdict {
+    let inbound = Inbound {
+        store,
+        state,
+        settings,
+        reply_details: ReplyDetails::Full,
+        bounces: &BounceAddress::new("imipd-bounces", "example.com").expect("bounce address"),
+        bounce_key: b"test key",
+    };
+    inbound
+        .deliver("sender@example.net", &[rcpt.to_string()], mail, now)
+        .remove(0)
 }
