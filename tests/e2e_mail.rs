@@ -152,7 +152,7 @@ fn submit(postfix: &Postfix, from: &str, to: &str, data: &str) {
         ])
         .arg(&file)
         .output()
-        .expect("swaks (install it: apt-get install swaks, see .ci/run)");
+        .expect("swaks (install it: apt-get install swaks, see scripts/test)");
     let _ = std::fs::remove_file(&file);
     assert!(
         output.status.success(),

@@ -468,7 +468,7 @@ fn browser_available() -> bool {
     }
     let missing = format!(
         "chromium: {chromium}, chromium-driver: {driver}, selenium: {selenium} \
-         (apt-get install chromium chromium-driver; pip install selenium; see .ci/run)"
+         (apt-get install chromium chromium-driver; pip install selenium; see scripts/test)"
     );
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),

@@ -1,6 +1,6 @@
 //! The calendar store against a real Radicale server.
 //!
-//! Each test starts Radicale (pip `radicale`, as `.ci/run` installs it) on a free
+//! Each test starts Radicale (pip `radicale`, as `scripts/test` installs it) on a free
 //! loopback port with its own storage folder, talks CalDAV to it over HTTP like a client
 //! would, and runs imipd's store processing on the same folder.
 

@@ -24,7 +24,7 @@ pub fn swaks(args: &[String]) -> SwaksRun {
         .arg("20")
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run swaks ({e}): install it with `apt-get install swaks` (.ci/run does this)")
+            panic!("cannot run swaks ({e}): install it with `apt-get install swaks` (scripts/test does this)")
         });
     SwaksRun {
         status: output.status.code().unwrap_or(-1),
