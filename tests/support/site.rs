@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long [`Site::eventually`] waits: a guard against a hung daemon, not a speed test.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub const PATIENCE: Duration = Duration::from_secs(40);
 
 /// The configuration most daemon tests start from: state and control socket in the
 /// site, vdir stores under `stores` with the `[store]` keys in `store` (e.g.
