@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 #[path = "support/mod.rs"]
 mod support;
 use support::fixture::{self, user};
-use support::radicale::Radicale;
+use support::radicale::{attendee_line, Radicale};
 
 const NOW: i64 = 1_900_000_000; // 2030-03-17
 
@@ -59,16 +59,6 @@ fn reply(partstat: &str) -> ICalendar {
          ATTENDEE;PARTSTAT={partstat}:mailto:carol@example.net\r\nREQUEST-STATUS:2.0;Success\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     );
     ICalendar::parse(&text).expect("reply parses")
-}
-
-/// The unfolded ATTENDEE line of `who` (servers fold and reorder what they serve).
-fn attendee_line(calendar: &str, who: &str) -> String {
-    calendar
-        .replace("\r\n ", "")
-        .split("\r\n")
-        .find(|l| l.starts_with("ATTENDEE") && l.contains(who))
-        .unwrap_or("")
-        .to_string()
 }
 
 #[test]

@@ -110,3 +110,14 @@ impl Drop for Radicale {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The unfolded ATTENDEE line of `who` in `calendar` (servers fold and reorder what
+/// they serve); empty when there is none.
+pub fn attendee_line(calendar: &str, who: &str) -> String {
+    calendar
+        .replace("\r\n ", "")
+        .split("\r\n")
+        .find(|l| l.starts_with("ATTENDEE") && l.contains(who))
+        .unwrap_or("")
+        .to_string()
+}
