@@ -15,6 +15,7 @@
 mod add;
 pub mod address;
 mod attendee;
+mod edit;
 pub mod error;
 pub mod export;
 mod inbound;
