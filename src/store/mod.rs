@@ -3,9 +3,11 @@
 pub mod answers;
 pub mod apply;
 mod bodies;
+mod hash;
 pub mod layout;
 pub mod patch;
 pub mod process;
+mod queue_item;
 pub mod scan;
 pub mod state;
 pub mod supersede;
