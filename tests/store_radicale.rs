@@ -13,12 +13,13 @@ use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
 use imipd::store::state::{Route, State};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[path = "support/mod.rs"]
 mod support;
 use support::fixture::{self, user};
 use support::radicale::{attendee_line, Radicale};
+use support::TempDir;
 
 const NOW: i64 = 1_900_000_000; // 2030-03-17
 
@@ -211,8 +212,8 @@ fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
 
 #[test]
 fn a_baseline_of_ten_thousand_objects_sends_nothing() {
-    let dir = std::env::temp_dir().join(format!("imipd-baseline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temp = TempDir::new("baseline");
+    let dir = temp.path();
     let calendar = dir.join("collections/collection-root/alice/calendar");
     std::fs::create_dir_all(&calendar).expect("dirs");
     for i in 0..10_000 {
@@ -246,5 +247,4 @@ fn a_baseline_of_ten_thousand_objects_sends_nothing() {
     let report = scan_all(&processor, NOW, false).expect("scan");
     assert_eq!(report.queued, 2, "{report:?}");
     drop(state);
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
