@@ -132,6 +132,18 @@ impl Site {
         self.assert_unchanged(rcpt);
     }
 
+    /// [`Site::refuses`] for mail to Alice from the attacker's server and envelope.
+    async fn refuses_from_attacker(&self, mail: &str, reason: &str) {
+        self.refuses(
+            "alice@example.com",
+            "attacker@evil.net",
+            ATTACKER,
+            mail,
+            reason,
+        )
+        .await;
+    }
+
     /// Delivers `mail` to `rcpt` (Alice or Bob): accepted, ignored, that copy byte for
     /// byte unchanged.
     async fn ignores(&self, rcpt: &str, mail_from: &str, client_ip: &str, mail: &str) {
@@ -261,14 +273,7 @@ async fn a_forged_reschedule_is_refused() {
 async fn a_forged_attendee_reply_is_refused() {
     let site = Site::new("forged-reply").await;
     let mail = carols_answer("", "carol@example.net", "r1@evil.net", "DECLINED");
-    site.refuses(
-        "alice@example.com",
-        "attacker@evil.net",
-        ATTACKER,
-        &mail,
-        "dmarc=fail",
-    )
-    .await;
+    site.refuses_from_attacker(&mail, "dmarc=fail").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,28 +301,15 @@ async fn a_trusted_dmarc_pass_without_header_from_is_refused() {
         "r3@evil.net",
         "DECLINED",
     );
-    site.refuses(
-        "alice@example.com",
-        "attacker@evil.net",
-        ATTACKER,
-        &mail,
-        "Authentication-Results of mx.example.com",
-    )
-    .await;
+    site.refuses_from_attacker(&mail, "Authentication-Results of mx.example.com")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_dkim_pass_for_another_signing_domain_is_refused() {
     let site = Site::new("dkim-identity").await;
     let mail = carols_answer("Authentication-Results: mx.example.com; dkim=pass header.d=evil.net header.i=@example.net\r\n", "carol@example.net", "r4@evil.net", "DECLINED");
-    site.refuses(
-        "alice@example.com",
-        "attacker@evil.net",
-        ATTACKER,
-        &mail,
-        "dkim=pass",
-    )
-    .await;
+    site.refuses_from_attacker(&mail, "dkim=pass").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,28 +317,20 @@ async fn an_authentication_results_header_the_sender_put_below_the_mtas_is_ignor
     let site = Site::new("below").await;
     // What the MTA wrote on top (its Received line, then its own verdict), and the
     // sender's forged copy under it.
-    let mail = carols_answer("Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix) with ESMTP id 1\r\n\
+    let headers = "Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix) with ESMTP id 1\r\n\
          \tfor <alice@example.com>; Mon, 1 Apr 2030 10:00:00 +0000\r\n\
          Authentication-Results: mx.example.com; dkim=none; dmarc=fail header.from=example.net\r\n\
-         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n", "carol@example.net", "r5@evil.net", "DECLINED");
-    site.refuses(
-        "alice@example.com",
-        "attacker@evil.net",
-        ATTACKER,
-        &mail,
-        "dmarc=fail",
-    )
-    .await;
+         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n";
+    let mail = carols_answer(headers, "carol@example.net", "r5@evil.net", "DECLINED");
+    site.refuses_from_attacker(&mail, "dmarc=fail").await;
 
     // With no verdict of its own, a copy under a second Received line is the sender's:
     // imipd checks for itself, and the mail is unsigned.
-    let deeper = carols_answer("Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix); Mon, 1 Apr 2030 10:00:00 +0000\r\n\
+    let headers = "Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix); Mon, 1 Apr 2030 10:00:00 +0000\r\n\
          Received: from laptop by client.example; Mon, 1 Apr 2030 09:59:00 +0000\r\n\
-         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n", "carol@example.net", "r6@evil.net", "DECLINED");
-    site.refuses(
-        "alice@example.com",
-        "attacker@evil.net",
-        ATTACKER,
+         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n";
+    let deeper = carols_answer(headers, "carol@example.net", "r6@evil.net", "DECLINED");
+    site.refuses_from_attacker(
         &deeper,
         "dkim=none (no signature); spf=pass (evil.net); dmarc=fail (checked by imipd)",
     )
