@@ -214,6 +214,11 @@ impl Daemon {
         Daemon(Some(child))
     }
 
+    /// The daemon's process id (for reading its /proc entries).
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
     /// Stops it now, failing the test if it does not exit within 20 s.
     pub fn stop(mut self) {
         if let Some(child) = self.0.take() {
