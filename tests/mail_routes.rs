@@ -20,12 +20,12 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::dovecot::Dovecot;
 use support::site::{eventually, write_event, Daemon};
+use support::tools::smtp_send;
 use support::{free_port, Postfix, Sink, Site};
 
 /// Settings these routing tests need from the inbound policy (see the module doc).
@@ -169,39 +169,6 @@ fn accepted(imipd: &Imipd, user: &str, uid: &str, address: &str) -> bool {
     imipd
         .object(user, uid)
         .is_some_and(|t| partstat(&t, address).as_deref() == Some("ACCEPTED"))
-}
-
-/// Sends one message over SMTP to `port` (a Postfix smtpd).
-fn smtp_send(port: u16, from: &str, to: &[&str], message: &str) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("smtpd");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut writer = stream;
-    let mut expect = |code: &str| loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("reply");
-        assert!(line.starts_with(code), "expected {code}, got {line:?}");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            break;
-        }
-    };
-    expect("220");
-    let mut say = |line: &str, code: &str, writer: &mut TcpStream| {
-        writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        expect(code);
-    };
-    say("EHLO example.net", "250", &mut writer);
-    say(&format!("MAIL FROM:<{from}>"), "250", &mut writer);
-    for rcpt in to {
-        say(&format!("RCPT TO:<{rcpt}>"), "250", &mut writer);
-    }
-    say("DATA", "354", &mut writer);
-    say(&format!("{message}.\r"), "250", &mut writer);
-    let _ = writer.write_all(b"QUIT\r\n");
 }
 
 fn event(uid: &str, organizer: &str, attendee: &str) -> String {
