@@ -10,7 +10,7 @@
 # Without a nightly toolchain or cargo-fuzz it says so and exits 0: fuzzing is an
 # extra, not a build requirement.
 #
-# Usage: fuzz/run.sh [SECONDS]   (from anywhere; the .ci/run calls it with 60)
+# Usage: fuzz/run.sh [SECONDS]   (from anywhere; tests/fuzz_pass.rs calls it with 60 when CI=true)
 set -uo pipefail
 
 seconds="${1:-60}"

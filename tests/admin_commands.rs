@@ -5,97 +5,29 @@
 //! with an exit code a monitoring check can use, `inject` exits with its verdict, and
 //! `--config` goes anywhere on the line (or comes from IMIPD_CONFIG).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/mod.rs"]
+mod support;
 
-struct Site {
-    dir: PathBuf,
-}
+use std::process::{Command, Output};
+use support::site::{self, stop, write_event};
+use support::{free_port, Site};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-impl Site {
-    fn new(name: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-admin-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for user in ["alice", "bob"] {
-            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
-                .expect("store folders");
-        }
-        // The relay is a closed port: outgoing mail stays queued with an error, so the
-        // queue has something to list.
-        let (lmtp, relay) = (free_port(), free_port());
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n\
-                 [store]\nroot = \"stores\"\ndebounce_ms = 50\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n\
-                 [relay]\nhost = \"127.0.0.1\"\nport = {relay}\ntls = \"none\"\ntimeout = 2\n\
-                 [queue]\nfirst_retry_delay = 600\n\
-                 [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n{}",
-                support_open_policy()
-            ),
-        )
-        .expect("configuration");
-        Site { dir }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.join("imipd.toml")
-    }
-
-    fn serve(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.config())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("imipd binary")
-    }
-
-    /// Runs `imipd ARGS --config CONFIG`.
-    fn imipd(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(args)
-            .arg("--config")
-            .arg(self.config())
-            .env_remove("IMIPD_CONFIG")
-            .output()
-            .expect("imipd binary")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
-    fn eventually(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen; daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Alice and Bob; the relay is a closed port, so outgoing mail stays queued with an
+/// error and the queue has something to list.
+fn new_site(name: &str) -> Site {
+    let site = Site::new(&format!("admin-{name}"), &["alice", "bob"]);
+    let (lmtp, relay) = (free_port(), free_port());
+    site.write_config(&site::config(
+        &["alice", "bob"],
+        "debounce_ms = 50\n",
+        &format!(
+            "[relay]\nhost = \"127.0.0.1\"\nport = {relay}\ntls = \"none\"\ntimeout = 2\n\
+             [queue]\nfirst_retry_delay = 600\n\
+             [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n{}",
+            support_open_policy()
+        ),
+    ));
+    site
 }
 
 /// The inbound policy of this test: these tests are about the admin commands, not
@@ -103,21 +35,6 @@ impl Drop for Site {
 /// with the closed-setup option that believes From headers.
 fn support_open_policy() -> &'static str {
     "insecure_trust_from_header = true\nimport_policy = \"everyone\"\n"
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("imipd did not stop within 20 s of SIGTERM");
 }
 
 fn text(output: &Output) -> String {
@@ -151,19 +68,13 @@ fn reply(uid: &str, from: &str) -> String {
     )
 }
 
-fn write_event(dir: &Path, name: &str, text: &str) {
-    let temp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, text).expect("write");
-    std::fs::rename(&temp, dir.join(name)).expect("rename");
-}
-
 fn exit(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
 
 #[test]
 fn queue_status_scan_and_inject_work_while_the_daemon_runs_and_after_it_stopped() {
-    let site = Site::new("both");
+    let site = new_site("both");
     let calendar = site.dir.join("stores/alice/calendar");
     let daemon = site.serve();
     let socket = site.dir.join("control.sock");
@@ -286,7 +197,7 @@ fn queue_status_scan_and_inject_work_while_the_daemon_runs_and_after_it_stopped(
 
 #[test]
 fn a_stranger_s_reply_is_a_refusal_that_status_lists_and_inject_exits_ignored() {
-    let site = Site::new("refusal");
+    let site = new_site("refusal");
     let calendar = site.dir.join("stores/alice/calendar");
     let daemon = site.serve();
     let socket = site.dir.join("control.sock");

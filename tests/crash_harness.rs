@@ -13,49 +13,49 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+use support::site::{self, kill};
+use support::{free_port, Site};
 
 const EVENTS: usize = 500;
 const KILLS: usize = 24;
 
-struct Site {
-    dir: PathBuf,
+/// Alice and Bob, mail to the outbox, LMTP on `port`; counts the daemon's starts.
+struct Crash {
+    site: Site,
     port: u16,
     starts: usize,
 }
 
-impl Site {
-    fn new() -> Site {
-        Site::named("crash")
+impl std::ops::Deref for Crash {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl Crash {
+    fn new() -> Crash {
+        Crash::named("crash")
     }
 
-    fn named(label: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for user in ["alice", "bob"] {
-            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
-                .expect("folders");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 30\nrescan_interval = 5\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
+    fn named(label: &str) -> Crash {
+        let site = Site::new(label, &["alice", "bob"]);
+        let port = free_port();
+        site.write_config(&site::config(
+            &["alice", "bob"],
+            "debounce_ms = 30\nrescan_interval = 5\n",
+            &format!(
+                "[queue]\noutbox = \"outbox\"\n\
                  [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n\
                  insecure_trust_from_header = true\n"
             ),
-        )
-        .expect("configuration");
-        Site {
-            dir,
+        ));
+        Crash {
+            site,
             port,
             starts: 0,
         }
@@ -68,21 +68,9 @@ impl Site {
     /// Starts the daemon with extra environment (the crash tests' failpoint).
     fn start_with(&mut self, env: &[(&str, &str)]) -> Child {
         self.starts += 1;
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join("serve.log"))
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("imipd binary");
+        let mut all = vec![("RUST_LOG", "warn")];
+        all.extend_from_slice(env);
+        let child = self.site.serve_appending(&all);
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "imipd did not start listening");
@@ -90,28 +78,6 @@ impl Site {
         }
         child
     }
-
-    fn files(&self, folder: &str) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
-            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        out.retain(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        });
-        out
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn kill(mut child: Child) {
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
 }
 
 /// A tiny deterministic generator for the kill points.
@@ -205,7 +171,7 @@ fn lmtp_then(
 
 #[test]
 fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
-    let mut site = Site::new();
+    let mut site = Crash::new();
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
     let total_ops = 2 * EVENTS;
     let mut kill_at: Vec<usize> = (0..KILLS).map(|_| 1 + rng.below(total_ops - 1)).collect();
@@ -399,7 +365,7 @@ fn outbox_messages(site: &Site) -> Vec<(String, String)> {
 /// and every attendee got a new REQUEST with SEQUENCE + 1).
 #[test]
 fn a_kill_between_writing_a_file_and_committing_it_sends_nothing_again() {
-    let mut site = Site::named("intent");
+    let mut site = Crash::named("intent");
     let calendar = site.dir.join("stores/alice/calendar");
     let mut daemon = site.start();
     let temp = calendar.join(".ev-0.tmp");
@@ -480,7 +446,7 @@ fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() 
         .into_iter()
         .enumerate()
     {
-        let mut site = Site::named(&format!("intent-kind-{n}"));
+        let mut site = Crash::named(&format!("intent-kind-{n}"));
         let calendar = site.dir.join("stores/alice/calendar");
         if kind == "delivery status" {
             // The organizer's first write already says 1.2 and 1.1; a status is written
@@ -527,7 +493,7 @@ fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() 
     }
 
     // A delivery into the local attendee's existing copy (an update), killed likewise.
-    let mut site = Site::named("intent-kind-update");
+    let mut site = Crash::named("intent-kind-update");
     let calendar = site.dir.join("stores/alice/calendar");
     let daemon = site.start();
     let file = calendar.join("ev-0.ics");
@@ -654,20 +620,15 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
     let events = knob("CRASH_EVENTS", 80);
     let kills_wanted = knob("CRASH_KILLS", 60);
     let sink = support::Sink::start();
-    let mut site = Site::named("lifecycle");
-    let config = std::fs::read_to_string(site.dir.join("imipd.toml")).expect("config");
-    std::fs::write(
-        site.dir.join("imipd.toml"),
-        config.replace(
-            "[queue]\noutbox = \"outbox\"\n",
-            &format!(
-                "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 4\n\
-                 [relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = 10\n",
-                sink.addr().port()
-            ),
+    let mut site = Crash::named("lifecycle");
+    site.replace_in_config(
+        "[queue]\noutbox = \"outbox\"\n",
+        &format!(
+            "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 4\n\
+             [relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = 10\n",
+            sink.addr().port()
         ),
-    )
-    .expect("relay configuration");
+    );
     let calendar = site.dir.join("stores/alice/calendar");
     let mut rng = Rng(0x2026_1201_0013_CAFE);
     // Operations: create, answer, reschedule, remove an attendee, cancel; per round.
@@ -721,7 +682,7 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
             }
         })
     };
-    let ensure_running = |site: &mut Site| {
+    let ensure_running = |site: &mut Crash| {
         let mut slot = daemon.lock().expect("lock");
         let dead = match slot.as_mut() {
             Some(child) => child.try_wait().ok().flatten().is_some(),

@@ -5,104 +5,32 @@
 //! the attendee's answer lands in the organizer's copy; a restart redoes nothing; and a
 //! SIGTERM in the middle of a burst of changes loses nothing and sends nothing twice.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::site::{self, stop, write_event};
+use support::{free_port, Site};
 
-/// A folder with stores, configuration and outbox for one test.
-struct Site {
-    dir: PathBuf,
+/// Alice and Bob on vdir stores; mail goes to the outbox.
+fn new_site(name: &str) -> Site {
+    let site = Site::new(&format!("daemon-{name}"), &["alice", "bob"]);
+    site.write_config(&site::config(
+        &["alice", "bob"],
+        "debounce_ms = 50\n",
+        "[queue]\noutbox = \"outbox\"\n",
+    ));
+    site
 }
 
-impl Site {
-    /// A site whose daemon also serves metrics on a free loopback port.
-    fn with_metrics(name: &str) -> (Site, u16) {
-        let site = Site::new(name);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let config = site.dir.join("imipd.toml");
-        let mut text = std::fs::read_to_string(&config).expect("config");
-        text.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
-        std::fs::write(&config, text).expect("config");
-        (site, port)
-    }
-
-    fn new(name: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-daemon-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for user in ["alice", "bob"] {
-            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
-                .expect("store folders");
-        }
-        std::fs::write(
-            dir.join("imipd.toml"),
-            "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
-             [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-             [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-             [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n",
-        )
-        .expect("configuration");
-        Site { dir }
-    }
-
-    /// Changes the configuration before the daemon starts: `from` (which must be
-    /// there) becomes `to`.
-    fn replace_in_config(&self, from: &str, to: &str) {
-        let config = self.dir.join("imipd.toml");
-        let text = std::fs::read_to_string(&config).expect("config");
-        assert!(text.contains(from), "the configuration has no {from:?}");
-        std::fs::write(&config, text.replace(from, to)).expect("config");
-    }
-
-    fn serve(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("imipd binary")
-    }
-
-    fn files(&self, folder: &str) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
-            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        out.retain(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        });
-        out.sort();
-        out
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("imipd did not stop within 20 s of SIGTERM");
+/// A site whose daemon also serves metrics on a free loopback port.
+fn with_metrics(name: &str) -> (Site, u16) {
+    let site = new_site(name);
+    let port = free_port();
+    site.add_config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    (site, port)
 }
 
 /// GET /metrics over plain HTTP.
@@ -117,19 +45,6 @@ fn scrape(port: u16) -> String {
     response
 }
 
-/// Waits (bounded) until `check` holds; the bound is a deadlock guard, not a speed test.
-fn eventually(what: &str, site: &Site, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen; daemon log:\n{}",
-            site.log()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn event(uid: &str, summary: &str) -> String {
     format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
@@ -138,13 +53,6 @@ fn event(uid: &str, summary: &str) -> String {
          ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n\
          ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
-}
-
-/// Writes like a careful client: a temporary file renamed into place.
-fn write_event(dir: &Path, name: &str, text: &str) {
-    let temp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, text).expect("write");
-    std::fs::rename(&temp, dir.join(name)).expect("rename");
 }
 
 /// Bob accepts in his own copy, saved as a careful client saves.
@@ -168,19 +76,17 @@ fn accept_as_bob(bob_copy: &Path) {
 
 #[test]
 fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_back() {
-    let (site, metrics_port) = Site::with_metrics("story");
+    let (site, metrics_port) = with_metrics("story");
     let daemon = site.serve();
-    eventually("startup", &site, || site.log().contains("imipd is running"));
+    site.eventually("startup", || site.log().contains("imipd is running"));
 
     write_event(
         &site.dir.join("stores/alice/calendar"),
         "lunch.ics",
         &event("lunch-1", "Lunch"),
     );
-    eventually("the invitation email", &site, || {
-        site.files("outbox").len() == 1
-    });
-    eventually("bob's copy", &site, || {
+    site.eventually("the invitation email", || site.files("outbox").len() == 1);
+    site.eventually("bob's copy", || {
         site.files("stores/bob/calendar").len() == 1
     });
     let bytes = std::fs::read(&site.files("outbox")[0]).expect("eml");
@@ -207,7 +113,7 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
     // Bob accepts in his own calendar: Alice's copy shows it.
     accept_as_bob(&site.files("stores/bob/calendar").remove(0));
     let alice_copy = site.dir.join("stores/alice/calendar/lunch.ics");
-    eventually("bob's answer in alice's copy", &site, || {
+    site.eventually("bob's answer in alice's copy", || {
         std::fs::read_to_string(&alice_copy)
             .map(|t| {
                 t.replace("\r\n ", "")
@@ -236,7 +142,7 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
         "imipd_queue_depth 0",
         "imipd_change_to_handoff_seconds_count 3",
     ];
-    eventually("the metrics", &site, || {
+    site.eventually("the metrics", || {
         let metrics = scrape(metrics_port);
         expected.iter().all(|line| metrics.contains(line))
     });
@@ -244,7 +150,7 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
 
     // A restart finds nothing new to do.
     let daemon = site.serve();
-    eventually("restart", &site, || {
+    site.eventually("restart", || {
         site.log().matches("imipd is running").count() >= 1
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -254,9 +160,9 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
 
 #[test]
 fn sigterm_during_a_burst_loses_nothing_and_sends_nothing_twice() {
-    let site = Site::new("burst");
+    let site = new_site("burst");
     let mut daemon = Some(site.serve());
-    eventually("startup", &site, || site.log().contains("imipd is running"));
+    site.eventually("startup", || site.log().contains("imipd is running"));
     let calendar = site.dir.join("stores/alice/calendar");
     const EVENTS: usize = 40;
     for i in 0..EVENTS {
@@ -273,10 +179,8 @@ fn sigterm_during_a_burst_loses_nothing_and_sends_nothing_twice() {
         }
     }
     let daemon = site.serve();
-    eventually("every invitation", &site, || {
-        site.files("outbox").len() >= EVENTS
-    });
-    eventually("every local copy", &site, || {
+    site.eventually("every invitation", || site.files("outbox").len() >= EVENTS);
+    site.eventually("every local copy", || {
         site.files("stores/bob/calendar").len() >= EVENTS
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -311,7 +215,7 @@ fn sigterm_during_a_burst_loses_nothing_and_sends_nothing_twice() {
 
 #[test]
 fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
-    let site = Site::new("sighup");
+    let site = new_site("sighup");
     // Bob's folder already holds an event he organizes, but he is not configured yet.
     let bob_calendar = site.dir.join("stores/bob/calendar");
     let bobs_old =
@@ -335,17 +239,17 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
     std::fs::write(&config, &without_bob).expect("config without bob");
 
     let daemon = site.serve();
-    eventually("startup", &site, || site.log().contains("imipd is running"));
+    site.eventually("startup", || site.log().contains("imipd is running"));
     std::fs::write(&config, &text).expect("config with bob");
     let _ = Command::new("kill")
         .args(["-HUP", &daemon.id().to_string()])
         .status();
-    eventually("reload", &site, || site.log().contains("user map reloaded"));
+    site.eventually("reload", || site.log().contains("user map reloaded"));
 
     // Touching the old event must not send it: it is bob's past, not a change.
     let touched = std::fs::read_to_string(bob_calendar.join("old.ics")).expect("old");
     write_event(&bob_calendar, "old.ics", &touched);
-    eventually("bob's baseline", &site, || {
+    site.eventually("bob's baseline", || {
         site.log().contains("newly configured users")
     });
     // A new event bob creates now is scheduled.
@@ -353,9 +257,7 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
         .replace("bob-old", "bob-new")
         .replace("Old plan", "New plan");
     write_event(&bob_calendar, "new.ics", &bobs_new);
-    eventually("bob's new invitation", &site, || {
-        site.files("outbox").len() == 1
-    });
+    site.eventually("bob's new invitation", || site.files("outbox").len() == 1);
     std::thread::sleep(Duration::from_millis(500));
     stop(daemon);
     let bytes = std::fs::read(&site.files("outbox")[0]).expect("eml");
@@ -369,18 +271,18 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
 
 #[test]
 fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
-    let site = Site::new("vanish");
+    let site = new_site("vanish");
     site.replace_in_config("debounce_ms = 50", "debounce_ms = 50\nrescan_interval = 1");
     let daemon = site.serve();
-    eventually("startup", &site, || site.log().contains("imipd is running"));
+    site.eventually("startup", || site.log().contains("imipd is running"));
     let calendar = site.dir.join("stores/alice/calendar");
     write_event(&calendar, "lunch.ics", &event("vanish-1", "Lunch"));
-    eventually("the invitation", &site, || site.files("outbox").len() == 1);
+    site.eventually("the invitation", || site.files("outbox").len() == 1);
 
     // The folder disappears (an unmounted share), through a few rescans, and returns.
     let away = site.dir.join("away");
     std::fs::rename(&calendar, &away).expect("move away");
-    eventually("the rescans that see it missing", &site, || {
+    site.eventually("the rescans that see it missing", || {
         site.log().contains("calendar folder is missing")
     });
     std::thread::sleep(Duration::from_millis(2500));
@@ -400,15 +302,13 @@ fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
 
     // A real deletion still cancels.
     std::fs::remove_file(calendar.join("lunch.ics")).expect("delete");
-    eventually("the cancellation", &site, || {
-        site.files("outbox").len() == 2
-    });
+    site.eventually("the cancellation", || site.files("outbox").len() == 2);
     stop(daemon);
 }
 
 #[test]
 fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_rescan() {
-    let site = Site::new("ready");
+    let site = new_site("ready");
     // No rescan during the test: only the file watcher can notice the save.
     site.replace_in_config(
         "debounce_ms = 50",
@@ -447,10 +347,10 @@ fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_resca
 
 #[test]
 fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arrive() {
-    let site = Site::new("hidden");
+    let site = new_site("hidden");
     site.replace_in_config("[mail]\n", "[mail]\nattendee_list = \"hidden\"\n");
     let daemon = site.serve();
-    eventually("startup", &site, || site.log().contains("imipd is running"));
+    site.eventually("startup", || site.log().contains("imipd is running"));
     let invitation = event("secret-1", "Surprise party").replace(
         "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n",
         "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.org\r\n",
@@ -460,7 +360,7 @@ fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arr
         "party.ics",
         &invitation,
     );
-    eventually("two emails and bob's copy", &site, || {
+    site.eventually("two emails and bob's copy", || {
         site.files("outbox").len() == 2 && site.files("stores/bob/calendar").len() == 1
     });
     let unfolded = |path: &Path| {
@@ -502,7 +402,7 @@ fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arr
     let alice_copy = site.dir.join("stores/alice/calendar/party.ics");
     assert!(everyone.iter().all(|a| unfolded(&alice_copy).contains(a)));
     accept_as_bob(&bob_copy);
-    eventually("bob's answer in alice's copy", &site, || {
+    site.eventually("bob's answer in alice's copy", || {
         unfolded(&alice_copy).lines().any(|l| {
             l.starts_with("ATTENDEE")
                 && l.ends_with("mailto:bob@example.com")

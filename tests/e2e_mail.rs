@@ -9,17 +9,16 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::radicale::Radicale;
-use support::{free_port, Postfix, Sink};
+use support::radicale::{attendee_line as attendee, Radicale};
+use support::site::{eventually, Daemon};
+use support::{free_port, Postfix, Sink, Site};
 
 /// imipd running on a Radicale store, with its relay and LMTP port.
 struct Imipd {
-    child: Option<Child>,
-    dir: PathBuf,
-    lmtp_port: u16,
+    site: Site,
+    _daemon: Daemon,
 }
 
 impl Imipd {
@@ -29,81 +28,39 @@ impl Imipd {
         lmtp_port: u16,
         first_retry: u64,
     ) -> Imipd {
-        let dir = radicale.dir.join("imipd");
-        std::fs::create_dir_all(&dir).expect("imipd folder");
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n\
-                 [store]\nlayout = \"radicale\"\nroot = \"{root}\"\ndebounce_ms = 50\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n\
-                 [queue]\nfirst_retry_delay = {first_retry}\nmax_retry_delay = {first_retry}\n\
-                 [relay]\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\ntimeout = 10\n\
-                 [lmtp]\nlisten = \"127.0.0.1:{lmtp_port}\"\nimport_policy = \"everyone\"\n\
-                 insecure_trust_from_header = true\n",
-                root = radicale.dir.join("collections").display(),
-                host = relay.ip(),
-                port = relay.port(),
-            ),
-        )
-        .expect("configuration");
-        let mut imipd = Imipd {
-            child: None,
-            dir,
-            lmtp_port,
-        };
-        imipd.spawn();
-        imipd
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log"))
-            .spawn()
-            .expect("imipd binary");
-        self.child = Some(child);
+        let site = Site::new("e2e-imipd", &[]);
+        site.write_config(&format!(
+            "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n\
+             [store]\nlayout = \"radicale\"\nroot = \"{root}\"\ndebounce_ms = 50\n\
+             [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
+             [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
+             [mail]\ndomain = \"example.com\"\n\
+             [queue]\nfirst_retry_delay = {first_retry}\nmax_retry_delay = {first_retry}\n\
+             [relay]\nhost = \"{host}\"\nport = {port}\ntls = \"none\"\ntimeout = 10\n\
+             [lmtp]\nlisten = \"127.0.0.1:{lmtp_port}\"\nimport_policy = \"everyone\"\n\
+             insecure_trust_from_header = true\n",
+            root = radicale.dir.join("collections").display(),
+            host = relay.ip(),
+            port = relay.port(),
+        ));
+        let daemon = Daemon::new(site.serve());
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.lmtp_port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", lmtp_port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "imipd did not start:\n{}",
-                self.log()
+                site.log()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+        Imipd {
+            site,
+            _daemon: daemon,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Imipd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn eventually(what: &str, log: impl Fn() -> String, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen; imipd log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        self.site.log()
     }
 }
 
@@ -120,16 +77,6 @@ fn invitation(uid: &str, externals: &[&str]) -> String {
     }
     text.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
     text
-}
-
-/// The unfolded ATTENDEE line of `who`.
-fn attendee(calendar: &str, who: &str) -> String {
-    calendar
-        .replace("\r\n ", "")
-        .split("\r\n")
-        .find(|l| l.starts_with("ATTENDEE") && l.contains(who))
-        .unwrap_or("")
-        .to_string()
 }
 
 /// Sends `data` into Postfix by SMTP, as another mail server would.
@@ -152,7 +99,7 @@ fn submit(postfix: &Postfix, from: &str, to: &str, data: &str) {
         ])
         .arg(&file)
         .output()
-        .expect("swaks (install it: apt-get install swaks, see .ci/run)");
+        .expect("swaks (install it: apt-get install swaks, see scripts/test)");
     let _ = std::fs::remove_file(&file);
     assert!(
         output.status.success(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::fixture;
+use support::{fixture, TempDir};
 
 const NOW: i64 = 1_900_000_000;
 const ANSWERS: usize = 40;
@@ -45,8 +45,8 @@ fn reply(i: usize) -> ICalendar {
 
 #[test]
 fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
-    let dir = std::env::temp_dir().join(format!("imipd-editor-race-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temp = TempDir::new("editor-race");
+    let dir = temp.path();
     let calendar = dir.join("collections/collection-root/alice/calendar");
     std::fs::create_dir_all(&calendar).expect("folders");
     let file = calendar.join("all-hands.ics");
@@ -126,7 +126,6 @@ fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
         );
     }
     println!("editor race: {EDITS} client edits, {ANSWERS} answers, {deferred} deferred attempts, nothing lost");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// How a vdir client saves a file.
@@ -151,9 +150,8 @@ struct Race {
 /// time reading the file and raising its counter, while imipd applies 40 REPLYs; then
 /// imipd processes the client's last save as the daemon would.
 fn vdir_race(writer: Writer) -> Race {
-    let dir =
-        std::env::temp_dir().join(format!("imipd-vdir-race-{writer:?}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temp = TempDir::new(&format!("vdir-race-{writer:?}"));
+    let dir = temp.path();
     let calendar = dir.join("vdir/alice/calendar");
     std::fs::create_dir_all(&calendar).expect("folders");
     let file = calendar.join("all-hands.ics");
@@ -250,7 +248,6 @@ fn vdir_race(writer: Writer) -> Race {
             })
         })
         .count();
-    let _ = std::fs::remove_dir_all(&dir);
     Race {
         edits_lost,
         answers_lost,

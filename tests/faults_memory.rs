@@ -8,24 +8,15 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{free_port, TempDir};
+use support::site::{self, Daemon};
+use support::{free_port, Site};
 
 const MAILS: usize = 16;
 const PARTS: usize = 25_000;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A multipart mail of `PARTS` tiny `text/calendar` parts.
 fn hostile_mail(n: usize) -> String {
@@ -94,36 +85,23 @@ fn deliver(port: u16, data: &str) -> String {
 
 #[test]
 fn sixteen_mails_of_25000_calendar_parts_stay_within_bounded_memory() {
-    let dir = TempDir::new("memory");
-    std::fs::create_dir_all(dir.join("vdir/alice/calendar")).expect("folders");
+    let site = Site::new("memory", &["alice"]);
     let port = free_port();
-    std::fs::write(
-        dir.join("imipd.toml"),
-        format!(
-            "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"vdir\"\n\
-             [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-             [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
+    site.write_config(&site::config(
+        &["alice"],
+        "",
+        &format!(
+            "[queue]\noutbox = \"outbox\"\n\
              [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n"
         ),
-    )
-    .expect("configuration");
-    let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(dir.join("imipd.toml"))
-            .current_dir(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("imipd binary"),
-    );
+    ));
+    let daemon = Daemon::new(site.serve_appending(&[("RUST_LOG", "warn")]));
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "imipd did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = daemon.0.id();
+    let pid = daemon.id();
     let idle_kb = status_kb(pid, "VmRSS:");
     let mails: Vec<String> = (0..MAILS).map(hostile_mail).collect();
     let size = mails[0].len();

@@ -11,63 +11,27 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{free_port, Sink, TempDir};
+use std::time::Duration;
+use support::site::{self, write_event, Daemon};
+use support::{free_port, Sink, Site};
 
-struct Daemon {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, relay: std::net::SocketAddr) -> Daemon {
+/// Alice's site with `relay` as the relay (retries after 1 s), and its daemon running.
+fn start(relay: std::net::SocketAddr) -> (Site, Daemon) {
+    let site = Site::new("queue-order", &["alice"]);
     let lmtp = free_port();
-    std::fs::create_dir_all(dir.join("vdir/alice/calendar")).expect("folders");
-    std::fs::write(
-        dir.join("imipd.toml"),
-        format!(
-            "state = \"state.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"vdir\"\ndebounce_ms = 30\n\
-             [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-             [mail]\ndomain = \"example.com\"\n\
-             [queue]\nfirst_retry_delay = 1\nmax_retry_delay = 1\n\
+    site.write_config(&site::config(
+        &["alice"],
+        "debounce_ms = 30\n",
+        &format!(
+            "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 1\n\
              [relay]\nhost = \"{}\"\nport = {}\ntls = \"none\"\ntimeout = 10\n\
              [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n",
             relay.ip(),
             relay.port()
         ),
-    )
-    .expect("configuration");
-    let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-        .args(["serve", "--config"])
-        .arg(dir.join("imipd.toml"))
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
-        .spawn()
-        .expect("imipd binary");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", lmtp)).is_err() {
-        assert!(Instant::now() < deadline, "imipd did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon {
-        child,
-        dir: dir.to_path_buf(),
-    }
+    ));
+    let daemon = site.start();
+    (site, daemon)
 }
 
 fn event(sequence: u32, start: &str) -> String {
@@ -78,12 +42,6 @@ fn event(sequence: u32, start: &str) -> String {
          ATTENDEE;RSVP=TRUE:mailto:grey@example.net\r\n\
          ATTENDEE;RSVP=TRUE:mailto:Kept.Case@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
-}
-
-fn save(file: &std::path::Path, text: &str) {
-    let temp = file.with_file_name(".client.tmp");
-    std::fs::write(&temp, text).expect("write");
-    std::fs::rename(&temp, file).expect("rename");
 }
 
 /// (METHOD, SEQUENCE) of each message the sink accepted for `rcpt`, in arrival order.
@@ -108,39 +66,26 @@ fn received(sink: &Sink, rcpt: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-fn eventually(what: &str, daemon: &Daemon, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen; log:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_greylisted_recipient_never_gets_an_older_request_after_the_cancel() {
-    let dir = TempDir::new("queue-order");
     let sink = Sink::start();
     sink.reply_to_rcpt(
         "grey@example.net",
         Some("451 4.7.1 greylisted, try again later"),
     );
-    let daemon = start(dir.path(), sink.addr());
-    let file = dir.join("vdir/alice/calendar/planning.ics");
+    let (site, _daemon) = start(sink.addr());
+    let calendar = site.calendar("alice");
 
-    save(&file, &event(0, "20300610T100000Z"));
-    eventually("the invitation", &daemon, || {
+    write_event(&calendar, "planning.ics", &event(0, "20300610T100000Z"));
+    site.eventually("the invitation", || {
         received(&sink, "Kept.Case@example.net").len() == 1
     });
-    save(&file, &event(1, "20300611T100000Z"));
-    eventually("the reschedule", &daemon, || {
+    write_event(&calendar, "planning.ics", &event(1, "20300611T100000Z"));
+    site.eventually("the reschedule", || {
         received(&sink, "Kept.Case@example.net").len() == 2
     });
-    std::fs::remove_file(&file).expect("delete");
-    eventually("the cancellation", &daemon, || {
+    std::fs::remove_file(calendar.join("planning.ics")).expect("delete");
+    site.eventually("the cancellation", || {
         received(&sink, "Kept.Case@example.net").len() == 3
     });
     let other = received(&sink, "Kept.Case@example.net");
@@ -148,7 +93,7 @@ fn a_greylisted_recipient_never_gets_an_older_request_after_the_cancel() {
 
     // The relay lets the greylisted recipient through now.
     sink.reply_to_rcpt("grey@example.net", None);
-    eventually("the greylisted recipient's delivery", &daemon, || {
+    site.eventually("the greylisted recipient's delivery", || {
         received(&sink, "grey@example.net")
             .last()
             .is_some_and(|(m, _)| m == "CANCEL")
@@ -173,7 +118,7 @@ fn a_greylisted_recipient_never_gets_an_older_request_after_the_cancel() {
             "never an older message after a newer one: {grey:?}"
         );
     }
-    let log = daemon.log();
+    let log = site.log();
     assert!(
         log.contains("superseded"),
         "the dropped messages are logged:\n{log}"

@@ -2,60 +2,29 @@
 //! the recipient's calendar folder is touched. Each case goes through the same decision
 //! code the LMTP server uses, against a real store.
 
-use imipd::config::{Layout, LmtpSection};
-use imipd::daemon::inbound::{Inbound, Verdict};
-use imipd::itip::ReplyDetails;
-use imipd::smtp::verp::BounceAddress;
-use imipd::store::layout::Store;
-use imipd::store::state::State;
-use std::path::PathBuf;
+use imipd::daemon::inbound::Verdict;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::fixture;
+use support::fixture::{self, MailSite};
 
 const NOW: i64 = 1_900_000_000;
 
-struct Site {
-    dir: PathBuf,
-    store: Store,
-    state: State,
-    settings: LmtpSection,
-}
+/// Bob's calendar, with mail believed from its From (a closed test setup).
+struct Site(MailSite);
 
 impl Site {
     fn new(name: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-hostile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("stores/bob/calendar")).expect("folders");
-        let store = fixture::store(
-            &dir.join("stores"),
-            Layout::Vdir,
-            vec![fixture::user("bob")],
-        );
-        let state = State::open(&dir.join("state.redb")).expect("state");
-        let settings = fixture::lmtp_settings(true);
-        Site {
-            dir,
-            store,
-            state,
-            settings,
-        }
+        Site(MailSite::new(
+            &format!("hostile-{name}"),
+            &["bob"],
+            fixture::lmtp_settings(true),
+        ))
     }
 
     fn deliver(&self, data: &[u8]) -> Verdict {
-        let bounces = BounceAddress::new("imipd-bounces", "example.com").expect("bounces");
-        let inbound = Inbound {
-            store: &self.store,
-            state: &self.state,
-            settings: &self.settings,
-            reply_details: ReplyDetails::Full,
-            bounces: &bounces,
-            bounce_key: b"key",
-        };
-        inbound
-            .deliver("dave@example.net", &["bob@example.com".into()], data, NOW)
-            .remove(0)
+        self.0
+            .deliver("dave@example.net", "bob@example.com", data, NOW)
     }
 
     /// Every file under the site folder, relative to it.
@@ -71,15 +40,10 @@ impl Site {
             }
         }
         let mut out = Vec::new();
-        walk(&self.dir, &self.dir, &mut out);
+        let dir = self.0.dir.path();
+        walk(dir, dir, &mut out);
         out.sort();
         out
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

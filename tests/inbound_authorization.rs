@@ -6,23 +6,24 @@
 //! the message speaks for. Every refused case leaves the stored copy byte-for-byte
 //! unchanged. DKIM/SPF/DMARC checked by imipd itself: `sender_auth_dns.rs`.
 
-use imipd::config::{Layout, LmtpSection};
+use imipd::config::LmtpSection;
 use imipd::daemon::inbound::Verdict;
-use imipd::store::layout::Store;
-use imipd::store::state::State;
-use std::path::PathBuf;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::fixture;
+use support::fixture::{self, MailSite};
 
 const NOW: i64 = 1_900_000_000;
 
-struct Site {
-    dir: PathBuf,
-    store: Store,
-    state: State,
-    settings: LmtpSection,
+/// Alice's and Bob's calendars, each with one event, under the secure defaults.
+struct Site(MailSite);
+
+impl std::ops::Deref for Site {
+    type Target = MailSite;
+
+    fn deref(&self) -> &MailSite {
+        &self.0
+    }
 }
 
 const ORGANIZER_COPY: &str =
@@ -42,41 +43,28 @@ ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
 impl Site {
     fn new(name: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-inbound-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        for user in ["alice", "bob"] {
-            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
-                .expect("folders");
-        }
-        std::fs::write(dir.join("stores/alice/calendar/budget.ics"), ORGANIZER_COPY)
-            .expect("alice's event");
-        std::fs::write(dir.join("stores/bob/calendar/review.ics"), ATTENDEE_COPY)
-            .expect("bob's event");
-        let users = vec![fixture::user("alice"), fixture::user("bob")];
-        let store = fixture::store(&dir.join("stores"), Layout::Vdir, users);
-        let state = State::open(&dir.join("state.redb")).expect("state");
-        fixture::baseline(&store, &state, NOW);
         let settings = LmtpSection {
             trusted_authserv_ids: vec!["mx.example.com".into()],
             ..fixture::lmtp_settings_secure(true)
         };
-        Site {
-            dir,
-            store,
-            state,
-            settings,
-        }
+        let site = MailSite::new(&format!("inbound-{name}"), &["alice", "bob"], settings);
+        std::fs::write(
+            site.dir.join("stores/alice/calendar/budget.ics"),
+            ORGANIZER_COPY,
+        )
+        .expect("alice's event");
+        std::fs::write(
+            site.dir.join("stores/bob/calendar/review.ics"),
+            ATTENDEE_COPY,
+        )
+        .expect("bob's event");
+        fixture::baseline(&site.store, &site.state, NOW);
+        Site(site)
     }
 
     fn deliver(&self, rcpt: &str, mail: &str) -> Verdict {
-        fixture::deliver(
-            &self.store,
-            &self.state,
-            &self.settings,
-            rcpt,
-            mail.as_bytes(),
-            NOW,
-        )
+        self.0
+            .deliver("sender@example.net", rcpt, mail.as_bytes(), NOW)
     }
 
     fn alice(&self) -> String {
@@ -93,9 +81,8 @@ impl Site {
 impl Drop for Site {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            fixture::assert_valid_files(&self.dir.join("stores"));
+            fixture::assert_valid_files(&self.0.dir.join("stores"));
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -16,7 +16,7 @@
 //! Complaints that are known and explained are listed in [`KNOWN`] and
 //! [`KNOWN_SERVER_PARAMS`], each narrow and with its reason.
 //!
-//! The tools are installed by `.ci/run` (`npm ci` in `tests/interop/`, apt for libical).
+//! The tools are installed by `scripts/test` (`npm ci` in `tests/interop/`, apt for libical).
 //! Without them the test says SKIPPED loudly; with `CI=true` a missing tool fails it.
 
 #[path = "data/imip/fixtures.rs"]
@@ -101,7 +101,7 @@ fn in_ci() -> bool {
 /// Fails in CI, says SKIPPED elsewhere.
 fn missing(tool: &str, why: &str) {
     let text = format!(
-        "{tool} is not available ({why}); `.ci/run` installs it (npm ci in tests/interop, \
+        "{tool} is not available ({why}); `scripts/test` installs it (npm ci in tests/interop, \
          apt-get install gir1.2-ical-3.0 python3-gi)"
     );
     assert!(!in_ci(), "{text}");

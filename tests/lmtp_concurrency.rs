@@ -5,49 +5,34 @@
 use imipd::daemon::serve::{queue_settings, start, MailHandler, Shared};
 use imipd::smtp::{LmtpHandler, ReceivedMessage, RecipientOutcome};
 use imipd::store::state::content_hash;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const ATTENDEES: usize = 12;
 
-struct Site {
-    dir: PathBuf,
+#[path = "support/mod.rs"]
+mod support;
+use support::site::{self, Site};
+
+/// Alice and Bob each organize one meeting with the same outside attendees.
+fn new_site(name: &str) -> Site {
+    let site = Site::new(&format!("concurrency-{name}"), &["alice", "bob"]);
+    for user in ["alice", "bob"] {
+        std::fs::write(site.calendar(user).join("meeting.ics"), event(user)).expect("event");
+    }
+    site.write_config(&site::config(
+        &["alice", "bob"],
+        "",
+        "[queue]\noutbox = \"outbox\"\n\
+         [lmtp]\nlisten = \"127.0.0.1:0\"\nimport_policy = \"nobody\"\n\
+         insecure_trust_from_header = true\n",
+    ));
+    site
 }
 
-impl Site {
-    fn new(name: &str) -> Site {
-        let dir =
-            std::env::temp_dir().join(format!("imipd-concurrency-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut config = String::from("state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\n");
-        for user in ["alice", "bob"] {
-            let folder = dir.join("stores").join(user).join("calendar");
-            std::fs::create_dir_all(&folder).expect("store folder");
-            std::fs::write(folder.join("meeting.ics"), event(user)).expect("event");
-            config.push_str(&format!(
-                "[[user]]\nname = \"{user}\"\naddresses = [\"{user}@example.com\"]\n"
-            ));
-        }
-        config.push_str(
-            "[mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
-             [lmtp]\nlisten = \"127.0.0.1:0\"\nimport_policy = \"nobody\"\n\
-             insecure_trust_from_header = true\n",
-        );
-        std::fs::write(dir.join("imipd.toml"), config).expect("configuration");
-        Site { dir }
-    }
-
-    fn file(&self, user: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("stores/{user}/calendar/meeting.ics")))
-            .expect("organizer's file")
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// `user`'s meeting as stored.
+fn meeting(site: &Site, user: &str) -> String {
+    std::fs::read_to_string(site.calendar(user).join("meeting.ics")).expect("organizer's file")
 }
 
 fn event(user: &str) -> String {
@@ -86,7 +71,7 @@ fn reply(organizer: &str, a: usize) -> ReceivedMessage {
 }
 
 async fn daemon(site: &Site) -> (Arc<Shared>, Arc<MailHandler>) {
-    let shared = start(&site.dir.join("imipd.toml")).await.expect("start");
+    let shared = start(&site.config()).await.expect("start");
     let settings = Arc::new(queue_settings(&shared.config()).expect("settings"));
     let handler = Arc::new(MailHandler::new(shared.clone(), settings));
     (shared, handler)
@@ -94,7 +79,7 @@ async fn daemon(site: &Site) -> (Arc<Shared>, Arc<MailHandler>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_replies_to_one_event_all_land_in_the_file_and_its_baseline() {
-    let site = Site::new("same-event");
+    let site = new_site("same-event");
     let (shared, handler) = daemon(&site).await;
     let mut tasks = tokio::task::JoinSet::new();
     for a in 0..ATTENDEES {
@@ -111,7 +96,7 @@ async fn concurrent_replies_to_one_event_all_land_in_the_file_and_its_baseline()
         );
     }
     for user in ["alice", "bob"] {
-        let file = site.file(user).replace("\r\n ", "");
+        let file = meeting(&site, user).replace("\r\n ", "");
         for a in 0..ATTENDEES {
             assert!(
                 file.lines().any(|l| l.contains("PARTSTAT=ACCEPTED")
@@ -123,7 +108,7 @@ async fn concurrent_replies_to_one_event_all_land_in_the_file_and_its_baseline()
         // imipd knows the file as its own write (nothing will be sent for it).
         let key = format!("{user}/calendar/meeting.ics");
         let record = shared.state.object(&key).expect("state").expect("record");
-        let file = site.file(user);
+        let file = meeting(&site, user);
         assert_eq!(record.baseline.as_deref(), Some(file.as_str()));
         assert_eq!(
             record.written_hash.as_deref(),
@@ -134,7 +119,7 @@ async fn concurrent_replies_to_one_event_all_land_in_the_file_and_its_baseline()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_lock_excludes_every_user_lock() {
-    let site = Site::new("exclusive");
+    let site = new_site("exclusive");
     let (shared, _handler) = daemon(&site).await;
     let inside = Arc::new(AtomicBool::new(false));
     let (s, flag) = (shared.clone(), inside.clone());

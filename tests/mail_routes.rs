@@ -20,85 +20,75 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::dovecot::Dovecot;
-use support::{free_port, Postfix, Sink, TempDir};
+use support::site::{eventually, write_event, Daemon};
+use support::tools::smtp_send;
+use support::{free_port, Postfix, Sink, Site};
 
 /// Settings these routing tests need from the inbound policy (see the module doc).
 const CLOSED_SETUP: &str = "insecure_trust_from_header = true\nimport_policy = \"everyone\"\n";
 
 /// One imipd instance on a vdir store.
 struct Imipd {
-    dir: PathBuf,
-    child: Option<Child>,
+    site: Site,
+    daemon: Option<Daemon>,
     lmtp_port: u16,
 }
 
 impl Imipd {
-    /// `users` as (folder, address); `extra_lmtp` goes into `[lmtp]`, `extra` at the end.
-    fn new(
-        dir: PathBuf,
-        users: &[(&str, &str)],
-        relay: u16,
-        extra_lmtp: &str,
-        extra: &str,
-    ) -> Imipd {
+    /// `users` as (folder, address); `extra_lmtp` goes into `[lmtp]`. The relay port is
+    /// 0 until [`Imipd::relay_through`] names the Postfix.
+    fn new(label: &str, users: &[(&str, &str)], extra_lmtp: &str) -> Imipd {
+        let site = Site::new(label, &[]);
         let lmtp_port = free_port();
         let mut config = String::from(
             "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\ngroup = \"nogroup\"\n\
              [store]\nroot = \"stores\"\ndebounce_ms = 50\n",
         );
         for (name, address) in users {
-            std::fs::create_dir_all(dir.join("stores").join(name).join("calendar")).expect("store");
+            std::fs::create_dir_all(site.calendar(name)).expect("store");
             config.push_str(&format!(
                 "[[user]]\nname = \"{name}\"\naddresses = [\"{address}\"]\n"
             ));
         }
         config.push_str(&format!(
             "[mail]\ndomain = \"example.com\"\n\
-             [relay]\nhost = \"127.0.0.1\"\nport = {relay}\ntls = \"none\"\ntimeout = 10\n\
+             [relay]\nhost = \"127.0.0.1\"\nport = 0\ntls = \"none\"\ntimeout = 10\n\
              [queue]\nfirst_retry_delay = 1\nmax_retry_delay = 1\n\
-             [lmtp]\nlisten = \"127.0.0.1:{lmtp_port}\"\n{CLOSED_SETUP}{extra_lmtp}{extra}"
+             [lmtp]\nlisten = \"127.0.0.1:{lmtp_port}\"\n{CLOSED_SETUP}{extra_lmtp}"
         ));
-        std::fs::write(dir.join("imipd.toml"), config).expect("config");
+        site.write_config(&config);
         // The pipe programs run as nobody: the configuration must be readable.
-        for p in [dir.as_path(), dir.parent().unwrap_or(Path::new("/"))] {
-            let _ =
-                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-        }
+        let _ = std::fs::set_permissions(
+            &site.dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        );
         Imipd {
-            dir,
-            child: None,
+            site,
+            daemon: None,
             lmtp_port,
         }
     }
 
     fn config(&self) -> PathBuf {
-        self.dir.join("imipd.toml")
+        self.site.config()
+    }
+
+    /// Sends outgoing mail through `postfix`.
+    fn relay_through(&self, postfix: &Postfix) {
+        self.site.replace_in_config(
+            "port = 0\n",
+            &format!("port = {}\n", postfix.smtp_addr().port()),
+        );
     }
 
     fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.config())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.join("serve.log"))
-                    .expect("log"),
-            )
-            .spawn()
-            .expect("imipd binary");
-        self.child = Some(child);
+        self.daemon = Some(Daemon::new(self.site.serve_appending(&[])));
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.dir.join("control.sock").exists()
+        while !self.site.dir.join("control.sock").exists()
             || TcpStream::connect(("127.0.0.1", self.lmtp_port)).is_err()
         {
             assert!(
@@ -111,11 +101,8 @@ impl Imipd {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop();
         }
     }
 
@@ -124,11 +111,11 @@ impl Imipd {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+        self.site.log()
     }
 
     fn calendar(&self, user: &str) -> PathBuf {
-        self.dir.join("stores").join(user).join("calendar")
+        self.site.calendar(user)
     }
 
     /// The text of `user`'s only object with `uid`, if there is one.
@@ -160,12 +147,6 @@ impl Imipd {
     }
 }
 
-impl Drop for Imipd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The PARTSTAT of `address` in an iCalendar text (folded lines joined).
 fn partstat(text: &str, address: &str) -> Option<String> {
     let unfolded = text.replace("\r\n ", "").replace("\n ", "");
@@ -188,51 +169,6 @@ fn accepted(imipd: &Imipd, user: &str, uid: &str, address: &str) -> bool {
     imipd
         .object(user, uid)
         .is_some_and(|t| partstat(&t, address).as_deref() == Some("ACCEPTED"))
-}
-
-fn eventually(what: &str, log: impl Fn() -> String, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sends one message over SMTP to `port` (a Postfix smtpd).
-fn smtp_send(port: u16, from: &str, to: &[&str], message: &str) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("smtpd");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut writer = stream;
-    let mut expect = |code: &str| loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("reply");
-        assert!(line.starts_with(code), "expected {code}, got {line:?}");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            break;
-        }
-    };
-    expect("220");
-    let mut say = |line: &str, code: &str, writer: &mut TcpStream| {
-        writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        expect(code);
-    };
-    say("EHLO example.net", "250", &mut writer);
-    say(&format!("MAIL FROM:<{from}>"), "250", &mut writer);
-    for rcpt in to {
-        say(&format!("RCPT TO:<{rcpt}>"), "250", &mut writer);
-    }
-    say("DATA", "354", &mut writer);
-    say(&format!("{message}.\r"), "250", &mut writer);
-    let _ = writer.write_all(b"QUIT\r\n");
 }
 
 fn event(uid: &str, organizer: &str, attendee: &str) -> String {
@@ -280,15 +216,60 @@ fn contains_unchanged(stored: &[u8], sent: &str) -> bool {
     stored.contains(&body.replace("\r\n", "\n"))
 }
 
+/// Carol sends `method` for `uid` to `organizer` through `postfix`; the message sent.
+fn carol_sends(postfix: &Postfix, method: &str, uid: &str, organizer: &str, id: &str) -> String {
+    let message = answer(method, uid, organizer, "carol@example.net", id);
+    smtp_send(
+        postfix.smtp_addr().port(),
+        "carol@example.net",
+        &[organizer],
+        &message,
+    );
+    message
+}
+
+/// Carol accepts Alice's `uid` by mail: the answer reaches Alice's calendar and,
+/// unchanged, her inbox; then Carol's plain mail reaches the inbox too.
+fn carol_accepts_then_writes_plain_mail(
+    imipd: &Imipd,
+    postfix: &Postfix,
+    dovecot: &Dovecot,
+    uid: &str,
+    id: &str,
+) {
+    let reply = carol_sends(postfix, "REPLY", uid, "alice@example.com", id);
+    let log = || format!("{}\n{}\n{}", imipd.log(), dovecot.log(), postfix.log());
+    eventually("the answer is in alice's calendar", log, || {
+        accepted(imipd, "alice", uid, "carol@example.net")
+    });
+    eventually("the REPLY is in alice's inbox", log, || {
+        dovecot
+            .inbox("alice")
+            .iter()
+            .any(|m| contains_unchanged(m, &reply))
+    });
+    smtp_send(
+        postfix.smtp_addr().port(),
+        "carol@example.net",
+        &["alice@example.com"],
+        &plain("alice@example.com"),
+    );
+    eventually("the plain mail is in the inbox", log, || {
+        dovecot
+            .inbox("alice")
+            .iter()
+            .any(|m| String::from_utf8_lossy(m).contains("Shall we have lunch?"))
+    });
+}
+
 /// Alice (organizer) invited Carol; the invitation went out to the sink.
 fn alice_invites_carol(imipd: &Imipd, sink: &Sink, uid: &str, alice: &str) {
     let calendar = imipd.calendar("alice");
-    std::fs::write(
-        calendar.join(".p.tmp"),
-        event(uid, alice, "carol@example.net"),
-    )
-    .expect("write");
-    std::fs::rename(calendar.join(".p.tmp"), calendar.join("planning.ics")).expect("rename");
+    write_event(
+        &calendar,
+        "planning.ics",
+        &event(uid, alice, "carol@example.net"),
+    );
     eventually(
         "the invitation reaches the outside",
         || imipd.log(),
@@ -302,7 +283,6 @@ fn alice_invites_carol(imipd: &Imipd, sink: &Sink, uid: &str, alice: &str) {
 
 #[test]
 fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once() {
-    let site = TempDir::new("route-sieve");
     let sink = Sink::start();
     let dovecot_script = "require [\"vnd.dovecot.pipe\", \"copy\", \"envelope\", \"variables\", \"mime\"];\n\
         if header :mime :anychild :contains \"Content-Type\" [\"text/calendar\", \"application/ics\"] {\n\
@@ -313,70 +293,18 @@ fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once()
         .route("example.com", &dovecot.nexthop())
         .relayhost(sink.addr())
         .start();
-    let mut imipd = Imipd::new(
-        site.join("imipd"),
-        &[("alice", "alice@example.com")],
-        postfix.smtp_addr().port(),
-        "",
-        "",
-    );
+    let mut imipd = Imipd::new("route-sieve", &[("alice", "alice@example.com")], "");
+    imipd.relay_through(&postfix);
     imipd.deliver_program(&dovecot.pipe_dir());
     imipd.start();
     alice_invites_carol(&imipd, &sink, "sieve-1", "alice@example.com");
 
-    let reply = answer(
-        "REPLY",
-        "sieve-1",
-        "alice@example.com",
-        "carol@example.net",
-        "r1",
-    );
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@example.com"],
-        &reply,
-    );
+    carol_accepts_then_writes_plain_mail(&imipd, &postfix, &dovecot, "sieve-1", "r1");
     let log = || format!("{}\n{}\n{}", imipd.log(), dovecot.log(), postfix.log());
-    eventually("the answer is in alice's calendar", log, || {
-        accepted(&imipd, "alice", "sieve-1", "carol@example.net")
-    });
-    eventually("the REPLY is in alice's inbox", log, || {
-        dovecot
-            .inbox("alice")
-            .iter()
-            .any(|m| contains_unchanged(m, &reply))
-    });
-
-    // A plain mail: in the inbox, imipd never sees it.
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@example.com"],
-        &plain("alice@example.com"),
-    );
-    eventually("the plain mail is in the inbox", log, || {
-        dovecot
-            .inbox("alice")
-            .iter()
-            .any(|m| String::from_utf8_lossy(m).contains("Shall we have lunch?"))
-    });
 
     // A counter-proposal: the organizer decides; it is in the inbox, the event unchanged.
     let before = imipd.object("alice", "sieve-1").expect("copy");
-    let counter = answer(
-        "COUNTER",
-        "sieve-1",
-        "alice@example.com",
-        "carol@example.net",
-        "c1",
-    );
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@example.com"],
-        &counter,
-    );
+    let counter = carol_sends(&postfix, "COUNTER", "sieve-1", "alice@example.com", "c1");
     eventually("the COUNTER is in the inbox", log, || {
         dovecot
             .inbox("alice")
@@ -406,15 +334,12 @@ fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once()
 
 #[test]
 fn postfix_bcc_copy_reaches_imipd_and_the_inbox_and_plain_copies_are_dropped() {
-    let site = TempDir::new("route-bcc");
     let sink = Sink::start();
     let dovecot = Dovecot::start(&["alice@example.com"], None);
     let mut imipd = Imipd::new(
-        site.join("imipd"),
+        "route-bcc",
         &[("alice", "alice@example.com")],
-        0,
         "copy_domain = \"imipd.invalid\"\n",
-        "",
     );
     let postfix = Postfix::builder()
         .route("example.com", &dovecot.nexthop())
@@ -426,53 +351,12 @@ fn postfix_bcc_copy_reaches_imipd_and_the_inbox_and_plain_copies_are_dropped() {
         )
         .start();
     // The relay is the Postfix that was started after the configuration was written.
-    let config = std::fs::read_to_string(imipd.config()).expect("config");
-    std::fs::write(
-        imipd.config(),
-        config.replace(
-            "port = 0\n",
-            &format!("port = {}\n", postfix.smtp_addr().port()),
-        ),
-    )
-    .expect("config");
+    imipd.relay_through(&postfix);
     imipd.start();
     alice_invites_carol(&imipd, &sink, "bcc-1", "alice@example.com");
 
-    let reply = answer(
-        "REPLY",
-        "bcc-1",
-        "alice@example.com",
-        "carol@example.net",
-        "r2",
-    );
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@example.com"],
-        &reply,
-    );
+    carol_accepts_then_writes_plain_mail(&imipd, &postfix, &dovecot, "bcc-1", "r2");
     let log = || format!("{}\n{}\n{}", imipd.log(), dovecot.log(), postfix.log());
-    eventually("the answer is in alice's calendar", log, || {
-        accepted(&imipd, "alice", "bcc-1", "carol@example.net")
-    });
-    eventually("the REPLY is in alice's inbox", log, || {
-        dovecot
-            .inbox("alice")
-            .iter()
-            .any(|m| contains_unchanged(m, &reply))
-    });
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@example.com"],
-        &plain("alice@example.com"),
-    );
-    eventually("the plain mail is in the inbox", log, || {
-        dovecot
-            .inbox("alice")
-            .iter()
-            .any(|m| String::from_utf8_lossy(m).contains("Shall we have lunch?"))
-    });
     eventually("imipd dropped the plain copy", log, || {
         imipd.log().contains("not calendar mail")
     });
@@ -486,42 +370,25 @@ fn postfix_bcc_copy_reaches_imipd_and_the_inbox_and_plain_copies_are_dropped() {
 
 #[test]
 fn a_dedicated_calendar_domain_is_routed_to_imipd() {
-    let site = TempDir::new("route-domain");
     let sink = Sink::start();
     let mut imipd = Imipd::new(
-        site.join("imipd"),
+        "route-domain",
         &[("alice", "alice@calendar.example.com")],
-        0,
-        "",
         "",
     );
     let postfix = Postfix::builder()
         .route("calendar.example.com", &imipd.nexthop())
         .relayhost(sink.addr())
         .start();
-    let config = std::fs::read_to_string(imipd.config()).expect("config");
-    std::fs::write(
-        imipd.config(),
-        config.replace(
-            "port = 0\n",
-            &format!("port = {}\n", postfix.smtp_addr().port()),
-        ),
-    )
-    .expect("config");
+    imipd.relay_through(&postfix);
     imipd.start();
     alice_invites_carol(&imipd, &sink, "domain-1", "alice@calendar.example.com");
-    let reply = answer(
+    carol_sends(
+        &postfix,
         "REPLY",
         "domain-1",
         "alice@calendar.example.com",
-        "carol@example.net",
         "r3",
-    );
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@calendar.example.com"],
-        &reply,
     );
     eventually(
         "the answer is in alice's calendar",
@@ -532,15 +399,8 @@ fn a_dedicated_calendar_domain_is_routed_to_imipd() {
 
 #[test]
 fn deliver_exits_75_while_the_daemon_is_stopped_and_the_mta_retry_applies_once() {
-    let site = TempDir::new("route-pipe");
     let sink = Sink::start();
-    let mut imipd = Imipd::new(
-        site.join("imipd"),
-        &[("alice", "alice@example.com")],
-        0,
-        "",
-        "",
-    );
+    let mut imipd = Imipd::new("route-pipe", &[("alice", "alice@example.com")], "");
     let pipe = format!(
         "imipd unix - n n - - pipe flags=R user=nobody argv={} deliver --config {} --rcpt ${{recipient}}",
         env!("CARGO_BIN_EXE_imipd"),
@@ -552,32 +412,12 @@ fn deliver_exits_75_while_the_daemon_is_stopped_and_the_mta_retry_applies_once()
         .service(&pipe)
         .set("imipd_destination_recipient_limit", "1")
         .start();
-    let config = std::fs::read_to_string(imipd.config()).expect("config");
-    std::fs::write(
-        imipd.config(),
-        config.replace(
-            "port = 0\n",
-            &format!("port = {}\n", postfix.smtp_addr().port()),
-        ),
-    )
-    .expect("config");
+    imipd.relay_through(&postfix);
     imipd.start();
     alice_invites_carol(&imipd, &sink, "pipe-1", "alice@example.com");
     imipd.stop();
 
-    let reply = answer(
-        "REPLY",
-        "pipe-1",
-        "alice@example.com",
-        "carol@example.net",
-        "r4",
-    );
-    smtp_send(
-        postfix.smtp_addr().port(),
-        "carol@example.net",
-        &["alice@example.com"],
-        &reply,
-    );
+    carol_sends(&postfix, "REPLY", "pipe-1", "alice@example.com", "r4");
     postfix.wait_for_log(&["status=deferred", "not running"], Duration::from_secs(30));
     assert!(!accepted(&imipd, "alice", "pipe-1", "carol@example.net"));
 
@@ -599,10 +439,9 @@ fn deliver_exits_75_while_the_daemon_is_stopped_and_the_mta_retry_applies_once()
 
 #[test]
 fn two_instances_behind_one_postfix_schedule_with_each_other_by_mail() {
-    let site = TempDir::new("route-two");
     let sink = Sink::start();
-    let mut a = Imipd::new(site.join("a"), &[("alice", "alice@example.com")], 0, "", "");
-    let mut b = Imipd::new(site.join("b"), &[("bob", "bob@example.com")], 0, "", "");
+    let mut a = Imipd::new("route-two-a", &[("alice", "alice@example.com")], "");
+    let mut b = Imipd::new("route-two-b", &[("bob", "bob@example.com")], "");
     let routes = format!(
         "inline:{{ alice@example.com={}, bob@example.com={}, imipd-bounces@example.com={} }}",
         a.nexthop(),
@@ -614,27 +453,17 @@ fn two_instances_behind_one_postfix_schedule_with_each_other_by_mail() {
         .set("relay_domains", "example.com")
         .set("transport_maps", &routes)
         .start();
-    for imipd in [&a, &b] {
-        let config = std::fs::read_to_string(imipd.config()).expect("config");
-        std::fs::write(
-            imipd.config(),
-            config.replace(
-                "port = 0\n",
-                &format!("port = {}\n", postfix.smtp_addr().port()),
-            ),
-        )
-        .expect("config");
-    }
+    a.relay_through(&postfix);
+    b.relay_through(&postfix);
     a.start();
     b.start();
     // Alice (instance a) invites Bob (instance b): b does not know alice, so it is mail.
     let calendar = a.calendar("alice");
-    std::fs::write(
-        calendar.join(".t.tmp"),
-        event("two-1", "alice@example.com", "bob@example.com"),
-    )
-    .expect("write");
-    std::fs::rename(calendar.join(".t.tmp"), calendar.join("planning.ics")).expect("rename");
+    write_event(
+        &calendar,
+        "planning.ics",
+        &event("two-1", "alice@example.com", "bob@example.com"),
+    );
     let log = || format!("{}\n{}\n{}", a.log(), b.log(), postfix.log());
     eventually("bob has the invitation", log, || {
         b.object("bob", "two-1").is_some()
@@ -664,8 +493,9 @@ fn two_instances_behind_one_postfix_schedule_with_each_other_by_mail() {
     );
     std::fs::write(bob_file.with_extension("tmp"), &answered).expect("write");
     std::fs::rename(bob_file.with_extension("tmp"), &bob_file).expect("rename");
+    // The file is written before the daemon logs it: wait for both.
     eventually("alice sees bob's answer", log, || {
-        accepted(&a, "alice", "two-1", "bob@example.com")
+        accepted(&a, "alice", "two-1", "bob@example.com") && a.log().contains("REPLY applied")
     });
     // The decision is logged after the file is written: wait for the line too.
     eventually("a logs the answer", log, || {

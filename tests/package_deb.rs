@@ -33,7 +33,7 @@ fn build_deb(scratch: &Path) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_cargo_deb {
-        assert!(!in_ci(), "cargo-deb is missing: .ci/run installs it");
+        assert!(!in_ci(), "cargo-deb is missing: scripts/test installs it");
         eprintln!("SKIPPED: cargo-deb is not installed (cargo install cargo-deb)");
         return None;
     }

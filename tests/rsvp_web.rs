@@ -6,81 +6,51 @@
 //! organizer's copy; pressing again changes nothing; altered, expired, removed and
 //! cancelled links each get their own page; a hostile SUMMARY stays text.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::site::{self, write_event, Daemon};
+use support::{free_port, Site};
 
-/// A folder with a store, configuration and outbox, and the web port.
-struct Site {
-    dir: PathBuf,
+/// Alice's site (store, configuration, outbox) with the RSVP page on `port`.
+struct Web {
+    site: Site,
     port: u16,
 }
 
-impl Site {
-    fn new(name: &str) -> Site {
-        let dir = std::env::temp_dir().join(format!("imipd-rsvp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("stores/alice/calendar")).expect("store folders");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
+impl std::ops::Deref for Web {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl Web {
+    fn new(name: &str) -> Web {
+        let site = Site::new(&format!("rsvp-{name}"), &["alice"]);
+        let port = free_port();
+        site.write_config(&site::config(
+            &["alice"],
+            "debounce_ms = 50\n",
+            &format!(
+                "[queue]\noutbox = \"outbox\"\n\
                  [web]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n"
             ),
-        )
-        .expect("configuration");
-        Site { dir, port }
-    }
-
-    fn serve(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("imipd binary")
+        ));
+        Web { site, port }
     }
 
     fn outbox(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = std::fs::read_dir(self.dir.join("outbox"))
-            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        out.retain(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        });
-        out.sort();
-        out
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+        self.files("outbox")
     }
 
     fn calendar(&self) -> PathBuf {
-        self.dir.join("stores/alice/calendar")
-    }
-
-    /// Waits (bounded) until `check` holds; the bound is a deadlock guard.
-    fn eventually(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen; daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        self.site.calendar("alice")
     }
 
     /// Starts the daemon and waits until it runs.
@@ -88,8 +58,7 @@ impl Site {
     /// READY comes before the file watcher is set up, so a file saved at once could be
     /// missed until the next rescan: a warm-up file is saved until the daemon saw it.
     fn start(&self) -> Daemon {
-        let child = self.serve();
-        self.eventually("startup", || self.log().contains("imipd is running"));
+        let daemon = self.site.start();
         let deadline = Instant::now() + Duration::from_secs(30);
         for round in 0.. {
             let note = format!(
@@ -108,7 +77,7 @@ impl Site {
                 self.log()
             );
         }
-        Daemon(child)
+        daemon
     }
 
     /// Writes `text` as `name` into alice's calendar and waits for the `n`th email.
@@ -139,37 +108,6 @@ impl Site {
             })
             .unwrap_or_else(|| panic!("no email to {rcpt}"))
     }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The daemon process, stopped with SIGTERM when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-fn write_event(dir: &Path, name: &str, text: &str) {
-    let temp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temp, text).expect("write");
-    std::fs::rename(&temp, dir.join(name)).expect("rename");
 }
 
 fn event(uid: &str, summary: &str, times: &str, extra: &str) -> String {
@@ -243,7 +181,7 @@ fn unfolded(path: &Path) -> String {
 
 #[test]
 fn a_link_scanner_changes_nothing_and_only_the_post_answers_once() {
-    let site = Site::new("scanner");
+    let site = Web::new("scanner");
     let _daemon = site.start();
     site.save_and_wait("lunch.ics", &event("lunch-1", "Lunch", LATER, ""), 2);
     let invitation = site.email_to("carol@example.net", "lunch-1");
@@ -314,7 +252,7 @@ fn a_link_scanner_changes_nothing_and_only_the_post_answers_once() {
 
 #[test]
 fn invitations_carry_links_only_for_attendees_asked_to_answer() {
-    let site = Site::new("links");
+    let site = Web::new("links");
     let _daemon = site.start();
     site.save_and_wait("lunch.ics", &event("lunch-2", "Lunch", LATER, ""), 2);
     let (text, html) = bodies(&site.email_to("carol@example.net", "lunch-2"));
@@ -337,7 +275,7 @@ fn invitations_carry_links_only_for_attendees_asked_to_answer() {
 
 #[test]
 fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
-    let site = Site::new("refusals");
+    let site = Web::new("refusals");
     let _daemon = site.start();
 
     // Altered: one character of the signature changed.
@@ -414,7 +352,7 @@ fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
 
 #[test]
 fn a_hostile_summary_is_text_and_floods_are_turned_away() {
-    let site = Site::new("hostile");
+    let site = Web::new("hostile");
     let _daemon = site.start();
     site.save_and_wait(
         "x.ics",
@@ -468,7 +406,7 @@ fn browser_available() -> bool {
     }
     let missing = format!(
         "chromium: {chromium}, chromium-driver: {driver}, selenium: {selenium} \
-         (apt-get install chromium chromium-driver; pip install selenium; see .ci/run)"
+         (apt-get install chromium chromium-driver; pip install selenium; see scripts/test)"
     );
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
@@ -498,7 +436,7 @@ fn a_person_presses_accept_in_a_real_browser_and_the_organizer_sees_it() {
     if !browser_available() {
         return;
     }
-    let site = Site::new("browser");
+    let site = Web::new("browser");
     let _daemon = site.start();
     site.save_and_wait("lunch.ics", &event("lunch-b", "Team lunch", LATER, ""), 2);
     let invitation = site.email_to("carol@example.net", "lunch-b");
@@ -549,7 +487,7 @@ fn a_person_presses_accept_in_a_real_browser_and_the_organizer_sees_it() {
 
 #[test]
 fn a_link_from_an_older_version_answers_the_current_one() {
-    let site = Site::new("sequence");
+    let site = Web::new("sequence");
     let _daemon = site.start();
     site.save_and_wait("m.ics", &event("m", "Planning", LATER, ""), 2);
     let old_link = path_of(&link(&site.email_to("carol@example.net", "m"), "tentative"));

@@ -154,6 +154,52 @@ impl Site {
         outcomes.remove(0)
     }
 
+    /// Delivers `mail` to `rcpt` (Alice or Bob): refused, the reason naming
+    /// `reason`, and that copy byte for byte unchanged.
+    async fn refuses(
+        &self,
+        rcpt: &str,
+        mail_from: &str,
+        client_ip: &str,
+        mail: &str,
+        reason: &str,
+    ) {
+        let outcome = self.deliver(rcpt, mail_from, client_ip, mail).await;
+        assert_refused(&outcome, reason);
+        self.assert_unchanged(rcpt);
+    }
+
+    /// [`Site::refuses`] for mail to Alice from the attacker's server and envelope.
+    async fn refuses_from_attacker(&self, mail: &str, reason: &str) {
+        self.refuses(
+            "alice@example.com",
+            "attacker@evil.net",
+            ATTACKER,
+            mail,
+            reason,
+        )
+        .await;
+    }
+
+    /// Delivers `mail` to `rcpt` (Alice or Bob): accepted, ignored, that copy byte for
+    /// byte unchanged.
+    async fn ignores(&self, rcpt: &str, mail_from: &str, client_ip: &str, mail: &str) {
+        let outcome = self.deliver(rcpt, mail_from, client_ip, mail).await;
+        match &outcome {
+            RecipientOutcome::Accepted(text) => assert!(text.starts_with("ignored"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        self.assert_unchanged(rcpt);
+    }
+
+    fn assert_unchanged(&self, rcpt: &str) {
+        match rcpt {
+            "alice@example.com" => assert_eq!(self.alice(), ALICE_COPY),
+            "bob@example.com" => assert_eq!(self.bob(), BOB_COPY),
+            other => panic!("no copy kept for {other}"),
+        }
+    }
+
     fn alice(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stores/alice/calendar/budget.ics"))
             .expect("alice's copy")
@@ -181,6 +227,12 @@ fn email(headers: &str, from: &str, id: &str, method: &str, body: &str) -> Strin
          BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Client//EN\r\nMETHOD:{method}\r\nBEGIN:VEVENT\r\n\
          {body}END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
+}
+
+/// Carol's answer (`partstat`) to Alice's meeting as written by `from`, with
+/// `headers` on top and Message-ID `id`.
+fn carols_answer(headers: &str, from: &str, id: &str, partstat: &str) -> String {
+    email(headers, from, id, "REPLY", &carols_reply(partstat))
 }
 
 fn carols_reply(partstat: &str) -> String {
@@ -231,11 +283,14 @@ async fn a_forged_organizer_cancel_is_refused() {
         "CANCEL",
         DAVES_CANCEL,
     );
-    let outcome = site
-        .deliver("bob@example.com", "attacker@evil.net", ATTACKER, &mail)
-        .await;
-    assert_refused(&outcome, "dkim=none");
-    assert_eq!(site.bob(), BOB_COPY);
+    site.refuses(
+        "bob@example.com",
+        "attacker@evil.net",
+        ATTACKER,
+        &mail,
+        "dkim=none",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,81 +304,57 @@ async fn a_forged_reschedule_is_refused() {
         DAVES_RESCHEDULE,
     );
     // Even with Dave's own domain as envelope sender: SPF fails from this client.
-    let outcome = site
-        .deliver("bob@example.com", "dave@example.net", ATTACKER, &mail)
-        .await;
-    assert_refused(&outcome, "spf=fail");
-    assert_eq!(site.bob(), BOB_COPY);
+    site.refuses(
+        "bob@example.com",
+        "dave@example.net",
+        ATTACKER,
+        &mail,
+        "spf=fail",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_attendee_reply_is_refused() {
     let site = Site::new("forged-reply").await;
-    let mail = email(
-        "",
-        "carol@example.net",
-        "r1@evil.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
-    );
-    let outcome = site
-        .deliver("alice@example.com", "attacker@evil.net", ATTACKER, &mail)
-        .await;
-    assert_refused(&outcome, "dmarc=fail");
-    assert_eq!(site.alice(), ALICE_COPY);
+    let mail = carols_answer("", "carol@example.net", "r1@evil.net", "DECLINED");
+    site.refuses_from_attacker(&mail, "dmarc=fail").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_signed_by_another_domain_is_refused() {
     let site = Site::new("other-domain").await;
-    let mail = email(
-        "",
-        "carol@example.net",
-        "r2@evil.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
-    );
+    let mail = carols_answer("", "carol@example.net", "r2@evil.net", "DECLINED");
     // A valid signature, and SPF passes for evil.net: neither is about example.net.
     let signed = site.evil_net.sign("evil.net", "s1", &mail);
-    let outcome = site
-        .deliver("alice@example.com", "bounce@evil.net", ATTACKER, &signed)
-        .await;
-    assert_refused(&outcome, "d=evil.net (not aligned");
-    assert_eq!(site.alice(), ALICE_COPY);
+    site.refuses(
+        "alice@example.com",
+        "bounce@evil.net",
+        ATTACKER,
+        &signed,
+        "d=evil.net (not aligned",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_dmarc_pass_without_header_from_is_refused() {
     let site = Site::new("dmarc-no-from").await;
-    let mail = email(
+    let mail = carols_answer(
         "Authentication-Results: mx.example.com; dmarc=pass\r\n",
         "carol@example.net",
         "r3@evil.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
+        "DECLINED",
     );
-    let outcome = site
-        .deliver("alice@example.com", "attacker@evil.net", ATTACKER, &mail)
+    site.refuses_from_attacker(&mail, "Authentication-Results of mx.example.com")
         .await;
-    assert_refused(&outcome, "Authentication-Results of mx.example.com");
-    assert_eq!(site.alice(), ALICE_COPY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_dkim_pass_for_another_signing_domain_is_refused() {
     let site = Site::new("dkim-identity").await;
-    let mail = email(
-        "Authentication-Results: mx.example.com; dkim=pass header.d=evil.net header.i=@example.net\r\n",
-        "carol@example.net",
-        "r4@evil.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
-    );
-    let outcome = site
-        .deliver("alice@example.com", "attacker@evil.net", ATTACKER, &mail)
-        .await;
-    assert_refused(&outcome, "dkim=pass");
-    assert_eq!(site.alice(), ALICE_COPY);
+    let mail = carols_answer("Authentication-Results: mx.example.com; dkim=pass header.d=evil.net header.i=@example.net\r\n", "carol@example.net", "r4@evil.net", "DECLINED");
+    site.refuses_from_attacker(&mail, "dkim=pass").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,76 +362,47 @@ async fn an_authentication_results_header_the_sender_put_below_the_mtas_is_ignor
     let site = Site::new("below").await;
     // What the MTA wrote on top (its Received line, then its own verdict), and the
     // sender's forged copy under it.
-    let mail = email(
-        "Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix) with ESMTP id 1\r\n\
+    let headers = "Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix) with ESMTP id 1\r\n\
          \tfor <alice@example.com>; Mon, 1 Apr 2030 10:00:00 +0000\r\n\
          Authentication-Results: mx.example.com; dkim=none; dmarc=fail header.from=example.net\r\n\
-         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n",
-        "carol@example.net",
-        "r5@evil.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
-    );
-    let outcome = site
-        .deliver("alice@example.com", "attacker@evil.net", ATTACKER, &mail)
-        .await;
-    assert_refused(&outcome, "dmarc=fail");
-    assert_eq!(site.alice(), ALICE_COPY);
+         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n";
+    let mail = carols_answer(headers, "carol@example.net", "r5@evil.net", "DECLINED");
+    site.refuses_from_attacker(&mail, "dmarc=fail").await;
 
     // With no verdict of its own, a copy under a second Received line is the sender's:
     // imipd checks for itself, and the mail is unsigned.
-    let deeper = email(
-        "Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix); Mon, 1 Apr 2030 10:00:00 +0000\r\n\
+    let headers = "Received: from client.example ([203.0.113.66]) by mx.example.com (Postfix); Mon, 1 Apr 2030 10:00:00 +0000\r\n\
          Received: from laptop by client.example; Mon, 1 Apr 2030 09:59:00 +0000\r\n\
-         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n",
-        "carol@example.net",
-        "r6@evil.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
-    );
-    let outcome = site
-        .deliver("alice@example.com", "attacker@evil.net", ATTACKER, &deeper)
-        .await;
-    assert_refused(
-        &outcome,
+         Authentication-Results: mx.example.com; dmarc=pass header.from=example.net\r\n";
+    let deeper = carols_answer(headers, "carol@example.net", "r6@evil.net", "DECLINED");
+    site.refuses_from_attacker(
+        &deeper,
         "dkim=none (no signature); spf=pass (evil.net); dmarc=fail (checked by imipd)",
-    );
-    assert_eq!(site.alice(), ALICE_COPY);
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_signature_on_a_body_altered_after_signing_is_refused() {
     let site = Site::new("altered").await;
-    let mail = email(
-        "",
-        "carol@example.net",
-        "r7@example.net",
-        "REPLY",
-        &carols_reply("ACCEPTED"),
-    );
+    let mail = carols_answer("", "carol@example.net", "r7@example.net", "ACCEPTED");
     let signed = site.example_net.sign("example.net", "s1", &mail);
     let altered = signed.replace("PARTSTAT=ACCEPTED", "PARTSTAT=DECLINED");
     assert_ne!(altered, signed);
-    let outcome = site
-        .deliver("alice@example.com", "carol@example.net", ATTACKER, &altered)
-        .await;
-    assert_refused(
-        &outcome,
+    site.refuses(
+        "alice@example.com",
+        "carol@example.net",
+        ATTACKER,
+        &altered,
         "dkim=neutral d=example.net (calculated body hash does not match",
-    );
-    assert_eq!(site.alice(), ALICE_COPY);
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_dns_down_a_signed_reply_is_deferred_and_applied_once_dns_is_back() {
     let mut site = Site::new("dns-down").await;
-    let mail = email(
-        "",
-        "carol@example.net",
-        "r8@example.net",
-        "REPLY",
-        &carols_reply("ACCEPTED"),
-    );
+    let mail = carols_answer("", "carol@example.net", "r8@example.net", "ACCEPTED");
     let signed = site.example_net.sign("example.net", "s1", &mail);
     site.dns.stop();
     let outcome = site
@@ -438,12 +440,11 @@ async fn with_dns_down_a_signed_reply_is_deferred_and_applied_once_dns_is_back()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correctly_signed_aligned_reply_is_applied() {
     let site = Site::new("signed").await;
-    let mail = email(
+    let mail = carols_answer(
         "",
         "Carol <carol@example.net>",
         "r9@example.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
+        "DECLINED",
     );
     let signed = site.example_net.sign("example.net", "s1", &mail);
     // Relayed by a mailing list's server: SPF is not example.net's, DKIM carries it.
@@ -461,13 +462,7 @@ async fn a_correctly_signed_aligned_reply_is_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_reply_from_the_domains_own_server_passes_dmarc_through_spf() {
     let site = Site::new("spf").await;
-    let mail = email(
-        "",
-        "carol@example.net",
-        "r10@example.net",
-        "REPLY",
-        &carols_reply("TENTATIVE"),
-    );
+    let mail = carols_answer("", "carol@example.net", "r10@example.net", "TENTATIVE");
     // The client address comes from XFORWARD: the server example.net's SPF names.
     let outcome = site
         .deliver("alice@example.com", "carol@example.net", GOOD_SERVER, &mail)
@@ -480,27 +475,15 @@ async fn an_unsigned_reply_from_the_domains_own_server_passes_dmarc_through_spf(
 async fn a_forged_reply_speaking_for_another_attendee_is_refused_even_when_signed() {
     let site = Site::new("speaks-for").await;
     // Dave is authenticated, but answers for Carol.
-    let mail = email(
-        "",
-        "dave@example.net",
-        "r11@example.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
-    );
+    let mail = carols_answer("", "dave@example.net", "r11@example.net", "DECLINED");
     let signed = site.example_net.sign("example.net", "s1", &mail);
-    let outcome = site
-        .deliver(
-            "alice@example.com",
-            "dave@example.net",
-            GOOD_SERVER,
-            &signed,
-        )
-        .await;
-    match &outcome {
-        RecipientOutcome::Accepted(text) => assert!(text.starts_with("ignored"), "{text}"),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(site.alice(), ALICE_COPY);
+    site.ignores(
+        "alice@example.com",
+        "dave@example.net",
+        GOOD_SERVER,
+        &signed,
+    )
+    .await;
 }
 
 const NEW_INVITATION: &str = "UID:offsite-7\r\nDTSTAMP:20300102T090000Z\r\nSEQUENCE:0\r\n\
@@ -592,38 +575,29 @@ async fn a_sent_by_of_another_domain_is_not_taken_even_when_signed() {
     );
     let mail = email("", "mallory@evil.net", "c3@evil.net", "CANCEL", &cancel);
     let signed = site.evil_net.sign("evil.net", "s1", &mail);
-    let outcome = site
-        .deliver("bob@example.com", "mallory@evil.net", ATTACKER, &signed)
+    site.ignores("bob@example.com", "mallory@evil.net", ATTACKER, &signed)
         .await;
-    match &outcome {
-        RecipientOutcome::Accepted(text) => assert!(text.starts_with("ignored"), "{text}"),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(site.bob(), BOB_COPY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_mail_with_a_second_from_header_is_refused() {
     let site = Site::new("two-froms").await;
-    let mail = email(
+    let mail = carols_answer(
         "From: mallory@evil.net\r\n",
         "carol@example.net",
         "r12@example.net",
-        "REPLY",
-        &carols_reply("DECLINED"),
+        "DECLINED",
     );
     // example.net's valid signature, but a reader may show either From.
     let signed = site.example_net.sign("example.net", "s1", &mail);
-    let outcome = site
-        .deliver(
-            "alice@example.com",
-            "carol@example.net",
-            GOOD_SERVER,
-            &signed,
-        )
-        .await;
-    assert_refused(&outcome, "more than one From header");
-    assert_eq!(site.alice(), ALICE_COPY);
+    site.refuses(
+        "alice@example.com",
+        "carol@example.net",
+        GOOD_SERVER,
+        &signed,
+        "more than one From header",
+    )
+    .await;
 }
 
 /// A UDP DNS relay that counts the queries it passes on to `upstream`.

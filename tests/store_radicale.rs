@@ -1,6 +1,6 @@
 //! The calendar store against a real Radicale server.
 //!
-//! Each test starts Radicale (pip `radicale`, as `.ci/run` installs it) on a free
+//! Each test starts Radicale (pip `radicale`, as `scripts/test` installs it) on a free
 //! loopback port with its own storage folder, talks CalDAV to it over HTTP like a client
 //! would, and runs imipd's store processing on the same folder.
 
@@ -13,12 +13,13 @@ use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
 use imipd::store::state::{Route, State};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[path = "support/mod.rs"]
 mod support;
 use support::fixture::{self, user};
-use support::radicale::Radicale;
+use support::radicale::{attendee_line, Radicale};
+use support::TempDir;
 
 const NOW: i64 = 1_900_000_000; // 2030-03-17
 
@@ -59,16 +60,6 @@ fn reply(partstat: &str) -> ICalendar {
          ATTENDEE;PARTSTAT={partstat}:mailto:carol@example.net\r\nREQUEST-STATUS:2.0;Success\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     );
     ICalendar::parse(&text).expect("reply parses")
-}
-
-/// The unfolded ATTENDEE line of `who` (servers fold and reorder what they serve).
-fn attendee_line(calendar: &str, who: &str) -> String {
-    calendar
-        .replace("\r\n ", "")
-        .split("\r\n")
-        .find(|l| l.starts_with("ATTENDEE") && l.contains(who))
-        .unwrap_or("")
-        .to_string()
 }
 
 #[test]
@@ -224,8 +215,8 @@ fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
 
 #[test]
 fn a_baseline_of_ten_thousand_objects_sends_nothing() {
-    let dir = std::env::temp_dir().join(format!("imipd-baseline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temp = TempDir::new("baseline");
+    let dir = temp.path();
     let calendar = dir.join("collections/collection-root/alice/calendar");
     std::fs::create_dir_all(&calendar).expect("dirs");
     for i in 0..10_000 {
@@ -260,5 +251,4 @@ fn a_baseline_of_ten_thousand_objects_sends_nothing() {
     let report = scan_all(&processor, NOW, false).expect("scan");
     assert_eq!(report.queued, 2, "{report:?}");
     drop(state);
-    let _ = std::fs::remove_dir_all(Path::new(&dir));
 }

@@ -4,10 +4,14 @@
 //! stopped (`admin::queue_list`, `scan_all`, the LMTP delivery path), but on the
 //! daemon's own state and under its store locks, so an admin can look at and steer a
 //! running service as `mailq` and `postqueue -f` do for Postfix.
+//!
+//! `inject` through the socket reports and exits as [`inject`](super::inject) does with
+//! the daemon stopped: this module uses that one's report and exit codes, and
+//! `inject` never calls back here.
 
 use super::admin;
 use super::control::{Commands, Request, Response};
-use super::inbound::{RecipientCheck, Verdict};
+use super::inbound::RecipientCheck;
 use super::lmtp_handler::{check_sender, deliver_and_log, sender_verifier};
 use super::queue::QueueSettings;
 use super::shared::{now, Shared};
@@ -17,30 +21,7 @@ use crate::store::apply::Writes;
 use crate::store::scan::scan_all;
 use std::sync::Arc;
 
-/// Exit codes of `imipd inject`, documented in its `--help`.
-pub mod exit {
-    /// The message was applied.
-    pub const APPLIED: u8 = 0;
-    /// The message was accepted but deliberately not applied (the reason is printed).
-    pub const IGNORED: u8 = 1;
-    /// The message was refused (5xx).
-    pub const REFUSED: u8 = 2;
-    /// The recipient is not a local user (sysexits EX_NOUSER).
-    pub const UNKNOWN_USER: u8 = 67;
-    /// Try again later: store busy, disk full, a check temporarily impossible
-    /// (sysexits EX_TEMPFAIL).
-    pub const TEMPORARY: u8 = 75;
-}
-
-/// The exit code of `imipd inject` for a verdict.
-pub fn inject_exit(verdict: &Verdict) -> u8 {
-    match verdict {
-        Verdict::Accepted(text) if text.starts_with("ignored") => exit::IGNORED,
-        Verdict::Accepted(_) => exit::APPLIED,
-        Verdict::TryLater(_) => exit::TEMPORARY,
-        Verdict::Refused { .. } => exit::REFUSED,
-    }
-}
+pub use super::inject::{exit, inject_exit};
 
 /// The daemon side of the control socket.
 pub struct DaemonCommands {

@@ -2,6 +2,9 @@
 //! delivered it over LMTP, on the state directly; with `--dry-run` it only reports
 //! what would change, computed by the same path and writing nothing. (While the
 //! daemon runs, the control socket does the same.)
+//!
+//! The [exit codes](exit) and the [report] live here and the control socket's
+//! [`commands`](super::commands) uses them; this module never calls `commands`.
 
 use crate::config::Config;
 use crate::daemon::inbound::{Inbound, Verdict};
@@ -11,10 +14,35 @@ use crate::store::layout::Store;
 use crate::store::state::State;
 use std::fmt::Write as _;
 
+/// Exit codes of `imipd inject`, documented in its `--help`.
+pub mod exit {
+    /// The message was applied.
+    pub const APPLIED: u8 = 0;
+    /// The message was accepted but deliberately not applied (the reason is printed).
+    pub const IGNORED: u8 = 1;
+    /// The message was refused (5xx).
+    pub const REFUSED: u8 = 2;
+    /// The recipient is not a local user (sysexits EX_NOUSER).
+    pub const UNKNOWN_USER: u8 = 67;
+    /// Try again later: store busy, disk full, a check temporarily impossible
+    /// (sysexits EX_TEMPFAIL).
+    pub const TEMPORARY: u8 = 75;
+}
+
+/// The exit code of `imipd inject` for a verdict.
+pub fn inject_exit(verdict: &Verdict) -> u8 {
+    match verdict {
+        Verdict::Accepted(text) if text.starts_with("ignored") => exit::IGNORED,
+        Verdict::Accepted(_) => exit::APPLIED,
+        Verdict::TryLater(_) => exit::TEMPORARY,
+        Verdict::Refused { .. } => exit::REFUSED,
+    }
+}
+
 /// `imipd inject --rcpt ADDRESS [--dry-run]` with the daemon stopped: processes the
 /// message `data` on the state directly. The dry run takes the same path
 /// ([`Inbound::deliver_as`]) and writes nothing. Returns the exit code
-/// ([`crate::daemon::commands::exit`]) and the text to print.
+/// ([`exit`]) and the text to print.
 pub fn inject_direct(
     config: &Config,
     rcpt: &str,
@@ -22,7 +50,6 @@ pub fn inject_direct(
     dry_run: bool,
     now: i64,
 ) -> Result<(u8, String), String> {
-    use crate::daemon::commands::{exit, inject_exit};
     use crate::daemon::inbound::RecipientCheck;
     let store = Store::new(&config.store, config.users().map_err(|e| e.to_string())?);
     let lmtp = config

@@ -10,13 +10,16 @@
 //! Components that carry a RECURRENCE-ID (which RFC 5546 does not allow in ADD, but the
 //! reference server and older imipd send for a new override) are taken as that
 //! override, if they name an occurrence of the series.
+//!
+//! [`inbound`](super::inbound) dispatches ADD here; this module edits the copy with the
+//! shared helpers of [`edit`](super::edit) and never calls back into `inbound`.
 
 use super::address::CalAddress;
-use super::error::ItipError;
-use super::export::{MessageCalendar, Timezones};
-use super::inbound::{
+use super::edit::{
     append_component, copy_missing_timezones, finish, is_x_property, push_tree, refusal,
 };
+use super::error::ItipError;
+use super::export::{MessageCalendar, Timezones};
 use super::message::{ItipMessage, MessageSummary};
 use super::occurrence::{at_instant, instance_at, membership, Membership, Occurrences};
 use super::snapshot::{Instance, InstanceId, Snapshot};

@@ -4,12 +4,14 @@
 //! (REQUEST, ADD, CANCEL) must come from the organizer of the stored copy, answers
 //! (REPLY, COUNTER, REFRESH) from one of its attendees. A stale SEQUENCE is refused.
 //! A COUNTER never changes the organizer's copy: it is a proposal for a person.
+//!
+//! ADD is handed to [`add`](super::add); both edit the copy through
+//! [`edit`](super::edit), and neither calls back into this module.
 
-use super::address::{strip_prefix_ignore_case, CalAddress};
+use super::address::CalAddress;
+use super::edit::{append_component, copy_missing_timezones, finish, push_tree, refusal};
 use super::error::ItipError;
-use super::export::{
-    organizer_component, set_param, ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
-};
+use super::export::{organizer_component, set_param, MessageCalendar, Timezones, TODO_PROGRESS};
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
 use super::occurrence::{instance_at, Membership, Occurrences};
 use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
@@ -18,7 +20,6 @@ use calcard::icalendar::{
     ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarMethod,
     ICalendarParameterName, ICalendarProperty, ICalendarStatus, ICalendarValue, Uri,
 };
-use std::collections::BTreeSet;
 
 /// A message `itip` from `sender` arrived for the account in `ctx`, whose copy of the
 /// same UID is `stored` (or none): what it changes, and what it answers.
@@ -305,24 +306,6 @@ fn to_attendee(
     }
 }
 
-/// Copies `comp` as a new top-level component of `cal` (no sub-components), optionally
-/// without X- properties.
-pub(super) fn append_component(cal: &mut ICalendar, mut comp: ICalendarComponent, strip_x: bool) {
-    if strip_x {
-        comp.entries.retain(|e| !is_x_property(&e.name));
-    }
-    comp.component_ids.clear();
-    let id = cal.components.len() as u32;
-    cal.components.push(comp);
-    if let Some(root) = cal.components.first_mut() {
-        root.component_ids.push(id);
-    }
-}
-
-pub(super) fn is_x_property(name: &ICalendarProperty) -> bool {
-    matches!(name, ICalendarProperty::Other(n) if strip_prefix_ignore_case(n, "X-").is_some())
-}
-
 /// The occurrences of a series (the copy, or the message itself when it redefines the
 /// series), expanded once per message; `None` when it has no master to expand, or when
 /// the message names no instance the copy lacks (nothing to look up).
@@ -356,24 +339,6 @@ fn occurrence_of(set: Option<&Occurrences>, local: &Snapshot<'_>, id: &InstanceI
     }
 }
 
-/// The refusal of one message component whose RECURRENCE-ID is no occurrence.
-pub(super) fn refusal(comp: &ICalendarComponent) -> Refused {
-    let mut written = String::new();
-    if let Some(entry) = comp.property(&ICalendarProperty::RecurrenceId) {
-        let _ = entry.write_to(&mut written);
-    }
-    let value = written
-        .replace("\r\n ", "")
-        .trim_end()
-        .trim_start_matches("RECURRENCE-ID")
-        .trim_start_matches([';', ':'])
-        .to_string();
-    Refused {
-        recurrence_id: value,
-        error: ItipError::InvalidRecurrenceId,
-    }
-}
-
 /// The components of `msg` whose RECURRENCE-ID is no occurrence of `series`; an error
 /// when that leaves nothing of the message.
 fn occurrence_refusals(
@@ -393,18 +358,6 @@ fn occurrence_refusals(
     Ok(refused)
 }
 
-/// The outcome of a message some of whose components may have been refused.
-pub(super) fn finish(
-    copy: ICalendar,
-    original: &ICalendar,
-    action: InboundAction,
-    refused: Vec<Refused>,
-) -> Result<InboundOutcome, ItipError> {
-    let mut outcome = updated(copy, original, action);
-    outcome.refused = refused;
-    Ok(outcome)
-}
-
 /// Appends the master's instance at `timestamp` to `copy` (as an override, sub-
 /// components included) and returns its index, or `None` without a master start.
 fn push_instance(copy: &mut ICalendar, master_id: u32, timestamp: i64) -> Option<u32> {
@@ -412,51 +365,6 @@ fn push_instance(copy: &mut ICalendar, master_id: u32, timestamp: i64) -> Option
     let id = copy.components.len() as u32;
     push_tree(copy, tree);
     Some(id)
-}
-
-/// Adds the message's VTIMEZONEs that the copy lacks, so every TZID stays resolvable.
-pub(super) fn copy_missing_timezones(copy: &mut ICalendar, itip: &ICalendar) {
-    let have: BTreeSet<String> = copy
-        .components
-        .iter()
-        .filter_map(|c| c.timezone().map(|(name, _)| name.to_string()))
-        .chain(copy.components.iter().filter_map(tzid_of))
-        .collect();
-    let mut builder_roots = Vec::new();
-    for id in super::export::vtimezone_ids(itip) {
-        let Some(comp) = itip.components.get(id as usize) else {
-            continue;
-        };
-        if tzid_of(comp).is_some_and(|tzid| !have.contains(&tzid)) {
-            if let Some(tree) = ComponentTree::copy_from(itip, id) {
-                builder_roots.push(tree);
-            }
-        }
-    }
-    for tree in builder_roots {
-        push_tree(copy, tree);
-    }
-}
-
-fn tzid_of(comp: &ICalendarComponent) -> Option<String> {
-    comp.property(&ICalendarProperty::Tzid)
-        .and_then(|e| e.values.first())
-        .and_then(|v| v.as_text())
-        .map(str::to_string)
-}
-
-pub(super) fn push_tree(cal: &mut ICalendar, tree: ComponentTree) {
-    fn push(cal: &mut ICalendar, tree: ComponentTree) -> u32 {
-        let id = cal.components.len() as u32;
-        cal.components.push(tree.component);
-        let ids = tree.children.into_iter().map(|c| push(cal, c)).collect();
-        cal.components[id as usize].component_ids = ids;
-        id
-    }
-    let id = push(cal, tree);
-    if let Some(root) = cal.components.first_mut() {
-        root.component_ids.push(id);
-    }
 }
 
 /// Removes the entries named in `names` from `comp` and appends `from`'s entries with
@@ -488,20 +396,6 @@ fn replace_properties(
             .filter(|e| differ.contains(&&e.name))
             .cloned(),
     );
-}
-
-fn updated(copy: ICalendar, original: &ICalendar, action: InboundAction) -> InboundOutcome {
-    let changed = copy != *original;
-    InboundOutcome {
-        action: if changed {
-            action
-        } else {
-            InboundAction::Unchanged
-        },
-        copy: changed.then_some(copy),
-        responses: Vec::new(),
-        refused: Vec::new(),
-    }
 }
 
 /// The organizer's REQUEST applied to an attendee's copy.

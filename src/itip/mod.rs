@@ -16,6 +16,7 @@ mod add;
 pub mod address;
 pub mod alias;
 mod attendee;
+mod edit;
 pub mod error;
 pub mod export;
 pub mod history;

@@ -13,7 +13,8 @@
 //! address; [`parse_dsn`] reads them.
 //!
 //! Layout: `transport` (trait, envelope, errors), `relay`, `outbox`, `retry`;
-//! `lmtp` (listeners, connection limit, shutdown) runs `session` (one conversation)
+//! `lmtp` (listeners, connection limit, shutdown) runs `session` (one conversation;
+//! both read `lmtp_config`, and `session` never calls `lmtp`)
 //! over `framing` (bounded lines and DATA) and `reply` (well-formed reply lines),
 //! calling `handler`; `dsn` and `verp` are pure parsing helpers. Nothing here touches
 //! the calendar store or the queue's storage.
@@ -22,6 +23,7 @@ pub mod dsn;
 mod framing;
 pub mod handler;
 pub mod lmtp;
+mod lmtp_config;
 pub mod outbox;
 pub mod relay;
 mod reply;

@@ -8,11 +8,12 @@
 //! written here rather than by smtp-proto (its EHLO writer prints a fixed greeting and
 //! its 354 an odd enhanced code). It never panics on input: every byte sequence ends
 //! in a reply or a closed connection. Accepting connections and shutdown live in
-//! [`lmtp`](super::lmtp).
+//! [`lmtp`](super::lmtp), which runs this module; this module never calls back into it
+//! (the settings both read are in [`lmtp_config`](super::lmtp_config)).
 
 use super::framing::{Data, Framed, Line, ReadError};
 use super::handler::{LmtpHandler, ReceivedMessage, RecipientCheck, RecipientOutcome};
-use super::lmtp::LmtpConfig;
+use super::lmtp_config::LmtpConfig;
 use super::reply::{write_multiline, Reply};
 use super::xforward::{self, ForwardedClient};
 use smtp_proto::{Error as ParseError, Request};

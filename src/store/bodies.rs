@@ -11,12 +11,33 @@
 //! Items written before this table existed carry their text inline; the state
 //! migrates them when it opens (see [`super::state::State::open`]), and reads
 //! either form.
+//!
+//! The state calls this module, never the other way round: it reads queue items from
+//! [`queue_item`](super::queue_item) and answers with its own [`BodyError`], which the
+//! state turns into its error.
 
-use super::state::{content_hash, QueueItem, StateError};
+use super::hash::content_hash;
+use super::queue_item::QueueItem;
 use redb::{ReadableTable, Table, TableDefinition};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Why a queued item's text could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BodyError {
+    /// A read or write of the tables failed.
+    #[error("state database: {0}")]
+    Storage(#[from] redb::StorageError),
+    /// An item refers to a text that is not there.
+    #[error("state database record {key}: {reason}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
 
 /// Text by hash.
 pub(super) const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("queue_bodies");
@@ -38,7 +59,7 @@ impl Interner {
         bodies: &mut Table<&str, &[u8]>,
         refs: &mut Table<&str, u64>,
         text: &Arc<str>,
-    ) -> Result<String, StateError> {
+    ) -> Result<String, BodyError> {
         let hash = match self.known.iter().find(|(t, _)| Arc::ptr_eq(t, text)) {
             Some((_, hash)) => hash.clone(),
             None => {
@@ -61,7 +82,7 @@ pub(super) fn release(
     bodies: &mut Table<&str, &[u8]>,
     refs: &mut Table<&str, u64>,
     hash: &str,
-) -> Result<(), StateError> {
+) -> Result<(), BodyError> {
     let count = refs.get(hash)?.map_or(0, |v| v.value());
     if count <= 1 {
         refs.remove(hash)?;
@@ -93,12 +114,12 @@ impl Resolver {
         &mut self,
         bodies: Option<&impl ReadableTable<&'static str, &'static [u8]>>,
         mut item: QueueItem,
-    ) -> Result<QueueItem, StateError> {
+    ) -> Result<QueueItem, BodyError> {
         let Some(hash) = &item.body else {
             return Ok(item);
         };
         let Some(bodies) = bodies else {
-            return Err(StateError::Corrupt {
+            return Err(BodyError::Corrupt {
                 key: format!("queue item {}", item.id),
                 reason: "it refers to a shared text, but the state has no table of them".into(),
             });
@@ -109,7 +130,7 @@ impl Resolver {
         }
         let text = bodies
             .get(hash.as_str())?
-            .ok_or_else(|| StateError::Corrupt {
+            .ok_or_else(|| BodyError::Corrupt {
                 key: format!("queue item {}", item.id),
                 reason: format!("its message text {hash} is missing"),
             })?;

@@ -20,11 +20,12 @@
 //! Changes go in as a [`Batch`] committed in one transaction: an object marked processed
 //! and the messages its change produced are stored together or not at all.
 
-use super::bodies::{self, Interner, Resolver, BODIES, BODY_REFS};
+use super::bodies::{self, BodyError, Interner, Resolver, BODIES, BODY_REFS};
+pub use super::hash::content_hash;
+pub use super::queue_item::{QueueItem, Route, SummaryRecord};
 use super::supersede;
 use crate::itip::history::SentSequences;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -126,6 +127,15 @@ macro_rules! storage_error {
         }
     )*};
 }
+impl From<BodyError> for StateError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Storage(e) => StateError::Storage(e.to_string()),
+            BodyError::Corrupt { key, reason } => StateError::Corrupt { key, reason },
+        }
+    }
+}
+
 storage_error!(
     redb::TransactionError,
     redb::TableError,
@@ -150,69 +160,6 @@ pub struct ObjectRecord {
     pub last_error: Option<String>,
 }
 
-/// Where a queued message goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Route {
-    /// Straight into a local user's store.
-    Local {
-        /// The local user.
-        user: String,
-    },
-    /// By email.
-    Mail,
-}
-
-/// One message for one recipient, waiting for delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueItem {
-    /// Queue identifier, increasing.
-    pub id: u64,
-    /// When it was queued (UTC timestamp).
-    pub created: i64,
-    /// Not before this time (UTC timestamp).
-    pub next_attempt: i64,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Local store or email.
-    pub route: Route,
-    /// Sender's calendar address.
-    pub from: String,
-    /// Recipient's calendar address.
-    pub rcpt: String,
-    /// The METHOD, for logs and listings.
-    pub method: String,
-    /// The UID, for logs, listings and bounce matching.
-    pub uid: String,
-    /// The iTIP calendar text. The items of one change share it: one allocation in
-    /// memory, one copy in the state ([`super::bodies`]).
-    #[serde(default = "no_text", skip_serializing_if = "is_no_text")]
-    pub itip: Arc<str>,
-    /// The hash under which the state keeps `itip`; set by the state when it stores
-    /// the item (`None` in items not yet stored, and in items stored inline before
-    /// state version 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// What the message means (subject and body of the email).
-    pub summary: SummaryRecord,
-    /// The organizer's object that receives SCHEDULE-STATUS for this recipient, when the
-    /// sender is a local organizer.
-    pub status_object: Option<String>,
-    /// The last failure, for `queue list`.
-    pub last_error: Option<String>,
-    /// When the user saved the change that caused this message (ms since the epoch),
-    /// for the change → handoff latency metric.
-    #[serde(default)]
-    pub changed_at_ms: Option<i64>,
-}
-
-fn no_text() -> Arc<str> {
-    Arc::from("")
-}
-
-fn is_no_text(text: &Arc<str>) -> bool {
-    text.is_empty()
-}
-
 /// An email handed to the next hop, remembered so that a bounce arriving later can be
 /// matched to the organizer's object and the attendee.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,25 +174,6 @@ pub struct SentRecord {
     pub rcpt: String,
     /// The organizer's object that records the delivery status.
     pub status_object: String,
-}
-
-/// A storable form of [`crate::itip::MessageSummary`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SummaryRecord {
-    /// See [`crate::itip::MessageSummary::Invite`].
-    Invite,
-    /// See [`crate::itip::MessageSummary::Update`]: (property, old, new).
-    Update(Vec<(String, Option<String>, Option<String>)>),
-    /// See [`crate::itip::MessageSummary::Cancel`].
-    Cancel,
-    /// See [`crate::itip::MessageSummary::Reply`]: the PARTSTAT text.
-    Reply(String),
-    /// See [`crate::itip::MessageSummary::Counter`].
-    Counter,
-    /// See [`crate::itip::MessageSummary::DeclineCounter`].
-    DeclineCounter,
-    /// See [`crate::itip::MessageSummary::Refresh`].
-    Refresh,
 }
 
 /// Changes committed together, in one durable transaction.
@@ -358,18 +286,6 @@ pub struct State {
     group: Mutex<Group>,
     /// Signalled when a group commit has finished.
     committed: Condvar,
-}
-
-/// Hex SHA-256 of file content: how imipd recognises a version it has seen.
-pub fn content_hash(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 /// The queue-order index entry of item `id`: its order key, then the id (zero-padded,

@@ -6,8 +6,11 @@
 //! `daemon::queue`), and a new REQUEST or CANCEL drops the older undelivered
 //! REQUEST, ADD or CANCEL for the same instances ([`supersedes`]): the newer one
 //! carries the event's whole current state for them.
+//!
+//! The state calls this module when it queues an item; this module reads only the
+//! item ([`queue_item`](super::queue_item)) and never the state.
 
-use super::state::QueueItem;
+use super::queue_item::QueueItem;
 use calcard::icalendar::{ICalendar, ICalendarProperty};
 use std::collections::BTreeSet;
 
@@ -73,7 +76,7 @@ pub fn instances(itip: &str) -> Option<BTreeSet<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::state::{Route, SummaryRecord};
+    use crate::store::queue_item::{Route, SummaryRecord};
 
     fn item(method: &str, rcpt: &str, recurrence: Option<&str>) -> QueueItem {
         let rid = recurrence

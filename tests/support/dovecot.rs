@@ -28,7 +28,7 @@ impl Dovecot {
     pub fn start(users: &[&str], sieve: Option<&str>) -> Dovecot {
         assert!(
             Path::new(DOVECOT).exists(),
-            "Dovecot is not installed: apt-get install dovecot-core dovecot-lmtpd dovecot-sieve (.ci/run does this)"
+            "Dovecot is not installed: apt-get install dovecot-core dovecot-lmtpd dovecot-sieve (scripts/test does this)"
         );
         let dir = TempDir::new("dovecot");
         let port = free_port();

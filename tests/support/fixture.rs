@@ -1,6 +1,8 @@
 //! A calendar store for tests that drive imipd's library directly (no daemon): users,
-//! the store section they all use, LMTP settings, and the first scan.
+//! the store section they all use, LMTP settings, the first scan, and a [`MailSite`]
+//! that decides incoming mail with the LMTP server's own code.
 
+use super::TempDir;
 use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
 use imipd::daemon::inbound::{Inbound, Verdict};
 use imipd::itip::{CalAddress, ReplyDetails};
@@ -128,4 +130,56 @@ pub fn deliver(
     inbound
         .deliver("sender@example.net", &[rcpt.to_string()], mail, now)
         .remove(0)
+}
+
+/// Users' vdir stores (`stores/<user>/calendar`) and a state in a fresh folder, with
+/// mail decided by the same code the LMTP server runs ([`Inbound`]), no daemon.
+pub struct MailSite {
+    /// The folder: `stores/`, `state.redb`.
+    pub dir: TempDir,
+    /// The users' store.
+    pub store: Store,
+    /// The state (baselines, queue, refusals).
+    pub state: State,
+    /// The `[lmtp]` settings mail is decided under.
+    pub settings: LmtpSection,
+}
+
+impl MailSite {
+    /// Empty calendar folders for `users` (each `<user>@example.com`) under `settings`.
+    pub fn new(label: &str, users: &[&str], settings: LmtpSection) -> MailSite {
+        let dir = TempDir::new(label);
+        for name in users {
+            std::fs::create_dir_all(dir.path().join("stores").join(name).join("calendar"))
+                .expect("folders");
+        }
+        let store = store(
+            &dir.join("stores"),
+            Layout::Vdir,
+            users.iter().map(|name| user(name)).collect(),
+        );
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        MailSite {
+            dir,
+            store,
+            state,
+            settings,
+        }
+    }
+
+    /// Decides `data` from `sender` to `rcpt` at `now` as the LMTP server would.
+    pub fn deliver(&self, sender: &str, rcpt: &str, data: &[u8], now: i64) -> Verdict {
+        let bounces = BounceAddress::new("imipd-bounces", "example.com").expect("bounces");
+        let inbound = Inbound {
+            store: &self.store,
+            state: &self.state,
+            settings: &self.settings,
+            reply_details: ReplyDetails::Full,
+            bounces: &bounces,
+            bounce_key: b"test key",
+        };
+        let mut verdicts = inbound.deliver(sender, &[rcpt.to_string()], data, now);
+        assert_eq!(verdicts.len(), 1, "one verdict per recipient");
+        verdicts.remove(0)
+    }
 }

@@ -17,6 +17,8 @@
 //! - [`radicale`]: a real Radicale server and a minimal CalDAV (HTTP) client.
 //! - [`dns`]: a real DNS server (dnsmasq) serving DKIM/SPF/DMARC records, and DKIM keys.
 //! - [`dovecot`]: a private Dovecot (LMTP, Sieve with pipe) delivering to Maildirs.
+//! - [`site`]: the site under test: stores, configuration and the real `imipd serve`
+//!   (start, wait until, log, stop).
 //! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
 //!   imipd's library directly.
 //!
@@ -31,10 +33,12 @@ pub mod ports;
 pub mod postfix;
 pub mod radicale;
 pub mod sink;
+pub mod site;
 pub mod tempdir;
 pub mod tools;
 
 pub use ports::free_port;
 pub use postfix::Postfix;
 pub use sink::Sink;
+pub use site::{Daemon, Site};
 pub use tempdir::TempDir;

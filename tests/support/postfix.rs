@@ -116,7 +116,7 @@ impl Postfix {
         if !Path::new(POSTFIX).exists() {
             panic!(
                 "Postfix is not installed ({POSTFIX} is missing): install it with \
-                 `apt-get install postfix swaks` (.ci/run does this)"
+                 `apt-get install postfix swaks` (scripts/test does this)"
             );
         }
         let dir = TempDir::new("postfix");

@@ -1,4 +1,4 @@
-//! A real Radicale server (pip `radicale`, installed by `.ci/run`) for one test: its
+//! A real Radicale server (pip `radicale`, installed by `scripts/test`) for one test: its
 //! own storage folder, a free loopback port, `auth = none` with owner-only rights, and
 //! a minimal HTTP client to talk CalDAV to it as a client would. Stopped on drop.
 
@@ -44,7 +44,7 @@ impl Radicale {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 -m radicale (install it: pip install radicale, see .ci/run)");
+            .expect("python3 -m radicale (install it: pip install radicale, see scripts/test)");
         let radicale = Radicale { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -161,4 +161,15 @@ pub fn listed_etag(body: &str, path: &str) -> Option<String> {
             let end = start + block[start..].find('<')?;
             Some(block[start..end].replace("&quot;", "\""))
         })
+}
+
+/// The unfolded ATTENDEE line of `who` in `calendar` (servers fold and reorder what
+/// they serve); empty when there is none.
+pub fn attendee_line(calendar: &str, who: &str) -> String {
+    calendar
+        .replace("\r\n ", "")
+        .split("\r\n")
+        .find(|l| l.starts_with("ATTENDEE") && l.contains(who))
+        .unwrap_or("")
+        .to_string()
 }

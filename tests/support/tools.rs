@@ -24,7 +24,7 @@ pub fn swaks(args: &[String]) -> SwaksRun {
         .arg("20")
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run swaks ({e}): install it with `apt-get install swaks` (.ci/run does this)")
+            panic!("cannot run swaks ({e}): install it with `apt-get install swaks` (scripts/test does this)")
         });
     SwaksRun {
         status: output.status.code().unwrap_or(-1),
@@ -140,4 +140,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     pub async fn closed(&mut self) -> bool {
         self.line().await.is_none()
     }
+}
+
+/// Sends one message over SMTP to `port` on 127.0.0.1 (a Postfix smtpd), as another
+/// mail server would; every reply must be the expected success. `message` must not
+/// hold a line that starts with a dot.
+pub fn smtp_send(port: u16, from: &str, to: &[&str], message: &str) {
+    use std::io::{BufRead, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("smtpd");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut expect = |code: &str| loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("reply");
+        assert!(line.starts_with(code), "expected {code}, got {line:?}");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            break;
+        }
+    };
+    expect("220");
+    let mut say = |line: &str, code: &str, writer: &mut std::net::TcpStream| {
+        writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        expect(code);
+    };
+    say("EHLO example.net", "250", &mut writer);
+    say(&format!("MAIL FROM:<{from}>"), "250", &mut writer);
+    for rcpt in to {
+        say(&format!("RCPT TO:<{rcpt}>"), "250", &mut writer);
+    }
+    say("DATA", "354", &mut writer);
+    say(&format!("{message}.\r"), "250", &mut writer);
+    let _ = writer.write_all(b"QUIT\r\n");
 }
