@@ -1,4 +1,18 @@
 //! imipd: calendar scheduling over email for file-based calendar stores.
+//!
+//! # Layout
+//!
+//! - [`itip`]: the scheduling engine (RFC 5546 under RFC 6638's rules); pure code.
+//! - [`imip`]: iMIP mail: building outgoing messages, reading incoming ones, senders.
+//! - [`smtp`]: the outbound queue's transports (relay, outbox) and the LMTP server.
+//! - [`store`]: calendar stores (vdir, Radicale), the state database, watching, writes.
+//! - [`caldav`]: the CalDAV front clients talk to, passing through to Radicale.
+//! - [`daemon`]: the service loops, control socket and admin commands.
+//! - [`replay`]: the scenario runner behind `imipd replay`.
+//!
+//! Two data paths, each one way: a store change → [`store::process`] → [`itip`] → a
+//! local user's store ([`store::apply`]) or [`imip`] → [`smtp`]; and LMTP → [`imip`]
+//! (sender authenticated) → [`itip`] → [`store::apply`].
 
 pub mod caldav;
 pub mod config;

@@ -144,6 +144,22 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
             let _ = writeln!(out, "  RSVP links: off (no [web])");
         }
     }
+    match &config.caldav {
+        Some(front) => {
+            let _ = writeln!(
+                out,
+                "  CalDAV front: clients on {}, passed on to {} (tells them imipd schedules)",
+                front.listen, front.upstream
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  CalDAV front: off (no [caldav]); clients that talk to the calendar server \
+                 directly mail their invitations themselves"
+            );
+        }
+    }
     Ok(out)
 }
 
