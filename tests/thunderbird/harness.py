@@ -1017,14 +1017,10 @@ class Run:
         self.report["f_stored_organizer"] = next(
             (l for l in unfolded(stored).splitlines() if l.startswith("ORGANIZER")), None
         )
-        self.exactly_one(
-            "f_accept_not_imported",
-            per,
-            ["dave@example.org"],
-            expected_failure="the accept-before-import gap (issue 22, Build 3) is not fixed "
-            "on this branch yet: Thunderbird stores ORGANIZER;SCHEDULE-AGENT=CLIENT and "
-            "sends nothing under auto-schedule, and imipd skips the object",
-        )
+        # Thunderbird stores ORGANIZER;SCHEDULE-AGENT=CLIENT and sends nothing under
+        # auto-schedule; imipd answers for it (docs/scheduling.md, "Answers a client
+        # leaves to the server").
+        self.exactly_one("f_accept_not_imported", per, ["dave@example.org"])
 
     def check_reply_to_dave(self, action, counter, partstat):
         mails, _ = counter.since()
