@@ -35,14 +35,20 @@
 //!   file, already parsed (as benches/engine.rs), median of ≥ 5 runs; and the ratio
 //!   daemon (save → all handed off) / engine only.
 //!
-//! And throughput rows, through the outbox and through the sink: `LARGE_EVENTS`
+//! And throughput rows, through the outbox and through the sinks: `LARGE_EVENTS`
 //! (default 200) different 10-attendee events, created in one burst, settled, then
-//! all updated in one burst; events/s = events / (time from the first rename until
-//! the last of the 10 × events mails is handed off), for the invites and for the
-//! updates, and for the updates up to the last `changed: queued` line.
+//! all updated in one burst, each saved durably (written, fsynced, renamed);
+//! events/s = events / (time from the first rename until the last of the 10 × events
+//! mails is handed off), for the invites and for the updates, and for the updates up
+//! to the last `changed: queued` line. Beside them the floor, measured in the same
+//! run just before: the same saves into an unwatched folder of the same disk, saves/s.
+//!
+//! The third way, **smtp-sink** (`[relay]` to Postfix's `/usr/sbin/smtp-sink`, C and
+//! event-driven, default `connections`): the instant a mail is handed off is when
+//! this bench reads smtp-sink's running count (`-c`), which names no recipient.
 //!
 //! Environment: `LARGE_SIZES` (default `10,100,1000`), `LARGE_ONLY` (words picking
-//! runs: `outbox` `relay` `sizes` `throughput`; within each kind it names, only the
+//! runs: `outbox` `relay` `smtp-sink` `sizes` `throughput`; within each kind it names, only the
 //! named ones run), `LARGE_RUNS` (runs per size and way, fresh
 //! daemon each, median reported; default 1), `LARGE_EVENTS` (default 200),
 //! `LARGE_ATTENDEE_LIST` (when set, `attendee_list = "<value>"` in `[mail]`),
@@ -87,6 +93,8 @@ const NOW: i64 = 1_767_225_600;
 enum Handoff {
     Outbox,
     Relay,
+    /// `[relay]` to Postfix's smtp-sink (C, event-driven), `connections` at its default.
+    SmtpSink,
 }
 
 impl Handoff {
@@ -94,6 +102,7 @@ impl Handoff {
         match self {
             Handoff::Outbox => "outbox",
             Handoff::Relay => "relay (SMTP sink)",
+            Handoff::SmtpSink => "relay (Postfix smtp-sink)",
         }
     }
 
@@ -102,6 +111,7 @@ impl Handoff {
         match self {
             Handoff::Outbox => "outbox",
             Handoff::Relay => "relay",
+            Handoff::SmtpSink => "smtp-sink",
         }
     }
 }
@@ -453,9 +463,11 @@ impl Drop for Site {
     }
 }
 
-/// Where a site's mails are seen: the outbox folder (inotify) or the SMTP sink.
+/// Where a site's mails are seen: the outbox folder (inotify), the SMTP sink of
+/// tests/support, or Postfix's smtp-sink (which tells when, not what).
 struct Seen {
     sink: Option<Sink>,
+    postfix: Option<common::SmtpSink>,
     _watcher: notify::RecommendedWatcher,
     arrivals: Arrivals,
 }
@@ -468,10 +480,11 @@ struct Mail {
 }
 
 impl Seen {
-    fn new(sink: Option<Sink>, outbox: &Path) -> Seen {
+    fn new(sink: Option<Sink>, postfix: Option<common::SmtpSink>, outbox: &Path) -> Seen {
         let (_watcher, arrivals) = watch_arrivals(&[outbox]);
         Seen {
             sink,
+            postfix,
             _watcher,
             arrivals,
         }
@@ -479,6 +492,9 @@ impl Seen {
 
     /// Mails handed off so far.
     fn count(&self) -> usize {
+        if let Some(postfix) = &self.postfix {
+            return postfix.count();
+        }
         match &self.sink {
             Some(sink) => sink.message_count(),
             None => self
@@ -498,7 +514,7 @@ impl Seen {
                 panic!(
                     "{what}: {} of {n} mails handed off ({}) within {} s; daemon log:\n{}",
                     self.count(),
-                    if self.sink.is_some() {
+                    if self.sink.is_some() || self.postfix.is_some() {
                         "SMTP sink"
                     } else {
                         "outbox"
@@ -514,6 +530,15 @@ impl Seen {
     /// The mails handed off after the first `skip` (sink) or since [`Seen::forget`]
     /// (outbox).
     fn mails(&self, skip: usize) -> Vec<Mail> {
+        if let Some(postfix) = &self.postfix {
+            return (postfix.arrivals().into_iter().skip(skip))
+                .map(|at| Mail {
+                    at,
+                    bytes: 0,
+                    rcpt: None,
+                })
+                .collect();
+        }
         match &self.sink {
             Some(sink) => sink
                 .messages()
@@ -545,7 +570,7 @@ impl Seen {
     /// Forgets the outbox arrivals so far (the files stay), so that the next save's
     /// mails are the only ones counted (the sink is counted from an offset instead).
     fn forget(&self) {
-        if self.sink.is_none() {
+        if self.sink.is_none() && self.postfix.is_none() {
             self.arrivals
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -576,9 +601,7 @@ struct Outcome {
 
 fn run_large(handoff: Handoff, n: usize, run: usize) -> Outcome {
     let label = format!("{}-{n}-{run}", handoff.word());
-    let sink = (handoff == Handoff::Relay).then(Sink::start);
-    let mut site = Site::new(&label, sink.as_ref().map(Sink::addr));
-    let seen = Seen::new(sink, &site.dir.join("outbox"));
+    let (mut site, seen) = site_and_seen(handoff, &label);
     let tail = LogTail::start(site.log_file());
     let pid = site.start();
     let calendar = site.calendar();
@@ -628,8 +651,10 @@ fn run_large(handoff: Handoff, n: usize, run: usize) -> Outcome {
     };
     let mails = seen.mails(base);
     let recipients: HashSet<&str> = mails.iter().filter_map(|m| m.rcpt.as_deref()).collect();
+    // smtp-sink tells when, not to whom.
+    let told = handoff != Handoff::SmtpSink;
     assert!(
-        mails.len() == n && recipients.len() == n,
+        mails.len() == n && (recipients.len() == n || !told),
         "the update handed off {} mails to {} distinct recipients, expected {n}",
         mails.len(),
         recipients.len()
@@ -721,12 +746,7 @@ fn engine_only(before: &str, after: &str) -> (Duration, Duration, Duration) {
 /// burst, to the outbox. Returns (invites/s, updates/s, daemon CPU).
 fn run_throughput(handoff: Handoff, events: usize, run: usize) -> Throughput {
     const ATTENDEES: usize = 10;
-    let sink = (handoff == Handoff::Relay).then(Sink::start);
-    let mut site = Site::new(
-        &format!("throughput-{}-{run}", handoff.word()),
-        sink.as_ref().map(Sink::addr),
-    );
-    let seen = Seen::new(sink, &site.dir.join("outbox"));
+    let (mut site, seen) = site_and_seen(handoff, &format!("throughput-{}-{run}", handoff.word()));
     let tail = LogTail::start(site.log_file());
     let pid = site.start();
     let calendar = site.calendar();
@@ -741,14 +761,14 @@ fn run_throughput(handoff: Handoff, events: usize, run: usize) -> Throughput {
                 .as_secs_f64()
                 .max(1e-9)
     };
+    let texts: Vec<String> = (0..events)
+        .map(|k| event(&format!("tp-{run}-{k}@example.com"), ATTENDEES))
+        .collect();
+    // The disk's floor, in this run: the same saves with no daemon watching.
+    let floor = common::client_saves_per_second(&site.dir.join("floor"), &texts);
     let mut first = None;
-    for (k, name) in names.iter().enumerate() {
-        let (at, _) = save(
-            &calendar,
-            name,
-            &event(&format!("tp-{run}-{k}@example.com"), ATTENDEES),
-        );
-        first.get_or_insert(at);
+    for (name, text) in names.iter().zip(&texts) {
+        first.get_or_insert(common::save_durable(&calendar, name, text));
     }
     let first = first.unwrap_or_else(Instant::now);
     seen.wait_for(events * ATTENDEES, "throughput invitations", &site);
@@ -759,8 +779,7 @@ fn run_throughput(handoff: Handoff, events: usize, run: usize) -> Throughput {
     let base = seen.count();
     let mut first = None;
     for (name, current) in names.iter().zip(&currents) {
-        let (at, _) = save(&calendar, name, &updated(current));
-        first.get_or_insert(at);
+        first.get_or_insert(common::save_durable(&calendar, name, &updated(current)));
     }
     let first = first.unwrap_or_else(Instant::now);
     seen.wait_for(base + events * ATTENDEES, "throughput updates", &site);
@@ -789,6 +808,7 @@ fn run_throughput(handoff: Handoff, events: usize, run: usize) -> Throughput {
     let cpu = common::cpu_time_of_pid(pid);
     site.stop();
     Throughput {
+        floor,
         invites,
         updates,
         updates_queued,
@@ -796,8 +816,20 @@ fn run_throughput(handoff: Handoff, events: usize, run: usize) -> Throughput {
     }
 }
 
+/// A site whose mail goes where `handoff` says, and where its mails are seen.
+fn site_and_seen(handoff: Handoff, label: &str) -> (Site, Seen) {
+    let sink = (handoff == Handoff::Relay).then(Sink::start);
+    let postfix = (handoff == Handoff::SmtpSink).then(common::SmtpSink::start);
+    let relay = (sink.as_ref().map(Sink::addr)).or(postfix.as_ref().map(common::SmtpSink::addr));
+    let site = Site::new(label, relay);
+    let seen = Seen::new(sink, postfix, &site.dir.join("outbox"));
+    (site, seen)
+}
+
 /// What one throughput run measured (events/s).
 struct Throughput {
+    /// The client's durable saves per second on the same disk, no daemon (the floor).
+    floor: f64,
     /// New events: first save → last mail in the outbox.
     invites: f64,
     /// Updates: first save → last mail in the outbox.
@@ -930,13 +962,13 @@ fn main() {
     let keep = |kind: &[&str], word: &str| {
         !kind.iter().any(|k| only.iter().any(|w| w == k)) || only.iter().any(|w| w == word)
     };
-    const WAYS: [&str; 2] = ["outbox", "relay"];
+    const WAYS: [&str; 3] = ["outbox", "relay", "smtp-sink"];
     const RUNS: [&str; 2] = ["sizes", "throughput"];
     let load_start = load_average();
 
     let mut rows = Vec::new();
     for &n in &sizes {
-        for handoff in [Handoff::Outbox, Handoff::Relay] {
+        for handoff in [Handoff::Outbox, Handoff::Relay, Handoff::SmtpSink] {
             if !keep(&RUNS, "sizes") || !keep(&WAYS, handoff.word()) {
                 continue;
             }
@@ -967,10 +999,11 @@ fn main() {
         }
     }
     let mut throughput = Vec::new();
-    for handoff in [Handoff::Outbox, Handoff::Relay] {
+    for handoff in [Handoff::Outbox, Handoff::Relay, Handoff::SmtpSink] {
         if !keep(&RUNS, "throughput") || !keep(&WAYS, handoff.word()) {
             continue;
         }
+        let mut floors = Vec::new();
         let mut invites = Vec::new();
         let mut updates = Vec::new();
         let mut queued = Vec::new();
@@ -978,14 +1011,16 @@ fn main() {
         for run in 0..runs {
             let t = run_throughput(handoff, events, run);
             eprintln!(
-                "throughput {} run {}: invites {:.0}/s, updates {:.0}/s handed off, {:.0}/s queued, CPU {}",
+                "throughput {} run {}: floor {:.0} saves/s, invites {:.0}/s, updates {:.0}/s handed off, {:.0}/s queued, CPU {}",
                 handoff.name(),
                 run + 1,
+                t.floor,
                 t.invites,
                 t.updates,
                 t.updates_queued,
                 show(t.cpu)
             );
+            floors.push(t.floor);
             invites.push(t.invites);
             updates.push(t.updates);
             queued.push(t.updates_queued);
@@ -994,6 +1029,7 @@ fn main() {
         throughput.push((
             handoff,
             Throughput {
+                floor: median_f64(&mut floors),
                 invites: median_f64(&mut invites),
                 updates: median_f64(&mut updates),
                 updates_queued: median_f64(&mut queued),
@@ -1051,14 +1087,16 @@ fn main() {
             "\nThroughput: {events} events of 10 attendees saved in one burst, then all updated \
              in one burst (engine + mail); events/s from the first save:\n"
         );
-        println!("| handoff | new events, all handed off | updates, all handed off | updates, all queued | daemon CPU (both bursts) |");
-        println!("|---|---:|---:|---:|---:|");
+        println!("| handoff | floor: client's durable saves, no daemon | new events, all handed off | updates, all handed off | updates ÷ floor | updates, all queued | daemon CPU (both bursts) |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for (handoff, t) in &throughput {
             println!(
-                "| {} | {:.0}/s | {:.0}/s | {:.0}/s | {} |",
+                "| {} | {:.0}/s | {:.0}/s | {:.0}/s | {:.2} | {:.0}/s | {} |",
                 handoff.name(),
+                t.floor,
                 t.invites,
                 t.updates,
+                t.updates / t.floor.max(1e-9),
                 t.updates_queued,
                 show(t.cpu)
             );
@@ -1075,7 +1113,7 @@ fn main() {
             "| {largest}-attendee update: save → all queued | {} |",
             show(r.queued)
         );
-        let handed: Vec<String> = [Handoff::Outbox, Handoff::Relay]
+        let handed: Vec<String> = [Handoff::Outbox, Handoff::Relay, Handoff::SmtpSink]
             .into_iter()
             .filter_map(|h| of(h).map(|r| format!("{} {}", show(r.handed_off), h.name())))
             .collect();
@@ -1090,7 +1128,7 @@ fn main() {
             signed_mib(r.state_before, r.state_after),
             signed_mib(r.state_fresh, r.invite_state_max),
         );
-        let rss: Vec<String> = [Handoff::Outbox, Handoff::Relay]
+        let rss: Vec<String> = [Handoff::Outbox, Handoff::Relay, Handoff::SmtpSink]
             .into_iter()
             .filter_map(|h| of(h).map(|r| format!("{} MiB {}", r.rss_kib / 1024, h.name())))
             .collect();
@@ -1111,10 +1149,12 @@ fn main() {
             .iter()
             .map(|(h, t)| {
                 format!(
-                    "{:.0}/s {} ({:.0}/s queued)",
+                    "{:.0}/s {} ({:.0}/s queued; {:.2} × the floor of {:.0} client saves/s)",
                     t.updates,
                     h.name(),
-                    t.updates_queued
+                    t.updates_queued,
+                    t.updates / t.floor.max(1e-9),
+                    t.floor
                 )
             })
             .collect();

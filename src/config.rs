@@ -157,6 +157,10 @@ pub struct RelaySection {
     /// Seconds before a relay conversation step times out.
     #[serde(default = "default_relay_timeout")]
     pub timeout: u64,
+    /// Connections to the relay open at once (1–100): a change's mails are spread
+    /// over them.
+    #[serde(default = "default_relay_connections")]
+    pub connections: usize,
 }
 
 /// `[queue]`.
@@ -463,6 +467,9 @@ fn default_tls() -> String {
 fn default_relay_timeout() -> u64 {
     60
 }
+fn default_relay_connections() -> usize {
+    crate::smtp::relay::DEFAULT_CONNECTIONS
+}
 fn default_outbox() -> PathBuf {
     PathBuf::from("outbox")
 }
@@ -595,6 +602,12 @@ impl Config {
                 return Err(invalid(
                     "relay.tls",
                     format!("{:?}: use none, starttls or tls", relay.tls),
+                ));
+            }
+            if !(1..=100).contains(&relay.connections) {
+                return Err(invalid(
+                    "relay.connections",
+                    format!("{}: use 1 to 100", relay.connections),
                 ));
             }
         }

@@ -151,6 +151,66 @@ async fn several_messages_share_one_connection_and_survive_a_server_hangup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_spread_over_the_configured_connections_each_kept_for_the_next() {
+    let sink = Sink::start();
+    let relay = Relay::new(RelayConfig {
+        connections: 3,
+        ..plain_relay(sink.addr()).config().clone()
+    });
+    let batch = |from: u32| -> Vec<(Envelope, Vec<u8>)> {
+        (from..from + 9)
+            .map(|n| (to(&format!("r{n}@external.test")), note(n)))
+            .collect()
+    };
+    let first = batch(0);
+    let results = relay.send_all(&first).await;
+    assert_eq!(results.len(), 9);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(sink.connections(), 3, "three connections at once");
+    // The next batch reuses them: no new connection.
+    let second = batch(9);
+    assert!(relay.send_all(&second).await.iter().all(Result::is_ok));
+    assert_eq!(sink.connections(), 3);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 18);
+    for n in 0..18u32 {
+        let got: Vec<_> = messages
+            .iter()
+            .filter(|m| m.rcpts[0].0 == format!("r{n}@external.test"))
+            .collect();
+        assert_eq!(got.len(), 1, "r{n} got one message");
+        assert_eq!(got[0].data, note(n), "r{n} got its own message");
+    }
+    // RSET, MAIL, RCPT and DATA went out together, not one reply at a time.
+    assert!(sink.pipelined_commands() > 0);
+    relay.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pipelining_commands_wait_for_their_replies_and_failures_keep_their_stage() {
+    let sink = Sink::start();
+    sink.offer_pipelining(false);
+    let relay = plain_relay(sink.addr());
+    for n in 0..3 {
+        relay
+            .send(&to("x@external.test"), &note(n))
+            .await
+            .expect("sent");
+    }
+    sink.reply_to_rcpt("full@external.test", Some("452 4.2.2 mailbox full"));
+    let failure = temporary(relay.send(&to("full@external.test"), &note(9)).await);
+    assert!(
+        failure.message.contains("refused recipient <full@external.test>"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(failure.reply.as_ref().map(|r| r.code), Some(452));
+    assert_eq!(sink.messages().len(), 3);
+    assert_eq!(sink.connections(), 1);
+    assert_eq!(sink.pipelined_commands(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postfix_sees_one_smtp_session_for_several_messages() {
     let sink = Sink::start();
     let postfix = Postfix::builder().relayhost(sink.addr()).start();

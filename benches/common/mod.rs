@@ -281,3 +281,134 @@ pub fn watch_arrivals(dirs: &[&Path]) -> (notify::RecommendedWatcher, Arrivals) 
     }
     (watcher, arrivals)
 }
+
+/// Postfix's `smtp-sink` (a C SMTP server that accepts and discards) on a free
+/// loopback port, as the relay of a daemon bench: it keeps up with far more messages
+/// per second than the daemon sends, which Python's sinks and tests/support's
+/// thread-per-connection sink do not. Its `-c` counter line, printed on every
+/// message, gives the instant each one was accepted (as read by this process).
+pub struct SmtpSink {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl SmtpSink {
+    /// Starts `/usr/sbin/smtp-sink` (package postfix) and waits until it accepts
+    /// connections; panics with a hint when it is not installed.
+    pub fn start() -> SmtpSink {
+        use std::io::Read;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = std::process::Command::new("/usr/sbin/smtp-sink");
+        // SAFETY: geteuid only reads the process's user id.
+        if unsafe { libc::geteuid() } == 0 {
+            // smtp-sink refuses to run as root without a user to switch to.
+            command.args(["-u", "nobody"]);
+        }
+        let mut child = command
+            .args(["-c", &addr.to_string(), "256"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/smtp-sink runs (apt-get install postfix)");
+        let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let mut out = child.stdout.take().expect("smtp-sink's output");
+        let seen = arrivals.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut line = Vec::new();
+            let mut last = 0usize;
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let at = Instant::now();
+                for &b in &buf[..n] {
+                    if b != b'\r' && b != b'\n' {
+                        line.push(b);
+                        continue;
+                    }
+                    // "sess=1 quit=0 mesg=3": the running count of messages.
+                    let text = String::from_utf8_lossy(&line);
+                    let count = text
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("mesg="))
+                        .and_then(|c| c.parse::<usize>().ok());
+                    if let Some(count) = count.filter(|&c| c > last) {
+                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        seen.extend(std::iter::repeat_n(at, count - last));
+                        last = count;
+                    }
+                    line.clear();
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        SmtpSink {
+            child,
+            addr,
+            arrivals,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// When each message accepted so far was counted, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Messages accepted so far.
+    pub fn count(&self) -> usize {
+        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Saves `text` as `dir/name` the way a careful client does, durably: a hidden
+/// temporary file written and fsynced, then renamed into place. Returns the instant
+/// after the rename.
+pub fn save_durable(dir: &Path, name: &str, text: &str) -> Instant {
+    use std::io::Write;
+    let temp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&temp).expect("create the temporary file");
+    file.write_all(text.as_bytes())
+        .expect("write the temporary file");
+    file.sync_all().expect("fsync the temporary file");
+    drop(file);
+    std::fs::rename(&temp, dir.join(name)).expect("rename into place");
+    Instant::now()
+}
+
+/// The disk's floor for a client: `texts` saved with [`save_durable`] into a fresh
+/// folder `dir` as fast as one thread can, in saves per second.
+pub fn client_saves_per_second(dir: &Path, texts: &[String]) -> f64 {
+    std::fs::create_dir_all(dir).expect("the floor's folder");
+    let start = Instant::now();
+    for (k, text) in texts.iter().enumerate() {
+        save_durable(dir, &format!("floor-{k}.ics"), text);
+    }
+    let rate = texts.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    let _ = std::fs::remove_dir_all(dir);
+    rate
+}

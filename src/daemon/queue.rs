@@ -15,7 +15,7 @@ use crate::imip::{self, AttendeeList, OutgoingOptions, PreparedMail, Stamp};
 use crate::itip::status::{DELIVERED, FAILED, INVALID_ADDRESS, SENT};
 use crate::itip::{CalAddress, FieldChange, ItipMessage, MessageSummary, Method};
 use crate::smtp::retry::{Decision, RandomSource, RetryPolicy};
-use crate::smtp::transport::{Envelope, SendError, Transport};
+use crate::smtp::transport::{Envelope, Handover, SendError, Transport};
 use crate::smtp::verp::{BounceAddress, BounceToken};
 use crate::store::apply::{Applier, ApplyError};
 use crate::store::layout::Store;
@@ -286,16 +286,26 @@ impl Worker<'_> {
         out: &impl Transport,
         cache: &mut MailCache,
     ) -> Attempt {
+        match self.prepare_mail(item, cache) {
+            Ok((envelope, bytes)) => mail_attempt(out.send(&envelope, &bytes).await),
+            Err(attempt) => attempt,
+        }
+    }
+
+    /// The envelope and bytes of a mail item's email, for [`Transport::send_all`];
+    /// the attempt's end when no email can be built for it.
+    pub fn prepare_mail(
+        &self,
+        item: &QueueItem,
+        cache: &mut MailCache,
+    ) -> Result<(Envelope, Vec<u8>), Attempt> {
         let Some(rcpt) = CalAddress::parse(&item.rcpt) else {
-            return Attempt::Failed(
+            return Err(Attempt::Failed(
                 INVALID_ADDRESS,
                 format!("{} is not an email address", item.rcpt),
-            );
+            ));
         };
-        let prepared = match cache.prepared(item, &self.settings.mail) {
-            Ok(prepared) => prepared,
-            Err(attempt) => return attempt,
-        };
+        let prepared = cache.prepared(item, &self.settings.mail)?;
         // A message's identity is fixed when it is queued: every attempt builds the
         // same bytes and Message-ID, so a retry after a crash is recognised as the same
         // email (the outbox keeps one file; receivers de-duplicate by Message-ID).
@@ -314,7 +324,12 @@ impl Worker<'_> {
             .build_for(&rcpt, &self.settings.mail, &stamp, links.as_ref())
         {
             Ok(mail) => mail,
-            Err(err) => return Attempt::Failed(FAILED, format!("cannot build the email: {err}")),
+            Err(err) => {
+                return Err(Attempt::Failed(
+                    FAILED,
+                    format!("cannot build the email: {err}"),
+                ))
+            }
         };
         let token = BounceToken::signed(item.id, &self.settings.bounce_key);
         let envelope = Envelope {
@@ -322,13 +337,7 @@ impl Worker<'_> {
             recipient: prepared.spellings.of_address(&rcpt),
             envelope_id: Some(format!("imipd.{token}")),
         };
-        match out.send(&envelope, &mail.bytes).await {
-            Ok(_) => Attempt::Delivered(SENT),
-            Err(err @ SendError::Temporary(_)) => Attempt::Retry(err.failure().to_string()),
-            Err(err @ SendError::Permanent(_)) => {
-                Attempt::Failed(FAILED, err.failure().to_string())
-            }
-        }
+        Ok((envelope, mail.bytes))
     }
 
     /// Records attempts durably, in one commit: each item leaves the queue or waits
@@ -425,6 +434,15 @@ impl Worker<'_> {
                 tracing::warn!(object, recipients = statuses.len(), %err, "could not record the delivery status");
             }
         }
+    }
+}
+
+/// What a transport's answer to one email means for its queue item.
+pub fn mail_attempt(sent: Result<Handover, SendError>) -> Attempt {
+    match sent {
+        Ok(_) => Attempt::Delivered(SENT),
+        Err(err @ SendError::Temporary(_)) => Attempt::Retry(err.failure().to_string()),
+        Err(err @ SendError::Permanent(_)) => Attempt::Failed(FAILED, err.failure().to_string()),
     }
 }
 

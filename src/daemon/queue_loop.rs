@@ -4,7 +4,7 @@
 
 use super::activity::activity;
 use super::metrics::{metrics, Metrics};
-use super::queue::{Attempt, MailCache, QueueSettings, StatusNote, Worker};
+use super::queue::{mail_attempt, Attempt, MailCache, QueueSettings, StatusNote, Worker};
 use super::shared::{now, DaemonError, Shared};
 use crate::config::RelaySection;
 use crate::itip::status::SENT;
@@ -37,76 +37,78 @@ pub async fn queue_loop<T: Transport>(
     let mut attempts = Settling::default();
     loop {
         let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
-        for item in due {
+        let mut due = due.into_iter().peekable();
+        while let Some(first) = due.next() {
+            // What waits is recorded before the next object's deliveries, before a
+            // local delivery changes a calendar, and before the loop stops.
+            let stopping = *shutdown.borrow();
             let other_object = (statuses.last().map(|n| n.object.as_str()))
                 .or(attempts.last_object())
-                .is_some_and(|object| item.status_object.as_deref() != Some(object));
-            let local = matches!(item.route, Route::Local { .. });
-            if *shutdown.borrow() || other_object || local {
+                .is_some_and(|object| first.status_object.as_deref() != Some(object));
+            let local = matches!(first.route, Route::Local { .. });
+            if stopping || other_object || local {
                 attempts
                     .record(&shared, &settings, &out, &mut random, &mut statuses)
                     .await?;
             }
-            if *shutdown.borrow() || other_object {
+            if stopping || other_object {
                 record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
             }
-            if *shutdown.borrow() {
+            if stopping {
                 return Ok(());
             }
-            let attempt = match &item.route {
+            let run = match &first.route {
                 Route::Local { user } => {
                     let (s, settings, user, item) =
-                        (shared.clone(), settings.clone(), user.clone(), item.clone());
-                    tokio::task::spawn_blocking(move || {
+                        (shared.clone(), settings.clone(), user.clone(), first.clone());
+                    let attempt = tokio::task::spawn_blocking(move || {
                         s.with_worker(&settings, |worker| {
                             s.with_store_lock(|| worker.deliver_local(&item, &user, now()))
                         })
                     })
                     .await
-                    .unwrap_or_else(|e| Attempt::Retry(format!("delivery stopped: {e}")))
+                    .unwrap_or_else(|e| Attempt::Retry(format!("delivery stopped: {e}")));
+                    vec![(first, attempt)]
                 }
                 Route::Mail => {
+                    // The mail items that follow go out together, spread over the
+                    // transport's connections. `due` holds one item per (UID,
+                    // recipient), so no two of them are ordered against each other.
+                    let mut items = vec![first];
+                    while items.len() < MAIL_RUN {
+                        match due.next_if(|i| matches!(i.route, Route::Mail)) {
+                            Some(item) => items.push(item),
+                            None => break,
+                        }
+                    }
                     let store = shared.store();
                     let worker = Worker {
                         store: &store,
                         state: &shared.state,
                         settings: &settings,
                     };
-                    worker.deliver_mail(&item, &out, &mut mails).await
+                    send_mails(&worker, items, &out, &mut mails).await
                 }
             };
-            let counters = metrics();
-            match &attempt {
-                Attempt::Delivered(status) => {
-                    activity().delivery(now(), true);
-                    Metrics::inc(if *status == SENT {
-                        &counters.sent
-                    } else {
-                        &counters.delivered_locally
-                    });
-                    if let Some(changed) = item.changed_at_ms {
-                        counters.latency(
-                            (chrono::Utc::now().timestamp_millis() - changed).max(0) as u64
-                        );
-                    }
-                    tracing::info!(id = item.id, method = %item.method, rcpt = %item.rcpt, uid = %item.uid, status, "delivered")
+            for (item, attempt) in run {
+                let other_object = (statuses.last().map(|n| n.object.as_str()))
+                    .or(attempts.last_object())
+                    .is_some_and(|object| item.status_object.as_deref() != Some(object));
+                if other_object {
+                    attempts
+                        .record(&shared, &settings, &out, &mut random, &mut statuses)
+                        .await?;
+                    record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
                 }
-                Attempt::Retry(reason) => {
-                    Metrics::inc(&counters.retried);
-                    tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, %reason, attempts = item.attempts + 1, "delivery failed, will retry")
+                let local = matches!(item.route, Route::Local { .. });
+                log_attempt(&item, &attempt);
+                attempts.push(item, attempt);
+                // A local delivery changed a calendar: recorded at once, as before.
+                if local || attempts.full() {
+                    attempts
+                        .record(&shared, &settings, &out, &mut random, &mut statuses)
+                        .await?;
                 }
-                Attempt::Failed(status, reason) => {
-                    activity().delivery(now(), false);
-                    Metrics::inc(&counters.failed);
-                    tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
-                }
-            }
-            attempts.push(item, attempt);
-            // A local delivery changed a calendar: recorded at once, as before.
-            if local || attempts.full() {
-                attempts
-                    .record(&shared, &settings, &out, &mut random, &mut statuses)
-                    .await?;
             }
         }
         attempts
@@ -128,6 +130,72 @@ pub async fn queue_loop<T: Transport>(
         }
     }
 }
+
+/// Counts and logs one attempt.
+fn log_attempt(item: &QueueItem, attempt: &Attempt) {
+    let counters = metrics();
+    match attempt {
+        Attempt::Delivered(status) => {
+            activity().delivery(now(), true);
+            Metrics::inc(if *status == SENT {
+                &counters.sent
+            } else {
+                &counters.delivered_locally
+            });
+            if let Some(changed) = item.changed_at_ms {
+                counters.latency(
+                    (chrono::Utc::now().timestamp_millis() - changed).max(0) as u64
+                );
+            }
+            tracing::info!(id = item.id, method = %item.method, rcpt = %item.rcpt, uid = %item.uid, status, "delivered")
+        }
+        Attempt::Retry(reason) => {
+            Metrics::inc(&counters.retried);
+            tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, %reason, attempts = item.attempts + 1, "delivery failed, will retry")
+        }
+        Attempt::Failed(status, reason) => {
+            activity().delivery(now(), false);
+            Metrics::inc(&counters.failed);
+            tracing::warn!(id = item.id, method = %item.method, rcpt = %item.rcpt, status, %reason, "delivery failed for good")
+        }
+    }
+}
+
+/// Builds the emails of `items` and hands them to `out` together; each item with
+/// its attempt, in order.
+async fn send_mails(
+    worker: &Worker<'_>,
+    items: Vec<QueueItem>,
+    out: &impl Transport,
+    mails: &mut MailCache,
+) -> Vec<(QueueItem, Attempt)> {
+    let mut built = Vec::with_capacity(items.len());
+    let mut ready = Vec::with_capacity(items.len());
+    for item in &items {
+        match worker.prepare_mail(item, mails) {
+            Ok(mail) => {
+                built.push(None);
+                ready.push(mail);
+            }
+            Err(attempt) => built.push(Some(attempt)),
+        }
+    }
+    let mut sent = out.send_all(&ready).await.into_iter();
+    items
+        .into_iter()
+        .zip(built)
+        .map(|(item, attempt)| {
+            let attempt = attempt.unwrap_or_else(|| match sent.next() {
+                Some(result) => mail_attempt(result),
+                None => Attempt::Retry("the transport did not answer for this email".into()),
+            });
+            (item, attempt)
+        })
+        .collect()
+}
+
+/// At most this many emails are handed to the transport together.
+const MAIL_RUN: usize = 32;
 
 /// At most this many attempts wait to be recorded together.
 const SETTLE_BATCH: usize = 64;
@@ -234,6 +302,7 @@ pub fn relay_config(
         _ => RelayTls::StartTls,
     };
     relay_config.timeout = Duration::from_secs(relay.timeout.max(1));
+    relay_config.connections = relay.connections.max(1);
     relay_config.helo_name = settings.mail.message_id_domain.clone();
     if let Some(username) = &relay.username {
         let password = match &relay.password_file {

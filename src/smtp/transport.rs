@@ -124,7 +124,7 @@ impl SendError {
 ///
 /// Implemented by the SMTP [`Relay`](super::Relay) and the [`Outbox`](super::Outbox),
 /// so the queue worker can use either. `send` may be called concurrently; a transport
-/// that keeps a connection serialises the calls itself.
+/// that keeps connections runs one transaction per connection at a time.
 pub trait Transport: Send + Sync {
     /// Hands over `message` (complete RFC 5322 bytes, CRLF line ends) for `envelope`.
     fn send<'a>(
@@ -132,6 +132,23 @@ pub trait Transport: Send + Sync {
         envelope: &'a Envelope,
         message: &'a [u8],
     ) -> impl Future<Output = Result<Handover, SendError>> + Send + 'a;
+
+    /// Hands over every mail of `mails`; the results in the same order. The mails
+    /// must not depend on each other's order (the queue passes at most one per
+    /// recipient and UID), so a transport with several connections may send them at
+    /// once; this default sends them one after the other.
+    fn send_all<'a>(
+        &'a self,
+        mails: &'a [(Envelope, Vec<u8>)],
+    ) -> impl Future<Output = Vec<Result<Handover, SendError>>> + Send + 'a {
+        async move {
+            let mut results = Vec::with_capacity(mails.len());
+            for (envelope, message) in mails {
+                results.push(self.send(envelope, message).await);
+            }
+            results
+        }
+    }
 
     /// Makes every message handed over since the last call durable, where [`send`]
     /// leaves part of that for later (the outbox syncs its folder once for a batch);

@@ -49,6 +49,11 @@ struct Shared {
     kick_upto: AtomicU64,
     down: AtomicBool,
     stop: AtomicBool,
+    /// Whether EHLO offers PIPELINING.
+    pipelining: AtomicBool,
+    /// Command lines that arrived with more input already behind them: the client
+    /// sent them without waiting for the reply (pipelined).
+    pipelined: AtomicU64,
 }
 
 /// A running sink; stopped on drop.
@@ -69,6 +74,8 @@ impl Sink {
             kick_upto: AtomicU64::new(0),
             down: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            pipelining: AtomicBool::new(true),
+            pipelined: AtomicU64::new(0),
         });
         let acceptor = {
             let shared = shared.clone();
@@ -99,6 +106,16 @@ impl Sink {
     /// How many messages were accepted so far (cheap enough to poll).
     pub fn message_count(&self) -> usize {
         self.state().messages.len()
+    }
+
+    /// Offer PIPELINING in EHLO (the default) or not, from the next connection on.
+    pub fn offer_pipelining(&self, offer: bool) {
+        self.shared.pipelining.store(offer, Ordering::SeqCst);
+    }
+
+    /// Command lines that arrived before the reply to the one before them was sent.
+    pub fn pipelined_commands(&self) -> u64 {
+        self.shared.pipelined.load(Ordering::SeqCst)
     }
 
     /// Every command line received so far (without CRLF).
@@ -240,12 +257,21 @@ fn serve(stream: TcpStream, number: u64, shared: &Shared) -> std::io::Result<()>
     let mut rcpts: Vec<(String, String)> = Vec::new();
     while let Some(raw) = read_line(&mut reader, number, shared) {
         let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+        if !reader.buffer().is_empty() {
+            shared.pipelined.fetch_add(1, Ordering::SeqCst);
+        }
         lock().commands.push(line.clone());
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-PIPELINING\r\n250-SIZE 10485760\r\n250-DSN\r\n\
-             250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"
-                .to_string()
+            let pipelining = if shared.pipelining.load(Ordering::SeqCst) {
+                "250-PIPELINING\r\n"
+            } else {
+                ""
+            };
+            format!(
+                "250-sink.test\r\n{pipelining}250-SIZE 10485760\r\n250-DSN\r\n\
+                 250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"
+            )
         } else if upper.starts_with("HELO") {
             "250 sink.test".to_string()
         } else if upper.starts_with("MAIL FROM:") {
