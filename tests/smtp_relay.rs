@@ -200,7 +200,9 @@ async fn without_pipelining_commands_wait_for_their_replies_and_failures_keep_th
     sink.reply_to_rcpt("full@external.test", Some("452 4.2.2 mailbox full"));
     let failure = temporary(relay.send(&to("full@external.test"), &note(9)).await);
     assert!(
-        failure.message.contains("refused recipient <full@external.test>"),
+        failure
+            .message
+            .contains("refused recipient <full@external.test>"),
         "{}",
         failure.message
     );

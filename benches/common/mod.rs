@@ -349,7 +349,10 @@ impl SmtpSink {
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         SmtpSink {
@@ -374,7 +377,10 @@ impl SmtpSink {
 
     /// Messages accepted so far.
     pub fn count(&self) -> usize {
-        self.arrivals.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }
 

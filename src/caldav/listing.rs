@@ -2,10 +2,9 @@
 //! without a full XML parser: the front only needs to know which ETag Radicale gave
 //! which object, and passes the body on untouched.
 
-use percent_encoding::percent_decode_str;
-
-/// Each `<response>` of `xml` that names one href and a `getetag`, as (decoded path,
-/// ETag). Namespace prefixes are ignored; anything unreadable is skipped.
+/// Each `<response>` of `xml` that names one href and a `getetag`, as (href as written,
+/// still percent-encoded; ETag). Namespace prefixes are ignored; anything unreadable is
+/// skipped.
 pub fn etags(xml: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = xml;
@@ -14,9 +13,8 @@ pub fn etags(xml: &str) -> Vec<(String, String)> {
         let href = element(block, "href").map(|(t, _)| unescape(t.trim()));
         let etag = element(block, "getetag").map(|(t, _)| unescape(t.trim()));
         if let (Some(href), Some(etag)) = (href, etag) {
-            let path = percent_decode_str(&href).decode_utf8_lossy().into_owned();
             if !etag.is_empty() {
-                out.push((path, etag));
+                out.push((href, etag));
             }
         }
     }
@@ -76,7 +74,7 @@ mod tests {
         assert_eq!(
             etags(xml),
             [
-                ("/alice/5d0c/ev 1.ics".to_string(), "\"e1aa\"".to_string()),
+                ("/alice/5d0c/ev%201.ics".to_string(), "\"e1aa\"".to_string()),
                 ("/alice/5d0c/b.ics".to_string(), "\"e2bb\"".to_string()),
             ]
         );

@@ -181,16 +181,67 @@ impl Front {
             let Some(key) = object_key(&store, &path) else {
                 continue;
             };
-            if let (Some(Some(was)), Some(Some(is))) = (before.get(&key), after.get(&key)) {
-                if was == is {
+            match (before.get(&key), after.get(&key)) {
+                (Some(Some(was)), Some(Some(is))) if was == is => {
                     store.provenance().record_etag(&key, &etag, is);
                 }
+                // It changed while Radicale listed it (imipd wrote meanwhile): the
+                // client may hold the new version's ETag; learn it now.
+                (Some(_), Some(Some(_))) => {
+                    let _ = self.current_etag(&key, &path, forward, None).await?;
+                }
+                _ => {}
             }
         }
         let mut parts = parts;
         strip_hop_by_hop(&mut parts.headers);
         announce(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::from(body)))
+    }
+
+    /// The ETag Radicale gives object `key` (at `path`) now, read between two looks at
+    /// the file: only if both looks agree (and match `expected`, when given) is the ETag
+    /// that version's; it is then remembered with it. The client's credentials are used.
+    async fn current_etag(
+        &self,
+        key: &str,
+        path: &str,
+        forward: &Forward,
+        expected: Option<&str>,
+    ) -> Result<Option<String>, UpstreamError> {
+        let Some(before) = self.version(key).await else {
+            return Ok(None);
+        };
+        if expected.is_some_and(|e| e != before) {
+            return Ok(None);
+        }
+        let mut headers = forward.headers.clone();
+        for name in [
+            "if-match",
+            "if-none-match",
+            "content-type",
+            "content-length",
+            "depth",
+        ] {
+            headers.remove(name);
+        }
+        let fetch = Forward {
+            method: Method::GET,
+            path_and_query: path.to_string(),
+            headers,
+            body: Default::default(),
+        };
+        let fetched = self.upstream.send(&fetch).await?;
+        let etag = etag_of(&fetched).filter(|_| fetched.status() == StatusCode::OK);
+        drop(fetched);
+        let (Some(etag), Some(after)) = (etag, self.version(key).await) else {
+            return Ok(None);
+        };
+        if after != before {
+            return Ok(None);
+        }
+        (self.store)().provenance().record_etag(key, &etag, &after);
+        Ok(Some(etag))
     }
 
     /// The content hashes of `keys` now.
@@ -268,38 +319,17 @@ impl Front {
                 return Ok(None);
             }
         }
-        // The current ETag, read between two looks at the file: if both looks agree,
-        // the ETag is that version's.
-        let fetch = Forward {
-            method: Method::GET,
-            headers: {
-                let mut h = forward.headers.clone();
-                for name in [
-                    header::IF_MATCH,
-                    header::IF_NONE_MATCH,
-                    header::CONTENT_TYPE,
-                    header::CONTENT_LENGTH,
-                ] {
-                    h.remove(name);
-                }
-                h
-            },
-            body: Default::default(),
-            ..forward.clone()
-        };
-        let fetched = self.upstream.send(&fetch).await?;
-        let etag = etag_of(&fetched).filter(|_| fetched.status() == StatusCode::OK);
-        drop(fetched);
-        let (Some(etag), Some(again)) = (etag, self.version(key).await) else {
-            return Ok(None);
-        };
-        if again != current {
+        let path = forward.path_and_query.split('?').next().unwrap_or("/");
+        let Some(etag) = self
+            .current_etag(key, path, forward, Some(&current))
+            .await?
+        else {
             tracing::info!(
                 object = key,
                 "the object changed while a stale save was checked; its 412 stands"
             );
             return Ok(None);
-        }
+        };
         let Ok(value) = HeaderValue::from_str(&etag) else {
             return Ok(None);
         };

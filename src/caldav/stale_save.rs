@@ -36,7 +36,13 @@ pub enum StaleSave {
 /// Decides about a save with `If-Match: stale_etag` over the version `current` (content
 /// hash of the file now) of object `key`.
 pub fn judge(provenance: &Provenance, key: &str, stale_etag: &str, current: &str) -> StaleSave {
-    let Some(base) = provenance.version_of_etag(key, stale_etag) else {
+    // Radicale's ETag of a version it wrote itself (a client's save) is the SHA-256 of
+    // the file, the same hash imipd keeps; a version imipd wrote is known only by the
+    // ETags the front saw for it.
+    let Some(base) = provenance
+        .version_of_etag(key, stale_etag)
+        .or_else(|| radicale_content_hash(stale_etag))
+    else {
         return StaleSave::UnknownVersion;
     };
     if provenance.only_bookkeeping_between(key, &base, current) {
@@ -44,6 +50,14 @@ pub fn judge(provenance: &Provenance, key: &str, stale_etag: &str, current: &str
     } else {
         StaleSave::ChangedByOthers
     }
+}
+
+/// The content hash an ETag of Radicale's names, when it has the form Radicale gives
+/// the versions it writes itself: `"<sha256 of the file, hex>"`.
+fn radicale_content_hash(etag: &str) -> Option<String> {
+    let hex = etag.strip_prefix('"')?.strip_suffix('"')?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 /// The content hash of `key`'s file now, read under the store's lock, so it is never
@@ -76,6 +90,22 @@ mod tests {
         assert_eq!(
             judge(&p, "alice/cal/ev.ics", "\"e0\"", "h2"),
             StaleSave::UnknownVersion
+        );
+        // An ETag never seen, in Radicale's own form for a version it wrote: the hash.
+        let h0 = "0".repeat(64);
+        p.record_bookkeeping("alice/cal/ev.ics", &h0, "h4");
+        assert_eq!(
+            judge(&p, "alice/cal/ev.ics", &format!("\"{h0}\""), "h4"),
+            StaleSave::PassOn
+        );
+        assert_eq!(
+            judge(
+                &p,
+                "alice/cal/ev.ics",
+                &format!("\"{}\"", "1".repeat(64)),
+                "h4"
+            ),
+            StaleSave::ChangedByOthers
         );
         // Another client saved over imipd's write: a real conflict again.
         assert_eq!(

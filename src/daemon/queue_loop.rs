@@ -59,8 +59,12 @@ pub async fn queue_loop<T: Transport>(
             }
             let run = match &first.route {
                 Route::Local { user } => {
-                    let (s, settings, user, item) =
-                        (shared.clone(), settings.clone(), user.clone(), first.clone());
+                    let (s, settings, user, item) = (
+                        shared.clone(),
+                        settings.clone(),
+                        user.clone(),
+                        first.clone(),
+                    );
                     let attempt = tokio::task::spawn_blocking(move || {
                         s.with_worker(&settings, |worker| {
                             s.with_store_lock(|| worker.deliver_local(&item, &user, now()))
@@ -143,9 +147,7 @@ fn log_attempt(item: &QueueItem, attempt: &Attempt) {
                 &counters.delivered_locally
             });
             if let Some(changed) = item.changed_at_ms {
-                counters.latency(
-                    (chrono::Utc::now().timestamp_millis() - changed).max(0) as u64
-                );
+                counters.latency((chrono::Utc::now().timestamp_millis() - changed).max(0) as u64);
             }
             tracing::info!(id = item.id, method = %item.method, rcpt = %item.rcpt, uid = %item.uid, status, "delivered")
         }

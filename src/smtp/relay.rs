@@ -246,7 +246,9 @@ impl Relay {
             // of this message was sent, so it goes out on a fresh one.
             tracing::debug!(relay = %self.address(), %error, "kept relay connection is gone, reconnecting");
             connection = self.connect().await?;
-            result = self.transaction(&mut connection, envelope, message, false).await;
+            result = self
+                .transaction(&mut connection, envelope, message, false)
+                .await;
         }
         match result {
             Ok(reply) => {
@@ -273,10 +275,7 @@ impl Relay {
 
     /// Sends `mails` over up to [`RelayConfig::connections`] connections at once,
     /// each connection taking every n-th mail in turn; the results in input order.
-    async fn send_spread(
-        &self,
-        mails: &[(Envelope, Vec<u8>)],
-    ) -> Vec<Result<Handover, SendError>> {
+    async fn send_spread(&self, mails: &[(Envelope, Vec<u8>)]) -> Vec<Result<Handover, SendError>> {
         let lanes = self.config.connections.clamp(1, mails.len().max(1));
         let lane = |first: usize| async move {
             let mut results = Vec::new();
@@ -419,7 +418,11 @@ impl Relay {
                 commands.push(b"RSET\r\n");
             }
             commands.extend([mail_from.as_bytes(), rcpt_to.as_bytes(), b"DATA\r\n"]);
-            let first = if reused { Stage::Reset } else { Stage::MailFrom };
+            let first = if reused {
+                Stage::Reset
+            } else {
+                Stage::MailFrom
+            };
             let replies = client.cmds(commands).await.map_err(|e| (first, e))?;
             let mut replies = replies.into_iter();
             if reused {
