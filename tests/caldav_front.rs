@@ -7,114 +7,59 @@
 //! client's edit still is.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
 mod support;
 use support::radicale::{http, Radicale};
+use support::Site;
 
-/// Radicale, imipd on its folder with the front, and the outbox.
-struct Site {
+/// Radicale, and a site whose imipd runs on its folder with the front on `front`.
+struct FrontSite {
     radicale: Radicale,
-    dir: PathBuf,
+    site: Site,
     front: u16,
 }
 
-impl Site {
-    fn new(name: &str) -> Site {
+impl std::ops::Deref for FrontSite {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl FrontSite {
+    fn new(name: &str) -> FrontSite {
         let radicale = Radicale::start(&format!("front-{name}"));
         radicale.mkcalendar("alice");
         radicale.mkcalendar("bob");
-        let dir = radicale.dir.join("imipd");
-        std::fs::create_dir_all(&dir).expect("imipd folder");
-        let front = support::ports::free_port();
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n\
-                 [store]\nlayout = \"radicale\"\nroot = \"{}\"\ndebounce_ms = 50\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n\
-                 [caldav]\nlisten = \"127.0.0.1:{front}\"\nupstream = \"http://127.0.0.1:{}\"\n",
-                radicale.dir.join("collections").display(),
+        let site = Site::new(&format!("front-{name}"), &[]);
+        let front = support::free_port();
+        site.write_config(&radicale.imipd_config(
+            &["alice", "bob"],
+            &format!(
+                "[caldav]\nlisten = \"127.0.0.1:{front}\"\nupstream = \"http://127.0.0.1:{}\"\n",
                 radicale.port
             ),
-        )
-        .expect("configuration");
-        Site {
+        ));
+        FrontSite {
             radicale,
-            dir,
+            site,
             front,
         }
     }
 
-    fn serve(&self) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("imipd binary");
-        self.eventually("the front listens", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.front)).is_ok()
-        });
-        child
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
-    }
-
     fn object(&self, user: &str, name: &str) -> PathBuf {
-        self.radicale
-            .dir
-            .join("collections/collection-root")
-            .join(user)
-            .join("calendar")
-            .join(name)
+        self.radicale.collection(user, "calendar").join(name)
     }
 
     /// The files in `user`'s calendar.
     fn objects(&self, user: &str) -> Vec<PathBuf> {
-        let folder = self.object(user, "");
-        let mut out: Vec<PathBuf> = std::fs::read_dir(folder)
+        let mut out: Vec<PathBuf> = std::fs::read_dir(self.object(user, ""))
             .map(|e| e.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
         out.retain(|p| p.extension().is_some_and(|e| e == "ics"));
         out
     }
-
-    /// Waits (bounded) until `check` holds; the bound is a deadlock guard.
-    fn eventually(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen; daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("imipd did not stop within 20 s of SIGTERM");
 }
 
 fn read(path: &Path) -> String {
@@ -157,13 +102,13 @@ fn dav(port: u16) -> String {
 
 #[test]
 fn clients_are_told_imipd_schedules_only_while_it_runs() {
-    let site = Site::new("announce");
+    let site = FrontSite::new("announce");
     assert!(
         !dav(site.radicale.port).contains("calendar-auto-schedule"),
         "Radicale alone announces no scheduling: {}",
         dav(site.radicale.port)
     );
-    let daemon = site.serve();
+    let daemon = site.start();
     let announced = dav(site.front);
     assert!(
         announced.contains("calendar-access") && announced.contains("calendar-auto-schedule"),
@@ -184,7 +129,7 @@ fn clients_are_told_imipd_schedules_only_while_it_runs() {
         "{}",
         listing.body
     );
-    stop(daemon);
+    daemon.stop();
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", site.front)).is_err(),
         "with imipd stopped, nothing answers on the front"
@@ -193,8 +138,8 @@ fn clients_are_told_imipd_schedules_only_while_it_runs() {
 
 #[test]
 fn a_save_behind_imipds_bookkeeping_is_no_conflict_but_a_save_behind_another_client_is() {
-    let site = Site::new("stale");
-    let daemon = site.serve();
+    let site = FrontSite::new("stale");
+    let daemon = site.start();
     let path = "/alice/calendar/front-1.ics";
     let created = http(
         site.front,
@@ -363,5 +308,5 @@ fn a_save_behind_imipds_bookkeeping_is_no_conflict_but_a_save_behind_another_cli
     site.eventually("the phone's edit kept", || {
         read(&alice_file).contains("SUMMARY:Planning (moved by phone)")
     });
-    stop(daemon);
+    daemon.stop();
 }

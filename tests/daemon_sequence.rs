@@ -7,83 +7,48 @@ mod support;
 
 use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::TempDir;
+use std::time::Duration;
 
-/// A folder with alice's and bob's stores, configuration and outbox.
-struct Site {
-    dir: PathBuf,
-    _temp: TempDir,
+/// A site with alice's and bob's stores and the outbox transport.
+struct Site(support::Site);
+
+impl std::ops::Deref for Site {
+    type Target = support::Site;
+    fn deref(&self) -> &support::Site {
+        &self.0
+    }
 }
 
 impl Site {
     fn new(name: &str, extra_config: &str) -> Site {
-        let temp = TempDir::new(&format!("seq-{name}"));
-        let dir = temp.path().to_path_buf();
-        for user in ["alice", "bob"] {
-            std::fs::create_dir_all(dir.join("stores").join(user).join("calendar"))
-                .expect("store folders");
-        }
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n[store]\nroot = \"stores\"\ndebounce_ms = 50\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n{extra_config}"
-            ),
-        )
-        .expect("configuration");
-        Site { dir, _temp: temp }
+        let site = support::Site::new(&format!("seq-{name}"), &["alice", "bob"]);
+        site.write_config(&support::site::config(
+            &["alice", "bob"],
+            "debounce_ms = 50\n",
+            &format!("[queue]\noutbox = \"outbox\"\n{extra_config}"),
+        ));
+        Site(site)
     }
 
     /// Starts the daemon and waits until it runs.
-    fn serve(&self) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_imipd"))
-            .args(["serve", "--config"])
-            .arg(self.dir.join("imipd.toml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("imipd binary");
-        self.eventually("startup", || self.log().contains("imipd is running"));
-        child
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    fn serve(&self) -> support::Daemon {
+        self.0.start()
     }
 
     fn folder(&self, user: &str) -> PathBuf {
-        self.dir.join("stores").join(user).join("calendar")
+        self.calendar(user)
     }
 
     /// The calendars mailed so far, oldest first (by queue order in the file name).
     fn mails(&self) -> Vec<String> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.join("outbox"))
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
+        // Finished mails only: the outbox's partial writes are hidden `.tmp-….eml` files.
+        let mut files = self.files("outbox");
         files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
         files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
         files
             .iter()
             .map(|p| calendar_of(&std::fs::read(p).expect("eml")))
             .collect()
-    }
-
-    /// Waits (bounded) until `check` holds; the bound is a deadlock guard.
-    fn eventually(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen; daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     /// Waits until `n` emails are in the outbox, then until the queue is empty.
@@ -97,21 +62,6 @@ impl Site {
     fn settle(&self) {
         std::thread::sleep(Duration::from_millis(800));
     }
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("imipd did not stop within 20 s of SIGTERM");
 }
 
 /// The text/calendar part of an email, unfolded.
@@ -190,7 +140,7 @@ fn each_move_goes_out_higher_from_a_client_that_never_raises_sequence_or_writes_
             );
             last = sent.into_iter().max().unwrap_or(0);
         }
-        stop(daemon);
+        daemon.stop();
     }
 }
 
@@ -223,7 +173,7 @@ fn a_series_cancel_after_an_occurrence_update_goes_out_above_it() {
         cancel.iter().all(|s| *s > occurrence),
         "the series CANCEL went out with {cancel:?}, not above the occurrence's {occurrence}"
     );
-    stop(daemon);
+    daemon.stop();
 }
 
 #[test]
@@ -263,7 +213,7 @@ fn an_event_the_client_mailed_itself_is_delivered_locally_and_mailed_to_no_one()
             "{who}: {line}"
         );
     }
-    stop(daemon);
+    daemon.stop();
 }
 
 /// Bob's copy as Thunderbird's iMIP bar stores an invitation imipd never imported.
@@ -296,11 +246,11 @@ fn an_invitation_accepted_before_import_sends_exactly_one_reply_when_the_client_
     assert_eq!(method(&mails[0]), "REPLY");
     assert!(mails[0].contains("PARTSTAT=ACCEPTED"), "{}", mails[0]);
     assert!(!mails[0].contains("X-MOZ-"), "{}", mails[0]);
-    stop(daemon);
+    daemon.stop();
     // A restart sends nothing more.
     let daemon = site.serve();
     site.settle();
-    stop(daemon);
+    daemon.stop();
     assert_eq!(site.mails().len(), 1);
 }
 
@@ -316,7 +266,7 @@ fn an_invitation_accepted_by_a_client_that_mails_its_own_reply_gets_none_from_im
         "a second REPLY: {:?}",
         site.mails()
     );
-    stop(daemon);
+    daemon.stop();
 }
 
 #[test]
@@ -367,5 +317,5 @@ fn a_new_invitation_writes_the_organizers_file_once() {
     assert!(copy.contains("SCHEDULE-STATUS=1.1"), "{copy}");
     assert!(copy.contains("SCHEDULE-STATUS=1.2"), "{copy}");
     assert_eq!(versions, 2, "the client's save and one write by imipd");
-    stop(daemon);
+    daemon.stop();
 }

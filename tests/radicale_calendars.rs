@@ -3,12 +3,12 @@
 //! per user; `serve` and `status` say so when a user has nowhere to receive.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "support/mod.rs"]
 mod support;
 use support::radicale::{http, Radicale};
+use support::Site;
 
 /// Bob's calendars: made in this order, and named so that name order and creation order
 /// disagree.
@@ -44,65 +44,34 @@ fn mkcol(radicale: &Radicale, user: &str, uuid: &str) {
     std::thread::sleep(Duration::from_millis(30));
 }
 
-struct Site {
+/// Radicale with web-UI calendars, and a site whose imipd runs on its folder.
+struct UuidSite {
     radicale: Radicale,
-    dir: PathBuf,
+    site: Site,
 }
 
-impl Site {
-    fn new() -> Site {
+impl std::ops::Deref for UuidSite {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl UuidSite {
+    fn new() -> UuidSite {
         let radicale = Radicale::start("uuid-calendars");
         mkcol(&radicale, "alice", ALICE_CAL);
         mkcol(&radicale, "bob", BOB_FIRST);
         mkcol(&radicale, "bob", BOB_SECOND);
-        let dir = radicale.dir.join("imipd");
-        std::fs::create_dir_all(&dir).expect("imipd folder");
+        let site = Site::new("uuid-calendars", &[]);
         // No `invitations` key: the calendars are found in the store. Dave is
         // configured but has never logged in to Radicale: no folder.
-        std::fs::write(
-            dir.join("imipd.toml"),
-            format!(
-                "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n\
-                 [store]\nlayout = \"radicale\"\nroot = \"{}\"\ndebounce_ms = 50\n\
-                 [[user]]\nname = \"alice\"\naddresses = [\"alice@example.com\"]\n\
-                 [[user]]\nname = \"bob\"\naddresses = [\"bob@example.com\"]\n\
-                 [[user]]\nname = \"dave\"\naddresses = [\"dave@example.com\"]\n\
-                 [mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n",
-                radicale.dir.join("collections").display(),
-            ),
-        )
-        .expect("configuration");
-        Site { radicale, dir }
-    }
-
-    fn imipd(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_imipd"));
-        command
-            .args(args)
-            .arg("--config")
-            .arg(self.dir.join("imipd.toml"));
-        command
-    }
-
-    fn serve(&self) -> Child {
-        self.imipd(&["serve"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("serve.log")).expect("log file"))
-            .spawn()
-            .expect("imipd binary")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+        site.write_config(&radicale.imipd_config(&["alice", "bob", "dave"], ""));
+        UuidSite { radicale, site }
     }
 
     fn calendar(&self, user: &str, name: &str) -> PathBuf {
-        self.radicale
-            .dir
-            .join("collections/collection-root")
-            .join(user)
-            .join(name)
+        self.radicale.collection(user, name)
     }
 
     /// The texts of the objects in a calendar folder.
@@ -116,18 +85,6 @@ impl Site {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    fn eventually(&self, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check() {
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not happen; daemon log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
     }
 }
 
@@ -144,7 +101,7 @@ fn meeting(start: &str) -> String {
 
 #[test]
 fn invitations_land_in_uuid_named_calendars_and_updates_follow_the_copy() {
-    let site = Site::new();
+    let site = UuidSite::new();
     // Which of Bob's two calendars is "the first he made": by birth time where the
     // file system records it, by name otherwise (the documented rule).
     let birth_times = std::fs::metadata(site.calendar("bob", BOB_FIRST))
@@ -155,18 +112,14 @@ fn invitations_land_in_uuid_named_calendars_and_updates_follow_the_copy() {
     } else {
         (BOB_SECOND, BOB_FIRST)
     };
-    let check = site
-        .imipd(&["check-config"])
-        .output()
-        .expect("check-config");
+    let check = site.imipd(&["check-config"]);
     let said = String::from_utf8_lossy(&check.stdout).to_string()
         + &String::from_utf8_lossy(&check.stderr);
     assert!(
         said.contains("dave") && said.contains("nowhere to land"),
         "check-config names the user with nowhere to receive: {said}"
     );
-    let daemon = site.serve();
-    site.eventually("imipd running", || site.log().contains("imipd is running"));
+    let daemon = site.start();
     // serve says at start what check-config says.
     assert!(
         site.log()
@@ -175,7 +128,7 @@ fn invitations_land_in_uuid_named_calendars_and_updates_follow_the_copy() {
         "{}",
         site.log()
     );
-    let status = site.imipd(&["status"]).output().expect("status");
+    let status = site.imipd(&["status"]);
     let status_text = String::from_utf8_lossy(&status.stdout).to_string();
     assert_eq!(status.status.code(), Some(1), "degraded: {status_text}");
     assert!(status_text.contains("dave"), "{status_text}");
@@ -202,10 +155,9 @@ fn invitations_land_in_uuid_named_calendars_and_updates_follow_the_copy() {
                 .any(|l| l.contains("bob@example.com") && l.contains("SCHEDULE-STATUS=1.2"))
         })
     });
-    let outbox: Vec<_> = std::fs::read_dir(site.dir.join("outbox"))
-        .map(|e| e.filter_map(|e| e.ok()).collect())
-        .unwrap_or_default();
-    assert_eq!(outbox.len(), 1, "Carol's invitation by mail");
+    site.eventually("Carol's invitation by mail", || {
+        site.files("outbox").len() == 1
+    });
 
     // Bob makes a calendar named "calendar": new invitations would now go there, but
     // the update of this event follows his copy.
@@ -253,9 +205,5 @@ fn invitations_land_in_uuid_named_calendars_and_updates_follow_the_copy() {
         "no delivery failed: {}",
         site.log()
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let mut daemon = daemon;
-    let _ = daemon.wait();
+    daemon.stop();
 }

@@ -70,6 +70,32 @@ impl Radicale {
         (answer.status, etag, answer.body)
     }
 
+    /// The folder of `user`'s collection `calendar` in Radicale's storage.
+    pub fn collection(&self, user: &str, calendar: &str) -> PathBuf {
+        self.dir
+            .join("collections/collection-root")
+            .join(user)
+            .join(calendar)
+    }
+
+    /// An `imipd.toml` for a site on this Radicale's storage (state and control socket
+    /// in the site's folder), `users` as `<user>@example.com`, `rest` after it.
+    pub fn imipd_config(&self, users: &[&str], rest: &str) -> String {
+        let mut text = format!(
+            "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n\
+             [store]\nlayout = \"radicale\"\nroot = \"{}\"\ndebounce_ms = 50\n",
+            self.dir.join("collections").display()
+        );
+        for user in users {
+            text.push_str(&format!(
+                "[[user]]\nname = \"{user}\"\naddresses = [\"{user}@example.com\"]\n"
+            ));
+        }
+        text.push_str("[mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n");
+        text.push_str(rest);
+        text
+    }
+
     /// Creates `/<user>/calendar/`.
     pub fn mkcalendar(&self, user: &str) {
         let (status, _, body) = self.request("MKCALENDAR", user, &format!("/{user}/calendar/"), "");
