@@ -152,11 +152,16 @@ impl Front {
         let candidates = prefix
             .map(|p| store.provenance().recent_keys_under(&p))
             .unwrap_or_default();
+        tracing::debug!(method = %forward.method, path = %forward.path_and_query, ?candidates, "listing");
         if candidates.is_empty() {
             return self.upstream.send(forward).await.map(to_client);
         }
         let before = self.versions(&candidates).await;
-        let response = self.upstream.send(forward).await?;
+        // Read here, so asked for uncompressed (Radicale gzips for clients that accept
+        // it, Thunderbird among them).
+        let mut plain = forward.clone();
+        plain.headers.remove(header::ACCEPT_ENCODING);
+        let response = self.upstream.send(&plain).await?;
         let (parts, body) = response.into_parts();
         let body = match body.collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -181,6 +186,7 @@ impl Front {
             let Some(key) = object_key(&store, &path) else {
                 continue;
             };
+            tracing::debug!(object = %key, %etag, before = ?before.get(&key), after = ?after.get(&key), "listed");
             match (before.get(&key), after.get(&key)) {
                 (Some(Some(was)), Some(Some(is))) if was == is => {
                     store.provenance().record_etag(&key, &etag, is);
@@ -314,6 +320,8 @@ impl Front {
                 tracing::info!(
                     object = key,
                     ?verdict,
+                    if_match = %stale,
+                    on_disk = %current,
                     "a client's save on an older version keeps its 412"
                 );
                 return Ok(None);

@@ -125,6 +125,7 @@ pub fn write_then_commit(
         ..Batch::default()
     })?;
     replace(store, key, expected, content)?;
+    tracing::debug!(object = key, why = why.as_str(), expected = ?expected, written = %written, "written");
     if let (true, Expected::Hash(before)) = (why.is_bookkeeping(), expected) {
         store.provenance().record_bookkeeping(key, before, &written);
     }

@@ -338,7 +338,7 @@ class Imipd:
             [self.binary, "--config", str(self.config), "serve"],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, RUST_LOG="info", IMIPD_LOG_FORMAT="json"),
+            env=dict(os.environ, RUST_LOG=os.environ.get("IMIPD_TB_RUST_LOG", "info"), IMIPD_LOG_FORMAT="json"),
         )
         if self.dev_front:
             self.front = subprocess.Popen(
