@@ -126,9 +126,13 @@ pub fn sequences_sent(messages: &[ItipMessage]) -> Vec<(String, InstanceKey, i64
 pub fn is_client_bookkeeping(property: &ICalendarProperty) -> bool {
     const PREFIXES: [&str; 4] = ["X-MOZ-", "X-EVOLUTION-", "X-LIC-", "X-RADICALE-"];
     match property {
-        ICalendarProperty::Other(name) => PREFIXES
-            .iter()
-            .any(|p| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p)),
+        // Compared as bytes: a property name from outside may hold any character, and
+        // slicing a string inside one panics.
+        ICalendarProperty::Other(name) => PREFIXES.iter().any(|p| {
+            name.as_bytes()
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+        }),
         _ => false,
     }
 }
@@ -215,6 +219,16 @@ pub(crate) fn with_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn property_names_with_any_character_are_judged_without_a_panic() {
+        // Found by the fuzz pass: a name whose prefix length ends inside a character.
+        let name = |n: &str| ICalendarProperty::Other(n.to_string());
+        assert!(!is_client_bookkeeping(&name("X-MO\u{FFFD}Z")));
+        assert!(!is_client_bookkeeping(&name("X-\u{e9}")));
+        assert!(is_client_bookkeeping(&name("x-moz-generation")));
+        assert!(!is_client_bookkeeping(&name("X-MICROSOFT-CDO-OWNERAPPTID")));
+    }
 
     fn parse(text: &str) -> ICalendar {
         ICalendar::parse(text.replace('\n', "\r\n")).expect("calendar")
