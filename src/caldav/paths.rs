@@ -41,23 +41,14 @@ fn segments(path: &str) -> Option<Vec<String>> {
     Some(segments)
 }
 
-/// The object key (`alice/work/ev.ics`) of a request path, if it names one.
+/// The object key (`alice/work/ev.ics`) of a request path, if it names one (a path
+/// ending in `/` names a collection).
 pub fn object_key(store: &Store, path: &str) -> Option<String> {
-    let segments: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| {
-            percent_decode_str(s)
-                .decode_utf8()
-                .ok()
-                .map(|s| s.into_owned())
-        })
-        .collect::<Option<_>>()?;
-    if segments.len() != 3
-        || segments
-            .iter()
-            .any(|s| s.is_empty() || s == "." || s == ".." || s.contains(['/', '\0']))
-    {
+    if path.ends_with('/') {
+        return None;
+    }
+    let segments = segments(path)?;
+    if segments.len() != 3 {
         return None;
     }
     store.key_for(&store.users_root().join(segments.join("/")))
