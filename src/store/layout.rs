@@ -170,7 +170,7 @@ impl Store {
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
-            .filter(|p| p.is_dir() && self.inside_root(p) && is_calendar_collection(p))
+            .filter(|p| p.is_dir() && self.inside_root(p) && super::calendars::is_calendar(p))
             .collect();
         out.sort();
         out
@@ -278,21 +278,6 @@ impl Store {
     pub fn import_key(&self, user: &User, folder: &str, uid: &str) -> String {
         let hash = super::state::content_hash(uid.as_bytes());
         format!("{}/{}/imipd-{}.ics", user.name, folder, &hash[..32])
-    }
-}
-
-/// Radicale records a collection's type as `"tag"` in `.Radicale.props` (JSON):
-/// `VCALENDAR` or `VADDRESSBOOK`. Folders without props (vdir) count as calendars.
-fn is_calendar_collection(dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(dir.join(".Radicale.props")) else {
-        return true;
-    };
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(props) => props
-            .get("tag")
-            .and_then(|t| t.as_str())
-            .is_none_or(|tag| tag.eq_ignore_ascii_case("VCALENDAR")),
-        Err(_) => true,
     }
 }
 
