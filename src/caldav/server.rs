@@ -193,8 +193,10 @@ impl Front {
                 }
                 // It changed while Radicale listed it (imipd wrote meanwhile): the
                 // client may hold the new version's ETag; learn it now.
+                // A failure here only means the ETag stays unknown: the client's own
+                // listing is answered all the same.
                 (Some(_), Some(Some(_))) => {
-                    let _ = self.current_etag(&key, &path, forward, None).await?;
+                    let _ = self.current_etag(&key, &path, forward, None).await;
                 }
                 _ => {}
             }
