@@ -9,9 +9,12 @@
 //!   with no scheduling logic in between.
 //!
 //! The ratio imipd / floor is the figure issue #8 sets a target for (at most 2×).
+//! The row "organizer update, with its emails" adds what the queue does with the
+//! update's REQUEST (the mail prepared once, one email per recipient) to the imipd
+//! figure, against the same floor: issue #24 item 4 (at most 2.5× at 10 attendees).
 //!
 //! `cargo bench --bench engine` (optional: `ENGINE_BUDGET_MS=…` per measurement,
-//! `ENGINE_SIZES=10,100,1000`).
+//! `ENGINE_SIZES=10,100,1000`, `ENGINE_ONLY=<part of an operation's name>`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -75,6 +78,19 @@ struct Case {
     inputs: Vec<String>,
     /// Runs the engine on parsed inputs; returns every object it produced.
     run: fn(&[ICalendar]) -> Vec<ICalendar>,
+    /// Also build every recipient's email in the imipd figure (issue #24 item 4: the
+    /// daemon's CPU per change is the engine and the mails, against the same floor).
+    mail: bool,
+}
+
+/// Every email of an organizer's update, built as the queue does: the message
+/// prepared once, then one email per recipient; total bytes with the updated copy.
+fn organizer_update_mails(cals: &[ICalendar]) -> usize {
+    let account = [CalAddress::parse(ORGANIZER).expect("address")];
+    let outcome = itip::schedule_change(Some(&cals[0]), &cals[1], &context(&account))
+        .expect("the organizer's update schedules");
+    let copy = outcome.updated.map_or(0, |c| c.to_string().len());
+    copy + common::build_emails(outcome.messages, NOW)
 }
 
 fn context(account: &[CalAddress]) -> Context<'_> {
@@ -132,6 +148,16 @@ fn cases(n: usize) -> Vec<Case> {
                 event(n, 0, "20270301T100000Z", "NEEDS-ACTION"),
             ],
             run: organizer_update,
+            mail: false,
+        },
+        Case {
+            name: "organizer update, with its emails",
+            inputs: vec![
+                event(n, 0, "20270301T090000Z", "NEEDS-ACTION"),
+                event(n, 0, "20270301T100000Z", "NEEDS-ACTION"),
+            ],
+            run: organizer_update,
+            mail: true,
         },
         Case {
             name: "organizer adds an attendee",
@@ -140,6 +166,7 @@ fn cases(n: usize) -> Vec<Case> {
                 event(n + 1, 0, "20270301T090000Z", "NEEDS-ACTION"),
             ],
             run: organizer_update,
+            mail: false,
         },
         Case {
             name: "attendee reply",
@@ -148,11 +175,13 @@ fn cases(n: usize) -> Vec<Case> {
                 event(n, 0, "20270301T090000Z", "ACCEPTED"),
             ],
             run: attendee_reply,
+            mail: false,
         },
         Case {
             name: "inbound REPLY applied",
             inputs: vec![reply(), event(n, 0, "20270301T090000Z", "NEEDS-ACTION")],
             run: inbound_reply,
+            mail: false,
         },
     ]
 }
@@ -175,6 +204,10 @@ fn measure(case: &Case, attendees: usize, budget: Duration) -> Row {
 
     let imipd = sample(budget, 20, || {
         let cals: Vec<ICalendar> = case.inputs.iter().map(|t| parse(t)).collect();
+        if case.mail {
+            black_box(organizer_update_mails(&cals));
+            return;
+        }
         let out = (case.run)(&cals);
         let bytes: usize = out.iter().map(|c| c.to_string().len()).sum();
         black_box(bytes);
@@ -207,9 +240,14 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    // ENGINE_ONLY: run only the operations whose name contains it (for a profiler).
+    let only = std::env::var("ENGINE_ONLY").unwrap_or_default();
     let mut rows = Vec::new();
     for &n in &sizes {
-        for case in cases(n) {
+        for case in cases(n)
+            .into_iter()
+            .filter(|c| c.name.contains(only.as_str()))
+        {
             eprintln!("measuring {} with {n} attendees", case.name);
             rows.push(measure(&case, n, budget));
         }

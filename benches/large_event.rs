@@ -716,28 +716,10 @@ fn engine_only(before: &str, after: &str) -> (Duration, Duration, Duration) {
     // The daemon's CPU path without its disk: parse, schedule, serialise each message
     // once (as the queue stores it), and build every recipient's email from the mail
     // prepared once (as the queue worker does).
-    let options = imipd::imip::OutgoingOptions::default();
     let with_mail = sample(budget, 5, || {
         let outcome = schedule(&parse(before), &parse(after));
-        let mut total = outcome.updated.map_or(0, |c| c.to_string().len());
-        for message in outcome.messages {
-            total += message.to_ics().len();
-            let recipients = message.to.clone();
-            let mut mail =
-                imipd::imip::PreparedMail::new(message, &options).expect("the mail builds");
-            for (i, rcpt) in recipients.iter().enumerate() {
-                let stamp = imipd::imip::Stamp {
-                    now: chrono::DateTime::from_timestamp(NOW, 0).unwrap_or_default(),
-                    unique: i as u64,
-                };
-                total += mail
-                    .build_for(rcpt, &options, &stamp, None)
-                    .expect("the mail builds")
-                    .bytes
-                    .len();
-            }
-        }
-        std::hint::black_box(total);
+        let copy = outcome.updated.map_or(0, |c| c.to_string().len());
+        std::hint::black_box(copy + common::build_emails(outcome.messages, NOW));
     });
     (engine.median(), bytes.median(), with_mail.median())
 }

@@ -493,6 +493,13 @@ fn main() {
     let file_rate = file_floor(&site.dir, 1, floor_budget);
     let file_rate_16 = file_floor(&site.dir, 16, floor_budget);
     let serial = 1.0 / (1.0 / redb_rate + 1.0 / file_rate);
+    // Issue #24's floor: a client's durable saves (write, fsync, rename) of event-sized
+    // files, one thread, as the other daemon benches measure it.
+    let texts: Vec<String> = (0..600)
+        .map(|i| format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//floor//EN\r\nBEGIN:VEVENT\r\nUID:floor-{i}\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300102T100000Z\r\nSUMMARY:{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n", "x".repeat(900)))
+        .collect();
+    let saves_rate = common::client_saves_per_second(&site.dir.join("floor-saves"), &texts);
+    let mut k_rates = Vec::new();
 
     let started = Instant::now();
     let child = site.serve();
@@ -529,6 +536,7 @@ fn main() {
             ));
         }
         let secs = seen.elapsed.as_secs_f64();
+        k_rates.push((k, seen.sent as f64 / secs));
         println!(
             "| {k} | {} | {} | {} | {secs:.2} | {:.0} | {} | {} | {} | {} |",
             seen.sent,
@@ -552,6 +560,15 @@ fn main() {
     );
     println!("| file replace, 16 threads in 16 folders | {file_rate_16:.0} |");
     println!("| one file replace then one redb commit, in series | {serial:.0} |");
+    println!(
+        "| a client's durable saves: write, fsync, rename (1 thread, 600 files) | {saves_rate:.0} |"
+    );
+    for (k, rate) in &k_rates {
+        println!(
+            "\nK = {k}: {rate:.0} REPLYs/s = {:.2} × a client's durable saves on this disk.",
+            rate / saves_rate.max(1e-9)
+        );
+    }
     println!(
         "\nEach round: at most {count} REPLYs or {} s; {} organizers × {} events × {} attendees; \
          a new connection every {PER_CONNECTION} messages.",

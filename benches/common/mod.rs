@@ -418,3 +418,28 @@ pub fn client_saves_per_second(dir: &Path, texts: &[String]) -> f64 {
     let _ = std::fs::remove_dir_all(dir);
     rate
 }
+
+/// Every email of `messages`, built as the queue builds them (each message prepared
+/// once, then one email per recipient, stamped at `now`); the total bytes of the
+/// emails and of each message's iCalendar text.
+pub fn build_emails(messages: Vec<imipd::itip::ItipMessage>, now: i64) -> usize {
+    let options = imipd::imip::OutgoingOptions::default();
+    let mut total = 0;
+    for message in messages {
+        total += message.to_ics().len();
+        let recipients = message.to.clone();
+        let mut mail = imipd::imip::PreparedMail::new(message, &options).expect("the mail builds");
+        for (i, rcpt) in recipients.iter().enumerate() {
+            let stamp = imipd::imip::Stamp {
+                now: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+                unique: i as u64,
+            };
+            total += mail
+                .build_for(rcpt, &options, &stamp, None)
+                .expect("the mail builds")
+                .bytes
+                .len();
+        }
+    }
+    total
+}
