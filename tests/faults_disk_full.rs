@@ -9,7 +9,7 @@ use imipd::daemon::inbound::{Inbound, Verdict};
 use imipd::itip::ReplyDetails;
 use imipd::smtp::verp::BounceAddress;
 use imipd::store::layout::Store;
-use imipd::store::process::{Decision, Processor};
+use imipd::store::process::Decision;
 use imipd::store::scan::scan_all;
 use imipd::store::state::State;
 use std::path::{Path, PathBuf};
@@ -62,6 +62,17 @@ impl SmallDisk {
             .and_then(|f| f.set_len(len.saturating_sub(room)));
         filler
     }
+
+    /// [`SmallDisk::mount`] with Alice's calendar folder on it: the disk, that folder,
+    /// her store and the state (on the normal disk).
+    fn with_alice(name: &str) -> Option<(SmallDisk, PathBuf, Store, State)> {
+        let disk = SmallDisk::mount(name)?;
+        let calendar = disk.mount.join("alice/calendar");
+        std::fs::create_dir_all(&calendar).expect("folders");
+        let store = fixture::store(&disk.mount, Layout::Vdir, vec![fixture::user("alice")]);
+        let state = State::open(&disk.base.join("state.redb")).expect("state");
+        Some((disk, calendar, store, state))
+    }
 }
 
 impl Drop for SmallDisk {
@@ -77,10 +88,6 @@ SUMMARY:Budget\r\nDESCRIPTION:A long description that makes the file larger than
 so that writing a new version of it fails with ENOSPC while the old version stays whole.\r\n\
 ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
 ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-
-fn store(root: &Path) -> Store {
-    fixture::store(root, Layout::Vdir, vec![fixture::user("alice")])
-}
 
 const REPLY: &str = "From: carol@example.net\r\nTo: alice@example.com\r\nSubject: Accepted\r\n\
 Message-ID: <full-reply@example.net>\r\nMIME-Version: 1.0\r\nContent-Type: text/calendar; method=REPLY; charset=utf-8\r\n\r\n\
@@ -103,14 +110,10 @@ fn no_temp_files(dir: &Path) {
 
 #[test]
 fn a_reply_on_a_full_disk_is_deferred_and_applied_later() {
-    let Some(disk) = SmallDisk::mount("reply") else {
+    let Some((disk, calendar, store, state)) = SmallDisk::with_alice("reply") else {
         return;
     };
-    let calendar = disk.mount.join("alice/calendar");
-    std::fs::create_dir_all(&calendar).expect("folders");
     std::fs::write(calendar.join("budget.ics"), ORGANIZER_COPY).expect("event");
-    let store = store(&disk.mount);
-    let state = State::open(&disk.base.join("state.redb")).expect("state");
     fixture::baseline(&store, &state, NOW);
     let filler = disk.fill(200);
     let settings = fixture::lmtp_settings(false);
@@ -166,19 +169,10 @@ fn a_reply_on_a_full_disk_is_deferred_and_applied_later() {
 
 #[test]
 fn an_organizer_change_on_a_full_disk_sends_nothing_until_it_can_be_written() {
-    let Some(disk) = SmallDisk::mount("change") else {
+    let Some((disk, calendar, store, state)) = SmallDisk::with_alice("change") else {
         return;
     };
-    let calendar = disk.mount.join("alice/calendar");
-    std::fs::create_dir_all(&calendar).expect("folders");
-    let store = store(&disk.mount);
-    let state = State::open(&disk.base.join("state.redb")).expect("state");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     scan_all(&processor, NOW, false).expect("baseline of the empty store");
     // A new event written just before the disk filled up: its SEQUENCE cannot be
     // written back, so nothing may be queued yet.

@@ -6,11 +6,11 @@
 //! the end the file holds the client's last counter and all 40 answers.
 
 use calcard::icalendar::ICalendar;
-use imipd::config::Layout;
-use imipd::itip::{CalAddress, ReplyDetails};
-use imipd::store::apply::Applier;
-use imipd::store::process::Processor;
+use imipd::config::{Layout, User};
+use imipd::itip::CalAddress;
+use imipd::store::layout::Store;
 use imipd::store::state::State;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[path = "support/mod.rs"]
@@ -43,22 +43,62 @@ fn reply(i: usize) -> ICalendar {
     ICalendar::parse(&text).expect("reply")
 }
 
-#[test]
-fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
-    let temp = TempDir::new("editor-race");
-    let dir = temp.path();
-    let calendar = dir.join("collections/collection-root/alice/calendar");
+/// The final file, its long lines unfolded.
+fn unfolded(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .expect("final")
+        .replace("\r\n ", "")
+}
+
+/// Whether `p<i>`'s acceptance is in the (unfolded) `text`.
+fn answered(text: &str, i: usize) -> bool {
+    text.lines()
+        .any(|l| l.contains(&format!("mailto:p{i}@example.net")) && l.contains("PARTSTAT=ACCEPTED"))
+}
+
+/// Alice's copy in a store of `layout` at `root` under `dir` (for Radicale, the folder
+/// that holds `collection-root`), and its baseline: the file, Alice, the store, the state.
+fn organizers_store(dir: &Path, root: &str, layout: Layout) -> (PathBuf, User, Store, State) {
+    let calendar = match layout {
+        Layout::Radicale => dir.join(root).join("collection-root/alice/calendar"),
+        Layout::Vdir => dir.join(root).join("alice/calendar"),
+    };
     std::fs::create_dir_all(&calendar).expect("folders");
     let file = calendar.join("all-hands.ics");
     std::fs::write(&file, organizer_copy()).expect("event");
     let alice = fixture::user("alice");
-    let store = fixture::store(
-        &dir.join("collections"),
-        Layout::Radicale,
-        vec![alice.clone()],
-    );
+    let store = fixture::store(&dir.join(root), layout, vec![alice.clone()]);
     let state = State::open(&dir.join("state.redb")).expect("state");
     fixture::baseline(&store, &state, NOW);
+    (file, alice, store, state)
+}
+
+/// The `ANSWERS` REPLYs applied to Alice's copy. Like an MTA, a temporary failure (the
+/// file kept changing) is tried again: how many attempts were deferred.
+fn apply_all_answers(store: &Store, state: &State, alice: &User) -> usize {
+    let applier = fixture::applier(store, state);
+    let mut deferred = 0;
+    for i in 0..ANSWERS {
+        let sender = CalAddress::parse(&format!("p{i}@example.net")).expect("address");
+        loop {
+            match applier.apply(alice, &reply(i), &sender, NOW, false, None) {
+                Ok(_) => break,
+                Err(err) if err.is_temporary() => {
+                    deferred += 1;
+                    assert!(deferred < 10_000, "answer {i} never applied: {err}");
+                }
+                Err(err) => panic!("answer {i}: {err}"),
+            }
+        }
+    }
+    deferred
+}
+
+#[test]
+fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
+    let temp = TempDir::new("editor-race");
+    let dir = temp.path();
+    let (file, alice, store, state) = organizers_store(dir, "collections", Layout::Radicale);
 
     let lock_path = dir.join("collections/.Radicale.lock");
     let editor_file = file.clone();
@@ -86,44 +126,18 @@ fn a_client_rewriting_under_radicales_lock_and_imipd_lose_nothing() {
         }
     });
 
-    let applier = Applier {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-    };
-    let mut deferred = 0;
-    for i in 0..ANSWERS {
-        let sender = CalAddress::parse(&format!("p{i}@example.net")).expect("address");
-        // Like an MTA: a temporary failure (the file kept changing) is tried again.
-        loop {
-            match applier.apply(&alice, &reply(i), &sender, NOW, false, None) {
-                Ok(_) => break,
-                Err(err) if err.is_temporary() => {
-                    deferred += 1;
-                    assert!(deferred < 10_000, "answer {i} never applied: {err}");
-                }
-                Err(err) => panic!("answer {i}: {err}"),
-            }
-        }
-    }
+    let deferred = apply_all_answers(&store, &state, &alice);
     editor
         .join()
         .expect("the client's edits all found their predecessor");
 
-    let text = std::fs::read_to_string(&file)
-        .expect("final")
-        .replace("\r\n ", "");
+    let text = unfolded(&file);
     assert!(
         text.contains(&format!("X-EDIT-COUNT:{EDITS}")),
         "the client's last edit is there"
     );
     for i in 0..ANSWERS {
-        assert!(
-            text.lines()
-                .any(|l| l.contains(&format!("mailto:p{i}@example.net"))
-                    && l.contains("PARTSTAT=ACCEPTED")),
-            "answer {i} is there:\n{text}"
-        );
+        assert!(answered(&text, i), "answer {i} is there:\n{text}");
     }
     println!("editor race: {EDITS} client edits, {ANSWERS} answers, {deferred} deferred attempts, nothing lost");
 }
@@ -152,14 +166,7 @@ struct Race {
 fn vdir_race(writer: Writer) -> Race {
     let temp = TempDir::new(&format!("vdir-race-{writer:?}"));
     let dir = temp.path();
-    let calendar = dir.join("vdir/alice/calendar");
-    std::fs::create_dir_all(&calendar).expect("folders");
-    let file = calendar.join("all-hands.ics");
-    std::fs::write(&file, organizer_copy()).expect("event");
-    let alice = fixture::user("alice");
-    let store = fixture::store(&dir.join("vdir"), Layout::Vdir, vec![alice.clone()]);
-    let state = State::open(&dir.join("state.redb")).expect("state");
-    fixture::baseline(&store, &state, NOW);
+    let (file, alice, store, state) = organizers_store(dir, "vdir", Layout::Vdir);
 
     let editor_file = file.clone();
     let editor = std::thread::spawn(move || {
@@ -206,48 +213,17 @@ fn vdir_race(writer: Writer) -> Race {
         lost
     });
 
-    let applier = Applier {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-    };
-    let mut deferred = 0;
-    for i in 0..ANSWERS {
-        let sender = CalAddress::parse(&format!("p{i}@example.net")).expect("address");
-        loop {
-            match applier.apply(&alice, &reply(i), &sender, NOW, false, None) {
-                Ok(_) => break,
-                Err(err) if err.is_temporary() => {
-                    deferred += 1;
-                    assert!(deferred < 10_000, "answer {i} never applied: {err}");
-                }
-                Err(err) => panic!("answer {i}: {err}"),
-            }
-        }
-    }
+    let deferred = apply_all_answers(&store, &state, &alice);
     let edits_lost = editor.join().expect("client");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     let key = "alice/calendar/all-hands.ics";
     let decision = processor.process(key, NOW + 1, false).expect("process");
-    let text = std::fs::read_to_string(&file)
-        .expect("final")
-        .replace("\r\n ", "");
+    let text = unfolded(&file);
     assert!(
         text.contains(&format!("X-EDIT-COUNT:{EDITS}\r\n")),
         "the client's last save is there ({decision:?}):\n{text}"
     );
-    let answers_lost = (0..ANSWERS)
-        .filter(|i| {
-            !text.lines().any(|l| {
-                l.contains(&format!("mailto:p{i}@example.net")) && l.contains("PARTSTAT=ACCEPTED")
-            })
-        })
-        .count();
+    let answers_lost = (0..ANSWERS).filter(|&i| !answered(&text, i)).count();
     Race {
         edits_lost,
         answers_lost,
@@ -255,47 +231,35 @@ fn vdir_race(writer: Writer) -> Race {
     }
 }
 
-#[test]
-fn a_vdir_client_saving_by_rename_loses_no_edit_and_no_answer() {
-    let race = vdir_race(Writer::TempAndRename);
+/// [`vdir_race`] with `writer` (named `name` in the printed counts): nothing lost.
+fn assert_vdir_race_loses_nothing(writer: Writer, name: &str) {
+    let race = vdir_race(writer);
     println!(
-        "vdir race, temp+rename writer: {EDITS} edits, {} lost; {ANSWERS} answers, {} lost; {} deferred",
+        "vdir race, {name} writer: {EDITS} edits, {} lost; {ANSWERS} answers, {} lost; {} deferred",
         race.edits_lost, race.answers_lost, race.deferred
     );
     assert_eq!(race.edits_lost, 0, "client edits overwritten by imipd");
     assert_eq!(race.answers_lost, 0, "answers put back by a stale save");
+}
+
+#[test]
+fn a_vdir_client_saving_by_rename_loses_no_edit_and_no_answer() {
+    assert_vdir_race_loses_nothing(Writer::TempAndRename, "temp+rename");
 }
 
 #[test]
 fn a_vdir_client_saving_in_place_loses_no_edit_and_no_answer() {
-    let race = vdir_race(Writer::InPlace);
-    println!(
-        "vdir race, in-place writer: {EDITS} edits, {} lost; {ANSWERS} answers, {} lost; {} deferred",
-        race.edits_lost, race.answers_lost, race.deferred
-    );
-    assert_eq!(race.edits_lost, 0, "client edits overwritten by imipd");
-    assert_eq!(race.answers_lost, 0, "answers put back by a stale save");
+    assert_vdir_race_loses_nothing(Writer::InPlace, "in-place");
 }
 
 /// The organizer's vdir copy after answer `p0` was applied, saved by a client that had
 /// read it before: the old answer comes back with the client's edit.
-fn stale_save_setup(label: &str) -> (std::path::PathBuf, imipd::store::layout::Store, State) {
+fn stale_save_setup(label: &str) -> (PathBuf, Store, State) {
     let dir = std::env::temp_dir().join(format!("imipd-stale-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let calendar = dir.join("vdir/alice/calendar");
-    std::fs::create_dir_all(&calendar).expect("folders");
-    std::fs::write(calendar.join("all-hands.ics"), organizer_copy()).expect("event");
-    let alice = fixture::user("alice");
-    let store = fixture::store(&dir.join("vdir"), Layout::Vdir, vec![alice.clone()]);
-    let state = State::open(&dir.join("state.redb")).expect("state");
-    fixture::baseline(&store, &state, NOW);
-    let applier = Applier {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-    };
+    let (_, alice, store, state) = organizers_store(&dir, "vdir", Layout::Vdir);
     let sender = CalAddress::parse("p0@example.net").expect("address");
-    applier
+    fixture::applier(&store, &state)
         .apply(&alice, &reply(0), &sender, NOW, false, None)
         .expect("answer applied");
     (dir, store, state)
@@ -310,12 +274,7 @@ fn a_save_from_a_copy_read_before_an_answer_keeps_the_answer_and_sends_nothing()
     // The client read the file before the answer and saves its edit now.
     let stale = organizer_copy().replace("X-EDIT-COUNT:0", "X-EDIT-COUNT:1");
     std::fs::write(&file, stale).expect("stale save");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     let decision = processor
         .process("alice/calendar/all-hands.ics", NOW + 1, false)
         .expect("process");
@@ -353,12 +312,7 @@ fn an_organizer_resetting_an_answer_on_purpose_keeps_the_reset() {
         .expect("read")
         .replace("PARTSTAT=ACCEPTED", "PARTSTAT=NEEDS-ACTION");
     std::fs::write(&file, &reset).expect("reset");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     processor
         .process("alice/calendar/all-hands.ics", NOW + 1, false)
         .expect("process");

@@ -7,10 +7,7 @@
 use calcard::icalendar::ICalendar;
 use imipd::config::Layout;
 use imipd::itip::CalAddress;
-use imipd::itip::ReplyDetails;
-use imipd::store::apply::Applier;
 use imipd::store::layout::Store;
-use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
 use imipd::store::state::{Route, State};
 use std::path::PathBuf;
@@ -53,6 +50,20 @@ SUMMARY:Lunch\r\nURL:https://example.com/menu?a=1,2\r\nORGANIZER;CN=Alice:mailto
 ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:bob@example.com\r\n\
 ATTENDEE;RSVP=TRUE;CN=Carol:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 
+/// Carol's REPLY with `partstat`, applied to Alice's copy as incoming mail is.
+fn carol_answers(store: &Store, state: &State, partstat: &str) {
+    fixture::applier(store, state)
+        .apply(
+            &user("alice"),
+            &reply(partstat),
+            &address("carol@example.net"),
+            NOW,
+            false,
+            None,
+        )
+        .expect("reply applied");
+}
+
 fn reply(partstat: &str) -> ICalendar {
     let text = format!(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Carol//EN\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\n\
@@ -69,12 +80,7 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
     radicale.mkcalendar("bob");
     let store = radicale.store();
     let state = State::open(&radicale.state_path()).expect("state");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     let first = scan_all(&processor, NOW, false).expect("baseline scan");
     assert_eq!((first.users, first.objects, first.queued), (2, 0, 0));
 
@@ -108,21 +114,7 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
     );
 
     // Carol's REPLY arrives and lands in Alice's copy; the client sees a new ETag.
-    let applier = Applier {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-    };
-    applier
-        .apply(
-            &user("alice"),
-            &reply("ACCEPTED"),
-            &address("carol@example.net"),
-            NOW,
-            false,
-            None,
-        )
-        .expect("reply applied");
+    carol_answers(&store, &state, "ACCEPTED");
     let (_, etag_after, body) = radicale.request("GET", "alice", "/alice/calendar/lunch.ics", "");
     assert_ne!(etag_before, etag_after, "the ETag changes");
     let carol = attendee_line(&body, "carol@example.net");
@@ -138,12 +130,7 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
     // Restarting imipd finds nothing new to do.
     drop(state);
     let state = State::open(&radicale.state_path()).expect("reopen");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     let report = scan_all(&processor, NOW, false).expect("scan after restart");
     assert_eq!((report.processed, report.queued), (0, 0), "{report:?}");
 }
@@ -154,12 +141,7 @@ fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
     radicale.mkcalendar("alice");
     let store = radicale.store();
     let state = State::open(&radicale.state_path()).expect("state");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     scan_all(&processor, NOW, false).expect("baseline");
     radicale.request("PUT", "alice", "/alice/calendar/lunch.ics", INVITATION);
     scan_all(&processor, NOW, false).expect("invitation processed");
@@ -172,21 +154,7 @@ fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
     assert!(status == 201 || status == 204, "{status} {body}");
 
     // ...when Carol's answer arrives.
-    let applier = Applier {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-    };
-    applier
-        .apply(
-            &user("alice"),
-            &reply("TENTATIVE"),
-            &address("carol@example.net"),
-            NOW,
-            false,
-            None,
-        )
-        .expect("reply applied");
+    carol_answers(&store, &state, "TENTATIVE");
     let (_, _, body) = radicale.request("GET", "alice", "/alice/calendar/lunch.ics", "");
     assert!(
         body.contains("LOCATION:Room 7"),
@@ -229,12 +197,7 @@ fn a_baseline_of_ten_thousand_objects_sends_nothing() {
         vec![user("alice")],
     );
     let state = State::open(&dir.join("state.redb")).expect("state");
-    let processor = Processor {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-        writer: Default::default(),
-    };
+    let processor = fixture::processor(&store, &state);
     let report = scan_all(&processor, NOW, false).expect("baseline");
     assert_eq!(
         (report.objects, report.baselined, report.queued),

@@ -7,6 +7,7 @@ use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
 use imipd::daemon::inbound::{Inbound, Verdict};
 use imipd::itip::{CalAddress, ReplyDetails};
 use imipd::smtp::verp::BounceAddress;
+use imipd::store::apply::Applier;
 use imipd::store::layout::Store;
 use imipd::store::process::Processor;
 use imipd::store::scan::scan_all;
@@ -72,19 +73,29 @@ pub fn lmtp_settings_secure(bounce_refused: bool) -> LmtpSection {
     }
 }
 
+/// What looks at the store's changes, as the daemon has it by default: full REPLYs,
+/// changes counted as the site's default writer's.
+pub fn processor<'a>(store: &'a Store, state: &'a State) -> Processor<'a> {
+    Processor {
+        store,
+        state,
+        reply_details: ReplyDetails::Full,
+        writer: Default::default(),
+    }
+}
+
+/// What applies incoming iTIP messages to the store, writing full REPLY details.
+pub fn applier<'a>(store: &'a Store, state: &'a State) -> Applier<'a> {
+    Applier {
+        store,
+        state,
+        reply_details: ReplyDetails::Full,
+    }
+}
+
 /// The first scan: everything in the store becomes the baseline, nothing is sent.
 pub fn baseline(store: &Store, state: &State, now: i64) {
-    scan_all(
-        &Processor {
-            store,
-            state,
-            reply_details: ReplyDetails::Full,
-            writer: Default::default(),
-        },
-        now,
-        false,
-    )
-    .expect("baseline");
+    scan_all(&processor(store, state), now, false).expect("baseline");
 }
 
 /// Every `.ics` file under `root` (a store), checked by imipd's RFC 5545 validator: the
