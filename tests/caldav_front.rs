@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::radicale::{http, Radicale};
+use support::radicale::{edit, http, put_on, HttpAnswer, Radicale};
 use support::Site;
 
 /// Radicale, and a site whose imipd runs on its folder with the front on `front`.
@@ -20,12 +20,7 @@ struct FrontSite {
     front: u16,
 }
 
-impl std::ops::Deref for FrontSite {
-    type Target = Site;
-    fn deref(&self) -> &Site {
-        &self.site
-    }
-}
+support::deref_to!(FrontSite => Site, site);
 
 impl FrontSite {
     fn new(name: &str) -> FrontSite {
@@ -48,6 +43,36 @@ impl FrontSite {
         }
     }
 
+    /// Alice saves `body` through the front on `etag`, a version imipd has changed since
+    /// only to record deliveries and answers: the save passes, and her copy ends with
+    /// her title and Bob's answer `partstat` (`what`). The save's answer.
+    fn save_behind_bookkeeping(
+        &self,
+        etag: &str,
+        body: &str,
+        what: &str,
+        partstat: &str,
+    ) -> HttpAnswer {
+        let path = "/alice/calendar/front-1.ics";
+        let saved = put_on(self.front, "alice", path, etag, body);
+        assert!(
+            matches!(saved.status, 201 | 204),
+            "a save behind imipd's bookkeeping passes ({what}): {saved:?}\n{}",
+            self.log()
+        );
+        let summary = body
+            .lines()
+            .find(|l| l.starts_with("SUMMARY:"))
+            .expect("a title")
+            .to_string();
+        let file = self.object("alice", "front-1.ics");
+        self.eventually(what, || {
+            let text = read(&file);
+            text.contains(&summary) && bob_answered(&text, partstat)
+        });
+        saved
+    }
+
     fn object(&self, user: &str, name: &str) -> PathBuf {
         self.radicale.collection(user, "calendar").join(name)
     }
@@ -66,6 +91,13 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .replace("\r\n ", "")
+}
+
+/// Whether Bob's answer in `text` (unfolded) is `partstat`.
+fn bob_answered(text: &str, partstat: &str) -> bool {
+    let answer = format!("PARTSTAT={partstat}");
+    text.lines()
+        .any(|l| l.contains("bob@example.com") && l.contains(&answer))
 }
 
 fn meeting(summary: &str) -> String {
@@ -94,6 +126,11 @@ fn listing_free_edit(text: &str, summary: &str) -> String {
         .join("\r\n")
 }
 
+/// Alice's client lists `path` (PROPFIND, Depth 1) asking for `props` (empty: all).
+fn list(port: u16, path: &str, props: &str) -> HttpAnswer {
+    http(port, "PROPFIND", "alice", path, &[("Depth", "1")], props)
+}
+
 fn dav(port: u16) -> String {
     http(port, "OPTIONS", "alice", "/alice/calendar/", &[], "")
         .header("dav")
@@ -115,14 +152,7 @@ fn clients_are_told_imipd_schedules_only_while_it_runs() {
         "through the front: {announced}"
     );
     // Everything else passes through: a PROPFIND gets Radicale's multistatus.
-    let listing = http(
-        site.front,
-        "PROPFIND",
-        "alice",
-        "/alice/",
-        &[("Depth", "1")],
-        "",
-    );
+    let listing = list(site.front, "/alice/", "");
     assert_eq!(listing.status, 207, "{listing:?}");
     assert!(
         listing.body.contains("/alice/calendar/"),
@@ -179,126 +209,71 @@ fn a_save_behind_imipds_bookkeeping_is_no_conflict_but_a_save_behind_another_cli
         })
         .collect::<Vec<_>>()
         .join("\r\n");
-    let answered = http(
-        site.front,
-        "PUT",
-        "bob",
-        &bob_path,
-        &[("If-Match", &bob_etag)],
-        &accepted,
-    );
+    let answered = put_on(site.front, "bob", &bob_path, &bob_etag, &accepted);
     assert!(matches!(answered.status, 201 | 204), "{answered:?}");
     site.eventually("Bob's answer in Alice's copy", || {
-        read(&alice_file)
-            .lines()
-            .any(|l| l.contains("bob@example.com") && l.contains("PARTSTAT=ACCEPTED"))
+        bob_answered(&read(&alice_file), "ACCEPTED")
     });
 
     // Alice edits on the version she saved: imipd changed it since, but only to record
     // delivery and Bob's answer. Without the front this is Radicale's 412.
-    let direct = http(
+    let direct = put_on(
         site.radicale.port,
-        "PUT",
         "alice",
         path,
-        &[("If-Match", &first_etag)],
+        &first_etag,
         &meeting("Planning (room 2)"),
     );
     assert_eq!(direct.status, 412, "Radicale alone refuses the stale save");
-    let edited = http(
-        site.front,
-        "PUT",
-        "alice",
-        path,
-        &[("If-Match", &first_etag)],
-        &meeting("Planning (room 2)"),
-    );
-    assert!(
-        matches!(edited.status, 201 | 204),
-        "the save behind imipd's bookkeeping passes: {edited:?}\n{}",
-        site.log()
-    );
     // Her edit is kept, and imipd puts Bob's answer back.
-    site.eventually("Alice's edit with Bob's answer", || {
-        let text = read(&alice_file);
-        text.contains("SUMMARY:Planning (room 2)")
-            && text
-                .lines()
-                .any(|l| l.contains("bob@example.com") && l.contains("PARTSTAT=ACCEPTED"))
-    });
+    let edited = site.save_behind_bookkeeping(
+        &first_etag,
+        &meeting("Planning (room 2)"),
+        "Alice's edit with Bob's answer",
+        "ACCEPTED",
+    );
     let after_edit = edited.header("etag").expect("etag of the edit");
 
     // Clients mostly know ETags from a sync, not from their own save: Alice's client
     // lists the calendar, then Bob changes his answer (imipd records it again), then
     // Alice saves on the version she synced.
-    let listing = http(
+    let listing = list(
         site.front,
-        "PROPFIND",
-        "alice",
         "/alice/calendar/",
-        &[("Depth", "1")],
         "<?xml version=\"1.0\"?><propfind xmlns=\"DAV:\"><prop><getetag/></prop></propfind>",
     );
     let synced = support::radicale::listed_etag(&listing.body, path).expect("listed etag");
-    let bob_copy = http(site.front, "GET", "bob", &bob_path, &[], "");
-    let tentative = http(
+    edit(
         site.front,
-        "PUT",
         "bob",
         &bob_path,
-        &[("If-Match", &bob_copy.header("etag").expect("etag"))],
-        &bob_copy
-            .body
-            .replace("PARTSTAT=ACCEPTED", "PARTSTAT=TENTATIVE"),
+        "PARTSTAT=ACCEPTED",
+        "PARTSTAT=TENTATIVE",
     );
-    assert!(matches!(tentative.status, 201 | 204), "{tentative:?}");
     site.eventually("Bob's new answer in Alice's copy", || {
-        read(&alice_file)
-            .lines()
-            .any(|l| l.contains("bob@example.com") && l.contains("PARTSTAT=TENTATIVE"))
+        bob_answered(&read(&alice_file), "TENTATIVE")
     });
-    let from_sync = http(
-        site.front,
-        "PUT",
-        "alice",
-        path,
-        &[("If-Match", &synced)],
+    site.save_behind_bookkeeping(
+        &synced,
         &listing_free_edit(&read(&alice_file), "Planning (room 2b)"),
+        "the synced edit with Bob's latest answer",
+        "TENTATIVE",
     );
-    assert!(
-        matches!(from_sync.status, 201 | 204),
-        "a save on a synced version behind imipd's bookkeeping passes: {from_sync:?}\n{}",
-        site.log()
-    );
-    site.eventually("the synced edit with Bob's latest answer", || {
-        let text = read(&alice_file);
-        text.contains("SUMMARY:Planning (room 2b)")
-            && text
-                .lines()
-                .any(|l| l.contains("bob@example.com") && l.contains("PARTSTAT=TENTATIVE"))
-    });
 
     // A second client of Alice's changes the event; the first one, still on the
     // version of its own save, must be told: that is a real conflict.
-    let current = http(site.front, "GET", "alice", path, &[], "");
-    let other = http(
+    edit(
         site.front,
-        "PUT",
         "alice",
         path,
-        &[("If-Match", &current.header("etag").expect("etag"))],
-        &current.body.replace(
-            "SUMMARY:Planning (room 2b)",
-            "SUMMARY:Planning (moved by phone)",
-        ),
+        "SUMMARY:Planning (room 2b)",
+        "SUMMARY:Planning (moved by phone)",
     );
-    assert!(matches!(other.status, 201 | 204), "{other:?}");
-    let stale = http(
+    let stale = put_on(
         site.front,
-        "PUT",
         "alice",
         path,
-        &[("If-Match", &after_edit)],
+        &after_edit,
         &meeting("Planning (room 3)"),
     );
     assert_eq!(

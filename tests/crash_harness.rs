@@ -29,13 +29,7 @@ struct Crash {
     starts: usize,
 }
 
-impl std::ops::Deref for Crash {
-    type Target = Site;
-
-    fn deref(&self) -> &Site {
-        &self.site
-    }
-}
+support::deref_to!(Crash => Site, site);
 
 impl Crash {
     fn new() -> Crash {

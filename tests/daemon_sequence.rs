@@ -12,12 +12,7 @@ use std::time::Duration;
 /// A site with alice's and bob's stores and the outbox transport.
 struct Site(support::Site);
 
-impl std::ops::Deref for Site {
-    type Target = support::Site;
-    fn deref(&self) -> &support::Site {
-        &self.0
-    }
-}
+support::deref_to!(Site => support::Site, 0);
 
 impl Site {
     fn new(name: &str, extra_config: &str) -> Site {

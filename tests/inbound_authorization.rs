@@ -18,13 +18,7 @@ const NOW: i64 = 1_900_000_000;
 /// Alice's and Bob's calendars, each with one event, under the secure defaults.
 struct Site(MailSite);
 
-impl std::ops::Deref for Site {
-    type Target = MailSite;
-
-    fn deref(&self) -> &MailSite {
-        &self.0
-    }
-}
+support::deref_to!(Site => MailSite, 0);
 
 const ORGANIZER_COPY: &str =
     "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\

@@ -22,13 +22,7 @@ struct Web {
     port: u16,
 }
 
-impl std::ops::Deref for Web {
-    type Target = Site;
-
-    fn deref(&self) -> &Site {
-        &self.site
-    }
-}
+support::deref_to!(Web => Site, site);
 
 impl Web {
     fn new(name: &str) -> Web {

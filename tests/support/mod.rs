@@ -42,3 +42,18 @@ pub use postfix::Postfix;
 pub use sink::Sink;
 pub use site::{Daemon, Site};
 pub use tempdir::TempDir;
+
+/// Lets a test's own site type, a struct that holds a helper (`$field`: the [`Site`],
+/// a [`fixture::MailSite`]) next to what else the test runs, be used as that helper.
+#[allow(unused_macros)]
+macro_rules! deref_to {
+    ($outer:ty => $inner:ty, $field:tt) => {
+        impl std::ops::Deref for $outer {
+            type Target = $inner;
+            fn deref(&self) -> &$inner {
+                &self.$field
+            }
+        }
+    };
+}
+pub(crate) use deref_to;

@@ -178,6 +178,22 @@ pub fn http(
     }
 }
 
+/// A client's save of `body` at `path` on a CalDAV server on `port`, on the version
+/// with ETag `etag` (If-Match).
+pub fn put_on(port: u16, user: &str, path: &str, etag: &str, body: &str) -> HttpAnswer {
+    http(port, "PUT", user, path, &[("If-Match", etag)], body)
+}
+
+/// A client's edit of `path` on a CalDAV server on `port`: it GETs the object and PUTs
+/// it back with `from` replaced by `to`, on the ETag it got (If-Match); the save must
+/// succeed (201 or 204).
+pub fn edit(port: u16, user: &str, path: &str, from: &str, to: &str) {
+    let current = http(port, "GET", user, path, &[], "");
+    let etag = current.header("etag").expect("etag");
+    let saved = put_on(port, user, path, &etag, &current.body.replace(from, to));
+    assert!(matches!(saved.status, 201 | 204), "{saved:?}");
+}
+
 /// The ETag a PROPFIND/REPORT answer (`body`) lists for `path`.
 pub fn listed_etag(body: &str, path: &str) -> Option<String> {
     body.split("response>")
