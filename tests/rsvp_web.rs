@@ -80,6 +80,33 @@ impl Web {
         self.eventually("the email", || self.outbox().len() >= emails);
     }
 
+    /// Alice's site running, with her meeting `uid` (`summary`, at [`LATER`]) saved as
+    /// `name` and its two emails sent (to Carol, asked to answer, and to Dave).
+    fn inviting(label: &str, name: &str, uid: &str, summary: &str) -> (Web, Daemon) {
+        let site = Web::new(label);
+        let daemon = site.start();
+        site.save_and_wait(name, &event(uid, summary, LATER, ""), 2);
+        (site, daemon)
+    }
+
+    /// The path of the `answer` link in Carol's invitation to `uid`.
+    fn carols_link(&self, uid: &str, answer: &str) -> String {
+        path_of(&link(&self.email_to("carol@example.net", uid), answer))
+    }
+
+    /// Writes `text` as `name` into alice's calendar and waits for `more` new emails.
+    fn save_and_wait_more(&self, name: &str, text: &str, more: usize) {
+        let sent = self.outbox().len();
+        self.save_and_wait(name, text, sent + more);
+    }
+
+    /// One request to the RSVP page, which must answer `status`: the page.
+    fn answers(&self, method: &str, path: &str, body: &str, status: u16) -> String {
+        let (got, _, page) = http(self.port, method, path, body);
+        assert_eq!(got, status, "{page}");
+        page
+    }
+
     /// The invitation (REQUEST) for `uid` to `rcpt`.
     fn email_to(&self, rcpt: &str, uid: &str) -> Vec<u8> {
         self.outbox()
@@ -167,6 +194,14 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String, String
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
+/// Carol's ATTENDEE line in `calendar` (unfolded).
+fn carols_line(calendar: &str) -> &str {
+    calendar
+        .lines()
+        .find(|l| l.contains("mailto:carol@example.net"))
+        .expect("carol's line")
+}
+
 fn unfolded(path: &Path) -> String {
     std::fs::read_to_string(path)
         .expect("organizer's copy")
@@ -175,9 +210,7 @@ fn unfolded(path: &Path) -> String {
 
 #[test]
 fn a_link_scanner_changes_nothing_and_only_the_post_answers_once() {
-    let site = Web::new("scanner");
-    let _daemon = site.start();
-    site.save_and_wait("lunch.ics", &event("lunch-1", "Lunch", LATER, ""), 2);
+    let (site, _daemon) = Web::inviting("scanner", "lunch.ics", "lunch-1", "Lunch");
     let invitation = site.email_to("carol@example.net", "lunch-1");
     let copy = site.calendar().join("lunch.ics");
     site.eventually("delivery status on the organizer's copy", || {
@@ -208,18 +241,14 @@ fn a_link_scanner_changes_nothing_and_only_the_post_answers_once() {
 
     // The form's POST answers, with the comment.
     let accept = path_of(&link(&invitation, "accepted"));
-    let (status, _, page) = http(
-        site.port,
+    site.answers(
         "POST",
         &accept,
         "answer=accepted&comment=See+you+there",
+        200,
     );
-    assert_eq!(status, 200, "{page}");
     let after = unfolded(&copy);
-    let carol = after
-        .lines()
-        .find(|l| l.contains("mailto:carol@example.net"))
-        .expect("carol's line");
+    let carol = carols_line(&after);
     assert!(carol.contains("PARTSTAT=ACCEPTED"), "{after}");
     assert!(
         carol.contains("X-RESPONSE-COMMENT=\"See you there\""),
@@ -233,22 +262,19 @@ fn a_link_scanner_changes_nothing_and_only_the_post_answers_once() {
 
     // Pressing again changes nothing.
     let answered = std::fs::read(&copy).expect("copy");
-    let (status, _, page) = http(
-        site.port,
+    let page = site.answers(
         "POST",
         &accept,
         "answer=accepted&comment=See+you+there",
+        200,
     );
-    assert_eq!(status, 200, "{page}");
     assert!(page.contains("nothing changed"), "{page}");
     assert_eq!(std::fs::read(&copy).expect("copy"), answered);
 }
 
 #[test]
 fn invitations_carry_links_only_for_attendees_asked_to_answer() {
-    let site = Web::new("links");
-    let _daemon = site.start();
-    site.save_and_wait("lunch.ics", &event("lunch-2", "Lunch", LATER, ""), 2);
+    let (site, _daemon) = Web::inviting("links", "lunch.ics", "lunch-2", "Lunch");
     let (text, html) = bodies(&site.email_to("carol@example.net", "lunch-2"));
     assert!(text.contains("Answer from any mail program:"), "{text}");
     assert!(
@@ -269,12 +295,9 @@ fn invitations_carry_links_only_for_attendees_asked_to_answer() {
 
 #[test]
 fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
-    let site = Web::new("refusals");
-    let _daemon = site.start();
-
     // Altered: one character of the signature changed.
-    site.save_and_wait("a.ics", &event("a", "Lunch", LATER, ""), 2);
-    let good = path_of(&link(&site.email_to("carol@example.net", "a"), "accepted"));
+    let (site, _daemon) = Web::inviting("refusals", "a.ics", "a", "Lunch");
+    let good = site.carols_link("a", "accepted");
     let (path, query) = good.split_once('?').expect("query");
     // A character inside the signature: all six of its bits are data (the last one of
     // an unpadded base64 text carries padding bits, which a flip may leave unchanged).
@@ -284,20 +307,16 @@ fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
         _ => 'A',
     };
     let altered = format!("{}{flipped}{}?{query}", &path[..at], &path[at + 1..]);
-    let (status, _, page) = http(site.port, "GET", &altered, "");
-    assert_eq!(status, 403, "{page}");
+    let page = site.answers("GET", &altered, "", 403);
     assert!(page.contains("altered"), "{page}");
-    let (status, _, page) = http(site.port, "POST", &altered, "answer=accepted");
-    assert_eq!(status, 403, "{page}");
+    site.answers("POST", &altered, "answer=accepted", 403);
 
     // No token at all.
-    let (status, _, page) = http(site.port, "POST", "/rsvp", "answer=accepted");
-    assert_eq!(status, 400, "{page}");
+    let page = site.answers("POST", "/rsvp", "answer=accepted", 400);
     assert!(page.contains("incomplete"), "{page}");
 
     // A POST without an answer changes nothing.
-    let (status, _, page) = http(site.port, "POST", path, "comment=hello");
-    assert_eq!(status, 400, "{page}");
+    site.answers("POST", path, "comment=hello", 400);
     assert!(!unfolded(&site.calendar().join("a.ics")).contains("hello"));
 
     // Removed: the organizer takes Carol off the event.
@@ -305,24 +324,18 @@ fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
         "ATTENDEE;RSVP=TRUE;CN=Carol:mailto:carol@example.net\r\n",
         "",
     );
-    let sent = site.outbox().len();
-    site.save_and_wait("a.ics", &without_carol, sent + 1);
-    let (status, _, page) = http(site.port, "GET", &good, "");
-    assert_eq!(status, 403, "{page}");
+    site.save_and_wait_more("a.ics", &without_carol, 1);
+    let page = site.answers("GET", &good, "", 403);
     assert!(page.contains("no longer on the guest list"), "{page}");
-    let (status, _, page) = http(site.port, "POST", &good, "answer=accepted");
-    assert_eq!(status, 403, "{page}");
+    site.answers("POST", &good, "answer=accepted", 403);
     assert!(!unfolded(&site.calendar().join("a.ics")).contains("carol"));
 
     // Cancelled: the organizer cancels the event.
-    let sent = site.outbox().len();
-    site.save_and_wait("b.ics", &event("b", "Dinner", LATER, ""), sent + 2);
-    let dinner = path_of(&link(&site.email_to("carol@example.net", "b"), "declined"));
+    site.save_and_wait_more("b.ics", &event("b", "Dinner", LATER, ""), 2);
+    let dinner = site.carols_link("b", "declined");
     let cancelled = event("b", "Dinner", LATER, "SEQUENCE:1\r\nSTATUS:CANCELLED\r\n");
-    let sent = site.outbox().len();
-    site.save_and_wait("b.ics", &cancelled, sent + 1);
-    let (status, _, page) = http(site.port, "GET", &dinner, "");
-    assert_eq!(status, 410, "{page}");
+    site.save_and_wait_more("b.ics", &cancelled, 1);
+    let page = site.answers("GET", &dinner, "", 410);
     assert!(page.contains("cancelled"), "{page}");
 
     // Expired: a link lasts until the event ends.
@@ -333,29 +346,23 @@ fn altered_expired_removed_and_cancelled_links_each_get_their_own_page() {
         start.format("%Y%m%dT%H%M%SZ"),
         end.format("%Y%m%dT%H%M%SZ")
     );
-    let sent = site.outbox().len();
-    site.save_and_wait("c.ics", &event("c", "Coffee", &times, ""), sent + 2);
-    let coffee = path_of(&link(&site.email_to("carol@example.net", "c"), "accepted"));
+    site.save_and_wait_more("c.ics", &event("c", "Coffee", &times, ""), 2);
+    let coffee = site.carols_link("c", "accepted");
     while chrono::Utc::now() <= end + chrono::Duration::seconds(1) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (status, _, page) = http(site.port, "GET", &coffee, "");
-    assert_eq!(status, 410, "{page}");
+    let page = site.answers("GET", &coffee, "", 410);
     assert!(page.contains("expired"), "{page}");
 }
 
+/// A title that would run script and load an image if a page put it in as HTML.
+const HOSTILE: &str = "<script>alert(1)</script><img src=x>";
+
 #[test]
 fn a_hostile_summary_is_text_and_floods_are_turned_away() {
-    let site = Web::new("hostile");
-    let _daemon = site.start();
-    site.save_and_wait(
-        "x.ics",
-        &event("x", "<script>alert(1)</script><img src=x>", LATER, ""),
-        2,
-    );
-    let path = path_of(&link(&site.email_to("carol@example.net", "x"), "accepted"));
-    let (status, _, page) = http(site.port, "GET", &path, "");
-    assert_eq!(status, 200, "{page}");
+    let (site, _daemon) = Web::inviting("hostile", "x.ics", "x", HOSTILE);
+    let path = site.carols_link("x", "accepted");
+    let page = site.answers("GET", &path, "", 200);
     assert!(
         !page.contains("<script>") && !page.contains("<img"),
         "{page}"
@@ -377,8 +384,7 @@ fn a_hostile_summary_is_text_and_floods_are_turned_away() {
         .map(|_| http(site.port, "GET", &path, "").0)
         .collect();
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
-    let (status, _, page) = http(site.port, "POST", &path, "answer=accepted");
-    assert_eq!(status, 429, "{page}");
+    let page = site.answers("POST", &path, "answer=accepted", 429);
     assert!(page.contains("Too many"), "{page}");
     assert_eq!(
         std::fs::read(site.calendar().join("x.ics")).expect("copy"),
@@ -430,9 +436,7 @@ fn a_person_presses_accept_in_a_real_browser_and_the_organizer_sees_it() {
     if !browser_available() {
         return;
     }
-    let site = Web::new("browser");
-    let _daemon = site.start();
-    site.save_and_wait("lunch.ics", &event("lunch-b", "Team lunch", LATER, ""), 2);
+    let (site, _daemon) = Web::inviting("browser", "lunch.ics", "lunch-b", "Team lunch");
     let invitation = site.email_to("carol@example.net", "lunch-b");
     let accept = html_link(&invitation, "Accept");
     assert!(accept.ends_with("?answer=accepted"), "{accept}");
@@ -471,40 +475,29 @@ fn a_person_presses_accept_in_a_real_browser_and_the_organizer_sees_it() {
 
     let after = unfolded(&copy);
     assert_ne!(std::fs::read(&copy).expect("copy"), before);
-    let carol = after
-        .lines()
-        .find(|l| l.contains("mailto:carol@example.net"))
-        .expect("carol's line");
+    let carol = carols_line(&after);
     assert!(carol.contains("PARTSTAT=ACCEPTED"), "{after}");
     assert!(carol.contains("Looking forward to it"), "{after}");
 }
 
 #[test]
 fn a_link_from_an_older_version_answers_the_current_one() {
-    let site = Web::new("sequence");
-    let _daemon = site.start();
-    site.save_and_wait("m.ics", &event("m", "Planning", LATER, ""), 2);
-    let old_link = path_of(&link(&site.email_to("carol@example.net", "m"), "tentative"));
+    let (site, _daemon) = Web::inviting("sequence", "m.ics", "m", "Planning");
+    let old_link = site.carols_link("m", "tentative");
     let moved = event(
         "m",
         "Planning (moved)",
         "DTSTART:20300611T140000Z\r\nDTEND:20300611T150000Z\r\n",
         "SEQUENCE:2\r\n",
     );
-    let sent = site.outbox().len();
-    site.save_and_wait("m.ics", &moved, sent + 2);
+    site.save_and_wait_more("m.ics", &moved, 2);
 
-    let (status, _, page) = http(site.port, "GET", &old_link, "");
-    assert_eq!(status, 200, "{page}");
+    let page = site.answers("GET", &old_link, "", 200);
     assert!(page.contains("Planning (moved)"), "{page}");
     assert!(page.contains("11 Jun 2030 14:00"), "{page}");
-    let (status, _, page) = http(site.port, "POST", &old_link, "answer=tentative");
-    assert_eq!(status, 200, "{page}");
+    site.answers("POST", &old_link, "answer=tentative", 200);
     let after = unfolded(&site.calendar().join("m.ics"));
     assert!(after.contains("SUMMARY:Planning (moved)"), "{after}");
-    let carol = after
-        .lines()
-        .find(|l| l.contains("mailto:carol@example.net"))
-        .expect("carol's line");
+    let carol = carols_line(&after);
     assert!(carol.contains("PARTSTAT=TENTATIVE"), "{after}");
 }
