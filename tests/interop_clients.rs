@@ -341,15 +341,7 @@ fn strings(value: &Value) -> Vec<String> {
 
 /// Runs `program args… dir` and reads one JSON object per line, by file name.
 fn run_reader(mut command: Command, dir: &Path, what: &str) -> BTreeMap<String, Value> {
-    let output = command
-        .arg(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = support::tools::run_ok(command.arg(dir), what);
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {

@@ -18,10 +18,15 @@ fn assert_all_pass(paths: &[PathBuf], reply_details: ReplyDetails) -> imipd::rep
     report
 }
 
-/// The shared folder lives beside the checkout; it is absent outside the workplace.
-fn shared(sub: &str) -> Option<PathBuf> {
+/// Runs the shared folder `sub` with `reply_details`: it lives beside the checkout, and
+/// is absent outside the workplace (then the test says it skipped).
+fn shared_passes(sub: &str, reply_details: ReplyDetails) {
     let path = root().join("../shared").join(sub);
-    path.is_dir().then_some(path)
+    if path.is_dir() {
+        assert_all_pass(&[path], reply_details);
+    } else {
+        eprintln!("../shared/{sub} not found: skipped");
+    }
 }
 
 #[test]
@@ -42,22 +47,12 @@ fn own_scenarios_pass() {
 
 #[test]
 fn shared_conformance_suite_passes() {
-    match shared("conformance") {
-        Some(dir) => {
-            assert_all_pass(&[dir], ReplyDetails::Full);
-        }
-        None => eprintln!("../shared/conformance not found: skipped"),
-    }
+    shared_passes("conformance", ReplyDetails::Full);
 }
 
 #[test]
 fn seed_scenario_passes_with_minimal_replies() {
-    match shared("seed") {
-        Some(dir) => {
-            assert_all_pass(&[dir], ReplyDetails::Minimal);
-        }
-        None => eprintln!("../shared/seed not found: skipped"),
-    }
+    shared_passes("seed", ReplyDetails::Minimal);
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 
 use imipd::smtp::{LmtpConfig, LmtpError, LmtpServer, RecipientOutcome};
 use std::time::Duration;
-use support::lmtp::{start_lmtp, test_config, RecordingHandler};
+use support::lmtp::{alice_handler, start_lmtp, test_config, unix_config, RecordingHandler};
 use support::tools::{args, server_replies, swaks_async, Wire};
 use support::TempDir;
 
@@ -255,8 +255,7 @@ async fn garbage_gets_500_and_never_breaks_the_server() {
         max_commands: 100_000,
         ..test_config()
     };
-    let handler = RecordingHandler::new();
-    handler.user("alice@imip.test");
+    let handler = alice_handler();
     let server = start_lmtp(config, handler.clone()).await;
 
     let mut c = Wire::tcp(server.tcp()).await;
@@ -438,14 +437,8 @@ async fn unix_socket_replaces_a_stale_file_and_removes_it_on_shutdown() {
     // A socket file left behind by a crashed server.
     drop(std::os::unix::net::UnixListener::bind(&path).expect("stale socket"));
     assert!(path.exists());
-    let config = LmtpConfig {
-        tcp: None,
-        unix: Some(path.clone()),
-        unix_mode: Some(0o660),
-        ..test_config()
-    };
-    let handler = RecordingHandler::new();
-    handler.user("alice@imip.test");
+    let config = unix_config(&path, 0o660);
+    let handler = alice_handler();
     let server = start_lmtp(config.clone(), handler.clone()).await;
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path)

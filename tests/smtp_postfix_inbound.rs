@@ -20,9 +20,13 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use imipd::smtp::{parse_dsn, DsnAction, LmtpConfig};
+use imipd::smtp::{parse_dsn, DsnAction};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use support::lmtp::{start_lmtp, test_config, RecordingHandler};
+use support::lmtp::{
+    alice_handler, start_lmtp, test_config, unix_config, RecordingHandler, RunningLmtp,
+};
 use support::tools::{args, server_replies, swaks_async};
 use support::{Postfix, TempDir};
 
@@ -40,6 +44,22 @@ fn gateway_postfix(nexthop: &str) -> Postfix {
         )
         .set("unverified_recipient_reject_code", "550")
         .start()
+}
+
+/// imipd's LMTP server for `handler` on loopback TCP, and the gateway Postfix routing
+/// to it.
+async fn gateway(handler: &Arc<RecordingHandler>) -> (RunningLmtp, Postfix) {
+    let lmtp = start_lmtp(test_config(), handler.clone()).await;
+    let postfix = gateway_postfix(&format!("lmtp:inet:{}", lmtp.tcp()));
+    (lmtp, postfix)
+}
+
+/// `text` as the file `name` in a new folder for `label` (removed on drop).
+fn message_file(label: &str, name: &str, text: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(label);
+    let file = dir.join(name);
+    std::fs::write(&file, text).expect("message file");
+    (dir, file)
 }
 
 /// An iMIP-like message with awkward bytes: a dot line, 8-bit text, a long line.
@@ -79,13 +99,9 @@ async fn send_via_postfix(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_for_the_gateway_domain_arrives_over_lmtp_intact() {
-    let handler = RecordingHandler::new();
-    handler.user("alice@imip.test");
-    let lmtp = start_lmtp(test_config(), handler.clone()).await;
-    let postfix = gateway_postfix(&format!("lmtp:inet:{}", lmtp.tcp()));
-    let dir = TempDir::new("inbound");
-    let file = dir.join("invitation.eml");
-    std::fs::write(&file, invitation()).unwrap();
+    let handler = alice_handler();
+    let (_lmtp, postfix) = gateway(&handler).await;
+    let (_dir, file) = message_file("inbound", "invitation.eml", &invitation());
 
     let run = send_via_postfix(&postfix, "organizer@bounces.test", "alice@imip.test", &file).await;
     assert_eq!(run.status, 0, "{}", run.transcript);
@@ -109,13 +125,9 @@ async fn mail_for_the_gateway_domain_arrives_over_lmtp_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_recipient_is_refused_during_the_senders_smtp_dialogue() {
-    let handler = RecordingHandler::new();
-    handler.user("alice@imip.test");
-    let lmtp = start_lmtp(test_config(), handler.clone()).await;
-    let postfix = gateway_postfix(&format!("lmtp:inet:{}", lmtp.tcp()));
-    let dir = TempDir::new("inbound-unknown");
-    let file = dir.join("m.eml");
-    std::fs::write(&file, "Subject: hello\r\n\r\nhi\r\n").unwrap();
+    let handler = alice_handler();
+    let (_lmtp, postfix) = gateway(&handler).await;
+    let (_dir, file) = message_file("inbound-unknown", "m.eml", "Subject: hello\r\n\r\nhi\r\n");
 
     let run = send_via_postfix(
         &postfix,
@@ -156,18 +168,15 @@ async fn oversized_message_is_refused_by_imipd_and_bounced_to_the_sender() {
     // with status 5.3.4 (imipd's own 552 5.3.4 answers to clients that do not look
     // are covered in smtp_lmtp.rs). In production, set Postfix's message_size_limit
     // no higher than imipd's, so the refusal happens in the sender's SMTP dialogue.
-    let handler = RecordingHandler::new();
-    handler.user("alice@imip.test").domain("bounces.test");
-    let lmtp = start_lmtp(test_config(), handler.clone()).await;
-    let postfix = gateway_postfix(&format!("lmtp:inet:{}", lmtp.tcp()));
-    let dir = TempDir::new("inbound-big");
-    let file = dir.join("big.eml");
+    let handler = alice_handler();
+    handler.domain("bounces.test");
+    let (_lmtp, postfix) = gateway(&handler).await;
     let body = "0123456789".repeat(10).repeat(1000);
-    std::fs::write(
-        &file,
-        format!("Subject: big\r\nMessage-ID: <big-1@bounces.test>\r\n\r\n{body}\r\n"),
-    )
-    .unwrap();
+    let (_dir, file) = message_file(
+        "inbound-big",
+        "big.eml",
+        &format!("Subject: big\r\nMessage-ID: <big-1@bounces.test>\r\n\r\n{body}\r\n"),
+    );
 
     let run = send_via_postfix(&postfix, "sender@bounces.test", "alice@imip.test", &file).await;
     assert_eq!(
@@ -205,15 +214,8 @@ async fn postfix_delivers_over_a_unix_socket() {
     // 0666 in a world-traversable folder; in production 0660 with a shared group.
     let dir = TempDir::new("inbound-sock");
     let socket = dir.join("lmtp.sock");
-    let config = LmtpConfig {
-        tcp: None,
-        unix: Some(socket.clone()),
-        unix_mode: Some(0o666),
-        ..test_config()
-    };
-    let handler = RecordingHandler::new();
-    handler.user("alice@imip.test");
-    let _lmtp = start_lmtp(config, handler.clone()).await;
+    let handler = alice_handler();
+    let _lmtp = start_lmtp(unix_config(&socket, 0o666), handler.clone()).await;
     let postfix = gateway_postfix(&format!("lmtp:unix:{}", socket.display()));
     let file = dir.join("m.eml");
     std::fs::write(&file, "Subject: via socket\r\n\r\nhello\r\n").unwrap();

@@ -7,6 +7,7 @@
 //! delivery (`sieve_before`), with the extprograms plugin and `vnd.dovecot.pipe`
 //! enabled; programs are looked up in [`Dovecot::pipe_dir`]. Stopped on drop.
 
+use super::tools::{run_ok, spawn_logged};
 use super::{free_port, TempDir};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -75,26 +76,21 @@ impl Dovecot {
         std::fs::write(d.join("dovecot.conf"), conf).expect("dovecot.conf");
         if sieve.is_some() {
             // A global script is compiled by the admin (the mail user may not write here).
-            let compiled = Command::new("sievec")
-                .arg("-c")
-                .arg(d.join("dovecot.conf"))
-                .arg(d.join("sieve/before.sieve"))
-                .output()
-                .expect("sievec (dovecot-sieve)");
-            assert!(
-                compiled.status.success(),
-                "the Sieve script does not compile: {}",
-                String::from_utf8_lossy(&compiled.stderr)
+            run_ok(
+                Command::new("sievec")
+                    .arg("-c")
+                    .arg(d.join("dovecot.conf"))
+                    .arg(d.join("sieve/before.sieve")),
+                "sievec (dovecot-sieve) on the Sieve script",
             );
         }
-        let child = Command::new(DOVECOT)
-            .args(["-F", "-c"])
-            .arg(d.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(d.join("stdout")).expect("stdout"))
-            .stderr(std::fs::File::create(d.join("stderr")).expect("stderr"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {DOVECOT}: {e}"));
+        let child = spawn_logged(
+            Command::new(DOVECOT)
+                .args(["-F", "-c"])
+                .arg(d.join("dovecot.conf")),
+            &d,
+            DOVECOT,
+        );
         let mut dovecot = Dovecot {
             dir,
             child: Some(child),

@@ -5,9 +5,9 @@ use imipd::smtp::{
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -86,20 +86,18 @@ impl RecordingHandler {
 
     /// Waits until `n` messages were delivered; panics after `timeout`.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<ReceivedMessage> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
+        let arrived = async {
+            while self.received().len() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "handler got {} of {n} messages within {timeout:?}",
-                    got.len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if tokio::time::timeout(timeout, arrived).await.is_err() {
+            panic!(
+                "handler got {} of {n} messages within {timeout:?}",
+                self.received().len()
+            );
         }
+        self.received()
     }
 
     fn lock_rules(&self) -> std::sync::MutexGuard<'_, HashMap<String, Rule>> {
@@ -206,6 +204,23 @@ pub fn test_config() -> LmtpConfig {
         shutdown_grace: Duration::from_secs(10),
         ..LmtpConfig::default()
     }
+}
+
+/// [`test_config`] listening only on the Unix socket `path`, made with mode `mode`.
+pub fn unix_config(path: &Path, mode: u32) -> LmtpConfig {
+    LmtpConfig {
+        tcp: None,
+        unix: Some(path.to_path_buf()),
+        unix_mode: Some(mode),
+        ..test_config()
+    }
+}
+
+/// A handler that knows one user, `alice@imip.test` (the LMTP tests' domain).
+pub fn alice_handler() -> Arc<RecordingHandler> {
+    let handler = RecordingHandler::new();
+    handler.user("alice@imip.test");
+    handler
 }
 
 /// Binds and serves `config` with `handler` on the current runtime.

@@ -12,6 +12,7 @@
 //!
 //! [`Sink`]: super::Sink
 
+use super::tools::{run_ok, spawn_logged};
 use super::{free_port, TempDir};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -152,15 +153,11 @@ impl Postfix {
                 .open(conf.join(name))
                 .and_then(|f| f.set_modified(past));
         }
-        let child = Command::new(POSTFIX)
-            .arg("-c")
-            .arg(&conf)
-            .arg("start-fg")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout file"))
-            .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {POSTFIX}: {e}"));
+        let child = spawn_logged(
+            Command::new(POSTFIX).arg("-c").arg(&conf).arg("start-fg"),
+            dir.path(),
+            POSTFIX,
+        );
         let mut postfix = Postfix {
             dir,
             child: Some(child),
@@ -421,19 +418,15 @@ fn smtp_banner(addr: SocketAddr) -> Option<String> {
 pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    let output = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt"])
-        .arg("ec_paramgen_curve:prime256v1")
-        .args(["-days", "2", "-subj", "/CN=mx.postfix.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install openssl"));
-    assert!(
-        output.status.success(),
-        "openssl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt"])
+            .arg("ec_paramgen_curve:prime256v1")
+            .args(["-days", "2", "-subj", "/CN=mx.postfix.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        "openssl",
     );
     (cert, key)
 }

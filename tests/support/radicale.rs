@@ -86,12 +86,8 @@ impl Radicale {
              [store]\nlayout = \"radicale\"\nroot = \"{}\"\ndebounce_ms = 50\n",
             self.dir.join("collections").display()
         );
-        for user in users {
-            text.push_str(&format!(
-                "[[user]]\nname = \"{user}\"\naddresses = [\"{user}@example.com\"]\n"
-            ));
-        }
-        text.push_str("[mail]\ndomain = \"example.com\"\n[queue]\noutbox = \"outbox\"\n");
+        text.push_str(&super::site::users_and_mail(users));
+        text.push_str("[queue]\noutbox = \"outbox\"\n");
         text.push_str(rest);
         text
     }

@@ -23,13 +23,21 @@ pub fn config(users: &[&str], store: &str, rest: &str) -> String {
         "state = \"state/imipd.redb\"\n[control]\nsocket = \"control.sock\"\n\
          [store]\nroot = \"stores\"\n{store}"
     );
+    text.push_str(&users_and_mail(users));
+    text.push_str(rest);
+    text
+}
+
+/// The `[[user]]` sections of `users` (each `<user>@example.com`) and the `[mail]`
+/// section (domain example.com) that every test site has.
+pub fn users_and_mail(users: &[&str]) -> String {
+    let mut text = String::new();
     for user in users {
         text.push_str(&format!(
             "[[user]]\nname = \"{user}\"\naddresses = [\"{user}@example.com\"]\n"
         ));
     }
     text.push_str("[mail]\ndomain = \"example.com\"\n");
-    text.push_str(rest);
     text
 }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -176,4 +176,29 @@ pub fn smtp_send(port: u16, from: &str, to: &[&str], message: &str) {
     say("DATA", "354", &mut writer);
     say(&format!("{message}.\r"), "250", &mut writer);
     let _ = writer.write_all(b"QUIT\r\n");
+}
+
+/// Runs `command` to its end; it must succeed. `what` names it in a failure, which
+/// shows its stderr. Its output.
+pub fn run_ok(command: &mut Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what} ({e}): is it installed?"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Starts `command` (a server in the foreground) with no input, its output going to
+/// `dir/stdout` and `dir/stderr`; `what` names it when it cannot be run.
+pub fn spawn_logged(command: &mut Command, dir: &Path, what: &str) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).expect("stdout file"))
+        .stderr(std::fs::File::create(dir.join("stderr")).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"))
 }
