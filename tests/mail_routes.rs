@@ -73,6 +73,11 @@ impl Imipd {
         }
     }
 
+    /// [`Imipd::new`] for Alice alone, at `address`.
+    fn alice(label: &str, address: &str, extra_lmtp: &str) -> Imipd {
+        Imipd::new(label, &[("alice", address)], extra_lmtp)
+    }
+
     fn config(&self) -> PathBuf {
         self.site.config()
     }
@@ -83,6 +88,18 @@ impl Imipd {
             "port = 0\n",
             &format!("port = {}\n", postfix.smtp_addr().port()),
         );
+    }
+
+    /// Sends outgoing mail through `postfix`, and starts.
+    fn start_behind(&mut self, postfix: &Postfix) {
+        self.relay_through(postfix);
+        self.start();
+    }
+
+    /// The daemon logged `what` exactly once.
+    fn assert_once(&self, what: &str) {
+        let log = self.log();
+        assert_eq!(log.matches(what).count(), 1, "{what}, once:\n{log}");
     }
 
     fn start(&mut self) {
@@ -209,6 +226,14 @@ fn plain(to: &str) -> String {
     )
 }
 
+/// Whether `sent` is in Alice's inbox, unchanged.
+fn in_inbox(dovecot: &Dovecot, sent: &str) -> bool {
+    dovecot
+        .inbox("alice")
+        .iter()
+        .any(|m| contains_unchanged(m, sent))
+}
+
 /// The message as Postfix and Dovecot stored it contains what was sent, unchanged.
 fn contains_unchanged(stored: &[u8], sent: &str) -> bool {
     let body = sent.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or(sent);
@@ -243,10 +268,7 @@ fn carol_accepts_then_writes_plain_mail(
         accepted(imipd, "alice", uid, "carol@example.net")
     });
     eventually("the REPLY is in alice's inbox", log, || {
-        dovecot
-            .inbox("alice")
-            .iter()
-            .any(|m| contains_unchanged(m, &reply))
+        in_inbox(dovecot, &reply)
     });
     smtp_send(
         postfix.smtp_addr().port(),
@@ -293,10 +315,9 @@ fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once()
         .route("example.com", &dovecot.nexthop())
         .relayhost(sink.addr())
         .start();
-    let mut imipd = Imipd::new("route-sieve", &[("alice", "alice@example.com")], "");
-    imipd.relay_through(&postfix);
+    let mut imipd = Imipd::alice("route-sieve", "alice@example.com", "");
     imipd.deliver_program(&dovecot.pipe_dir());
-    imipd.start();
+    imipd.start_behind(&postfix);
     alice_invites_carol(&imipd, &sink, "sieve-1", "alice@example.com");
 
     carol_accepts_then_writes_plain_mail(&imipd, &postfix, &dovecot, "sieve-1", "r1");
@@ -306,10 +327,7 @@ fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once()
     let before = imipd.object("alice", "sieve-1").expect("copy");
     let counter = carol_sends(&postfix, "COUNTER", "sieve-1", "alice@example.com", "c1");
     eventually("the COUNTER is in the inbox", log, || {
-        dovecot
-            .inbox("alice")
-            .iter()
-            .any(|m| contains_unchanged(m, &counter))
+        in_inbox(&dovecot, &counter)
     });
     eventually("imipd noted the COUNTER", log, || {
         imipd.log().contains("c1@example.net") || imipd.log().contains("COUNTER noted")
@@ -324,8 +342,7 @@ fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once()
         3,
         "REPLY, plain mail and COUNTER, each once"
     );
-    let applied = imipd.log().matches("REPLY applied").count();
-    assert_eq!(applied, 1, "the REPLY is applied once:\n{}", imipd.log());
+    imipd.assert_once("REPLY applied");
     assert!(
         !imipd.log().contains("plain-1@example.net"),
         "imipd never saw the plain mail"
@@ -336,9 +353,9 @@ fn dovecot_sieve_copy_leaves_the_mail_in_the_inbox_and_applies_the_answer_once()
 fn postfix_bcc_copy_reaches_imipd_and_the_inbox_and_plain_copies_are_dropped() {
     let sink = Sink::start();
     let dovecot = Dovecot::start(&["alice@example.com"], None);
-    let mut imipd = Imipd::new(
+    let mut imipd = Imipd::alice(
         "route-bcc",
-        &[("alice", "alice@example.com")],
+        "alice@example.com",
         "copy_domain = \"imipd.invalid\"\n",
     );
     let postfix = Postfix::builder()
@@ -351,8 +368,7 @@ fn postfix_bcc_copy_reaches_imipd_and_the_inbox_and_plain_copies_are_dropped() {
         )
         .start();
     // The relay is the Postfix that was started after the configuration was written.
-    imipd.relay_through(&postfix);
-    imipd.start();
+    imipd.start_behind(&postfix);
     alice_invites_carol(&imipd, &sink, "bcc-1", "alice@example.com");
 
     carol_accepts_then_writes_plain_mail(&imipd, &postfix, &dovecot, "bcc-1", "r2");
@@ -360,28 +376,18 @@ fn postfix_bcc_copy_reaches_imipd_and_the_inbox_and_plain_copies_are_dropped() {
     eventually("imipd dropped the plain copy", log, || {
         imipd.log().contains("not calendar mail")
     });
-    assert_eq!(
-        imipd.log().matches("REPLY applied").count(),
-        1,
-        "{}",
-        imipd.log()
-    );
+    imipd.assert_once("REPLY applied");
 }
 
 #[test]
 fn a_dedicated_calendar_domain_is_routed_to_imipd() {
     let sink = Sink::start();
-    let mut imipd = Imipd::new(
-        "route-domain",
-        &[("alice", "alice@calendar.example.com")],
-        "",
-    );
+    let mut imipd = Imipd::alice("route-domain", "alice@calendar.example.com", "");
     let postfix = Postfix::builder()
         .route("calendar.example.com", &imipd.nexthop())
         .relayhost(sink.addr())
         .start();
-    imipd.relay_through(&postfix);
-    imipd.start();
+    imipd.start_behind(&postfix);
     alice_invites_carol(&imipd, &sink, "domain-1", "alice@calendar.example.com");
     carol_sends(
         &postfix,
@@ -400,7 +406,7 @@ fn a_dedicated_calendar_domain_is_routed_to_imipd() {
 #[test]
 fn deliver_exits_75_while_the_daemon_is_stopped_and_the_mta_retry_applies_once() {
     let sink = Sink::start();
-    let mut imipd = Imipd::new("route-pipe", &[("alice", "alice@example.com")], "");
+    let mut imipd = Imipd::alice("route-pipe", "alice@example.com", "");
     let pipe = format!(
         "imipd unix - n n - - pipe flags=R user=nobody argv={} deliver --config {} --rcpt ${{recipient}}",
         env!("CARGO_BIN_EXE_imipd"),
@@ -412,8 +418,7 @@ fn deliver_exits_75_while_the_daemon_is_stopped_and_the_mta_retry_applies_once()
         .service(&pipe)
         .set("imipd_destination_recipient_limit", "1")
         .start();
-    imipd.relay_through(&postfix);
-    imipd.start();
+    imipd.start_behind(&postfix);
     alice_invites_carol(&imipd, &sink, "pipe-1", "alice@example.com");
     imipd.stop();
 
@@ -429,18 +434,13 @@ fn deliver_exits_75_while_the_daemon_is_stopped_and_the_mta_retry_applies_once()
         || accepted(&imipd, "alice", "pipe-1", "carol@example.net"),
     );
     postfix.wait_for_log(&["status=sent", "imipd"], Duration::from_secs(30));
-    assert_eq!(
-        imipd.log().matches("REPLY applied").count(),
-        1,
-        "{}",
-        imipd.log()
-    );
+    imipd.assert_once("REPLY applied");
 }
 
 #[test]
 fn two_instances_behind_one_postfix_schedule_with_each_other_by_mail() {
     let sink = Sink::start();
-    let mut a = Imipd::new("route-two-a", &[("alice", "alice@example.com")], "");
+    let mut a = Imipd::alice("route-two-a", "alice@example.com", "");
     let mut b = Imipd::new("route-two-b", &[("bob", "bob@example.com")], "");
     let routes = format!(
         "inline:{{ alice@example.com={}, bob@example.com={}, imipd-bounces@example.com={} }}",
@@ -501,18 +501,8 @@ fn two_instances_behind_one_postfix_schedule_with_each_other_by_mail() {
     eventually("a logs the answer", log, || {
         a.log().contains("REPLY applied")
     });
-    assert_eq!(
-        b.log().matches("REQUEST imported").count(),
-        1,
-        "applied once on b:\n{}",
-        b.log()
-    );
-    assert_eq!(
-        a.log().matches("REPLY applied").count(),
-        1,
-        "applied once on a:\n{}",
-        a.log()
-    );
+    b.assert_once("REQUEST imported");
+    a.assert_once("REPLY applied");
     assert!(
         sink.messages()
             .iter()

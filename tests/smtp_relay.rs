@@ -124,10 +124,7 @@ async fn several_messages_share_one_connection_and_survive_a_server_hangup() {
     let sink = Sink::start();
     let relay = plain_relay(sink.addr());
     for n in 0..3 {
-        relay
-            .send(&to("x@external.test"), &note(n))
-            .await
-            .expect("sent");
+        sent(&relay, "x@external.test", n, "sent").await;
     }
     assert_eq!(sink.messages().len(), 3);
     assert_eq!(sink.connections(), 1, "one connection for three messages");
@@ -137,10 +134,7 @@ async fn several_messages_share_one_connection_and_survive_a_server_hangup() {
     // The server closes idle connections; the next message reconnects by itself.
     sink.drop_connections();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    relay
-        .send(&to("x@external.test"), &note(3))
-        .await
-        .expect("sent after hangup");
+    sent(&relay, "x@external.test", 3, "sent after hangup").await;
     assert_eq!(sink.connections(), 2);
     let messages = sink.messages();
     assert_eq!(messages.len(), 4);
@@ -192,20 +186,11 @@ async fn without_pipelining_commands_wait_for_their_replies_and_failures_keep_th
     sink.offer_pipelining(false);
     let relay = plain_relay(sink.addr());
     for n in 0..3 {
-        relay
-            .send(&to("x@external.test"), &note(n))
-            .await
-            .expect("sent");
+        sent(&relay, "x@external.test", n, "sent").await;
     }
     sink.reply_to_rcpt("full@external.test", Some("452 4.2.2 mailbox full"));
     let failure = temporary(relay.send(&to("full@external.test"), &note(9)).await);
-    assert!(
-        failure
-            .message
-            .contains("refused recipient <full@external.test>"),
-        "{}",
-        failure.message
-    );
+    assert_says(&failure, "refused recipient <full@external.test>");
     assert_eq!(failure.reply.as_ref().map(|r| r.code), Some(452));
     assert_eq!(sink.messages().len(), 3);
     assert_eq!(sink.connections(), 1);
@@ -218,10 +203,7 @@ async fn postfix_sees_one_smtp_session_for_several_messages() {
     let postfix = Postfix::builder().relayhost(sink.addr()).start();
     let relay = plain_relay(postfix.smtp_addr());
     for n in 0..3 {
-        relay
-            .send(&to("x@external.test"), &note(n))
-            .await
-            .expect("sent");
+        sent(&relay, "x@external.test", n, "sent").await;
     }
     relay.close().await;
     sink.wait_for_messages(3, WAIT);
@@ -242,6 +224,16 @@ async fn postfix_sees_one_smtp_session_for_several_messages() {
         connects, 2,
         "one session for the relay plus the start-up probe"
     );
+}
+
+/// Sends note `n` to `rcpt` through `relay`: it must be accepted (`what` if not).
+async fn sent(relay: &Relay, rcpt: &str, n: u32, what: &str) {
+    relay.send(&to(rcpt), &note(n)).await.expect(what);
+}
+
+/// The failure's message says `text`.
+fn assert_says(failure: &imipd::smtp::Failure, text: &str) {
+    assert!(failure.message.contains(text), "{}", failure.message);
 }
 
 fn temporary(result: Result<imipd::smtp::Handover, SendError>) -> imipd::smtp::Failure {
@@ -271,22 +263,13 @@ async fn replies_4xx_are_temporary_with_code_and_text() {
         (451, Some("4.3.0"))
     );
     assert_eq!(reply.text, "queue file write error");
-    assert!(
-        f.message
-            .contains("refused sender <imipd-bounces+q1@imip.test>"),
-        "{}",
-        f.message
-    );
+    assert_says(&f, "refused sender <imipd-bounces+q1@imip.test>");
     sink.reply_to_mail(None);
 
     sink.reply_to_rcpt("full@external.test", Some("452 4.2.2 mailbox full"));
     let f = temporary(relay.send(&to("full@external.test"), &note(2)).await);
     assert_eq!(f.reply.as_ref().map(|r| r.code), Some(452));
-    assert!(
-        f.message.contains("refused recipient <full@external.test>"),
-        "{}",
-        f.message
-    );
+    assert_says(&f, "refused recipient <full@external.test>");
 
     // RFC 5321 4.5.3.1.10: 552 to RCPT ("too many recipients") is the temporary 452.
     sink.reply_to_rcpt("crowd@external.test", Some("552 5.5.3 too many recipients"));
@@ -302,10 +285,7 @@ async fn replies_4xx_are_temporary_with_code_and_text() {
     sink.reply_to_data(None);
 
     // The same connection carried all of that and still works.
-    relay
-        .send(&to("x@external.test"), &note(4))
-        .await
-        .expect("sent");
+    sent(&relay, "x@external.test", 4, "sent").await;
     assert_eq!(sink.connections(), 1);
     assert_eq!(sink.messages().len(), 1);
 }
@@ -322,23 +302,15 @@ async fn replies_5xx_are_permanent_and_name_the_recipient() {
     let err = result.as_ref().err().cloned().expect("refused");
     assert_eq!(err.enhanced_status(), Some("5.1.1"));
     let f = permanent(result);
-    assert!(
-        f.message
-            .contains("refused recipient <ghost@external.test>"),
-        "{}",
-        f.message
-    );
-    assert!(f.message.contains("550 5.1.1"), "{}", f.message);
+    assert_says(&f, "refused recipient <ghost@external.test>");
+    assert_says(&f, "550 5.1.1");
 
     sink.reply_to_data(Some("554 5.6.0 message content rejected"));
     let f = permanent(relay.send(&to("x@external.test"), &note(2)).await);
     assert_eq!(f.reply.as_ref().map(|r| r.code), Some(554));
-    assert!(f.message.contains("refused the message"), "{}", f.message);
+    assert_says(&f, "refused the message");
     sink.reply_to_data(None);
-    relay
-        .send(&to("x@external.test"), &note(3))
-        .await
-        .expect("next one goes");
+    sent(&relay, "x@external.test", 3, "next one goes").await;
     assert_eq!(sink.messages().len(), 1);
 }
 
@@ -373,10 +345,7 @@ async fn postfix_policy_rejections_are_classified() {
         (reply.code, reply.enhanced.as_deref()),
         (550, Some("5.1.6"))
     );
-    relay
-        .send(&to("fine@external.test"), &note(3))
-        .await
-        .expect("accepted");
+    sent(&relay, "fine@external.test", 3, "accepted").await;
     sink.wait_for_messages(1, WAIT);
 }
 
@@ -384,10 +353,7 @@ async fn postfix_policy_rejections_are_classified() {
 async fn relay_outage_is_temporary_until_it_comes_back() {
     let sink = Sink::start();
     let relay = plain_relay(sink.addr());
-    relay
-        .send(&to("x@external.test"), &note(1))
-        .await
-        .expect("up");
+    sent(&relay, "x@external.test", 1, "up").await;
     sink.set_down(true);
     let f = temporary(relay.send(&to("x@external.test"), &note(2)).await);
     assert_eq!(
@@ -399,10 +365,7 @@ async fn relay_outage_is_temporary_until_it_comes_back() {
     );
     assert!(f.reply.is_none());
     sink.set_down(false);
-    relay
-        .send(&to("x@external.test"), &note(3))
-        .await
-        .expect("back up");
+    sent(&relay, "x@external.test", 3, "back up").await;
     assert_eq!(sink.messages().len(), 2);
 }
 
@@ -418,7 +381,7 @@ async fn silent_server_times_out_as_temporary() {
         ..RelayConfig::new("127.0.0.1", addr.port())
     });
     let f = temporary(relay.send(&to("x@external.test"), &note(1)).await);
-    assert!(f.message.contains("did not answer within"), "{}", f.message);
+    assert_says(&f, "did not answer within");
     drop(holder.join());
 }
 
@@ -431,11 +394,7 @@ async fn starttls_is_required_when_configured() {
         ..RelayConfig::new("127.0.0.1", sink.addr().port())
     });
     let f = temporary(relay.send(&to("x@external.test"), &note(1)).await);
-    assert!(
-        f.message.contains("does not offer STARTTLS"),
-        "{}",
-        f.message
-    );
+    assert_says(&f, "does not offer STARTTLS");
     assert!(sink.messages().is_empty());
 }
 
@@ -458,15 +417,9 @@ async fn tls_to_postfix_with_starttls_and_implicit_tls() {
         })
     };
     let starttls = tls_relay(postfix.smtp_addr(), RelayTls::StartTls, true);
-    starttls
-        .send(&to("x@external.test"), &note(1))
-        .await
-        .expect("STARTTLS");
+    sent(&starttls, "x@external.test", 1, "STARTTLS").await;
     let implicit = tls_relay(postfix.smtps_addr(), RelayTls::Implicit, true);
-    implicit
-        .send(&to("x@external.test"), &note(2))
-        .await
-        .expect("implicit TLS");
+    sent(&implicit, "x@external.test", 2, "implicit TLS").await;
     let got = sink.wait_for_messages(2, WAIT);
     for m in &got {
         let text = String::from_utf8_lossy(&m.data);
@@ -478,7 +431,7 @@ async fn tls_to_postfix_with_starttls_and_implicit_tls() {
     // A self-signed certificate is refused unless the configuration says otherwise.
     let strict = tls_relay(postfix.smtp_addr(), RelayTls::StartTls, false);
     let f = temporary(strict.send(&to("x@external.test"), &note(3)).await);
-    assert!(f.message.contains("TLS"), "{}", f.message);
+    assert_says(&f, "TLS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,10 +446,6 @@ async fn addresses_that_would_inject_commands_are_refused_before_connecting() {
             )
             .await,
     );
-    assert!(
-        f.message.contains("cannot be used in SMTP"),
-        "{}",
-        f.message
-    );
+    assert_says(&f, "cannot be used in SMTP");
     assert_eq!(sink.connections(), 0);
 }
