@@ -8,7 +8,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output};
 use support::site::{self, stop, write_event};
 use support::{free_port, Site};
 
@@ -28,6 +29,18 @@ fn new_site(name: &str) -> Site {
         ),
     ));
     site
+}
+
+/// [`new_site`] with its daemon serving (the control socket is there), and Alice's
+/// invitation `uid` saved as `planning.ics`: the site, the daemon, her calendar folder.
+fn running_site(name: &str, uid: &str) -> (Site, Child, PathBuf) {
+    let site = new_site(name);
+    let daemon = site.serve();
+    let socket = site.dir.join("control.sock");
+    site.eventually("the control socket", || socket.exists());
+    let calendar = site.calendar("alice");
+    write_event(&calendar, "planning.ics", &event(uid));
+    (site, daemon, calendar)
 }
 
 /// The inbound policy of this test: these tests are about the admin commands, not
@@ -74,14 +87,8 @@ fn exit(output: &Output) -> i32 {
 
 #[test]
 fn queue_status_scan_and_inject_work_while_the_daemon_runs_and_after_it_stopped() {
-    let site = new_site("both");
-    let calendar = site.dir.join("stores/alice/calendar");
-    let daemon = site.serve();
-    let socket = site.dir.join("control.sock");
-    site.eventually("the control socket", || socket.exists());
-
     // An invitation to two outside attendees: the relay is down, so both stay queued.
-    write_event(&calendar, "planning.ics", &event("planning-1"));
+    let (site, daemon, calendar) = running_site("both", "planning-1");
     site.eventually("two queued messages with an error", || {
         let list = text(&site.imipd(&["queue", "list"]));
         list.contains("carol@example.net")
@@ -197,12 +204,7 @@ fn queue_status_scan_and_inject_work_while_the_daemon_runs_and_after_it_stopped(
 
 #[test]
 fn a_stranger_s_reply_is_a_refusal_that_status_lists_and_inject_exits_ignored() {
-    let site = new_site("refusal");
-    let calendar = site.dir.join("stores/alice/calendar");
-    let daemon = site.serve();
-    let socket = site.dir.join("control.sock");
-    site.eventually("the control socket", || socket.exists());
-    write_event(&calendar, "planning.ics", &event("planning-2"));
+    let (site, daemon, calendar) = running_site("refusal", "planning-2");
     site.eventually("queued messages", || {
         text(&site.imipd(&["queue", "list"])).contains("carol@example.net")
     });

@@ -19,6 +19,13 @@ fn message(id: &str, body: &str) -> Vec<u8> {
     format!("Message-ID: <{id}>\r\nSubject: test\r\n\r\n{body}\r\n").into_bytes()
 }
 
+/// An outbox in a new folder for `label` (removed on drop).
+fn outbox_in(label: &str) -> (TempDir, Outbox) {
+    let dir = TempDir::new(label);
+    let outbox = Outbox::new(dir.path());
+    (dir, outbox)
+}
+
 /// Visible files (what a pick-up script would see), sorted.
 fn files(dir: &TempDir) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
@@ -32,8 +39,7 @@ fn files(dir: &TempDir) -> Vec<String> {
 
 #[tokio::test]
 async fn each_message_becomes_one_complete_eml_file_named_by_message_id() {
-    let dir = TempDir::new("outbox");
-    let outbox = Outbox::new(dir.path());
+    let (dir, outbox) = outbox_in("outbox");
     let bytes = message("a1b2@gw.example.com", "hello");
     let handover = outbox.send(&envelope(), &bytes).await.expect("written");
     assert!(
@@ -54,8 +60,7 @@ async fn each_message_becomes_one_complete_eml_file_named_by_message_id() {
 
 #[tokio::test]
 async fn the_same_message_twice_is_one_file_and_a_different_one_gets_a_new_name() {
-    let dir = TempDir::new("outbox-dup");
-    let outbox = Outbox::new(dir.path());
+    let (dir, outbox) = outbox_in("outbox-dup");
     let first = message("same@gw", "first");
     outbox.send(&envelope(), &first).await.expect("written");
     // A retry after a crash between writing and recording: no duplicate.
