@@ -5,7 +5,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,15 +63,9 @@ fn calendar_of(eml: &[u8]) -> String {
     let mail = mail_parser::MessageParser::default()
         .parse(eml)
         .expect("a parsable email");
-    let part = mail
-        .parts
-        .iter()
-        .find(|p| {
-            p.content_type()
-                .is_some_and(|c| c.ctype() == "text" && c.subtype() == Some("calendar"))
-        })
-        .expect("a text/calendar part");
-    String::from_utf8_lossy(part.contents()).replace("\r\n ", "")
+    support::files::calendar_part(&mail)
+        .expect("a text/calendar part")
+        .replace("\r\n ", "")
 }
 
 /// Every SEQUENCE value in a calendar text.

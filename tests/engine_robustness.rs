@@ -8,9 +8,16 @@
 //! reproduces.
 
 use calcard::icalendar::ICalendar;
-use imipd::itip::{self, CalAddress, Context, ReplyDetails};
+use imipd::itip::{self, CalAddress};
 use imipd::replay::script::Command;
 use std::path::PathBuf;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
+
+/// The engine's clock in these tests (1990-01-01).
+const NOW: i64 = 631_152_000;
 
 /// A small deterministic generator (xorshift64*), enough to pick mutations.
 struct Rng(u64);
@@ -127,13 +134,7 @@ fn payloads() -> Vec<String> {
     }
     let mut out = Vec::new();
     for dir in dirs {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .expect("scenario folder")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-            .collect();
-        files.sort();
-        for file in files {
+        for file in support::files::with_extension(&dir, "txt") {
             let text = std::fs::read_to_string(&file).expect("readable scenario");
             let steps = imipd::replay::script::parse(&text).expect("valid scenario");
             for step in steps {
@@ -152,11 +153,7 @@ fn exercise(
     account: &[CalAddress],
     sender: &CalAddress,
 ) {
-    let ctx = Context {
-        account,
-        now: 631_152_000,
-        reply_details: ReplyDetails::Full,
-    };
+    let ctx = fixture::context(account, NOW);
     let _ = itip::schedule_change(None, damaged, &ctx);
     let _ = itip::schedule_change(Some(original), damaged, &ctx);
     let _ = itip::schedule_change(Some(damaged), original, &ctx);
@@ -228,11 +225,7 @@ fn a_huge_attendee_list_is_handled() {
     text.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
     let cal = ICalendar::parse(&text).expect("valid");
     let me = [CalAddress::parse("o@example.com").expect("address")];
-    let ctx = Context {
-        account: &me,
-        now: 631_152_000,
-        reply_details: ReplyDetails::Full,
-    };
+    let ctx = fixture::context(&me, NOW);
     let out = itip::schedule_change(None, &cal, &ctx).expect("an invitation");
     assert_eq!(out.messages.len(), 1);
     assert_eq!(out.messages[0].to.len(), 5000);
@@ -245,11 +238,7 @@ fn an_object_whose_root_is_not_a_vcalendar_is_refused() {
     let text = "BEGIN:\":\nBEGIN:VEVENT\nUID:a\nORGANIZER:m@m\nATTENDEE:a@e\nEND:VEVENT\nEND:\":\n";
     let cal = ICalendar::parse(text).expect("calcard accepts any outer component");
     let me = [CalAddress::parse("m@m").expect("address")];
-    let ctx = Context {
-        account: &me,
-        now: 631_152_000,
-        reply_details: ReplyDetails::Full,
-    };
+    let ctx = fixture::context(&me, NOW);
     let err = itip::schedule_change(None, &cal, &ctx).expect_err("refused");
     assert_eq!(err.name(), "ICalendarParseError");
     assert!(itip::schedule_removal(&cal, &ctx).is_err());

@@ -84,14 +84,7 @@ fn every_inbound_fixture_gets_the_same_verdict_and_exit_code_dry_and_real_and_th
     // (name, recipient, message): the fixtures' requests first, so later messages
     // about the same event meet the copy the real run made.
     let mut messages: Vec<(String, String, Vec<u8>)> = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir("tests/data/imip/inbound")
-        .expect("inbound fixtures")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect();
-    files.sort();
-    for file in files {
+    for file in support::files::with_extension(Path::new("tests/data/imip/inbound"), "eml") {
         let name = file
             .file_name()
             .expect("name")

@@ -30,9 +30,9 @@ use calcard::icalendar::{
 };
 use chrono::TimeZone;
 use imipd::imip::{build_message, Language};
-use imipd::itip::{self, method_name, CalAddress, Context, ItipMessage, ReplyDetails};
+use imipd::itip::{self, method_name, CalAddress, ItipMessage, ReplyDetails};
 use imipd::replay::run_paths;
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MessageParser;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -131,14 +131,7 @@ fn sample_with(
     let parsed = MessageParser::default()
         .parse(&mail.bytes)
         .unwrap_or_else(|| panic!("{label}: mail does not parse"));
-    let ics = parsed
-        .parts
-        .iter()
-        .find(|p| {
-            p.content_type()
-                .is_some_and(|ct| ct.ctype() == "text" && ct.subtype() == Some("calendar"))
-        })
-        .map(|p| String::from_utf8_lossy(p.contents()).into_owned())
+    let ics = support::files::calendar_part(&parsed)
         .unwrap_or_else(|| panic!("{label}: no text/calendar part"));
     let text = parsed
         .body_text(0)
@@ -204,14 +197,8 @@ fn samples() -> Vec<Sample> {
 /// zone name, a weekly series in another zone.
 fn example_messages() -> Vec<(String, ItipMessage)> {
     let dir = root().join("examples/events");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("examples/events")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ics"))
-        .collect();
-    files.sort();
     let mut out = Vec::new();
-    for file in files {
+    for file in support::files::with_extension(&dir, "ics") {
         let text = std::fs::read_to_string(&file).expect("example");
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
         let name = name.unwrap_or_default();
@@ -235,11 +222,7 @@ fn example_messages() -> Vec<(String, ItipMessage)> {
                 continue;
             };
             let account = [organizer];
-            let ctx = Context {
-                account: &account,
-                now: 1_900_000_000,
-                reply_details: ReplyDetails::Full,
-            };
+            let ctx = support::fixture::context(&account, 1_900_000_000);
             let invite = itip::schedule_change(None, &cal, &ctx).expect("invitations");
             // Two hours later: an update whose What-changed lines are in the zone too.
             let moved = text
@@ -814,11 +797,7 @@ fn stored_files() -> Vec<Sample> {
             continue;
         };
         let account = [attendee];
-        let ctx = Context {
-            account: &account,
-            now: 1_900_000_000,
-            reply_details: ReplyDetails::Full,
-        };
+        let ctx = support::fixture::context(&account, 1_900_000_000);
         if let Ok(outcome) = itip::receive(&cal, &organizer, None, &ctx) {
             if let Some(copy) = outcome.copy {
                 out.push(Sample {
@@ -873,13 +852,7 @@ fn delivered_files() -> Vec<Sample> {
         );
     }
     fixture::assert_valid_files(&dir.path().join("stores"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .expect("folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "ics"))
-        .collect();
-    files.sort();
-    files
+    support::files::with_extension(&folder, "ics")
         .into_iter()
         .map(|path| Sample {
             label: format!("Bob's stored {}", path.display()),

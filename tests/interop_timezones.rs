@@ -7,8 +7,7 @@
 
 use calcard::icalendar::{ICalendar, ICalendarComponentType};
 use imipd::config::Layout;
-use imipd::itip::{self, CalAddress, Context, ReplyDetails};
-use imipd::store::apply::Applier;
+use imipd::itip::{self, CalAddress, Context};
 use imipd::store::state::State;
 
 #[path = "support/mod.rs"]
@@ -39,6 +38,15 @@ fn defined_tzids(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The text defines Europe/Berlin, and no other zone.
+fn assert_defines_berlin(text: &str) {
+    assert_eq!(
+        defined_tzids(text),
+        vec!["Europe/Berlin".to_string()],
+        "{text}"
+    );
+}
+
 fn assert_zone_first(text: &str) {
     let zone = text.find("BEGIN:VTIMEZONE").expect("a VTIMEZONE");
     let event = text.find("BEGIN:VEVENT").expect("a VEVENT");
@@ -48,20 +56,12 @@ fn assert_zone_first(text: &str) {
 #[test]
 fn an_invitation_from_a_file_without_vtimezone_carries_the_berlin_definition() {
     let alice = [CalAddress::parse("alice@example.com").expect("address")];
-    let ctx = Context {
-        account: &alice,
-        now: NOW,
-        reply_details: ReplyDetails::Full,
-    };
+    let ctx = fixture::context(&alice, NOW);
     let outcome = itip::schedule_change(None, &lunch(), &ctx).expect("invitations");
     assert!(!outcome.messages.is_empty());
     for message in &outcome.messages {
         let text = message.to_ics();
-        assert_eq!(
-            defined_tzids(&text),
-            vec!["Europe/Berlin".to_string()],
-            "{text}"
-        );
+        assert_defines_berlin(&text);
         assert_zone_first(&text);
         // June in Berlin is UTC+2, from a yearly rule a client can extend.
         assert!(text.contains("TZOFFSETTO:+0200"), "{text}");
@@ -71,11 +71,7 @@ fn an_invitation_from_a_file_without_vtimezone_carries_the_berlin_definition() {
 #[test]
 fn a_reply_and_a_cancel_for_a_zoned_event_carry_the_definition_too() {
     let alice = [CalAddress::parse("alice@example.com").expect("address")];
-    let ctx = Context {
-        account: &alice,
-        now: NOW,
-        reply_details: ReplyDetails::Full,
-    };
+    let ctx = fixture::context(&alice, NOW);
     let cal = lunch();
     let cancel = itip::schedule_removal(&cal, &ctx).expect("cancel");
     let bob = [CalAddress::parse("bob@example.com").expect("address")];
@@ -93,11 +89,7 @@ fn a_reply_and_a_cancel_for_a_zoned_event_carry_the_definition_too() {
     assert!(messages.len() >= 2);
     for message in messages {
         let text = message.to_ics();
-        assert_eq!(
-            defined_tzids(&text),
-            vec!["Europe/Berlin".to_string()],
-            "{text}"
-        );
+        assert_defines_berlin(&text);
         assert_zone_first(&text);
     }
 }
@@ -117,21 +109,12 @@ fn an_imported_invitation_without_vtimezone_is_stored_with_one() {
         .replace("VERSION:2.0\r\n", "VERSION:2.0\r\nMETHOD:REQUEST\r\n");
     let request = ICalendar::parse(&request).expect("request");
     let sender = CalAddress::parse("alice@example.com").expect("address");
-    let applier = Applier {
-        store: &store,
-        state: &state,
-        reply_details: ReplyDetails::Full,
-    };
-    let applied = applier
+    let applied = fixture::applier(&store, &state)
         .apply(&bob, &request, &sender, NOW, true, None)
         .expect("imported");
     let key = applied.key.expect("stored");
     let (_, text) = store.read(&key).expect("readable").expect("present");
-    assert_eq!(
-        defined_tzids(&text),
-        vec!["Europe/Berlin".to_string()],
-        "{text}"
-    );
+    assert_defines_berlin(&text);
     let cal = ICalendar::parse(&text).expect("stored parses");
     assert!(cal
         .components

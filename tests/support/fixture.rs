@@ -5,7 +5,7 @@
 use super::TempDir;
 use imipd::config::{ImportPolicy, Layout, LmtpSection, StoreSection, User};
 use imipd::daemon::inbound::{Inbound, Verdict};
-use imipd::itip::{CalAddress, ReplyDetails};
+use imipd::itip::{CalAddress, Context, ReplyDetails};
 use imipd::smtp::verp::BounceAddress;
 use imipd::store::apply::Applier;
 use imipd::store::layout::Store;
@@ -70,6 +70,15 @@ pub fn lmtp_settings_secure(bounce_refused: bool) -> LmtpSection {
         bounce_refused,
         subaddress_separator: None,
         copy_domain: None,
+    }
+}
+
+/// The engine's context for `account` at `now`, writing full REPLYs.
+pub fn context(account: &[CalAddress], now: i64) -> Context<'_> {
+    Context {
+        account,
+        now,
+        reply_details: ReplyDetails::Full,
     }
 }
 

@@ -19,6 +19,7 @@
 //! - [`dovecot`]: a private Dovecot (LMTP, Sieve with pipe) delivering to Maildirs.
 //! - [`site`]: the site under test: stores, configuration and the real `imipd serve`
 //!   (start, wait until, log, stop).
+//! - [`files`]: the files of one kind in a folder, the calendar part of an email.
 //! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
 //!   imipd's library directly.
 //!
@@ -27,6 +28,7 @@
 
 pub mod dns;
 pub mod dovecot;
+pub mod files;
 pub mod fixture;
 pub mod lmtp;
 pub mod ports;
