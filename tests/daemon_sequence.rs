@@ -24,6 +24,14 @@ impl Site {
         Site(site)
     }
 
+    /// A site without extra configuration, its daemon running, and alice's folder.
+    fn serving(name: &str) -> (Site, support::Daemon, PathBuf) {
+        let site = Site::new(name, "");
+        let daemon = site.serve();
+        let alice = site.folder("alice");
+        (site, daemon, alice)
+    }
+
     /// Starts the daemon and waits until it runs.
     fn serve(&self) -> support::Daemon {
         self.0.start()
@@ -110,9 +118,7 @@ fn meeting(uid: &str, hour: u32, sequence: Option<i64>, extra: &str) -> String {
 #[test]
 fn each_move_goes_out_higher_from_a_client_that_never_raises_sequence_or_writes_none() {
     for (name, written) in [("never-raises", Some(0)), ("writes-none", None)] {
-        let site = Site::new(name, "");
-        let daemon = site.serve();
-        let alice = site.folder("alice");
+        let (site, daemon, alice) = Site::serving(name);
         let mut last = 0;
         // The client saves from its own copy each time: imipd's write-back never
         // reaches it, so the file says SEQUENCE:0 (or nothing) every time.
@@ -134,9 +140,7 @@ fn each_move_goes_out_higher_from_a_client_that_never_raises_sequence_or_writes_
 
 #[test]
 fn a_series_cancel_after_an_occurrence_update_goes_out_above_it() {
-    let site = Site::new("series-cancel", "");
-    let daemon = site.serve();
-    let alice = site.folder("alice");
+    let (site, daemon, alice) = Site::serving("series-cancel");
     let series = meeting("weekly-1", 9, Some(0), "RRULE:FREQ=WEEKLY;COUNT=10\r\n");
     write_event(&alice, "weekly.ics", &series);
     site.wait_for_mails(1);
@@ -166,9 +170,7 @@ fn a_series_cancel_after_an_occurrence_update_goes_out_above_it() {
 
 #[test]
 fn an_event_the_client_mailed_itself_is_delivered_locally_and_mailed_to_no_one() {
-    let site = Site::new("client-mailed", "");
-    let daemon = site.serve();
-    let alice = site.folder("alice");
+    let (site, daemon, alice) = Site::serving("client-mailed");
     let text = meeting(
         "mailed-1",
         9,
@@ -261,9 +263,7 @@ fn an_invitation_accepted_by_a_client_that_mails_its_own_reply_gets_none_from_im
 fn a_new_invitation_writes_the_organizers_file_once() {
     use notify::event::{EventKind, ModifyKind, RenameMode};
     use notify::Watcher;
-    let site = Site::new("one-write", "");
-    let daemon = site.serve();
-    let alice = site.folder("alice");
+    let (site, daemon, alice) = Site::serving("one-write");
     let target = alice.join("lunch.ics");
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {

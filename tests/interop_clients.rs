@@ -322,6 +322,35 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Each sample as a file `NNNN.ics` (its index) in a new folder for `label`.
+fn write_samples(label: &str, samples: &[Sample]) -> support::TempDir {
+    let dir = support::TempDir::new(label);
+    for (i, s) in samples.iter().enumerate() {
+        std::fs::write(dir.join(&format!("{i:04}.ics")), &s.ics).expect("write");
+    }
+    dir
+}
+
+/// What `reader` (run as `command` on `dir`, written by [`write_samples`]) printed for
+/// each sample; a sample it printed nothing for is a failure.
+fn read_each<'a>(
+    command: Command,
+    dir: &Path,
+    reader: &str,
+    samples: &'a [Sample],
+    failures: &mut Vec<String>,
+) -> Vec<(&'a Sample, Value)> {
+    let mut results = run_reader(command, dir, reader);
+    let mut out = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        match results.remove(&format!("{i:04}.ics")) {
+            Some(got) => out.push((s, got)),
+            None => failures.push(format!("{}: {reader} printed nothing", s.label)),
+        }
+    }
+    out
+}
+
 /// Runs `program args… dir` and reads one JSON object per line, by file name.
 fn run_reader(mut command: Command, dir: &Path, what: &str) -> BTreeMap<String, Value> {
     let output = support::tools::run_ok(command.arg(dir), what);
@@ -334,6 +363,13 @@ fn run_reader(mut command: Command, dir: &Path, what: &str) -> BTreeMap<String, 
             (file, value)
         })
         .collect()
+}
+
+/// ical.js and libical, whichever are installed; `None` when neither is (the test then
+/// has nothing to run).
+fn parsers() -> Option<(Option<Command>, Option<Command>)> {
+    let (icaljs, libical) = (node(), libical());
+    (icaljs.is_some() || libical.is_some()).then_some((icaljs, libical))
 }
 
 fn node() -> Option<Command> {
@@ -609,22 +645,16 @@ fn check_when_line(
 
 #[test]
 fn every_outgoing_message_reads_right_in_thunderbird_and_evolution_parsers() {
-    let icaljs = node();
-    let libical = libical();
-    if icaljs.is_none() && libical.is_none() {
+    let Some((icaljs, libical)) = parsers() else {
         return;
-    }
+    };
     let samples = samples();
     assert!(
         samples.len() >= 40,
         "expected the snapshot set, the scenarios and the examples, found {}",
         samples.len()
     );
-    let dir = support::TempDir::new("imipd-interop-clients");
-    for (i, s) in samples.iter().enumerate() {
-        std::fs::write(dir.join(&format!("{i:04}.ics")), &s.ics).expect("write");
-    }
-    let file = |i: usize| format!("{i:04}.ics");
+    let dir = write_samples("imipd-interop-clients", &samples);
 
     let mut failures = Vec::new();
     let mut counts = BTreeMap::<&str, usize>::new();
@@ -664,12 +694,8 @@ fn every_outgoing_message_reads_right_in_thunderbird_and_evolution_parsers() {
     }
 
     if let Some(command) = icaljs {
-        let results = run_reader(command, dir.path(), "ical.js");
-        for (i, s) in samples.iter().enumerate() {
-            let Some(got) = results.get(&file(i)) else {
-                failures.push(format!("{}: ical.js printed nothing", s.label));
-                continue;
-            };
+        for (s, got) in read_each(command, dir.path(), "ical.js", &samples, &mut failures) {
+            let got = &got;
             if got["ok"].as_bool() != Some(true) {
                 failures.push(format!(
                     "{}: ical.js cannot parse it: {}\n{}",
@@ -688,12 +714,8 @@ fn every_outgoing_message_reads_right_in_thunderbird_and_evolution_parsers() {
         }
     }
     if let Some(command) = libical {
-        let results = run_reader(command, dir.path(), "libical");
-        for (i, s) in samples.iter().enumerate() {
-            let Some(got) = results.get(&file(i)) else {
-                failures.push(format!("{}: libical printed nothing", s.label));
-                continue;
-            };
+        for (s, got) in read_each(command, dir.path(), "libical", &samples, &mut failures) {
+            let got = &got;
             let mut explain = |errors: &[String]| -> Vec<String> {
                 errors
                     .iter()
@@ -865,28 +887,19 @@ fn delivered_files() -> Vec<Sample> {
 
 #[test]
 fn every_stored_file_reads_right_in_thunderbird_and_evolution_parsers() {
-    let icaljs = node();
-    let libical = libical();
-    if icaljs.is_none() && libical.is_none() {
+    let Some((icaljs, libical)) = parsers() else {
         return;
-    }
+    };
     let files = stored_files();
     assert!(files.len() >= 20, "found only {} stored files", files.len());
-    let dir = support::TempDir::new("imipd-interop-stored-files");
-    for (i, s) in files.iter().enumerate() {
-        std::fs::write(dir.join(&format!("{i:04}.ics")), &s.ics).expect("write");
-    }
+    let dir = write_samples("imipd-interop-stored-files", &files);
     let mut failures = Vec::new();
     let mut sarajevo = 0;
     let readers = [("ical.js", icaljs), ("libical", libical)];
     for (reader, command) in readers {
         let Some(command) = command else { continue };
-        let results = run_reader(command, dir.path(), reader);
-        for (i, s) in files.iter().enumerate() {
-            let Some(got) = results.get(&format!("{i:04}.ics")) else {
-                failures.push(format!("{}: {reader} printed nothing", s.label));
-                continue;
-            };
+        for (s, got) in read_each(command, dir.path(), reader, &files, &mut failures) {
+            let got = &got;
             if got["ok"].as_bool() != Some(true) {
                 failures.push(format!(
                     "{}: {reader} cannot parse it: {} {:?}\n{}",
