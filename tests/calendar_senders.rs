@@ -19,11 +19,8 @@ use support::{fixture, TempDir};
 const NOW: i64 = 1_900_000_000;
 
 /// Alice organizes; Carol (a Gmail user) is invited.
-const ALICE_COPY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
-UID:budget-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300410T120000Z\r\n\
-DTEND:20300410T130000Z\r\nSUMMARY:Budget\r\nORGANIZER:mailto:alice@example.com\r\n\
-ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\nATTENDEE;RSVP=TRUE:mailto:carol@gmail.com\r\n\
-END:VEVENT\r\nEND:VCALENDAR\r\n";
+const ALICE_COPY: &str =
+    support::events::budget_copy!("ATTENDEE;RSVP=TRUE:mailto:carol@gmail.com\r\n");
 
 const ICLOUD_TOKEN: &str =
     "2_haytenjygm2dsnjuhe4dcmzzgq3tqmzygm2doojwhf3w4y3ugqytgmzwgqzdsnrvguytcnbvgnt@imip.me.com";

@@ -20,20 +20,15 @@ struct Site(MailSite);
 
 support::deref_to!(Site => MailSite, 0);
 
-const ORGANIZER_COPY: &str =
-    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
-UID:budget-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300410T120000Z\r\n\
-DTEND:20300410T130000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Budget\r\n\
-ORGANIZER:mailto:alice@example.com\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
-ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.net\r\n\
-END:VEVENT\r\nEND:VCALENDAR\r\n";
+const ORGANIZER_COPY: &str = support::events::budget_copy!(
+    "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n",
+    "ATTENDEE;RSVP=TRUE:mailto:dave@example.net\r\n",
+    "RRULE:FREQ=WEEKLY;COUNT=3\r\n",
+);
 
 /// Bob's copy of an event Dave organizes.
-const ATTENDEE_COPY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
-UID:review-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:2\r\nDTSTART:20300411T120000Z\r\n\
-DTEND:20300411T130000Z\r\nSUMMARY:Review\r\nORGANIZER:mailto:dave@example.net\r\n\
-ATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@example.net\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com\r\n\
-ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+const ATTENDEE_COPY: &str =
+    support::events::review_copy!("ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n");
 
 impl Site {
     fn new(name: &str) -> Site {

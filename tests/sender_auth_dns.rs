@@ -26,19 +26,13 @@ use support::dns::{DkimKey, Dns};
 use support::TempDir;
 
 /// Alice organizes; Carol and Dave are invited.
-const ALICE_COPY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
-UID:budget-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300410T120000Z\r\n\
-DTEND:20300410T130000Z\r\nSUMMARY:Budget\r\nORGANIZER:mailto:alice@example.com\r\n\
-ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
-ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.net\r\n\
-END:VEVENT\r\nEND:VCALENDAR\r\n";
+const ALICE_COPY: &str = support::events::budget_copy!(
+    "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n",
+    "ATTENDEE;RSVP=TRUE:mailto:dave@example.net\r\n",
+);
 
 /// Bob's copy of a meeting Dave organizes.
-const BOB_COPY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
-UID:review-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:2\r\nDTSTART:20300411T120000Z\r\n\
-DTEND:20300411T130000Z\r\nSUMMARY:Review\r\nORGANIZER:mailto:dave@example.net\r\n\
-ATTENDEE;PARTSTAT=ACCEPTED:mailto:dave@example.net\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.com\r\n\
-END:VEVENT\r\nEND:VCALENDAR\r\n";
+const BOB_COPY: &str = support::events::review_copy!();
 
 const GOOD_SERVER: &str = "192.0.2.10";
 const ATTACKER: &str = "203.0.113.66";

@@ -20,12 +20,10 @@ use support::{Postfix, TempDir};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-const ALICE_COPY: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\n\
-UID:budget-1\r\nDTSTAMP:20300101T090000Z\r\nSEQUENCE:1\r\nDTSTART:20300410T120000Z\r\n\
-DTEND:20300410T130000Z\r\nSUMMARY:Budget\r\nORGANIZER:mailto:alice@example.com\r\n\
-ATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@example.com\r\n\
-ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.org\r\n\
-END:VEVENT\r\nEND:VCALENDAR\r\n";
+const ALICE_COPY: &str = support::events::budget_copy!(
+    "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n",
+    "ATTENDEE;RSVP=TRUE:mailto:dave@example.org\r\n",
+);
 
 fn reply(from: &str, id: &str, partstat: &str) -> String {
     format!(

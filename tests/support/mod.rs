@@ -19,6 +19,8 @@
 //! - [`dovecot`]: a private Dovecot (LMTP, Sieve with pipe) delivering to Maildirs.
 //! - [`site`]: the site under test: stores, configuration and the real `imipd serve`
 //!   (start, wait until, log, stop).
+//! - [`events`]: the organizer's and attendee's copies the sender-authentication
+//!   tests protect.
 //! - [`files`]: the files of one kind in a folder, the calendar part of an email.
 //! - [`fixture`]: users, a store, LMTP settings and a first scan, for tests that call
 //!   imipd's library directly.
@@ -28,6 +30,7 @@
 
 pub mod dns;
 pub mod dovecot;
+pub mod events;
 pub mod files;
 pub mod fixture;
 pub mod lmtp;
