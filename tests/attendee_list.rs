@@ -109,16 +109,15 @@ fn names_in(text: &str) -> usize {
         .count()
 }
 
+/// `msg` as mailed to its first attendee, listing the others as `list` says.
+fn mail_to_first(msg: &ItipMessage, list: AttendeeList) -> imipd::imip::OutgoingMail {
+    build_message(msg, &address(&attendee(0)), &options(list), &stamp()).expect("mail")
+}
+
 #[test]
 fn by_default_the_texts_name_twenty_attendees_and_count_the_others() {
     let msg = invitation("REQUEST", 25);
-    let mail = build_message(
-        &msg,
-        &address(&attendee(0)),
-        &options(AttendeeList::default()),
-        &stamp(),
-    )
-    .expect("mail");
+    let mail = mail_to_first(&msg, AttendeeList::default());
     let read = read(&mail.bytes);
     assert_eq!(names_in(&read.text), 20, "{}", read.text);
     assert!(read.text.contains("  - and 5 others\r\n"), "{}", read.text);
@@ -150,26 +149,14 @@ fn the_count_of_others_is_in_the_recipients_language() {
         assert!(read(&mail.bytes).text.contains(words), "{language}");
     }
     let msg = invitation("REQUEST", 21);
-    let mail = build_message(
-        &msg,
-        &address(&attendee(0)),
-        &options(AttendeeList::Summary),
-        &stamp(),
-    )
-    .expect("mail");
+    let mail = mail_to_first(&msg, AttendeeList::Summary);
     assert!(read(&mail.bytes).text.contains("  - and 1 other\r\n"));
 }
 
 #[test]
 fn full_names_every_attendee() {
     let msg = invitation("REQUEST", 25);
-    let mail = build_message(
-        &msg,
-        &address(&attendee(0)),
-        &options(AttendeeList::Full),
-        &stamp(),
-    )
-    .expect("mail");
+    let mail = mail_to_first(&msg, AttendeeList::Full);
     let read = read(&mail.bytes);
     assert_eq!(names_in(&read.text), 25);
     assert_eq!(names_in(&read.html), 25);

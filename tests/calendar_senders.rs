@@ -64,6 +64,15 @@ impl Site {
         }
     }
 
+    /// Delivers `mail` to `rcpt`: ignored, its sender not being the organizer.
+    fn refuses_not_organizer(&self, rcpt: &str, mail: &str) {
+        let verdict = self.deliver(rcpt, mail);
+        assert!(
+            ignored(&verdict).contains("SenderIsNotOrganizer"),
+            "{verdict:?}"
+        );
+    }
+
     fn deliver(&self, rcpt: &str, mail: &str) -> Verdict {
         fixture::deliver(
             &self.store,
@@ -194,11 +203,7 @@ fn an_icloud_invitation_from_someone_not_named_in_email_is_refused() {
         "jane.appleseed@icloud.com",
         "mallory@icloud.com",
     );
-    let verdict = site.deliver("bob@example.com", &mail);
-    assert!(
-        ignored(&verdict).contains("SenderIsNotOrganizer"),
-        "{verdict:?}"
-    );
+    site.refuses_not_organizer("bob@example.com", &mail);
     assert!(site.files("bob").is_empty(), "nothing imported");
 }
 
@@ -218,11 +223,7 @@ fn a_google_group_calendar_invitation_is_imported_and_only_its_sender_may_change
     // Another Gmail user, authenticated, may not cancel the group calendar's event.
     let cancel = fixture_mail("google_group_cancel.eml");
     let forged = sent_by(&cancel, "jane.doe@gmail.com", "mallory@gmail.com");
-    let verdict = site.deliver("bob@example.com", &forged);
-    assert!(
-        ignored(&verdict).contains("SenderIsNotOrganizer"),
-        "{verdict:?}"
-    );
+    site.refuses_not_organizer("bob@example.com", &forged);
     assert_eq!(site.copy_of("bob", uid).as_deref(), Some(copy.as_str()));
 
     // The owner who sent the invitation cancels it.
@@ -249,19 +250,11 @@ fn a_google_group_calendar_invitation_needs_an_authenticated_sender() {
             ..fixture::lmtp_settings_secure(false)
         },
     );
-    let verdict = site.deliver("bob@example.com", &unauthenticated);
-    assert!(
-        ignored(&verdict).contains("SenderIsNotOrganizer"),
-        "{verdict:?}"
-    );
+    site.refuses_not_organizer("bob@example.com", &unauthenticated);
     // The insecure option believes the From, but does not authenticate it: the rule for
     // group calendars still needs DKIM/DMARC.
     let site = Site::with("google-group-insecure", fixture::lmtp_settings(false));
-    let verdict = site.deliver("bob@example.com", &unauthenticated);
-    assert!(
-        ignored(&verdict).contains("SenderIsNotOrganizer"),
-        "{verdict:?}"
-    );
+    site.refuses_not_organizer("bob@example.com", &unauthenticated);
     assert!(site.files("bob").is_empty(), "nothing imported");
 }
 

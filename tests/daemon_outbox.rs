@@ -74,11 +74,26 @@ fn accept_as_bob(bob_copy: &Path) {
     );
 }
 
+/// An email from the outbox, parsed.
+fn parsed(bytes: &[u8]) -> mail_parser::Message<'_> {
+    mail_parser::MessageParser::default()
+        .parse(bytes)
+        .expect("a parsable email")
+}
+
+/// The first address the email is To.
+fn first_to(mail: &mail_parser::Message) -> String {
+    mail.to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_back() {
     let (site, metrics_port) = with_metrics("story");
-    let daemon = site.serve();
-    site.eventually("startup", || site.log().contains("imipd is running"));
+    let daemon = site.start();
 
     write_event(
         &site.dir.join("stores/alice/calendar"),
@@ -90,14 +105,8 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
         site.files("stores/bob/calendar").len() == 1
     });
     let bytes = std::fs::read(&site.files("outbox")[0]).expect("eml");
-    let mail = mail_parser::MessageParser::default()
-        .parse(&bytes)
-        .expect("a parsable email");
-    let to = mail
-        .to()
-        .and_then(|a| a.first())
-        .and_then(|a| a.address())
-        .unwrap_or_default();
+    let mail = parsed(&bytes);
+    let to = first_to(&mail);
     assert_eq!(to, "carol@example.net");
     let subject = mail.subject().unwrap_or_default();
     assert!(
@@ -146,15 +155,12 @@ fn an_invitation_reaches_the_outbox_and_the_local_attendee_and_the_answer_comes_
         let metrics = scrape(metrics_port);
         expected.iter().all(|line| metrics.contains(line))
     });
-    stop(daemon);
+    daemon.stop();
 
     // A restart finds nothing new to do.
-    let daemon = site.serve();
-    site.eventually("restart", || {
-        site.log().matches("imipd is running").count() >= 1
-    });
+    let daemon = site.start();
     std::thread::sleep(Duration::from_millis(500));
-    stop(daemon);
+    daemon.stop();
     assert_eq!(site.files("outbox").len(), 1, "nothing sent twice");
 }
 
@@ -238,8 +244,7 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
     assert_ne!(text, without_bob);
     std::fs::write(&config, &without_bob).expect("config without bob");
 
-    let daemon = site.serve();
-    site.eventually("startup", || site.log().contains("imipd is running"));
+    let daemon = site.start();
     std::fs::write(&config, &text).expect("config with bob");
     let _ = Command::new("kill")
         .args(["-HUP", &daemon.id().to_string()])
@@ -259,7 +264,7 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
     write_event(&bob_calendar, "new.ics", &bobs_new);
     site.eventually("bob's new invitation", || site.files("outbox").len() == 1);
     std::thread::sleep(Duration::from_millis(500));
-    stop(daemon);
+    daemon.stop();
     let bytes = std::fs::read(&site.files("outbox")[0]).expect("eml");
     let text = String::from_utf8_lossy(&bytes);
     assert!(
@@ -273,8 +278,7 @@ fn a_user_added_by_sighup_gets_a_baseline_then_is_scheduled() {
 fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
     let site = new_site("vanish");
     site.replace_in_config("debounce_ms = 50", "debounce_ms = 50\nrescan_interval = 1");
-    let daemon = site.serve();
-    site.eventually("startup", || site.log().contains("imipd is running"));
+    let daemon = site.start();
     let calendar = site.dir.join("stores/alice/calendar");
     write_event(&calendar, "lunch.ics", &event("vanish-1", "Lunch"));
     site.eventually("the invitation", || site.files("outbox").len() == 1);
@@ -303,7 +307,7 @@ fn a_calendar_folder_that_vanishes_and_returns_cancels_nothing() {
     // A real deletion still cancels.
     std::fs::remove_file(calendar.join("lunch.ics")).expect("delete");
     site.eventually("the cancellation", || site.files("outbox").len() == 2);
-    stop(daemon);
+    daemon.stop();
 }
 
 #[test]
@@ -349,8 +353,7 @@ fn a_file_saved_as_soon_as_the_daemon_says_it_is_running_is_sent_without_a_resca
 fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arrive() {
     let site = new_site("hidden");
     site.replace_in_config("[mail]\n", "[mail]\nattendee_list = \"hidden\"\n");
-    let daemon = site.serve();
-    site.eventually("startup", || site.log().contains("imipd is running"));
+    let daemon = site.start();
     let invitation = event("secret-1", "Surprise party").replace(
         "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\n",
         "ATTENDEE;RSVP=TRUE:mailto:carol@example.net\r\nATTENDEE;RSVP=TRUE:mailto:dave@example.org\r\n",
@@ -369,15 +372,8 @@ fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arr
     let everyone = ["bob@example.com", "carol@example.net", "dave@example.org"];
     for file in site.files("outbox") {
         let bytes = std::fs::read(&file).expect("eml");
-        let mail = mail_parser::MessageParser::default()
-            .parse(&bytes)
-            .expect("a parsable email");
-        let to = mail
-            .to()
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .unwrap_or_default()
-            .to_string();
+        let mail = parsed(&bytes);
+        let to = first_to(&mail);
         // Decoded parts: the calendar (both copies) and the texts.
         let mut seen = String::new();
         for part in &mail.parts {
@@ -410,5 +406,5 @@ fn with_attendee_list_hidden_no_attendee_learns_of_another_and_answers_still_arr
         })
     });
     assert!(everyone.iter().all(|a| unfolded(&alice_copy).contains(a)));
-    stop(daemon);
+    daemon.stop();
 }
