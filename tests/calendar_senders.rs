@@ -333,13 +333,15 @@ fn malformed_invitation(uid: &str, dtstart: &str) -> String {
     )
 }
 
+/// [`malformed_invitation`] delivered to Bob: the verdict.
+fn bob_gets_malformed(site: &Site, uid: &str, dtstart: &str) -> Verdict {
+    site.deliver("bob@example.com", &malformed_invitation(uid, dtstart))
+}
+
 #[test]
 fn a_malformed_invitation_is_repaired_before_it_is_stored_and_the_verdict_says_how() {
     let site = Site::new("malformed");
-    let verdict = site.deliver(
-        "bob@example.com",
-        &malformed_invitation("plan-1", "20300412T120000Z"),
-    );
+    let verdict = bob_gets_malformed(&site, "plan-1", "20300412T120000Z");
     let text = accepted(&verdict);
     assert!(text.contains("imported"), "{text}");
     assert!(
@@ -362,10 +364,7 @@ fn a_malformed_invitation_is_repaired_before_it_is_stored_and_the_verdict_says_h
 fn a_malformed_invitation_without_a_safe_reading_is_refused_and_stores_nothing() {
     let site = Site::new("unreadable");
     // 30 February: no date, and nothing to replace it with.
-    let verdict = site.deliver(
-        "bob@example.com",
-        &malformed_invitation("plan-2", "20300230T120000Z"),
-    );
+    let verdict = bob_gets_malformed(&site, "plan-2", "20300230T120000Z");
     let text = ignored(&verdict);
     assert!(
         text.contains("InvalidCalendar") && text.contains("DTSTART 20300230T120000"),
