@@ -16,8 +16,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use support::site::{self, kill};
-use support::{free_port, Site};
+use support::site::kill;
+use support::Site;
 
 const EVENTS: usize = 500;
 const KILLS: usize = 24;
@@ -37,17 +37,14 @@ impl Crash {
     }
 
     fn named(label: &str) -> Crash {
-        let site = Site::new(label, &["alice", "bob"]);
-        let port = free_port();
-        site.write_config(&site::config(
-            &["alice", "bob"],
-            "debounce_ms = 30\nrescan_interval = 5\n",
-            &format!(
+        let store = "debounce_ms = 30\nrescan_interval = 5\n";
+        let (site, port) = Site::with_port(label, &["alice", "bob"], store, |port| {
+            format!(
                 "[queue]\noutbox = \"outbox\"\n\
                  [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n\
                  insecure_trust_from_header = true\n"
-            ),
-        ));
+            )
+        });
         Crash {
             site,
             port,

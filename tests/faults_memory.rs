@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::site::{self, Daemon};
-use support::{free_port, Site};
+use support::site::Daemon;
+use support::Site;
 
 const MAILS: usize = 16;
 const PARTS: usize = 25_000;
@@ -85,16 +85,12 @@ fn deliver(port: u16, data: &str) -> String {
 
 #[test]
 fn sixteen_mails_of_25000_calendar_parts_stay_within_bounded_memory() {
-    let site = Site::new("memory", &["alice"]);
-    let port = free_port();
-    site.write_config(&site::config(
-        &["alice"],
-        "",
-        &format!(
+    let (site, port) = Site::with_port("memory", &["alice"], "", |port| {
+        format!(
             "[queue]\noutbox = \"outbox\"\n\
              [lmtp]\nlisten = \"127.0.0.1:{port}\"\nimport_policy = \"everyone\"\n"
-        ),
-    ));
+        )
+    });
     let daemon = Daemon::new(site.serve_appending(&[("RUST_LOG", "warn")]));
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -12,24 +12,20 @@
 mod support;
 
 use std::time::Duration;
-use support::site::{self, write_event, Daemon};
-use support::{free_port, Sink, Site};
+use support::site::{write_event, Daemon};
+use support::{Sink, Site};
 
 /// Alice's site with `relay` as the relay (retries after 1 s), and its daemon running.
 fn start(relay: std::net::SocketAddr) -> (Site, Daemon) {
-    let site = Site::new("queue-order", &["alice"]);
-    let lmtp = free_port();
-    site.write_config(&site::config(
-        &["alice"],
-        "debounce_ms = 30\n",
-        &format!(
+    let (site, _) = Site::with_port("queue-order", &["alice"], "debounce_ms = 30\n", |lmtp| {
+        format!(
             "[queue]\nfirst_retry_delay = 1\nmax_retry_delay = 1\n\
              [relay]\nhost = \"{}\"\nport = {}\ntls = \"none\"\ntimeout = 10\n\
              [lmtp]\nlisten = \"127.0.0.1:{lmtp}\"\n",
             relay.ip(),
             relay.port()
-        ),
-    ));
+        )
+    });
     let daemon = site.start();
     (site, daemon)
 }

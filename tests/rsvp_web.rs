@@ -13,8 +13,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::site::{self, write_event, Daemon};
-use support::{free_port, Site};
+use support::site::{write_event, Daemon};
+use support::Site;
 
 /// Alice's site (store, configuration, outbox) with the RSVP page on `port`.
 struct Web {
@@ -26,16 +26,13 @@ support::deref_to!(Web => Site, site);
 
 impl Web {
     fn new(name: &str) -> Web {
-        let site = Site::new(&format!("rsvp-{name}"), &["alice"]);
-        let port = free_port();
-        site.write_config(&site::config(
-            &["alice"],
-            "debounce_ms = 50\n",
-            &format!(
+        let label = format!("rsvp-{name}");
+        let (site, port) = Site::with_port(&label, &["alice"], "debounce_ms = 50\n", |port| {
+            format!(
                 "[queue]\noutbox = \"outbox\"\n\
                  [web]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n"
-            ),
-        ));
+            )
+        });
         Web { site, port }
     }
 

@@ -61,6 +61,21 @@ impl Site {
         site
     }
 
+    /// A site for `users` whose configuration ([`config`] with `store`) has a listener
+    /// (LMTP, the RSVP page …) on a free port: `rest` makes the sections after `[mail]`
+    /// from that port. The site and the port.
+    pub fn with_port(
+        label: &str,
+        users: &[&str],
+        store: &str,
+        rest: impl FnOnce(u16) -> String,
+    ) -> (Site, u16) {
+        let site = Site::new(label, users);
+        let port = super::free_port();
+        site.write_config(&config(users, store, &rest(port)));
+        (site, port)
+    }
+
     /// `user`'s calendar folder.
     pub fn calendar(&self, user: &str) -> PathBuf {
         self.dir.join("stores").join(user).join("calendar")
