@@ -454,21 +454,11 @@ mod imip {
     }
 
     pub fn non_ascii_message() -> imipd::itip::ItipMessage {
-        let mut msg = fixtures::case("request-invite").msg;
-        msg.from = addr("juergen@example.com");
-        msg.calendar = fixtures::calendar(
-        "REQUEST",
-        &[
-            "DTSTART:20090602T160000Z",
-            "DTEND:20090602T170000Z",
-            "SUMMARY:Réunion d'équipe — 日本",
-            "LOCATION:Salle « Fleurs »",
-            "DESCRIPTION:Ordre du jour : budget\\, planning\\; équipe 日本語のテキスト which is long enough to be folded over several lines",
-            "ORGANIZER;CN=Jürgen Müller:mailto:juergen@example.com",
-            "ATTENDEE;CN=Bob Attendee;PARTSTAT=NEEDS-ACTION:mailto:bob@example.net",
-        ],
-    );
-        msg
+        fixtures::juergens_request(
+            ["DTSTART:20090602T160000Z", "DTEND:20090602T170000Z"],
+            "équipe 日本語のテキスト which is long enough to be folded over several lines",
+            &[],
+        )
     }
 
     #[test]

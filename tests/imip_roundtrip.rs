@@ -14,21 +14,14 @@ mod imip {
     use std::process::Command;
 
     fn non_ascii_case() -> Case {
-        let mut msg = fixtures::case("request-invite").msg;
-        msg.from = addr("juergen@example.com");
-        msg.calendar = fixtures::calendar(
-        "REQUEST",
-        &[
-            "DTSTART;TZID=Europe/Berlin:20090602T160000",
-            "DTEND;TZID=Europe/Berlin:20090602T170000",
-            "SUMMARY:Réunion d'équipe — 日本",
-            "LOCATION:Salle « Fleurs »",
-            "DESCRIPTION:Ordre du jour : budget\\, planning\\; équipe 日本語のテキスト, a line long enough to be folded",
-            "ORGANIZER;CN=Jürgen Müller:mailto:juergen@example.com",
-            "ATTENDEE;CN=Jürgen Müller;PARTSTAT=ACCEPTED:mailto:juergen@example.com",
-            "ATTENDEE;CN=Bob Attendee;PARTSTAT=NEEDS-ACTION:mailto:bob@example.net",
-        ],
-    );
+        let msg = fixtures::juergens_request(
+            [
+                "DTSTART;TZID=Europe/Berlin:20090602T160000",
+                "DTEND;TZID=Europe/Berlin:20090602T170000",
+            ],
+            "équipe 日本語のテキスト, a line long enough to be folded",
+            &["ATTENDEE;CN=Jürgen Müller;PARTSTAT=ACCEPTED:mailto:juergen@example.com"],
+        );
         Case {
             name: "non-ascii",
             msg,

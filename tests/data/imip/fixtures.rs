@@ -388,3 +388,24 @@ pub fn case(name: &str) -> Case {
         .find(|c| c.name == name)
         .expect("known case")
 }
+
+/// Jürgen's invitation to Bob with non-ASCII everywhere (names, title, place, a long
+/// description that must be folded), at `times` (DTSTART and DTEND lines), with
+/// `description` and the `attendees` lines before Bob's.
+pub fn juergens_request(times: [&str; 2], description: &str, attendees: &[&str]) -> ItipMessage {
+    let mut msg = case("request-invite").msg;
+    msg.from = addr("juergen@example.com");
+    let description = format!("DESCRIPTION:Ordre du jour : budget\\, planning\\; {description}");
+    let mut lines = vec![
+        times[0],
+        times[1],
+        "SUMMARY:Réunion d'équipe — 日本",
+        "LOCATION:Salle « Fleurs »",
+        &description,
+        "ORGANIZER;CN=Jürgen Müller:mailto:juergen@example.com",
+    ];
+    lines.extend(attendees);
+    lines.push("ATTENDEE;CN=Bob Attendee;PARTSTAT=NEEDS-ACTION:mailto:bob@example.net");
+    msg.calendar = calendar("REQUEST", &lines);
+    msg
+}
