@@ -570,6 +570,20 @@ class Thunderbird:
             f"const T = window.__imipdTest; return await T.{fn}(...args.list);", {"list": list(args)}
         )
 
+    def invite_bob_and_carol(self, uid, summary, start):
+        """Invites Bob (local) and Carol (outside) to a new event `uid` at `start`."""
+        return self.call(
+            "invite", uid, summary, start,
+            [["bob@example.com", "Bob"], ["carol@example.net", "Carol"]],
+        )
+
+    def shows_start(self, uid, start):
+        """After a refresh, whether this Thunderbird shows event `uid` starting at `start`
+        (a prefix of its DTSTART, e.g. 20300410T13)."""
+        return self.call("refresh") is None and (self.call("show", uid) or {}).get(
+            "start", ""
+        ).startswith(start)
+
     def counters(self):
         return self.js_raw(
             "const T = window.__imipdTest; return {conflicts: T.conflicts.length, "
@@ -792,6 +806,12 @@ class Run:
         )
         del self.trap.requests[before:]
 
+    def register_all(self, name, port):
+        """Each user's Thunderbird registers its calendar on `port` as `name`: what each saw."""
+        return {
+            u: tb.call("register", name, self.url(port, u), u) for u, tb in self.tb.items()
+        }
+
     def url(self, port, user):
         return f"http://127.0.0.1:{port}/{user}/{self.cals[user]}/"
 
@@ -801,10 +821,7 @@ class Run:
         info = alice.call("register", "Direct", self.url(self.radicale.port, "alice"), "alice")
         self.report["controls"]["direct_calendar"] = info
         counter = Counter(self.sink, None)
-        result = alice.call(
-            "invite", "control-1", "Control: no imipd", "20300410T100000Z",
-            [["bob@example.com", "Bob"], ["carol@example.net", "Carol"]],
-        )
+        result = alice.invite_bob_and_carol("control-1", "Control: no imipd", "20300410T100000Z")
         per = counter.settle(["carol@example.net", "bob@example.com"])
         mails, _ = counter.since()
         self.count_conflicts("control_without_imipd")
@@ -823,10 +840,7 @@ class Run:
     # --- the documented setup -------------------------------------------------------------
     def with_announcement(self):
         alice, bob = self.tb["alice"], self.tb["bob"]
-        info = {
-            u: tb.call("register", "Calendar", self.url(self.imipd.front_port, u), u)
-            for u, tb in self.tb.items()
-        }
+        info = self.register_all("Calendar", self.imipd.front_port)
         self.report["front_calendars"] = info
         for u, i in info.items():
             self.check(
@@ -838,10 +852,7 @@ class Run:
 
         # (a) alice invites bob (local) and carol (outside).
         uid = "lunch-tb"
-        alice.call(
-            "invite", uid, "Team lunch", "20300410T120000Z",
-            [["bob@example.com", "Bob"], ["carol@example.net", "Carol"]],
-        )
+        alice.invite_bob_and_carol(uid, "Team lunch", "20300410T120000Z")
         self.exactly_one("a_invite", counter.settle(everyone), everyone)
         counter.mark()
 
@@ -854,8 +865,7 @@ class Run:
         # accept); alice's Thunderbird shows it after a refresh.
         self.wait_for(
             "the moved invitation in bob's Thunderbird",
-            lambda: bob.call("refresh") is None
-            and (bob.call("show", uid) or {}).get("start", "").startswith("20300410T13"),
+            lambda: bob.shows_start(uid, "20300410T13"),
         )
         bob.call("answer", uid, "ACCEPTED")
         self.exactly_one("d_bob_accepts", counter.settle(["alice@example.com"]), ["alice@example.com"])
@@ -1034,19 +1044,13 @@ class Run:
     # --- control 2: imipd running, no announcement -----------------------------------------
     def control_without_announcement(self):
         alice, bob = self.tb["alice"], self.tb["bob"]
-        info = {
-            u: tb.call("register", "Direct", self.url(self.radicale.port, u), u)
-            for u, tb in self.tb.items()
-        }
+        info = self.register_all("Direct", self.radicale.port)
         self.report["controls"]["no_announcement_calendars"] = info
         counter = Counter(self.sink, self.imipd)
         everyone = ["bob@example.com", "carol@example.net"]
         uid = "dinner-direct"
         measured = {}
-        alice.call(
-            "invite", uid, "Dinner", "20300411T180000Z",
-            [["bob@example.com", "Bob"], ["carol@example.net", "Carol"]],
-        )
+        alice.invite_bob_and_carol(uid, "Dinner", "20300411T180000Z")
         measured["invite"] = counter.settle(everyone)
         bob_copy = self.wait_for(
             "the dinner in bob's calendar",
@@ -1062,8 +1066,7 @@ class Run:
         counter.mark()
         self.wait_for(
             "the dinner in bob's Thunderbird",
-            lambda: bob.call("refresh") is None
-            and (bob.call("show", uid) or {}).get("start", "").startswith("20300411T19"),
+            lambda: bob.shows_start(uid, "20300411T19"),
         )
         bob.call("answer", uid, "ACCEPTED")
         measured["bob_accepts"] = counter.settle(["alice@example.com"])
