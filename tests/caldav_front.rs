@@ -24,9 +24,7 @@ support::deref_to!(FrontSite => Site, site);
 
 impl FrontSite {
     fn new(name: &str) -> FrontSite {
-        let radicale = Radicale::start(&format!("front-{name}"));
-        radicale.mkcalendar("alice");
-        radicale.mkcalendar("bob");
+        let radicale = Radicale::with_calendars(&format!("front-{name}"), &["alice", "bob"]);
         let site = Site::new(&format!("front-{name}"), &[]);
         let front = support::free_port();
         site.write_config(&radicale.imipd_config(

@@ -79,6 +79,12 @@ fn invitation(uid: &str, externals: &[&str]) -> String {
     text
 }
 
+/// Alice's CalDAV client saves [`invitation`] `uid` at `path`: created (201).
+fn alice_invites(radicale: &Radicale, path: &str, uid: &str, externals: &[&str]) {
+    let (status, _, body) = radicale.request("PUT", "alice", path, &invitation(uid, externals));
+    assert_eq!(status, 201, "{body}");
+}
+
 /// Sends `data` into Postfix by SMTP, as another mail server would.
 fn submit(postfix: &Postfix, from: &str, to: &str, data: &str) {
     let file = std::env::temp_dir().join(format!(
@@ -110,9 +116,7 @@ fn submit(postfix: &Postfix, from: &str, to: &str, data: &str) {
 
 #[test]
 fn the_seed_story_through_radicale_and_postfix() {
-    let radicale = Radicale::start("e2e-story");
-    radicale.mkcalendar("alice");
-    radicale.mkcalendar("bob");
+    let radicale = Radicale::with_calendars("e2e-story", &["alice", "bob"]);
     let sink = Sink::start();
     let lmtp_port = free_port();
     let postfix = Postfix::builder()
@@ -122,13 +126,12 @@ fn the_seed_story_through_radicale_and_postfix() {
     let imipd = Imipd::start(&radicale, postfix.smtp_addr(), lmtp_port, 60);
 
     // The organizer invites a local and an external attendee, with a CalDAV client.
-    let (status, _, body) = radicale.request(
-        "PUT",
-        "alice",
+    alice_invites(
+        &radicale,
         "/alice/calendar/lunch.ics",
-        &invitation("seed-lunch", &["carol@example.net"]),
+        "seed-lunch",
+        &["carol@example.net"],
     );
-    assert_eq!(status, 201, "{body}");
 
     // The local attendee gets their copy at once, served by Radicale.
     let bob_folder = radicale
@@ -191,9 +194,7 @@ fn the_seed_story_through_radicale_and_postfix() {
 
 #[test]
 fn refusals_by_the_relay_and_bounces_become_schedule_status() {
-    let radicale = Radicale::start("e2e-bounce");
-    radicale.mkcalendar("alice");
-    radicale.mkcalendar("bob");
+    let radicale = Radicale::with_calendars("e2e-bounce", &["alice", "bob"]);
     let sink = Sink::start();
     // The far side does not know erin: Postfix takes the message, then bounces it.
     sink.reply_to_rcpt(
@@ -212,16 +213,12 @@ fn refusals_by_the_relay_and_bounces_become_schedule_status() {
         .start();
     let imipd = Imipd::start(&radicale, postfix.smtp_addr(), lmtp_port, 60);
 
-    let (status, _, body) = radicale.request(
-        "PUT",
-        "alice",
+    alice_invites(
+        &radicale,
         "/alice/calendar/plan.ics",
-        &invitation(
-            "bounce-plan",
-            &["dave@example.net", "erin@example.net", "frank@example.net"],
-        ),
+        "bounce-plan",
+        &["dave@example.net", "erin@example.net", "frank@example.net"],
     );
-    assert_eq!(status, 201, "{body}");
     let copy = || {
         radicale
             .request("GET", "alice", "/alice/calendar/plan.ics", "")
@@ -257,20 +254,17 @@ fn refusals_by_the_relay_and_bounces_become_schedule_status() {
 
 #[test]
 fn a_relay_outage_delays_but_every_message_arrives_exactly_once() {
-    let radicale = Radicale::start("e2e-outage");
-    radicale.mkcalendar("alice");
-    radicale.mkcalendar("bob");
+    let radicale = Radicale::with_calendars("e2e-outage", &["alice", "bob"]);
     let sink = Sink::start();
     sink.set_down(true);
     let imipd = Imipd::start(&radicale, sink.addr(), free_port(), 1);
     for i in 0..3 {
-        let (status, _, body) = radicale.request(
-            "PUT",
-            "alice",
+        alice_invites(
+            &radicale,
             &format!("/alice/calendar/ev{i}.ics"),
-            &invitation(&format!("outage-{i}"), &[&format!("x{i}@example.net")]),
+            &format!("outage-{i}"),
+            &[&format!("x{i}@example.net")],
         );
-        assert_eq!(status, 201, "{body}");
     }
     eventually(
         "retries while the relay is down",

@@ -48,6 +48,11 @@ mod imip {
             .map(str::to_string)
     }
 
+    /// The main event's `property` is the text `expected`.
+    fn assert_text(itip: &IncomingItip, property: ICalendarProperty, expected: &str) {
+        assert_eq!(text(itip, property).as_deref(), Some(expected));
+    }
+
     // ---------------------------------------------------------------- real-world shapes
 
     #[test]
@@ -101,13 +106,11 @@ mod imip {
     fn google_invitation_with_calendar_part_and_ics_attachment_is_one_message() {
         let itip = read("google_invite.eml", Some("greta.google@gmail.com"));
         assert_eq!(itip.method, Method::Request);
-        assert_eq!(
-            text(&itip, ICalendarProperty::Summary).as_deref(),
-            Some("Quarterly review")
-        );
-        assert_eq!(
-            text(&itip, ICalendarProperty::Uid).as_deref(),
-            Some("5k2m0b3d7q4c9v8n1p6r2t4s0a@google.com")
+        assert_text(&itip, ICalendarProperty::Summary, "Quarterly review");
+        assert_text(
+            &itip,
+            ICalendarProperty::Uid,
+            "5k2m0b3d7q4c9v8n1p6r2t4s0a@google.com",
         );
         let sender = &itip.sender;
         assert_eq!(
@@ -127,10 +130,7 @@ mod imip {
     fn google_application_ics_without_method_parameter_uses_the_method_inside() {
         let itip = read("google_ics_only.eml", None);
         assert_eq!(itip.method, Method::Request);
-        assert_eq!(
-            text(&itip, ICalendarProperty::Summary).as_deref(),
-            Some("Quarterly review")
-        );
+        assert_text(&itip, ICalendarProperty::Summary, "Quarterly review");
         // Its Authentication-Results comes from someone else's server: ignored.
         assert_eq!(itip.sender.auth.ignored_headers, 1);
         assert_eq!(itip.sender.auth.trusted_headers, 0);
@@ -142,14 +142,8 @@ mod imip {
     fn apple_mail_alternative_inside_mixed_with_quoted_printable_calendar() {
         let itip = read("apple_mail_invite.eml", Some("amelie@icloud.com"));
         assert_eq!(itip.method, Method::Request);
-        assert_eq!(
-            text(&itip, ICalendarProperty::Summary).as_deref(),
-            Some("Réunion d'équipe")
-        );
-        assert_eq!(
-            text(&itip, ICalendarProperty::Location).as_deref(),
-            Some("Café de la Gare")
-        );
+        assert_text(&itip, ICalendarProperty::Summary, "Réunion d'équipe");
+        assert_text(&itip, ICalendarProperty::Location, "Café de la Gare");
         let from = itip.sender.from.as_ref().unwrap();
         assert_eq!(from.name.as_deref(), Some("Amélie Apple"));
         assert_eq!(from.address, addr("amelie@icloud.com"));
@@ -171,10 +165,7 @@ mod imip {
             Some(addr("erik.exchange@contoso.com"))
         );
         // The folded Exchange UID is unfolded.
-        assert_eq!(
-        text(&itip, ICalendarProperty::Uid).as_deref(),
-        Some("040000008200E00074C5B7101A82E0080000000060B2C7E1A1D4D901000000000000000010000000D6F4C1B1C2A4D34A9B6E0F0A1B2C3D4E")
-    );
+        assert_text(&itip, ICalendarProperty::Uid, "040000008200E00074C5B7101A82E0080000000060B2C7E1A1D4D901000000000000000010000000D6F4C1B1C2A4D34A9B6E0F0A1B2C3D4E");
         // DKIM of the From domain and SPF of the envelope passed; no DMARC verdict given.
         let auth = &itip.sender.auth;
         assert!(auth.dkim_from_pass && auth.spf_pass && !auth.dmarc_pass);
@@ -192,9 +183,10 @@ mod imip {
     fn legacy_latin1_single_part_calendar_is_decoded() {
         let itip = read("latin1_single_part.eml", None);
         assert_eq!(itip.method, Method::Request);
-        assert_eq!(
-            text(&itip, ICalendarProperty::Summary).as_deref(),
-            Some("Jahresfeier bei Jürgen Müller")
+        assert_text(
+            &itip,
+            ICalendarProperty::Summary,
+            "Jahresfeier bei Jürgen Müller",
         );
         assert_eq!(
             itip.sender.from.unwrap().name.as_deref(),
@@ -206,10 +198,7 @@ mod imip {
     fn shift_jis_attachment_is_decoded_by_its_charset() {
         let itip = read("shift_jis_ics.eml", None);
         assert_eq!(itip.method, Method::Request);
-        assert_eq!(
-            text(&itip, ICalendarProperty::Summary).as_deref(),
-            Some("定例会議")
-        );
+        assert_text(&itip, ICalendarProperty::Summary, "定例会議");
     }
 
     // ---------------------------------------------------------------- refusals

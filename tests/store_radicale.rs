@@ -75,9 +75,7 @@ fn reply(partstat: &str) -> ICalendar {
 
 #[test]
 fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_store() {
-    let radicale = Radicale::start("flow");
-    radicale.mkcalendar("alice");
-    radicale.mkcalendar("bob");
+    let radicale = Radicale::with_calendars("flow", &["alice", "bob"]);
     let store = radicale.store();
     let state = State::open(&radicale.state_path()).expect("state");
     let processor = fixture::processor(&store, &state);
@@ -137,8 +135,7 @@ fn an_event_put_over_caldav_is_scheduled_and_a_reply_comes_back_through_the_stor
 
 #[test]
 fn a_client_edit_that_races_an_incoming_reply_is_not_lost() {
-    let radicale = Radicale::start("race");
-    radicale.mkcalendar("alice");
+    let radicale = Radicale::with_calendars("race", &["alice"]);
     let store = radicale.store();
     let state = State::open(&radicale.state_path()).expect("state");
     let processor = fixture::processor(&store, &state);

@@ -92,6 +92,15 @@ impl Radicale {
         text
     }
 
+    /// [`Radicale::start`] with a `calendar` collection for each of `users`.
+    pub fn with_calendars(name: &str, users: &[&str]) -> Radicale {
+        let radicale = Radicale::start(name);
+        for user in users {
+            radicale.mkcalendar(user);
+        }
+        radicale
+    }
+
     /// Creates `/<user>/calendar/`.
     pub fn mkcalendar(&self, user: &str) {
         let (status, _, body) = self.request("MKCALENDAR", user, &format!("/{user}/calendar/"), "");
