@@ -764,12 +764,21 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
         sink.reply_to_rcpt(rcpt, None);
     }
 
-    // Done when every external attendee's last message is the CANCEL (bounded).
+    // Done when every external attendee's last message is the CANCEL and the local
+    // attendee holds a cancelled copy of every event (bounded: under load the local
+    // deliveries can finish after the relay's last mail).
     let last_is_cancel = |all: &[Got], uid: &str, rcpt: &str| {
         all.iter()
             .rev()
             .find(|g| g.uid == uid && g.rcpt == rcpt)
             .is_some_and(|g| g.method == "CANCEL")
+    };
+    let bob_has_every_cancel = |site: &Crash| {
+        let files = site.files("stores/bob/calendar");
+        files.len() == events
+            && files.iter().all(|f| {
+                std::fs::read_to_string(f).is_ok_and(|text| text.contains("STATUS:CANCELLED"))
+            })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -778,7 +787,7 @@ fn sigkill_through_an_organizers_changes_and_answers_loses_and_repeats_nothing()
             let uid = format!("life-{i}");
             last_is_cancel(&all, &uid, &format!("ext{i}a@example.net"))
                 && last_is_cancel(&all, &uid, &format!("ext{i}b@example.net"))
-        });
+        }) && bob_has_every_cancel(&site);
         if done || Instant::now() > deadline {
             break;
         }
