@@ -178,41 +178,34 @@ mod tests {
         CalAddress::parse(s).map(|a| a.0)
     }
 
+    /// Asserts that each written address normalises to its expected form.
+    fn assert_normalises(cases: &[(&str, &str)]) {
+        for (written, expected) in cases {
+            assert_eq!(norm(written).as_deref(), Some(*expected), "{written}");
+        }
+    }
+
     #[test]
     fn normalises_mailto_uris() {
-        assert_eq!(
-            norm("MAILTO:Jane@Example.COM").as_deref(),
-            Some("jane@example.com")
-        );
-        assert_eq!(norm(" mailto:a@b.c ").as_deref(), Some("a@b.c"));
-        assert_eq!(
-            norm("conf_big@example.com").as_deref(),
-            Some("conf_big@example.com")
-        );
-        assert_eq!(
-            norm("mailto:jane%2Edoe@example.net?subject=Conference").as_deref(),
-            Some("jane.doe@example.net")
-        );
+        assert_normalises(&[
+            ("MAILTO:Jane@Example.COM", "jane@example.com"),
+            (" mailto:a@b.c ", "a@b.c"),
+            ("conf_big@example.com", "conf_big@example.com"),
+            (
+                "mailto:jane%2Edoe@example.net?subject=Conference",
+                "jane.doe@example.net",
+            ),
+        ]);
     }
 
     #[test]
     fn lowercases_and_compacts_ascii_and_non_ascii_alike() {
-        assert_eq!(
-            norm("mailto:Jane\t.Doe @Example.NET").as_deref(),
-            Some("jane.doe@example.net")
-        );
-        assert_eq!(
-            norm("mailto:ÄNNE @Exämple.DE").as_deref(),
-            Some("änne@exämple.de")
-        );
-        assert_eq!(
-            norm("mailto:%C3%84nne@example.de").as_deref(),
-            Some("änne@example.de")
-        );
-        assert_eq!(
-            norm("mailto:o'brien+cal@example.ie").as_deref(),
-            Some("o'brien+cal@example.ie")
-        );
+        assert_normalises(&[
+            ("mailto:Jane\t.Doe @Example.NET", "jane.doe@example.net"),
+            ("mailto:ÄNNE @Exämple.DE", "änne@exämple.de"),
+            ("mailto:%C3%84nne@example.de", "änne@example.de"),
+            ("mailto:o'brien+cal@example.ie", "o'brien+cal@example.ie"),
+        ]);
     }
 
     #[test]

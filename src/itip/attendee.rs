@@ -8,7 +8,7 @@
 use super::address::CalAddress;
 use super::error::ItipError;
 use super::export::{
-    decline_component, delegation_partners, organizer_component, reply_component, set_param,
+    decline_component, delegation_partners, reply_component, set_param, whole_request,
     ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{ItipMessage, MessageSummary};
@@ -62,6 +62,31 @@ impl ReplyBuilder {
                 self.to.insert(partner.address.clone());
             }
         }
+    }
+
+    /// Answers instance `id` with `me`'s participation as it now stands.
+    fn answer(
+        &mut self,
+        id: InstanceId,
+        instance: &Instance<'_>,
+        attendee: &Attendee<'_>,
+        me: &CalAddress,
+        uid: &str,
+        ctx: &Context<'_>,
+    ) {
+        self.trees.push(reply_component(
+            instance,
+            attendee,
+            uid,
+            ctx.now,
+            ctx.reply_details,
+        ));
+        self.done.insert(id);
+        self.partstat = attendee
+            .partstat
+            .clone()
+            .unwrap_or(ICalendarParticipationStatus::NeedsAction);
+        self.add_delegator(instance, me, false);
     }
 
     fn into_message(self, from: &CalAddress, snap: &Snapshot<'_>) -> Option<ItipMessage> {
@@ -128,19 +153,7 @@ pub fn update(
                 if new_me.server_scheduled
                     && (old_me.partstat != new_me.partstat || new_me.force_send || progress_changed)
                 {
-                    reply.trees.push(reply_component(
-                        n,
-                        new_me,
-                        &new.uid,
-                        ctx.now,
-                        ctx.reply_details,
-                    ));
-                    reply.done.insert(*id);
-                    reply.partstat = new_me
-                        .partstat
-                        .clone()
-                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
-                    reply.add_delegator(n, &me, false);
+                    reply.answer(*id, n, new_me, &me, &new.uid, ctx);
                 }
                 // Delegates this edit added.
                 for a in n
@@ -162,19 +175,7 @@ pub fn update(
             (None, Some(n)) => {
                 let new_me = me_in(n, &me).ok_or(ItipError::CannotModifyInstance)?;
                 if new_me.server_scheduled {
-                    reply.trees.push(reply_component(
-                        n,
-                        new_me,
-                        &new.uid,
-                        ctx.now,
-                        ctx.reply_details,
-                    ));
-                    reply.done.insert(*id);
-                    reply.partstat = new_me
-                        .partstat
-                        .clone()
-                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
-                    reply.add_delegator(n, &me, false);
+                    reply.answer(*id, n, new_me, &me, &new.uid, ctx);
                 }
             }
             (Some(o), None) => {
@@ -405,24 +406,7 @@ fn delegation_request(
     delegates: BTreeSet<CalAddress>,
     ctx: &Context<'_>,
 ) -> ItipMessage {
-    let trees = new
-        .instances
-        .values()
-        .filter(|i| !i.attendees.is_empty())
-        .map(|i| organizer_component(new.cal, i, &new.uid, i.sequence, ctx.now, false))
-        .collect();
-    ItipMessage {
-        calendar: MessageCalendar::build(
-            Some(&ICalendarMethod::Request),
-            trees,
-            new.cal,
-            Timezones::All,
-        ),
-        method: ICalendarMethod::Request,
-        from: me.clone(),
-        to: delegates.into_iter().collect(),
-        summary: MessageSummary::Invite,
-    }
+    whole_request(new, me.clone(), delegates.into_iter().collect(), ctx.now)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 use super::address::CalAddress;
 use super::edit::{append_component, copy_missing_timezones, finish, push_tree, refusal};
 use super::error::ItipError;
-use super::export::{organizer_component, set_param, MessageCalendar, Timezones, TODO_PROGRESS};
+use super::export::{
+    organizer_component, set_param, whole_request, MessageCalendar, Timezones, TODO_PROGRESS,
+};
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
 use super::occurrence::{instance_at, Membership, Occurrences};
 use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
@@ -209,24 +211,12 @@ fn to_organizer(
             if attendee.is_local {
                 return Err(ItipError::NothingToSend);
             }
-            let trees = local
-                .instances
-                .values()
-                .filter(|i| !i.attendees.is_empty())
-                .map(|i| organizer_component(local.cal, i, &local.uid, i.sequence, ctx.now, false))
-                .collect();
-            let response = ItipMessage {
-                calendar: MessageCalendar::build(
-                    Some(&ICalendarMethod::Request),
-                    trees,
-                    local.cal,
-                    Timezones::All,
-                ),
-                method: ICalendarMethod::Request,
-                from: local.organizer.address.clone(),
-                to: vec![sender.clone()],
-                summary: MessageSummary::Invite,
-            };
+            let response = whole_request(
+                local,
+                local.organizer.address.clone(),
+                vec![sender.clone()],
+                ctx.now,
+            );
             Ok(InboundOutcome {
                 action: InboundAction::RefreshAnswered,
                 copy: None,
@@ -398,22 +388,42 @@ fn replace_properties(
     );
 }
 
+/// A message instance, by id, with the copy's instance of the same id if it has one.
+type Matched<'s, 'a> = (&'s InstanceId, &'s Instance<'a>, Option<&'s Instance<'a>>);
+
+/// The message's instances that name occurrences of `series`, each with the copy's
+/// instance of the same id (`None` when the copy lacks it), and the refusals of the
+/// others; a message instance older than the copy's is out of sequence.
+fn matched_instances<'s, 'a>(
+    series: &Snapshot<'_>,
+    local: &'s Snapshot<'a>,
+    msg: &'s Snapshot<'a>,
+) -> Result<(Vec<Matched<'s, 'a>>, Vec<Refused>), ItipError> {
+    let set = occurrences(series, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
+    let mut matched = Vec::new();
+    for (id, m) in &msg.instances {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
+        let l = local.instances.get(id);
+        if l.is_some_and(|l| m.sequence < l.sequence) {
+            return Err(ItipError::OutOfSequence);
+        }
+        matched.push((id, m, l));
+    }
+    Ok((matched, refused))
+}
+
 /// The organizer's REQUEST applied to an attendee's copy.
 fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     // A full REQUEST redefines the series; a partial one speaks of the copy's.
     let series = if msg.main().is_some() { msg } else { local };
-    let set = occurrences(series, local, msg);
-    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
-    for (id, m) in &msg.instances {
-        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
-            continue;
-        }
-        match local.instances.get(id) {
+    let (matched, refused) = matched_instances(series, local, msg)?;
+    for (_, m, l) in matched {
+        match l {
             Some(l) => {
-                if m.sequence < l.sequence {
-                    return Err(ItipError::OutOfSequence);
-                }
                 let mut names: Vec<ICalendarProperty> = l
                     .tracked
                     .symmetric_difference(&m.tracked)
@@ -453,17 +463,10 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
 fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let people = [ICalendarProperty::Organizer, ICalendarProperty::Attendee];
-    let set = occurrences(local, local, msg);
-    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
-    for (id, m) in &msg.instances {
-        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
-            continue;
-        }
-        match local.instances.get(id) {
+    let (matched, refused) = matched_instances(local, local, msg)?;
+    for (id, m, l) in matched {
+        match l {
             Some(l) => {
-                if m.sequence < l.sequence {
-                    return Err(ItipError::OutOfSequence);
-                }
                 if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
                     comp.entries.retain(|e| {
                         !matches!(

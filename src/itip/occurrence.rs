@@ -172,15 +172,7 @@ pub fn instance_at(cal: &ICalendar, master_id: u32, timestamp: i64) -> Option<Co
             _ => comp.entries.push(entry.clone()),
         }
     }
-    let children = master
-        .component_ids
-        .iter()
-        .filter_map(|id| ComponentTree::copy_from(cal, *id))
-        .collect();
-    Some(ComponentTree {
-        component: comp,
-        children,
-    })
+    Some(ComponentTree::with_children_of(comp, cal, master, |_| true))
 }
 
 /// `entry` (a date or date-time) rewritten to say `timestamp`, in its own form: UTC
@@ -266,78 +258,78 @@ mod tests {
         &cal.components[1]
     }
 
+    /// Asserts the membership of each UTC time in the series of `event`.
+    fn assert_membership(event: &str, cases: &[(&str, Membership)]) {
+        let c = cal(event);
+        for (at, expected) in cases {
+            assert_eq!(membership(&c, master(&c), utc(at)), *expected, "{at}");
+        }
+    }
+
     #[test]
     fn thursdays_of_a_thursday_series_are_occurrences() {
-        let c = cal(THURSDAYS);
         // 2030-01-10 10:00 Berlin is 09:00 UTC; 2030-04-11 10:00 Berlin (summer) 08:00.
-        assert_eq!(
-            membership(&c, master(&c), utc("20300110T090000Z")),
-            Membership::Occurrence
-        );
-        assert_eq!(
-            membership(&c, master(&c), utc("20300411T080000Z")),
-            Membership::Occurrence
+        assert_membership(
+            THURSDAYS,
+            &[
+                ("20300110T090000Z", Membership::Occurrence),
+                ("20300411T080000Z", Membership::Occurrence),
+            ],
         );
     }
 
     #[test]
     fn a_friday_an_exdate_and_a_day_after_count_are_not_occurrences() {
-        let c = cal(THURSDAYS);
-        for not in ["20300111T090000Z", "20300117T090000Z", "20300523T080000Z"] {
-            assert_eq!(
-                membership(&c, master(&c), utc(not)),
-                Membership::NotAnOccurrence,
-                "{not}"
-            );
-        }
+        assert_membership(
+            THURSDAYS,
+            &[
+                ("20300111T090000Z", Membership::NotAnOccurrence),
+                ("20300117T090000Z", Membership::NotAnOccurrence),
+                ("20300523T080000Z", Membership::NotAnOccurrence),
+            ],
+        );
     }
 
     #[test]
     fn a_day_after_until_is_not_an_occurrence() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
+        assert_membership(
+            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
              RRULE:FREQ=DAILY;UNTIL=20300110T100000Z\r\nORGANIZER:mailto:o@example.com\r\n\
-             END:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20300110T100000Z")),
-            Membership::Occurrence
-        );
-        assert_eq!(
-            membership(&c, master(&c), utc("20300111T100000Z")),
-            Membership::NotAnOccurrence
+             END:VEVENT\r\n",
+            &[
+                ("20300110T100000Z", Membership::Occurrence),
+                ("20300111T100000Z", Membership::NotAnOccurrence),
+            ],
         );
     }
 
     #[test]
     fn an_rdate_is_an_occurrence() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RDATE:20300301T140000Z\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20300301T140000Z")),
-            Membership::Occurrence
-        );
-        assert_eq!(
-            membership(&c, master(&c), utc("20300302T140000Z")),
-            Membership::NotAnOccurrence
+        assert_membership(
+            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
+             RDATE:20300301T140000Z\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
+            &[
+                ("20300301T140000Z", Membership::Occurrence),
+                ("20300302T140000Z", Membership::NotAnOccurrence),
+            ],
         );
     }
 
     #[test]
     fn a_non_recurring_event_has_no_occurrences() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20300103T100000Z")),
-            Membership::NotAnOccurrence
+        assert_membership(
+            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
+            &[("20300103T100000Z", Membership::NotAnOccurrence)],
         );
     }
 
     #[test]
     fn an_unbounded_series_beyond_the_expansion_is_undecided() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RRULE:FREQ=HOURLY\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20900103T100000Z")),
-            Membership::Undecided
+        assert_membership(
+            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
+             RRULE:FREQ=HOURLY\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
+            &[("20900103T100000Z", Membership::Undecided)],
         );
     }
 

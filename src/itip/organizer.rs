@@ -166,14 +166,8 @@ fn changes(
             // Already cancelled: there is no meeting left to update.
             return Err(ItipError::NothingToSend);
         }
-        let to: BTreeSet<CalAddress> = old
-            .instances
-            .values()
-            .chain(new.instances.values())
-            .flat_map(|i| i.attendees.iter())
-            .filter(|a| a.send_update())
-            .map(|a| a.address.clone())
-            .collect();
+        let to: BTreeSet<CalAddress> =
+            update_recipients(old.instances.values().chain(new.instances.values()));
         if to.is_empty() {
             return Err(ItipError::NothingToSend);
         }
@@ -311,13 +305,7 @@ fn changes(
     let mut bumped = BTreeMap::new();
     let mut full_to = BTreeSet::new();
     if wants_full {
-        full_to = new
-            .instances
-            .values()
-            .flat_map(|i| i.attendees.iter())
-            .filter(|a| a.send_update())
-            .map(|a| a.address.clone())
-            .collect();
+        full_to = update_recipients(new.instances.values());
         let sequence = |id: &InstanceId, n: &Instance<'_>| sequence_of(increment, id, n);
         let trees = full_request_trees(new, ctx, sequence, &mut bumped, false);
         if !full_to.is_empty() && !trees.is_empty() {
@@ -491,13 +479,7 @@ pub fn cancel(
     if old.component_type == ICalendarComponentType::VFreebusy {
         return Err(ItipError::NothingToSend);
     }
-    let to: BTreeSet<CalAddress> = old
-        .instances
-        .values()
-        .flat_map(|i| i.attendees.iter())
-        .filter(|a| a.send_update())
-        .map(|a| a.address.clone())
-        .collect();
+    let to: BTreeSet<CalAddress> = update_recipients(old.instances.values());
     let Some(instance) = old.main().or_else(|| old.instances.values().next()) else {
         return Err(ItipError::NothingToSend);
     };
@@ -552,6 +534,17 @@ impl Ord for MethodKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         super::message::method_name(&self.0).cmp(super::message::method_name(&other.0))
     }
+}
+
+/// Everyone in `instances` who takes updates: the recipients of a whole-object message.
+fn update_recipients<'i, 'a: 'i>(
+    instances: impl Iterator<Item = &'i Instance<'a>>,
+) -> BTreeSet<CalAddress> {
+    instances
+        .flat_map(|i| i.attendees.iter())
+        .filter(|a| a.send_update())
+        .map(|a| a.address.clone())
+        .collect()
 }
 
 fn is_cancelled(instance: &Instance<'_>) -> bool {
