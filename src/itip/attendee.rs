@@ -89,6 +89,31 @@ impl ReplyBuilder {
         self.add_delegator(instance, me, false);
     }
 
+    /// Declines instance `id` (an instance the attendee's copy no longer has).
+    fn decline(
+        &mut self,
+        id: InstanceId,
+        instance: &Instance<'_>,
+        organizer: &CalAddress,
+        me: &CalAddress,
+        uid: &str,
+        ctx: &Context<'_>,
+    ) {
+        self.trees.push(decline_component(
+            instance.comp,
+            organizer,
+            me,
+            delegator_entry(instance, me),
+            uid,
+            instance.sequence,
+            ctx.now,
+            None,
+            ctx.reply_details,
+        ));
+        self.done.insert(id);
+        self.add_delegator(instance, me, true);
+    }
+
     fn into_message(self, from: &CalAddress, snap: &Snapshot<'_>) -> Option<ItipMessage> {
         if self.trees.is_empty() {
             return None;
@@ -182,20 +207,8 @@ pub fn update(
                 let old_me = me_in(o, &me).ok_or(ItipError::CannotModifyInstance)?;
                 if old_me.server_scheduled && old_me.rsvp != Some(false) && !reply.done.contains(id)
                 {
-                    reply.trees.push(decline_component(
-                        o.comp,
-                        organizer,
-                        &me,
-                        delegator_entry(o, &me),
-                        &old.uid,
-                        o.sequence,
-                        ctx.now,
-                        None,
-                        ctx.reply_details,
-                    ));
-                    reply.done.insert(*id);
+                    reply.decline(*id, o, organizer, &me, &old.uid, ctx);
                     reply.partstat = ICalendarParticipationStatus::Declined;
-                    reply.add_delegator(o, &me, true);
                 }
             }
             (None, None) => {}
@@ -257,19 +270,7 @@ pub fn decline(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, I
         if !att.server_scheduled || att.rsvp == Some(false) || (answered_no && !att.force_send) {
             continue;
         }
-        reply.trees.push(decline_component(
-            instance.comp,
-            organizer,
-            &me,
-            delegator_entry(instance, &me),
-            &old.uid,
-            instance.sequence,
-            ctx.now,
-            None,
-            ctx.reply_details,
-        ));
-        reply.done.insert(*id);
-        reply.add_delegator(instance, &me, true);
+        reply.decline(*id, instance, organizer, &me, &old.uid, ctx);
     }
     let message = reply
         .into_message(&me, old)

@@ -693,18 +693,9 @@ fn apply_answer(
     if !changed {
         return;
     }
-    let Some(entry) = entry_mut(comp, &stored.address) else {
+    let Some(entry) = copy_params(comp, &stored.address, replied.entry, &ANSWER_PARAMS) else {
         return;
     };
-    copy_params(
-        entry,
-        replied.entry,
-        &[
-            ICalendarParameterName::Partstat,
-            ICalendarParameterName::Rsvp,
-            ICalendarParameterName::DelegatedTo,
-        ],
-    );
     if !request_status.is_empty() {
         set_param(
             entry,
@@ -753,13 +744,33 @@ fn record_response_comment(
     }
 }
 
-/// Sets each parameter in `names` on `entry` to what `from` says (removing it where
-/// `from` has none), leaving the other parameters where they were.
-fn copy_params(
-    entry: &mut ICalendarEntry,
+/// The parameters an attendee's answer in a REPLY sets on their stored line.
+const ANSWER_PARAMS: [ICalendarParameterName; 3] = [
+    ICalendarParameterName::Partstat,
+    ICalendarParameterName::Rsvp,
+    ICalendarParameterName::DelegatedTo,
+];
+
+/// The parameters a REPLY states for a delegate: their delegation and answer.
+const DELEGATE_PARAMS: [ICalendarParameterName; 6] = [
+    ICalendarParameterName::DelegatedTo,
+    ICalendarParameterName::DelegatedFrom,
+    ICalendarParameterName::Partstat,
+    ICalendarParameterName::Rsvp,
+    ICalendarParameterName::ScheduleStatus,
+    ICalendarParameterName::Role,
+];
+
+/// Sets each parameter in `names` on the line of `address` in `comp` to what `from` says
+/// (removing it where `from` has none), leaving the other parameters where they were;
+/// the line, or `None` when `comp` has no line for `address`.
+fn copy_params<'c>(
+    comp: &'c mut ICalendarComponent,
+    address: &CalAddress,
     from: &ICalendarEntry,
     names: &[ICalendarParameterName],
-) {
+) -> Option<&'c mut ICalendarEntry> {
+    let entry = entry_mut(comp, address)?;
     for name in names {
         set_param(
             entry,
@@ -767,6 +778,7 @@ fn copy_params(
             from.parameters(name).cloned().collect(),
         );
     }
+    Some(entry)
 }
 
 /// A delegate named in a REPLY: their delegation and answer as the reply states them.
@@ -774,21 +786,7 @@ fn update_delegate(comp: &mut ICalendarComponent, known: &Attendee<'_>, in_reply
     if known.entry == in_reply.entry {
         return;
     }
-    let Some(entry) = entry_mut(comp, &known.address) else {
-        return;
-    };
-    copy_params(
-        entry,
-        in_reply.entry,
-        &[
-            ICalendarParameterName::DelegatedTo,
-            ICalendarParameterName::DelegatedFrom,
-            ICalendarParameterName::Partstat,
-            ICalendarParameterName::Rsvp,
-            ICalendarParameterName::ScheduleStatus,
-            ICalendarParameterName::Role,
-        ],
-    );
+    copy_params(comp, &known.address, in_reply.entry, &DELEGATE_PARAMS);
 }
 
 /// The organizer turns down an attendee's COUNTER: a DECLINECOUNTER built from the

@@ -258,79 +258,46 @@ mod tests {
         &cal.components[1]
     }
 
-    /// Asserts the membership of each UTC time in the series of `event`.
-    fn assert_membership(event: &str, cases: &[(&str, Membership)]) {
-        let c = cal(event);
-        for (at, expected) in cases {
-            assert_eq!(membership(&c, master(&c), utc(at)), *expected, "{at}");
+    /// An event from 2030-01-03 10:00 UTC with `recurrence` (RRULE or RDATE lines).
+    fn from_jan_3(recurrence: &str) -> String {
+        format!(
+            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n{recurrence}\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n"
+        )
+    }
+
+    /// Thursdays of a Thursday series across DST (2030-01-10 10:00 Berlin is 09:00 UTC,
+    /// 2030-04-11 10:00 Berlin is 08:00) are occurrences; a Friday, an EXDATE, a day after
+    /// COUNT or UNTIL and a non-recurring event's start are not; an RDATE is; an
+    /// unbounded series beyond the expansion is undecided.
+    #[test]
+    fn membership_follows_the_recurrence() {
+        let until = from_jan_3("RRULE:FREQ=DAILY;UNTIL=20300110T100000Z\r\n");
+        let rdate = from_jan_3("RDATE:20300301T140000Z\r\n");
+        let single = from_jan_3("");
+        let hourly = from_jan_3("RRULE:FREQ=HOURLY\r\n");
+        let (yes, no) = (Membership::Occurrence, Membership::NotAnOccurrence);
+        let cases = [
+            (THURSDAYS, "20300110T090000Z", yes),
+            (THURSDAYS, "20300411T080000Z", yes),
+            (THURSDAYS, "20300111T090000Z", no),
+            (THURSDAYS, "20300117T090000Z", no),
+            (THURSDAYS, "20300523T080000Z", no),
+            (&until, "20300110T100000Z", yes),
+            (&until, "20300111T100000Z", no),
+            (&rdate, "20300301T140000Z", yes),
+            (&rdate, "20300302T140000Z", no),
+            (&single, "20300103T100000Z", no),
+            (&hourly, "20900103T100000Z", Membership::Undecided),
+        ];
+        for (event, at, expected) in cases {
+            let c = cal(event);
+            assert_eq!(
+                membership(&c, master(&c), utc(at)),
+                expected,
+                "{at} in {event}"
+            );
         }
-    }
-
-    #[test]
-    fn thursdays_of_a_thursday_series_are_occurrences() {
-        // 2030-01-10 10:00 Berlin is 09:00 UTC; 2030-04-11 10:00 Berlin (summer) 08:00.
-        assert_membership(
-            THURSDAYS,
-            &[
-                ("20300110T090000Z", Membership::Occurrence),
-                ("20300411T080000Z", Membership::Occurrence),
-            ],
-        );
-    }
-
-    #[test]
-    fn a_friday_an_exdate_and_a_day_after_count_are_not_occurrences() {
-        assert_membership(
-            THURSDAYS,
-            &[
-                ("20300111T090000Z", Membership::NotAnOccurrence),
-                ("20300117T090000Z", Membership::NotAnOccurrence),
-                ("20300523T080000Z", Membership::NotAnOccurrence),
-            ],
-        );
-    }
-
-    #[test]
-    fn a_day_after_until_is_not_an_occurrence() {
-        assert_membership(
-            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RRULE:FREQ=DAILY;UNTIL=20300110T100000Z\r\nORGANIZER:mailto:o@example.com\r\n\
-             END:VEVENT\r\n",
-            &[
-                ("20300110T100000Z", Membership::Occurrence),
-                ("20300111T100000Z", Membership::NotAnOccurrence),
-            ],
-        );
-    }
-
-    #[test]
-    fn an_rdate_is_an_occurrence() {
-        assert_membership(
-            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RDATE:20300301T140000Z\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
-            &[
-                ("20300301T140000Z", Membership::Occurrence),
-                ("20300302T140000Z", Membership::NotAnOccurrence),
-            ],
-        );
-    }
-
-    #[test]
-    fn a_non_recurring_event_has_no_occurrences() {
-        assert_membership(
-            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
-            &[("20300103T100000Z", Membership::NotAnOccurrence)],
-        );
-    }
-
-    #[test]
-    fn an_unbounded_series_beyond_the_expansion_is_undecided() {
-        assert_membership(
-            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RRULE:FREQ=HOURLY\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n",
-            &[("20900103T100000Z", Membership::Undecided)],
-        );
     }
 
     fn lines_of(tree: ComponentTree) -> String {

@@ -57,6 +57,7 @@ pub fn create(
     }
     let message = message(
         new,
+        &new.organizer.address,
         ICalendarMethod::Request,
         to,
         trees,
@@ -181,6 +182,7 @@ fn changes(
         return Ok(ChangeOutcome {
             messages: vec![message(
                 new,
+                &new.organizer.address,
                 ICalendarMethod::Cancel,
                 to,
                 vec![tree],
@@ -314,6 +316,7 @@ fn changes(
             };
             messages.push(message(
                 new,
+                &new.organizer.address,
                 ICalendarMethod::Request,
                 full_to.clone(),
                 trees,
@@ -389,7 +392,7 @@ fn changes(
         } else {
             new
         };
-        messages.push(message_from(
+        messages.push(message(
             source,
             &new.organizer.address,
             method,
@@ -491,6 +494,7 @@ pub fn cancel(
     Ok(ChangeOutcome {
         messages: vec![message(
             old,
+            &old.organizer.address,
             ICalendarMethod::Cancel,
             to,
             vec![tree],
@@ -551,26 +555,8 @@ fn is_cancelled(instance: &Instance<'_>) -> bool {
     matches!(instance.comp.status(), Some(ICalendarStatus::Cancelled))
 }
 
+/// A message from `from` built from `source`'s calendar (its time zones).
 fn message(
-    snap: &Snapshot<'_>,
-    method: Method,
-    to: BTreeSet<CalAddress>,
-    trees: Vec<ComponentTree>,
-    timezones: Timezones,
-    summary: MessageSummary,
-) -> ItipMessage {
-    message_from(
-        snap,
-        &snap.organizer.address,
-        method,
-        to,
-        trees,
-        timezones,
-        summary,
-    )
-}
-
-fn message_from(
     source: &Snapshot<'_>,
     from: &CalAddress,
     method: Method,
