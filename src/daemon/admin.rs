@@ -99,23 +99,11 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
         let _ = writeln!(out, "  note: {note}");
     }
     let _ = writeln!(out, "  state: {}", config.state.display());
-    match &config.relay {
-        Some(relay) => {
-            let _ = writeln!(
-                out,
-                "  outgoing mail: SMTP relay {}:{} ({})",
-                relay.host, relay.port, relay.tls
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  outgoing mail: written to {} (no [relay])",
-                config.queue.outbox.display()
-            );
-        }
-    }
-    match &config.lmtp {
+    let outgoing = match &config.relay {
+        Some(relay) => format!("SMTP relay {}:{} ({})", relay.host, relay.port, relay.tls),
+        None => format!("written to {} (no [relay])", config.queue.outbox.display()),
+    };
+    let incoming = match &config.lmtp {
         Some(lmtp) => {
             let mut places = Vec::new();
             if let Some(addr) = lmtp.listen {
@@ -124,41 +112,38 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
             if let Some(socket) = &lmtp.socket {
                 places.push(socket.display().to_string());
             }
-            let _ = writeln!(out, "  incoming mail: LMTP on {}", places.join(" and "));
-            let _ = writeln!(out, "  senders: {}", sender_policy(lmtp));
+            format!(
+                "LMTP on {}\n  senders: {}",
+                places.join(" and "),
+                sender_policy(lmtp)
+            )
         }
-        None => {
-            let _ = writeln!(out, "  incoming mail: off (no [lmtp])");
-        }
-    }
-    match &config.web {
-        Some(web) => {
-            let _ = writeln!(
-                out,
-                "  RSVP links: {}/rsvp/..., page served on {} (put the reverse proxy in front)",
-                web.public_url.trim_end_matches('/'),
-                web.listen
-            );
-        }
-        None => {
-            let _ = writeln!(out, "  RSVP links: off (no [web])");
-        }
-    }
-    match &config.caldav {
-        Some(front) => {
-            let _ = writeln!(
-                out,
-                "  CalDAV front: clients on {}, passed on to {} (tells them imipd schedules)",
-                front.listen, front.upstream
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  CalDAV front: off (no [caldav]); clients that talk to the calendar server \
-                 directly mail their invitations themselves"
-            );
-        }
+        None => "off (no [lmtp])".to_string(),
+    };
+    let rsvp = match &config.web {
+        Some(web) => format!(
+            "{}/rsvp/..., page served on {} (put the reverse proxy in front)",
+            web.public_url.trim_end_matches('/'),
+            web.listen
+        ),
+        None => "off (no [web])".to_string(),
+    };
+    let caldav = match &config.caldav {
+        Some(front) => format!(
+            "clients on {}, passed on to {} (tells them imipd schedules)",
+            front.listen, front.upstream
+        ),
+        None => "off (no [caldav]); clients that talk to the calendar server directly mail \
+                 their invitations themselves"
+            .to_string(),
+    };
+    for (what, how) in [
+        ("outgoing mail", outgoing),
+        ("incoming mail", incoming),
+        ("RSVP links", rsvp),
+        ("CalDAV front", caldav),
+    ] {
+        let _ = writeln!(out, "  {what}: {how}");
     }
     Ok(out)
 }

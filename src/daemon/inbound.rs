@@ -547,39 +547,40 @@ mod tests {
         local_user(store, lmtp, rcpt).map(|(u, copy)| (u.name.clone(), copy))
     }
 
-    #[test]
-    fn subaddresses_reach_their_user_only_when_a_separator_is_configured() {
-        let (store, off) = site("");
-        assert_eq!(reached(&store, &off, "alice+team@example.com"), None);
-        let (store, on) = site("subaddress_separator = \"+\"\n");
-        assert_eq!(
-            reached(&store, &on, "Alice+Team@Example.com"),
-            Some(("alice".into(), false))
-        );
-        assert_eq!(
-            reached(&store, &on, "alice@example.com"),
-            Some(("alice".into(), false))
-        );
-        assert_eq!(reached(&store, &on, "carol+x@example.com"), None);
+    /// Asserts whom each recipient reaches (user name, and whether as a copy address).
+    fn assert_reached(settings: &str, cases: &[(&str, Option<(&str, bool)>)]) {
+        let (store, lmtp) = site(settings);
+        for (rcpt, expected) in cases {
+            let expected = expected.map(|(name, copy)| (name.to_string(), copy));
+            assert_eq!(reached(&store, &lmtp, rcpt), expected, "{rcpt}");
+        }
     }
 
     #[test]
+    fn subaddresses_reach_their_user_only_when_a_separator_is_configured() {
+        assert_reached("", &[("alice+team@example.com", None)]);
+        assert_reached(
+            "subaddress_separator = \"+\"\n",
+            &[
+                ("Alice+Team@Example.com", Some(("alice", false))),
+                ("alice@example.com", Some(("alice", false))),
+                ("carol+x@example.com", None),
+            ],
+        );
+    }
+
+    /// By folder name or by the local part of the user's address; the user's own
+    /// address is no copy.
+    #[test]
     fn a_copy_address_maps_back_to_its_user_by_folder_or_local_part() {
-        let (store, lmtp) = site("copy_domain = \"imipd.invalid\"\n");
-        assert_eq!(
-            reached(&store, &lmtp, "alice@imipd.invalid"),
-            Some(("alice".into(), true))
-        );
-        assert_eq!(
-            reached(&store, &lmtp, "bob.smith@imipd.invalid"),
-            Some(("bob".into(), true)),
-            "by the local part of the user's address"
-        );
-        assert_eq!(reached(&store, &lmtp, "mallory@imipd.invalid"), None);
-        // The user's own address is no copy.
-        assert_eq!(
-            reached(&store, &lmtp, "alice@example.com"),
-            Some(("alice".into(), false))
+        assert_reached(
+            "copy_domain = \"imipd.invalid\"\n",
+            &[
+                ("alice@imipd.invalid", Some(("alice", true))),
+                ("bob.smith@imipd.invalid", Some(("bob", true))),
+                ("mallory@imipd.invalid", None),
+                ("alice@example.com", Some(("alice", false))),
+            ],
         );
     }
 }
