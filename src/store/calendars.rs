@@ -232,8 +232,7 @@ mod tests {
     use crate::store::layout::test_store;
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("imipd-cals-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir(&format!("cals-{name}"));
         std::fs::create_dir_all(dir.join("collection-root/alice")).expect("dirs");
         dir
     }
