@@ -468,23 +468,12 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
         match l {
             Some(l) => {
                 if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
-                    comp.entries.retain(|e| {
-                        !matches!(
-                            e.name,
-                            ICalendarProperty::Organizer
-                                | ICalendarProperty::Attendee
-                                | ICalendarProperty::Status
-                                | ICalendarProperty::Sequence
-                        )
-                    });
-                    comp.entries.extend(
-                        m.comp
-                            .entries
-                            .iter()
-                            .filter(|e| people.contains(&e.name))
-                            .cloned(),
-                    );
-                    comp.entries.push(cancelled_status());
+                    let dropped = [
+                        ICalendarProperty::Organizer,
+                        ICalendarProperty::Attendee,
+                        ICalendarProperty::Sequence,
+                    ];
+                    mark_cancelled(comp, &dropped, m.comp, &people);
                 }
             }
             None => {
@@ -498,27 +487,8 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 };
                 match instance.and_then(|at| copy.components.get_mut(at as usize)) {
                     Some(comp) => {
-                        comp.entries.retain(|e| {
-                            !matches!(
-                                e.name,
-                                ICalendarProperty::Status
-                                    | ICalendarProperty::Sequence
-                                    | ICalendarProperty::Dtstamp
-                            )
-                        });
-                        comp.entries.extend(
-                            m.comp
-                                .entries
-                                .iter()
-                                .filter(|e| {
-                                    matches!(
-                                        e.name,
-                                        ICalendarProperty::Sequence | ICalendarProperty::Dtstamp
-                                    )
-                                })
-                                .cloned(),
-                        );
-                        comp.entries.push(cancelled_status());
+                        let stamps = [ICalendarProperty::Sequence, ICalendarProperty::Dtstamp];
+                        mark_cancelled(comp, &stamps, m.comp, &stamps);
                     }
                     None => {
                         let mut comp = m.comp.clone();
@@ -536,26 +506,30 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 continue;
             }
             if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
-                comp.entries.retain(|e| {
-                    !matches!(
-                        e.name,
-                        ICalendarProperty::Organizer
-                            | ICalendarProperty::Attendee
-                            | ICalendarProperty::Status
-                    )
-                });
-                comp.entries.extend(
-                    main.comp
-                        .entries
-                        .iter()
-                        .filter(|e| people.contains(&e.name))
-                        .cloned(),
-                );
-                comp.entries.push(cancelled_status());
+                mark_cancelled(comp, &people, main.comp, &people);
             }
         }
     }
     finish(copy, local.cal, InboundAction::Cancelled, refused)
+}
+
+/// Marks `comp` cancelled: its STATUS and `dropped` properties give way to `from`'s
+/// `taken` ones and STATUS:CANCELLED.
+fn mark_cancelled(
+    comp: &mut ICalendarComponent,
+    dropped: &[ICalendarProperty],
+    from: &ICalendarComponent,
+    taken: &[ICalendarProperty],
+) {
+    comp.entries
+        .retain(|e| e.name != ICalendarProperty::Status && !dropped.contains(&e.name));
+    comp.entries.extend(
+        from.entries
+            .iter()
+            .filter(|e| taken.contains(&e.name))
+            .cloned(),
+    );
+    comp.entries.push(cancelled_status());
 }
 
 fn cancelled_status() -> ICalendarEntry {
@@ -857,7 +831,15 @@ mod tests {
     }
 
     fn receive_as_organizer(itip: &ICalendar) -> Result<InboundOutcome, ItipError> {
-        let stored = ICalendar::parse(SERIES).expect("parses");
+        receive_as_organizer_of(SERIES, itip)
+    }
+
+    /// `itip` from a@example.net received by the organizer of the stored `series`.
+    fn receive_as_organizer_of(
+        series: &str,
+        itip: &ICalendar,
+    ) -> Result<InboundOutcome, ItipError> {
+        let stored = ICalendar::parse(series).expect("parses");
         let me = [CalAddress::parse("o@example.com").expect("address")];
         let ctx = Context {
             account: &me,
@@ -896,16 +878,8 @@ mod tests {
             "ATTENDEE;RSVP=TRUE:mailto:a@example.net",
             "ATTENDEE;PARTSTAT=DECLINED:mailto:a@example.net",
         );
-        let stored = ICalendar::parse(&series).expect("parses");
-        let me = [CalAddress::parse("o@example.com").expect("address")];
-        let ctx = Context {
-            account: &me,
-            now: 0,
-            reply_details: ReplyDetails::Full,
-        };
-        let sender = CalAddress::parse("a@example.net").expect("address");
         let outcome =
-            receive(&reply(&["20300110T100000"]), &sender, Some(&stored), &ctx).expect("taken");
+            receive_as_organizer_of(&series, &reply(&["20300110T100000"])).expect("taken");
         assert_eq!(outcome.action, InboundAction::Unchanged);
         assert!(outcome.copy.is_none());
     }

@@ -300,8 +300,11 @@ mod tests {
         }
     }
 
-    fn lines_of(tree: ComponentTree) -> String {
-        tree.component
+    /// Asserts that the instance of the series in `c` at `at` (UTC) has each of `lines`.
+    fn assert_instance_has(c: &ICalendar, at: &str, lines: &[&str]) {
+        let tree = instance_at(c, 1, utc(at)).expect("instance");
+        let text: String = tree
+            .component
             .entries
             .iter()
             .map(|e| {
@@ -309,7 +312,10 @@ mod tests {
                 let _ = e.write_to(&mut s);
                 s
             })
-            .collect()
+            .collect();
+        for line in lines {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
@@ -321,10 +327,15 @@ mod tests {
             membership(&c, master(&c), utc("20300110T000000Z")),
             Membership::Occurrence
         );
-        let text = lines_of(instance_at(&c, 1, utc("20300110T000000Z")).expect("instance"));
-        assert!(text.contains("DTSTART;VALUE=DATE:20300110"), "{text}");
-        assert!(text.contains("DTEND;VALUE=DATE:20300111"), "{text}");
-        assert!(text.contains("RECURRENCE-ID;VALUE=DATE:20300110"), "{text}");
+        assert_instance_has(
+            &c,
+            "20300110T000000Z",
+            &[
+                "DTSTART;VALUE=DATE:20300110",
+                "DTEND;VALUE=DATE:20300111",
+                "RECURRENCE-ID;VALUE=DATE:20300110",
+            ],
+        );
     }
 
     #[test]
@@ -332,10 +343,15 @@ mod tests {
         let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000\r\n\
              DURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\n\
              ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        let text = lines_of(instance_at(&c, 1, utc("20300104T100000Z")).expect("instance"));
-        assert!(text.contains("DTSTART:20300104T100000\r\n"), "{text}");
-        assert!(text.contains("RECURRENCE-ID:20300104T100000\r\n"), "{text}");
-        assert!(text.contains("DURATION:PT1H"), "{text}");
+        assert_instance_has(
+            &c,
+            "20300104T100000Z",
+            &[
+                "DTSTART:20300104T100000\r\n",
+                "RECURRENCE-ID:20300104T100000\r\n",
+                "DURATION:PT1H",
+            ],
+        );
     }
 
     /// The instance keeps the master's zone and wall-clock times across a DST change.
