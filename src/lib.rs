@@ -22,6 +22,7 @@ pub mod itip;
 pub mod replay;
 pub mod smtp;
 pub mod store;
+pub mod text;
 
 /// What the unit tests of several modules share.
 #[cfg(test)]

@@ -272,21 +272,7 @@ fn lower_mailto(value: &str) -> String {
 }
 
 fn split_unquoted(value: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    for c in value.chars() {
-        if c == '"' {
-            in_quotes = !in_quotes;
-        }
-        if c == sep && !in_quotes {
-            out.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    out.push(current);
-    out
+    crate::text::split_outside_quotes(value, |c| c == sep)
 }
 
 #[cfg(test)]

@@ -75,20 +75,7 @@ fn strip_ipv6_prefix(value: &str) -> &str {
 
 /// RFC 3461 xtext: `+XX` is the byte with hex value XX.
 fn decode_xtext(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'+' {
-            let hex = value.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::text::decode_hex_escapes(value, b'+')
 }
 
 #[cfg(test)]
