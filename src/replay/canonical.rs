@@ -275,13 +275,15 @@ fn split_unquoted(value: &str, sep: char) -> Vec<String> {
     crate::text::split_outside_quotes(value, |c| c == sep)
 }
 
+/// `text` in canonical form with a fresh numbering (for unit tests).
+#[cfg(test)]
+pub(crate) fn canon(text: &str) -> Node {
+    canonicalize(text, &mut Numbering::default()).expect("valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn canon(text: &str) -> Node {
-        canonicalize(text, &mut Numbering::default()).expect("valid")
-    }
 
     #[test]
     fn order_case_folding_and_quotes_do_not_matter() {

@@ -278,11 +278,7 @@ pub fn listed(file: &Path, line: usize, title: &str) -> Option<&'static Listed> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::canonical::{canonicalize, Numbering};
-
-    fn node(text: &str) -> Node {
-        canonicalize(text, &mut Numbering::default()).expect("valid")
-    }
+    use crate::replay::canonical::canon as node;
 
     #[test]
     fn only_server_parameters_of_addresses_are_removed() {
