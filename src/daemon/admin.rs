@@ -310,3 +310,55 @@ pub fn queue_drop(state: &State, id: u64) -> Result<String, AdminError> {
         item.method, item.rcpt
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines after the users: the state, and each way mail goes in and out.
+    fn summary(sections: &str) -> String {
+        let dir = crate::test_support::fresh_dir(&format!("admin-{}", sections.len()));
+        std::fs::create_dir_all(dir.join("stores/alice")).expect("store");
+        let path = dir.join("imipd.toml");
+        let text = format!(
+            "state = \"state.redb\"\n[store]\nroot = \"stores\"\n[[user]]\nname = \"alice\"\n\
+             addresses = [\"alice@example.com\"]\n{sections}"
+        );
+        std::fs::write(&path, text).expect("config");
+        let out = check_config(&path).expect("a valid configuration");
+        let _ = std::fs::remove_dir_all(&dir);
+        let from = out.find("  state: ").expect("the state line");
+        let (_, rest) = out[from..].split_once('\n').expect("lines after the state");
+        rest.to_string()
+    }
+
+    #[test]
+    fn check_config_says_what_is_off() {
+        assert_eq!(
+            summary("[queue]\noutbox = \"/srv/imipd/outbox\"\n"),
+            "  outgoing mail: written to /srv/imipd/outbox (no [relay])\n  \
+             incoming mail: off (no [lmtp])\n  RSVP links: off (no [web])\n  \
+             CalDAV front: off (no [caldav]); clients that talk to the calendar server \
+             directly mail their invitations themselves\n"
+        );
+    }
+
+    #[test]
+    fn check_config_says_where_mail_goes_in_and_out() {
+        let sections = "[relay]\nhost = \"mx.example.com\"\n\
+            [lmtp]\nlisten = \"127.0.0.1:2424\"\nsocket = \"/run/imipd/lmtp\"\n\
+            [web]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://cal.example.com/\"\n\
+            [caldav]\nlisten = \"127.0.0.1:5233\"\nupstream = \"http://127.0.0.1:5232\"\n";
+        assert_eq!(
+            summary(sections),
+            "  outgoing mail: SMTP relay mx.example.com:587 (starttls)\n  \
+             incoming mail: LMTP on 127.0.0.1:2424 and /run/imipd/lmtp\n  \
+             senders: changes to existing events only from authenticated senders \
+             (DKIM/SPF/DMARC checked by imipd); new invitations from authenticated senders\n  \
+             RSVP links: https://cal.example.com/rsvp/..., page served on 127.0.0.1:8080 \
+             (put the reverse proxy in front)\n  \
+             CalDAV front: clients on 127.0.0.1:5233, passed on to http://127.0.0.1:5232 \
+             (tells them imipd schedules)\n"
+        );
+    }
+}
