@@ -22,3 +22,19 @@ pub mod itip;
 pub mod replay;
 pub mod smtp;
 pub mod store;
+pub mod text;
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::PathBuf;
+
+    /// An empty folder `imipd-<name>-<pid>` in the temporary folder, emptied of what an
+    /// earlier run left.
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("imipd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        dir
+    }
+}

@@ -12,14 +12,7 @@ pub static DAV: HeaderName = HeaderName::from_static("dav");
 /// (one that lists `calendar-access`), unless it is there already. Other answers are
 /// left as they are: an address book or a plain WebDAV folder schedules nothing.
 pub fn announce(headers: &mut HeaderMap) {
-    let classes: Vec<String> = headers
-        .get_all(&DAV)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let classes = super::header_items(headers, &DAV);
     let has = |name: &str| classes.iter().any(|c| c.eq_ignore_ascii_case(name));
     if !has("calendar-access") || has(AUTO_SCHEDULE) {
         return;

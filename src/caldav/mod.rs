@@ -33,4 +33,19 @@ pub mod server;
 pub mod stale_save;
 pub mod upstream;
 
+use axum::http::{header::HeaderName, HeaderMap};
+
+/// The comma-separated items of every `name` header (a list header such as `DAV` or
+/// `Connection`), trimmed, empty ones left out.
+pub fn header_items(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
 pub use server::{bind, serve};

@@ -44,13 +44,9 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
+    let named: Vec<String> = super::header_items(headers, &header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
         .collect();
     for name in HOP_BY_HOP
         .iter()

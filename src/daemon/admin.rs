@@ -99,23 +99,11 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
         let _ = writeln!(out, "  note: {note}");
     }
     let _ = writeln!(out, "  state: {}", config.state.display());
-    match &config.relay {
-        Some(relay) => {
-            let _ = writeln!(
-                out,
-                "  outgoing mail: SMTP relay {}:{} ({})",
-                relay.host, relay.port, relay.tls
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  outgoing mail: written to {} (no [relay])",
-                config.queue.outbox.display()
-            );
-        }
-    }
-    match &config.lmtp {
+    let outgoing = match &config.relay {
+        Some(relay) => format!("SMTP relay {}:{} ({})", relay.host, relay.port, relay.tls),
+        None => format!("written to {} (no [relay])", config.queue.outbox.display()),
+    };
+    let incoming = match &config.lmtp {
         Some(lmtp) => {
             let mut places = Vec::new();
             if let Some(addr) = lmtp.listen {
@@ -124,41 +112,38 @@ pub fn check_config(path: &Path) -> Result<String, AdminError> {
             if let Some(socket) = &lmtp.socket {
                 places.push(socket.display().to_string());
             }
-            let _ = writeln!(out, "  incoming mail: LMTP on {}", places.join(" and "));
-            let _ = writeln!(out, "  senders: {}", sender_policy(lmtp));
+            format!(
+                "LMTP on {}\n  senders: {}",
+                places.join(" and "),
+                sender_policy(lmtp)
+            )
         }
-        None => {
-            let _ = writeln!(out, "  incoming mail: off (no [lmtp])");
-        }
-    }
-    match &config.web {
-        Some(web) => {
-            let _ = writeln!(
-                out,
-                "  RSVP links: {}/rsvp/..., page served on {} (put the reverse proxy in front)",
-                web.public_url.trim_end_matches('/'),
-                web.listen
-            );
-        }
-        None => {
-            let _ = writeln!(out, "  RSVP links: off (no [web])");
-        }
-    }
-    match &config.caldav {
-        Some(front) => {
-            let _ = writeln!(
-                out,
-                "  CalDAV front: clients on {}, passed on to {} (tells them imipd schedules)",
-                front.listen, front.upstream
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  CalDAV front: off (no [caldav]); clients that talk to the calendar server \
-                 directly mail their invitations themselves"
-            );
-        }
+        None => "off (no [lmtp])".to_string(),
+    };
+    let rsvp = match &config.web {
+        Some(web) => format!(
+            "{}/rsvp/..., page served on {} (put the reverse proxy in front)",
+            web.public_url.trim_end_matches('/'),
+            web.listen
+        ),
+        None => "off (no [web])".to_string(),
+    };
+    let caldav = match &config.caldav {
+        Some(front) => format!(
+            "clients on {}, passed on to {} (tells them imipd schedules)",
+            front.listen, front.upstream
+        ),
+        None => "off (no [caldav]); clients that talk to the calendar server directly mail \
+                 their invitations themselves"
+            .to_string(),
+    };
+    for (what, how) in [
+        ("outgoing mail", outgoing),
+        ("incoming mail", incoming),
+        ("RSVP links", rsvp),
+        ("CalDAV front", caldav),
+    ] {
+        let _ = writeln!(out, "  {what}: {how}");
     }
     Ok(out)
 }
@@ -324,4 +309,56 @@ pub fn queue_drop(state: &State, id: u64) -> Result<String, AdminError> {
         "{id}: {} to {} dropped, it will not be sent\n",
         item.method, item.rcpt
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines after the users: the state, and each way mail goes in and out.
+    fn summary(sections: &str) -> String {
+        let dir = crate::test_support::fresh_dir(&format!("admin-{}", sections.len()));
+        std::fs::create_dir_all(dir.join("stores/alice")).expect("store");
+        let path = dir.join("imipd.toml");
+        let text = format!(
+            "state = \"state.redb\"\n[store]\nroot = \"stores\"\n[[user]]\nname = \"alice\"\n\
+             addresses = [\"alice@example.com\"]\n{sections}"
+        );
+        std::fs::write(&path, text).expect("config");
+        let out = check_config(&path).expect("a valid configuration");
+        let _ = std::fs::remove_dir_all(&dir);
+        let from = out.find("  state: ").expect("the state line");
+        let (_, rest) = out[from..].split_once('\n').expect("lines after the state");
+        rest.to_string()
+    }
+
+    #[test]
+    fn check_config_says_what_is_off() {
+        assert_eq!(
+            summary("[queue]\noutbox = \"/srv/imipd/outbox\"\n"),
+            "  outgoing mail: written to /srv/imipd/outbox (no [relay])\n  \
+             incoming mail: off (no [lmtp])\n  RSVP links: off (no [web])\n  \
+             CalDAV front: off (no [caldav]); clients that talk to the calendar server \
+             directly mail their invitations themselves\n"
+        );
+    }
+
+    #[test]
+    fn check_config_says_where_mail_goes_in_and_out() {
+        let sections = "[relay]\nhost = \"mx.example.com\"\n\
+            [lmtp]\nlisten = \"127.0.0.1:2424\"\nsocket = \"/run/imipd/lmtp\"\n\
+            [web]\nlisten = \"127.0.0.1:8080\"\npublic_url = \"https://cal.example.com/\"\n\
+            [caldav]\nlisten = \"127.0.0.1:5233\"\nupstream = \"http://127.0.0.1:5232\"\n";
+        assert_eq!(
+            summary(sections),
+            "  outgoing mail: SMTP relay mx.example.com:587 (starttls)\n  \
+             incoming mail: LMTP on 127.0.0.1:2424 and /run/imipd/lmtp\n  \
+             senders: changes to existing events only from authenticated senders \
+             (DKIM/SPF/DMARC checked by imipd); new invitations from authenticated senders\n  \
+             RSVP links: https://cal.example.com/rsvp/..., page served on 127.0.0.1:8080 \
+             (put the reverse proxy in front)\n  \
+             CalDAV front: clients on 127.0.0.1:5233, passed on to http://127.0.0.1:5232 \
+             (tells them imipd schedules)\n"
+        );
+    }
 }

@@ -12,7 +12,9 @@
 use super::admin;
 use super::control::{Commands, Request, Response};
 use super::inbound::RecipientCheck;
-use super::lmtp_handler::{check_sender, deliver_and_log, sender_verifier};
+use super::lmtp_handler::{
+    check_sender, deliver_and_log, deliver_with_locks, sender_verifier, with_inbound,
+};
 use super::queue::QueueSettings;
 use super::shared::{now, Shared};
 use super::status::StatusReport;
@@ -102,31 +104,17 @@ impl DaemonCommands {
                 });
                 if dry_run {
                     // The same path as below, writing nothing, logging nothing.
-                    let config = shared.config();
-                    let store = shared.store();
-                    let Some(lmtp) = config.lmtp.as_ref() else {
-                        return Response::with_exit(exit::TEMPORARY, String::new());
-                    };
-                    let inbound = super::inbound::Inbound {
-                        store: &store,
-                        state: &shared.state,
-                        settings: lmtp,
-                        reply_details: config.reply_details(),
-                        bounces: &self.settings.bounces,
-                        bounce_key: &self.settings.bounce_key,
-                    };
-                    let lock = |user: Option<&str>, apply: &mut dyn FnMut()| {
-                        shared.with_lock_for(user, apply)
-                    };
-                    let verdicts = inbound.deliver_as(
+                    let Some(verdicts) = deliver_with_locks(
+                        shared,
+                        &self.settings,
                         Writes::No,
                         &mail_from,
                         &recipients,
                         &payload,
-                        now(),
                         &sender,
-                        &lock,
-                    );
+                    ) else {
+                        return Response::with_exit(exit::TEMPORARY, String::new());
+                    };
                     let code = verdicts.first().map_or(exit::TEMPORARY, inject_exit);
                     return Response::with_exit(
                         code,
@@ -160,18 +148,9 @@ impl DaemonCommands {
     }
 
     fn check(&self, rcpt: &str) -> Option<RecipientCheck> {
-        let config = self.shared.config();
-        let store = self.shared.store();
-        let lmtp = config.lmtp.as_ref()?;
-        let inbound = super::inbound::Inbound {
-            store: &store,
-            state: &self.shared.state,
-            settings: lmtp,
-            reply_details: config.reply_details(),
-            bounces: &self.settings.bounces,
-            bounce_key: &self.settings.bounce_key,
-        };
-        Some(inbound.check_recipient(rcpt))
+        with_inbound(&self.shared, &self.settings, |inbound| {
+            inbound.check_recipient(rcpt)
+        })
     }
 }
 

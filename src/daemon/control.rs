@@ -401,6 +401,21 @@ mod tests {
         std::env::temp_dir().join(format!("imipd-control-{name}-{}.sock", std::process::id()))
     }
 
+    /// Sends `req` with `payload` over the socket at `path` as a client whose
+    /// configuration names the state `state`.
+    async fn ask(
+        path: &Path,
+        state: &'static str,
+        req: Request,
+        payload: &'static [u8],
+    ) -> Response {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || request(&path, Some(Path::new(state)), &req, payload))
+            .await
+            .expect("client")
+            .expect("answer")
+    }
+
     #[tokio::test]
     async fn a_request_and_its_payload_reach_the_daemon_and_the_exit_code_comes_back() {
         let path = socket("echo");
@@ -414,41 +429,20 @@ mod tests {
         let server = tokio::spawn(serve(listener, path.clone(), Arc::new(Echo), async {
             let _ = stop_rx.await;
         }));
-        let client_path = path.clone();
-        let answer = tokio::task::spawn_blocking(move || {
-            request(
-                &client_path,
-                Some(Path::new("/var/lib/imipd/state.redb")),
-                &Request::Inject {
-                    rcpt: "a@b.c".into(),
-                    dry_run: true,
-                    mail_from: String::new(),
-                    length: 5,
-                },
-                b"hello",
-            )
-        })
-        .await
-        .expect("client")
-        .expect("answer");
+        let inject = Request::Inject {
+            rcpt: "a@b.c".into(),
+            dry_run: true,
+            mail_from: String::new(),
+            length: 5,
+        };
+        let answer = ask(&path, "/var/lib/imipd/state.redb", inject, b"hello").await;
         assert_eq!(answer.exit, 7);
         assert!(answer
             .text
             .as_deref()
             .is_some_and(|t| t.contains("a@b.c") && t.ends_with("hello")));
         // A command whose configuration names another state is refused.
-        let client_path = path.clone();
-        let wrong = tokio::task::spawn_blocking(move || {
-            request(
-                &client_path,
-                Some(Path::new("/srv/other/state.redb")),
-                &Request::Status,
-                b"",
-            )
-        })
-        .await
-        .expect("client")
-        .expect("answer");
+        let wrong = ask(&path, "/srv/other/state.redb", Request::Status, b"").await;
         assert_eq!(wrong.exit, 1);
         assert!(wrong
             .error

@@ -79,7 +79,7 @@ impl Verdict {
     }
 }
 
-/// How [`Inbound::deliver_locked`] serialises a change with other writers:
+/// How [`Inbound::deliver_as`] serialises a change with other writers:
 /// `lock(Some(user), apply)` runs `apply` while nobody else changes `user`'s calendars,
 /// `lock(None, apply)` while nobody else changes any.
 pub type StoreLock<'a> = dyn Fn(Option<&str>, &mut dyn FnMut()) + 'a;
@@ -182,7 +182,7 @@ impl Inbound<'_> {
     ///
     /// The sender is judged from the message alone (a trusted Authentication-Results
     /// header, or `insecure_trust_from_header`); the LMTP server, which can ask DNS,
-    /// uses [`Self::deliver_locked`] with the full check.
+    /// uses [`Self::deliver_as`] with the full check.
     pub fn deliver(
         &self,
         mail_from: &str,
@@ -196,31 +196,24 @@ impl Inbound<'_> {
             &self.settings.trusted_authserv_ids,
             self.settings.insecure_trust_from_header,
         );
-        self.deliver_locked(mail_from, recipients, data, now, &check, &|_, apply| {
-            apply()
-        })
+        self.deliver_as(
+            Writes::Yes,
+            mail_from,
+            recipients,
+            data,
+            now,
+            &check,
+            &|_, apply| apply(),
+        )
     }
 
     /// [`Self::deliver`], taking a lock around each recipient's change: `lock(user,
     /// apply)` must run `apply` while no other writer changes `user`'s calendars
     /// (`None`: the change may touch any user's calendar, e.g. a bounce). Parsing
     /// happens outside the lock, so deliveries to different users overlap. `sender` is
-    /// what was established about the From (see `imip::sender_auth`).
-    pub fn deliver_locked(
-        &self,
-        mail_from: &str,
-        recipients: &[String],
-        data: &[u8],
-        now: i64,
-        sender: &FromCheck,
-        lock: &StoreLock<'_>,
-    ) -> Vec<Verdict> {
-        self.deliver_as(Writes::Yes, mail_from, recipients, data, now, sender, lock)
-    }
-
-    /// [`Self::deliver_locked`] by the same path, writing nothing when `writes` is
-    /// [`Writes::No`] (`imipd inject --dry-run`): the verdicts are those the real run
-    /// would give now.
+    /// what was established about the From (see `imip::sender_auth`). Writes nothing
+    /// when `writes` is [`Writes::No`] (`imipd inject --dry-run`): the verdicts are
+    /// those the real run would give now.
     #[allow(clippy::too_many_arguments)]
     pub fn deliver_as(
         &self,
@@ -554,39 +547,40 @@ mod tests {
         local_user(store, lmtp, rcpt).map(|(u, copy)| (u.name.clone(), copy))
     }
 
-    #[test]
-    fn subaddresses_reach_their_user_only_when_a_separator_is_configured() {
-        let (store, off) = site("");
-        assert_eq!(reached(&store, &off, "alice+team@example.com"), None);
-        let (store, on) = site("subaddress_separator = \"+\"\n");
-        assert_eq!(
-            reached(&store, &on, "Alice+Team@Example.com"),
-            Some(("alice".into(), false))
-        );
-        assert_eq!(
-            reached(&store, &on, "alice@example.com"),
-            Some(("alice".into(), false))
-        );
-        assert_eq!(reached(&store, &on, "carol+x@example.com"), None);
+    /// Asserts whom each recipient reaches (user name, and whether as a copy address).
+    fn assert_reached(settings: &str, cases: &[(&str, Option<(&str, bool)>)]) {
+        let (store, lmtp) = site(settings);
+        for (rcpt, expected) in cases {
+            let expected = expected.map(|(name, copy)| (name.to_string(), copy));
+            assert_eq!(reached(&store, &lmtp, rcpt), expected, "{rcpt}");
+        }
     }
 
     #[test]
+    fn subaddresses_reach_their_user_only_when_a_separator_is_configured() {
+        assert_reached("", &[("alice+team@example.com", None)]);
+        assert_reached(
+            "subaddress_separator = \"+\"\n",
+            &[
+                ("Alice+Team@Example.com", Some(("alice", false))),
+                ("alice@example.com", Some(("alice", false))),
+                ("carol+x@example.com", None),
+            ],
+        );
+    }
+
+    /// By folder name or by the local part of the user's address; the user's own
+    /// address is no copy.
+    #[test]
     fn a_copy_address_maps_back_to_its_user_by_folder_or_local_part() {
-        let (store, lmtp) = site("copy_domain = \"imipd.invalid\"\n");
-        assert_eq!(
-            reached(&store, &lmtp, "alice@imipd.invalid"),
-            Some(("alice".into(), true))
-        );
-        assert_eq!(
-            reached(&store, &lmtp, "bob.smith@imipd.invalid"),
-            Some(("bob".into(), true)),
-            "by the local part of the user's address"
-        );
-        assert_eq!(reached(&store, &lmtp, "mallory@imipd.invalid"), None);
-        // The user's own address is no copy.
-        assert_eq!(
-            reached(&store, &lmtp, "alice@example.com"),
-            Some(("alice".into(), false))
+        assert_reached(
+            "copy_domain = \"imipd.invalid\"\n",
+            &[
+                ("alice@imipd.invalid", Some(("alice", true))),
+                ("bob.smith@imipd.invalid", Some(("bob", true))),
+                ("mallory@imipd.invalid", None),
+                ("alice@example.com", Some(("alice", false))),
+            ],
         );
     }
 }

@@ -12,6 +12,7 @@ use crate::imip::sender_auth::{ConnectingClient, FromCheck, SenderVerifier, Veri
 use crate::smtp::{
     LmtpConfig, LmtpHandler, LmtpServer, ReceivedMessage, RecipientCheck, RecipientOutcome,
 };
+use crate::store::apply::Writes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,24 +48,15 @@ impl LmtpHandler for MailHandler {
     }
 
     fn check_recipient(&self, recipient: &str) -> RecipientCheck {
-        let config = self.shared.config();
-        let store = self.shared.store();
-        let Some(lmtp) = &config.lmtp else {
-            return RecipientCheck::TempFail("LMTP is being reconfigured".into());
-        };
-        let inbound = Inbound {
-            store: &store,
-            state: &self.shared.state,
-            settings: lmtp,
-            reply_details: config.reply_details(),
-            bounces: &self.settings.bounces,
-            bounce_key: &self.settings.bounce_key,
-        };
-        match inbound.check_recipient(recipient) {
-            InboundCheck::User(_) | InboundCheck::Copy(_) | InboundCheck::Bounces => {
+        let check = with_inbound(&self.shared, &self.settings, |inbound| {
+            inbound.check_recipient(recipient)
+        });
+        match check {
+            None => RecipientCheck::TempFail("LMTP is being reconfigured".into()),
+            Some(InboundCheck::User(_) | InboundCheck::Copy(_) | InboundCheck::Bounces) => {
                 RecipientCheck::Accept
             }
-            InboundCheck::Unknown => RecipientCheck::Unknown,
+            Some(InboundCheck::Unknown) => RecipientCheck::Unknown,
         }
     }
 
@@ -162,6 +154,44 @@ pub async fn check_sender(
     }
 }
 
+/// Runs `f` with the inbound path over the daemon's current config, store and state and
+/// the queue's bounce settings; `None` while `[lmtp]` is not configured (reconfiguring).
+pub fn with_inbound<T>(
+    shared: &Shared,
+    settings: &QueueSettings,
+    f: impl FnOnce(&Inbound<'_>) -> T,
+) -> Option<T> {
+    let config = shared.config();
+    let store = shared.store();
+    let lmtp = config.lmtp.as_ref()?;
+    let inbound = Inbound {
+        store: &store,
+        state: &shared.state,
+        settings: lmtp,
+        reply_details: config.reply_details(),
+        bounces: &settings.bounces,
+        bounce_key: &settings.bounce_key,
+    };
+    Some(f(&inbound))
+}
+
+/// Delivers one message to `recipients` through [`with_inbound`], each recipient's
+/// change under that user's lock; `None` while `[lmtp]` is not configured.
+pub fn deliver_with_locks(
+    shared: &Shared,
+    settings: &QueueSettings,
+    writes: Writes,
+    mail_from: &str,
+    recipients: &[String],
+    data: &[u8],
+    sender: &FromCheck,
+) -> Option<Vec<Verdict>> {
+    let lock = |user: Option<&str>, apply: &mut dyn FnMut()| shared.with_lock_for(user, apply);
+    with_inbound(shared, settings, |inbound| {
+        inbound.deliver_as(writes, mail_from, recipients, data, now(), sender, &lock)
+    })
+}
+
 /// Applies one incoming message for its recipients exactly as the LMTP server does
 /// (each recipient's change under that user's lock), logs one line per recipient and
 /// records refusals for `imipd status`. `None` when LMTP is being reconfigured.
@@ -175,21 +205,17 @@ pub fn deliver_and_log(
     data: &[u8],
     sender: &FromCheck,
 ) -> Option<Vec<Verdict>> {
-    let config = shared.config();
-    let store = shared.store();
-    let lmtp = config.lmtp.clone()?;
-    let inbound = Inbound {
-        store: &store,
-        state: &shared.state,
-        settings: &lmtp,
-        reply_details: config.reply_details(),
-        bounces: &settings.bounces,
-        bounce_key: &settings.bounce_key,
-    };
     // Each recipient's change under that user's lock: deliveries to different users
     // overlap (and share their commit, see State::commit).
-    let lock = |user: Option<&str>, apply: &mut dyn FnMut()| shared.with_lock_for(user, apply);
-    let verdicts = inbound.deliver_locked(mail_from, recipients, data, now(), sender, &lock);
+    let verdicts = deliver_with_locks(
+        shared,
+        settings,
+        Writes::Yes,
+        mail_from,
+        recipients,
+        data,
+        sender,
+    )?;
     let sender_check = sender.describe();
     for (rcpt, verdict) in recipients.iter().zip(&verdicts) {
         let answer = verdict.lmtp_reply();

@@ -81,42 +81,41 @@ impl Metrics {
             );
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        counter(
-            &mut out,
-            "imipd_changes_total",
-            "Calendar object changes processed.",
-            get(&self.changes),
-        );
-        counter(
-            &mut out,
-            "imipd_messages_queued_total",
-            "Messages queued, one per recipient.",
-            get(&self.queued),
-        );
-        counter(
-            &mut out,
-            "imipd_messages_sent_total",
-            "Emails handed to the relay or outbox.",
-            get(&self.sent),
-        );
-        counter(
-            &mut out,
-            "imipd_messages_delivered_locally_total",
-            "Messages delivered into a local user's calendar.",
-            get(&self.delivered_locally),
-        );
-        counter(
-            &mut out,
-            "imipd_messages_failed_total",
-            "Messages that failed for good.",
-            get(&self.failed),
-        );
-        counter(
-            &mut out,
-            "imipd_messages_retried_total",
-            "Delivery attempts that will be retried.",
-            get(&self.retried),
-        );
+        let counters = [
+            (
+                "imipd_changes_total",
+                "Calendar object changes processed.",
+                &self.changes,
+            ),
+            (
+                "imipd_messages_queued_total",
+                "Messages queued, one per recipient.",
+                &self.queued,
+            ),
+            (
+                "imipd_messages_sent_total",
+                "Emails handed to the relay or outbox.",
+                &self.sent,
+            ),
+            (
+                "imipd_messages_delivered_locally_total",
+                "Messages delivered into a local user's calendar.",
+                &self.delivered_locally,
+            ),
+            (
+                "imipd_messages_failed_total",
+                "Messages that failed for good.",
+                &self.failed,
+            ),
+            (
+                "imipd_messages_retried_total",
+                "Delivery attempts that will be retried.",
+                &self.retried,
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(&mut out, name, help, get(value));
+        }
         if let Some(Ok(superseded)) = state.map(|s| s.superseded_total()) {
             counter(
                 &mut out,

@@ -112,9 +112,7 @@ mod tests {
 
     #[test]
     fn a_spooled_message_comes_back_whole_with_its_envelope() {
-        let dir = std::env::temp_dir().join(format!("imipd-spool-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = crate::test_support::fresh_dir("spool");
         let envelope = SpoolEnvelope {
             rcpt: "alice@example.com".into(),
             mail_from: "carol@example.net".into(),

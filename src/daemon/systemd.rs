@@ -40,8 +40,8 @@ mod tests {
 
     #[test]
     fn notifications_reach_the_socket() {
-        let path = std::env::temp_dir().join(format!("imipd-notify-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let dir = crate::test_support::fresh_dir("notify");
+        let path = dir.join("notify.sock");
         let listener = UnixDatagram::bind(&path).expect("bind");
         // The variable is process-wide; this is the only test that sets it.
         std::env::set_var("NOTIFY_SOCKET", &path);
@@ -50,6 +50,6 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).expect("a datagram");
         assert_eq!(&buf[..n], b"READY=1");
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

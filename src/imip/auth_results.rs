@@ -122,24 +122,8 @@ fn split_outside_quotes(value: &str, separator: char) -> Vec<String> {
 }
 
 fn split_whitespace_outside_quotes(value: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in value.chars() {
-        if c == '"' {
-            quoted = !quoted;
-        }
-        if c.is_whitespace() && !quoted {
-            if !current.is_empty() {
-                parts.push(std::mem::take(&mut current));
-            }
-        } else {
-            current.push(c);
-        }
-    }
-    if !current.is_empty() {
-        parts.push(current);
-    }
+    let mut parts = crate::text::split_outside_quotes(value, char::is_whitespace);
+    parts.retain(|p| !p.is_empty());
     parts
 }
 

@@ -177,13 +177,16 @@ mod tests {
         }
     }
 
+    /// The lines describing `changes` of an empty calendar in `language`.
+    fn describe_in(language: Language, changes: &[FieldChange]) -> Vec<ChangeLine> {
+        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
+        describe(Catalogue::get().unwrap(), language, &cal, changes).unwrap()
+    }
+
     #[test]
     fn dates_text_and_missing_values() {
-        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
-        let lines = describe(
-            Catalogue::get().unwrap(),
+        let lines = describe_in(
             Language::En,
-            &cal,
             &[
                 change(
                     "DTSTART",
@@ -193,8 +196,7 @@ mod tests {
                 change("LOCATION", Some("Room 1\\, 2nd floor"), None),
                 change("X-FOO", None, Some("bar")),
             ],
-        )
-        .unwrap();
+        );
         assert_eq!(
             lines[0],
             ChangeLine {
@@ -210,11 +212,8 @@ mod tests {
 
     #[test]
     fn several_exdate_lines_and_values_are_each_shown_in_their_zone_start_first() {
-        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
-        let lines = describe(
-            Catalogue::get().unwrap(),
+        let lines = describe_in(
             Language::En,
-            &cal,
             &[
                 change(
                     "EXDATE",
@@ -232,8 +231,7 @@ mod tests {
                     Some("VALUE=DATE:20300612"),
                 ),
             ],
-        )
-        .unwrap();
+        );
         let fields: Vec<&str> = lines.iter().map(|l| l.field.as_str()).collect();
         assert_eq!(fields[..2], ["Start", "End"]);
         assert_eq!(lines[1].old, "Mon 10 Jun 2030");
@@ -247,14 +245,7 @@ mod tests {
 
     #[test]
     fn field_names_are_translated() {
-        let cal = ICalendar::parse("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n").unwrap();
-        let lines = describe(
-            Catalogue::get().unwrap(),
-            Language::Fr,
-            &cal,
-            &[change("location", Some("A"), Some("B"))],
-        )
-        .unwrap();
+        let lines = describe_in(Language::Fr, &[change("location", Some("A"), Some("B"))]);
         assert_eq!(lines[0].field, "Lieu");
     }
 }

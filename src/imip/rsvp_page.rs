@@ -334,18 +334,16 @@ mod tests {
         CalAddress::parse("mailto:bob@outside.example").unwrap()
     }
 
+    /// The English form for Bob about a stored event named `summary`.
+    fn form_html(summary: &str, chosen: Option<Answer>) -> String {
+        let cal = stored(summary, "");
+        let event = event_view(&cal, &bob(), Language::En).unwrap().unwrap();
+        render_page(&Page::Form { event, chosen }, Language::En).unwrap()
+    }
+
     #[test]
     fn the_form_shows_the_event_and_preselects_the_pressed_answer() {
-        let cal = stored("Lunch", "");
-        let event = event_view(&cal, &bob(), Language::En).unwrap().unwrap();
-        let html = render_page(
-            &Page::Form {
-                event,
-                chosen: Some(Answer::Declined),
-            },
-            Language::En,
-        )
-        .unwrap();
+        let html = form_html("Lunch", Some(Answer::Declined));
         assert!(html.contains("Lunch"), "{html}");
         assert!(html.contains("Room 1"), "{html}");
         assert!(html.contains("12:00–13:00 (Europe&#x2f;Berlin)"), "{html}");
@@ -361,16 +359,7 @@ mod tests {
 
     #[test]
     fn a_hostile_summary_is_shown_as_text() {
-        let cal = stored("<script>alert(1)</script>", "");
-        let event = event_view(&cal, &bob(), Language::En).unwrap().unwrap();
-        let html = render_page(
-            &Page::Form {
-                event,
-                chosen: None,
-            },
-            Language::En,
-        )
-        .unwrap();
+        let html = form_html("<script>alert(1)</script>", None);
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
     }

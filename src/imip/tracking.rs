@@ -8,6 +8,7 @@
 //! by spaces, which [`parse_item_ref`] ignores, so header folding cannot corrupt them.
 
 use crate::itip::CalAddress;
+use crate::text::decode_hex_escapes;
 
 /// The name of the tracking header.
 pub const TRACKING_HEADER: &str = "X-Imipd-Item";
@@ -44,8 +45,10 @@ pub fn parse_item_ref(value: &str) -> Option<ItemRef> {
     let mut recipient = None;
     for field in compact.split(';') {
         match field.split_once('=') {
-            Some(("uid", v)) => uid = Some(percent_decode(v)?),
-            Some(("rcpt", v)) => recipient = Some(CalAddress::parse(&percent_decode(v)?)?),
+            Some(("uid", v)) => uid = Some(decode_hex_escapes(v, b'%')?),
+            Some(("rcpt", v)) => {
+                recipient = Some(CalAddress::parse(&decode_hex_escapes(v, b'%')?)?)
+            }
             _ => return None,
         }
     }
@@ -66,23 +69,6 @@ fn percent_encode(text: &str) -> String {
         }
     }
     out
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        if byte == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(byte);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -111,9 +97,13 @@ mod tests {
 
     #[test]
     fn rejects_other_values() {
-        assert_eq!(parse_item_ref("hello"), None);
-        assert_eq!(parse_item_ref("uid=abc"), None);
-        assert_eq!(parse_item_ref("uid=%ZZ; rcpt=a@b.c"), None);
-        assert_eq!(parse_item_ref("uid=; rcpt=a@b.c"), None);
+        for value in [
+            "hello",
+            "uid=abc",
+            "uid=%ZZ; rcpt=a@b.c",
+            "uid=; rcpt=a@b.c",
+        ] {
+            assert_eq!(parse_item_ref(value), None, "{value}");
+        }
     }
 }

@@ -292,64 +292,62 @@ mod tests {
         format_span(Catalogue::get().unwrap(), language, &start, end.as_ref()).unwrap()
     }
 
+    /// Each row: the event's time lines, the language, what the "when" line says. A UTC
+    /// event on one day in every language; a Windows zone name resolved and shown as
+    /// IANA; an end in another zone shown in the start's; all-day and multi-day events;
+    /// a DURATION across midnight (floating); an unknown zone named as written.
     #[test]
-    fn utc_event_on_one_day() {
-        let lines = "DTSTART:20090602T160000Z\r\nDTEND:20090602T170000Z\r\n";
-        assert_eq!(
-            when(lines, Language::En),
-            "Tue 2 Jun 2009 16:00–17:00 (UTC)"
-        );
-        assert_eq!(
-            when(lines, Language::De),
-            "Di. 2. Juni 2009 16:00–17:00 (UTC)"
-        );
-        assert_eq!(
-            when(lines, Language::Fr),
-            "mar. 2 juin 2009 16:00–17:00 (UTC)"
-        );
-    }
-
-    #[test]
-    fn windows_zone_name_is_resolved_and_shown_as_iana() {
-        let lines = "DTSTART;TZID=W. Europe Standard Time:20240115T090000\r\n\
-                     DTEND;TZID=W. Europe Standard Time:20240115T100000\r\n";
-        assert_eq!(
-            when(lines, Language::En),
-            "Mon 15 Jan 2024 09:00–10:00 (Europe/Berlin)"
-        );
-    }
-
-    #[test]
-    fn end_in_another_zone_is_shown_in_the_start_zone() {
-        let lines = "DTSTART;TZID=Europe/Paris:20240715T090000\r\nDTEND:20240715T090000Z\r\n";
-        assert_eq!(
-            when(lines, Language::En),
-            "Mon 15 Jul 2024 09:00–11:00 (Europe/Paris)"
-        );
-    }
-
-    #[test]
-    fn all_day_and_multi_day_events() {
-        let one = "DTSTART;VALUE=DATE:20240101\r\nDTEND;VALUE=DATE:20240102\r\n";
-        assert_eq!(when(one, Language::En), "Mon 1 Jan 2024");
-        let three = "DTSTART;VALUE=DATE:20240101\r\nDTEND;VALUE=DATE:20240104\r\n";
-        assert_eq!(
-            when(three, Language::De),
-            "Mo. 1. Jan. 2024 – Mi. 3. Jan. 2024"
-        );
-    }
-
-    #[test]
-    fn duration_and_overnight_and_floating() {
-        let overnight = "DTSTART:20240101T220000\r\nDURATION:PT3H\r\n";
-        assert_eq!(
-            when(overnight, Language::Fr),
-            "lun. 1 janv. 2024 22:00 – mar. 2 janv. 2024 01:00"
-        );
-        let unknown_zone = "DTSTART;TZID=Mars/Olympus:20240101T100000\r\n";
-        assert_eq!(
-            when(unknown_zone, Language::En),
-            "Mon 1 Jan 2024 10:00 (Mars/Olympus)"
-        );
+    fn when_lines() {
+        let cases = [
+            (
+                "DTSTART:20090602T160000Z\r\nDTEND:20090602T170000Z\r\n",
+                Language::En,
+                "Tue 2 Jun 2009 16:00–17:00 (UTC)",
+            ),
+            (
+                "DTSTART:20090602T160000Z\r\nDTEND:20090602T170000Z\r\n",
+                Language::De,
+                "Di. 2. Juni 2009 16:00–17:00 (UTC)",
+            ),
+            (
+                "DTSTART:20090602T160000Z\r\nDTEND:20090602T170000Z\r\n",
+                Language::Fr,
+                "mar. 2 juin 2009 16:00–17:00 (UTC)",
+            ),
+            (
+                "DTSTART;TZID=W. Europe Standard Time:20240115T090000\r\n\
+                 DTEND;TZID=W. Europe Standard Time:20240115T100000\r\n",
+                Language::En,
+                "Mon 15 Jan 2024 09:00–10:00 (Europe/Berlin)",
+            ),
+            (
+                "DTSTART;TZID=Europe/Paris:20240715T090000\r\nDTEND:20240715T090000Z\r\n",
+                Language::En,
+                "Mon 15 Jul 2024 09:00–11:00 (Europe/Paris)",
+            ),
+            (
+                "DTSTART;VALUE=DATE:20240101\r\nDTEND;VALUE=DATE:20240102\r\n",
+                Language::En,
+                "Mon 1 Jan 2024",
+            ),
+            (
+                "DTSTART;VALUE=DATE:20240101\r\nDTEND;VALUE=DATE:20240104\r\n",
+                Language::De,
+                "Mo. 1. Jan. 2024 – Mi. 3. Jan. 2024",
+            ),
+            (
+                "DTSTART:20240101T220000\r\nDURATION:PT3H\r\n",
+                Language::Fr,
+                "lun. 1 janv. 2024 22:00 – mar. 2 janv. 2024 01:00",
+            ),
+            (
+                "DTSTART;TZID=Mars/Olympus:20240101T100000\r\n",
+                Language::En,
+                "Mon 1 Jan 2024 10:00 (Mars/Olympus)",
+            ),
+        ];
+        for (lines, language, expected) in cases {
+            assert_eq!(when(lines, language), expected, "{lines}");
+        }
     }
 }

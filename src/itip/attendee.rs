@@ -8,7 +8,7 @@
 use super::address::CalAddress;
 use super::error::ItipError;
 use super::export::{
-    decline_component, delegation_partners, organizer_component, reply_component, set_param,
+    decline_component, delegation_partners, reply_component, set_param, whole_request,
     ComponentTree, MessageCalendar, Timezones, TODO_PROGRESS,
 };
 use super::message::{ItipMessage, MessageSummary};
@@ -62,6 +62,56 @@ impl ReplyBuilder {
                 self.to.insert(partner.address.clone());
             }
         }
+    }
+
+    /// Answers instance `id` with `me`'s participation as it now stands.
+    fn answer(
+        &mut self,
+        id: InstanceId,
+        instance: &Instance<'_>,
+        attendee: &Attendee<'_>,
+        me: &CalAddress,
+        uid: &str,
+        ctx: &Context<'_>,
+    ) {
+        self.trees.push(reply_component(
+            instance,
+            attendee,
+            uid,
+            ctx.now,
+            ctx.reply_details,
+        ));
+        self.done.insert(id);
+        self.partstat = attendee
+            .partstat
+            .clone()
+            .unwrap_or(ICalendarParticipationStatus::NeedsAction);
+        self.add_delegator(instance, me, false);
+    }
+
+    /// Declines instance `id` (an instance the attendee's copy no longer has).
+    fn decline(
+        &mut self,
+        id: InstanceId,
+        instance: &Instance<'_>,
+        organizer: &CalAddress,
+        me: &CalAddress,
+        uid: &str,
+        ctx: &Context<'_>,
+    ) {
+        self.trees.push(decline_component(
+            instance.comp,
+            organizer,
+            me,
+            delegator_entry(instance, me),
+            uid,
+            instance.sequence,
+            ctx.now,
+            None,
+            ctx.reply_details,
+        ));
+        self.done.insert(id);
+        self.add_delegator(instance, me, true);
     }
 
     fn into_message(self, from: &CalAddress, snap: &Snapshot<'_>) -> Option<ItipMessage> {
@@ -128,19 +178,7 @@ pub fn update(
                 if new_me.server_scheduled
                     && (old_me.partstat != new_me.partstat || new_me.force_send || progress_changed)
                 {
-                    reply.trees.push(reply_component(
-                        n,
-                        new_me,
-                        &new.uid,
-                        ctx.now,
-                        ctx.reply_details,
-                    ));
-                    reply.done.insert(*id);
-                    reply.partstat = new_me
-                        .partstat
-                        .clone()
-                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
-                    reply.add_delegator(n, &me, false);
+                    reply.answer(*id, n, new_me, &me, &new.uid, ctx);
                 }
                 // Delegates this edit added.
                 for a in n
@@ -162,39 +200,15 @@ pub fn update(
             (None, Some(n)) => {
                 let new_me = me_in(n, &me).ok_or(ItipError::CannotModifyInstance)?;
                 if new_me.server_scheduled {
-                    reply.trees.push(reply_component(
-                        n,
-                        new_me,
-                        &new.uid,
-                        ctx.now,
-                        ctx.reply_details,
-                    ));
-                    reply.done.insert(*id);
-                    reply.partstat = new_me
-                        .partstat
-                        .clone()
-                        .unwrap_or(ICalendarParticipationStatus::NeedsAction);
-                    reply.add_delegator(n, &me, false);
+                    reply.answer(*id, n, new_me, &me, &new.uid, ctx);
                 }
             }
             (Some(o), None) => {
                 let old_me = me_in(o, &me).ok_or(ItipError::CannotModifyInstance)?;
                 if old_me.server_scheduled && old_me.rsvp != Some(false) && !reply.done.contains(id)
                 {
-                    reply.trees.push(decline_component(
-                        o.comp,
-                        organizer,
-                        &me,
-                        delegator_entry(o, &me),
-                        &old.uid,
-                        o.sequence,
-                        ctx.now,
-                        None,
-                        ctx.reply_details,
-                    ));
-                    reply.done.insert(*id);
+                    reply.decline(*id, o, organizer, &me, &old.uid, ctx);
                     reply.partstat = ICalendarParticipationStatus::Declined;
-                    reply.add_delegator(o, &me, true);
                 }
             }
             (None, None) => {}
@@ -256,19 +270,7 @@ pub fn decline(old: &Snapshot<'_>, ctx: &Context<'_>) -> Result<ChangeOutcome, I
         if !att.server_scheduled || att.rsvp == Some(false) || (answered_no && !att.force_send) {
             continue;
         }
-        reply.trees.push(decline_component(
-            instance.comp,
-            organizer,
-            &me,
-            delegator_entry(instance, &me),
-            &old.uid,
-            instance.sequence,
-            ctx.now,
-            None,
-            ctx.reply_details,
-        ));
-        reply.done.insert(*id);
-        reply.add_delegator(instance, &me, true);
+        reply.decline(*id, instance, organizer, &me, &old.uid, ctx);
     }
     let message = reply
         .into_message(&me, old)
@@ -405,24 +407,7 @@ fn delegation_request(
     delegates: BTreeSet<CalAddress>,
     ctx: &Context<'_>,
 ) -> ItipMessage {
-    let trees = new
-        .instances
-        .values()
-        .filter(|i| !i.attendees.is_empty())
-        .map(|i| organizer_component(new.cal, i, &new.uid, i.sequence, ctx.now, false))
-        .collect();
-    ItipMessage {
-        calendar: MessageCalendar::build(
-            Some(&ICalendarMethod::Request),
-            trees,
-            new.cal,
-            Timezones::All,
-        ),
-        method: ICalendarMethod::Request,
-        from: me.clone(),
-        to: delegates.into_iter().collect(),
-        summary: MessageSummary::Invite,
-    }
+    whole_request(new, me.clone(), delegates.into_iter().collect(), ctx.now)
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@
 //! assembles them under a VCALENDAR with METHOD and the VTIMEZONEs they need.
 
 use super::address::CalAddress;
-use super::message::Method;
-use super::snapshot::{Attendee, Instance};
+use super::message::{ItipMessage, MessageSummary, Method};
+use super::snapshot::{Attendee, Instance, Snapshot};
 use super::time::utc_date_time;
 use calcard::icalendar::{
-    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarParameter,
-    ICalendarParameterName, ICalendarParameterValue, ICalendarParticipationStatus,
-    ICalendarProperty, ICalendarStatus, ICalendarValue, Uri,
+    ICalendar, ICalendarComponent, ICalendarComponentType, ICalendarEntry, ICalendarMethod,
+    ICalendarParameter, ICalendarParameterName, ICalendarParameterValue,
+    ICalendarParticipationStatus, ICalendarProperty, ICalendarStatus, ICalendarValue, Uri,
 };
 
 /// PRODID written into every message imipd builds.
@@ -43,6 +43,25 @@ impl ComponentTree {
         ComponentTree {
             component,
             children: Vec::new(),
+        }
+    }
+
+    /// `component` over copies of `source`'s sub-components in `cal` that `keep` accepts.
+    pub fn with_children_of(
+        component: ICalendarComponent,
+        cal: &ICalendar,
+        source: &ICalendarComponent,
+        keep: impl Fn(&ComponentTree) -> bool,
+    ) -> Self {
+        let children = source
+            .component_ids
+            .iter()
+            .filter_map(|id| Self::copy_from(cal, *id))
+            .filter(|child| keep(child))
+            .collect();
+        ComponentTree {
+            component,
+            children,
         }
     }
 
@@ -219,6 +238,35 @@ fn stamp_sequence_uid(comp: &mut ICalendarComponent, now: i64, sequence: i64, ui
     comp.add_uid(uid);
 }
 
+/// The whole object as a REQUEST from `from` to `to`: every instance with attendees at
+/// its own SEQUENCE, with every time zone. A refresh's answer and a delegation's
+/// invitation send the object as it stands.
+pub fn whole_request(
+    snap: &Snapshot<'_>,
+    from: CalAddress,
+    to: Vec<CalAddress>,
+    now: i64,
+) -> ItipMessage {
+    let trees = snap
+        .instances
+        .values()
+        .filter(|i| !i.attendees.is_empty())
+        .map(|i| organizer_component(snap.cal, i, &snap.uid, i.sequence, now, false))
+        .collect();
+    ItipMessage {
+        calendar: MessageCalendar::build(
+            Some(&ICalendarMethod::Request),
+            trees,
+            snap.cal,
+            Timezones::All,
+        ),
+        method: ICalendarMethod::Request,
+        from,
+        to,
+        summary: MessageSummary::Invite,
+    }
+}
+
 /// The organizer's export of one instance (REQUEST, ADD): new DTSTAMP, the given
 /// SEQUENCE, every other property in source order, SCHEDULE-* parameters removed and
 /// PARTSTAT=NEEDS-ACTION added where an attendee who may answer has none. VALARMs go
@@ -257,18 +305,9 @@ pub fn organizer_component(
             _ => comp.entries.push(entry.clone()),
         }
     }
-    let children = source
-        .component_ids
-        .iter()
-        .filter_map(|id| ComponentTree::copy_from(cal, *id))
-        .filter(|child| {
-            with_alarms || child.component.component_type != ICalendarComponentType::VAlarm
-        })
-        .collect();
-    ComponentTree {
-        component: comp,
-        children,
-    }
+    ComponentTree::with_children_of(comp, cal, source, |child| {
+        with_alarms || child.component.component_type != ICalendarComponentType::VAlarm
+    })
 }
 
 /// Properties a cancellation repeats so that the recipient recognises the event.

@@ -11,7 +11,9 @@
 use super::address::CalAddress;
 use super::edit::{append_component, copy_missing_timezones, finish, push_tree, refusal};
 use super::error::ItipError;
-use super::export::{organizer_component, set_param, MessageCalendar, Timezones, TODO_PROGRESS};
+use super::export::{
+    organizer_component, set_param, whole_request, MessageCalendar, Timezones, TODO_PROGRESS,
+};
 use super::message::{method_name, ItipMessage, MessageSummary, Method};
 use super::occurrence::{instance_at, Membership, Occurrences};
 use super::snapshot::{entry_address, Attendee, Instance, InstanceId, Snapshot};
@@ -209,24 +211,12 @@ fn to_organizer(
             if attendee.is_local {
                 return Err(ItipError::NothingToSend);
             }
-            let trees = local
-                .instances
-                .values()
-                .filter(|i| !i.attendees.is_empty())
-                .map(|i| organizer_component(local.cal, i, &local.uid, i.sequence, ctx.now, false))
-                .collect();
-            let response = ItipMessage {
-                calendar: MessageCalendar::build(
-                    Some(&ICalendarMethod::Request),
-                    trees,
-                    local.cal,
-                    Timezones::All,
-                ),
-                method: ICalendarMethod::Request,
-                from: local.organizer.address.clone(),
-                to: vec![sender.clone()],
-                summary: MessageSummary::Invite,
-            };
+            let response = whole_request(
+                local,
+                local.organizer.address.clone(),
+                vec![sender.clone()],
+                ctx.now,
+            );
             Ok(InboundOutcome {
                 action: InboundAction::RefreshAnswered,
                 copy: None,
@@ -398,22 +388,42 @@ fn replace_properties(
     );
 }
 
+/// A message instance, by id, with the copy's instance of the same id if it has one.
+type Matched<'s, 'a> = (&'s InstanceId, &'s Instance<'a>, Option<&'s Instance<'a>>);
+
+/// The message's instances that name occurrences of `series`, each with the copy's
+/// instance of the same id (`None` when the copy lacks it), and the refusals of the
+/// others; a message instance older than the copy's is out of sequence.
+fn matched_instances<'s, 'a>(
+    series: &Snapshot<'_>,
+    local: &'s Snapshot<'a>,
+    msg: &'s Snapshot<'a>,
+) -> Result<(Vec<Matched<'s, 'a>>, Vec<Refused>), ItipError> {
+    let set = occurrences(series, local, msg);
+    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
+    let mut matched = Vec::new();
+    for (id, m) in &msg.instances {
+        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
+            continue;
+        }
+        let l = local.instances.get(id);
+        if l.is_some_and(|l| m.sequence < l.sequence) {
+            return Err(ItipError::OutOfSequence);
+        }
+        matched.push((id, m, l));
+    }
+    Ok((matched, refused))
+}
+
 /// The organizer's REQUEST applied to an attendee's copy.
 fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     // A full REQUEST redefines the series; a partial one speaks of the copy's.
     let series = if msg.main().is_some() { msg } else { local };
-    let set = occurrences(series, local, msg);
-    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
-    for (id, m) in &msg.instances {
-        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
-            continue;
-        }
-        match local.instances.get(id) {
+    let (matched, refused) = matched_instances(series, local, msg)?;
+    for (_, m, l) in matched {
+        match l {
             Some(l) => {
-                if m.sequence < l.sequence {
-                    return Err(ItipError::OutOfSequence);
-                }
                 let mut names: Vec<ICalendarProperty> = l
                     .tracked
                     .symmetric_difference(&m.tracked)
@@ -453,35 +463,17 @@ fn apply_request(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutc
 fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutcome, ItipError> {
     let mut copy = local.cal.clone();
     let people = [ICalendarProperty::Organizer, ICalendarProperty::Attendee];
-    let set = occurrences(local, local, msg);
-    let refused = occurrence_refusals(set.as_ref(), local, msg)?;
-    for (id, m) in &msg.instances {
-        if occurrence_of(set.as_ref(), local, id) == Membership::NotAnOccurrence {
-            continue;
-        }
-        match local.instances.get(id) {
+    let (matched, refused) = matched_instances(local, local, msg)?;
+    for (id, m, l) in matched {
+        match l {
             Some(l) => {
-                if m.sequence < l.sequence {
-                    return Err(ItipError::OutOfSequence);
-                }
                 if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
-                    comp.entries.retain(|e| {
-                        !matches!(
-                            e.name,
-                            ICalendarProperty::Organizer
-                                | ICalendarProperty::Attendee
-                                | ICalendarProperty::Status
-                                | ICalendarProperty::Sequence
-                        )
-                    });
-                    comp.entries.extend(
-                        m.comp
-                            .entries
-                            .iter()
-                            .filter(|e| people.contains(&e.name))
-                            .cloned(),
-                    );
-                    comp.entries.push(cancelled_status());
+                    let dropped = [
+                        ICalendarProperty::Organizer,
+                        ICalendarProperty::Attendee,
+                        ICalendarProperty::Sequence,
+                    ];
+                    mark_cancelled(comp, &dropped, m.comp, &people);
                 }
             }
             None => {
@@ -495,27 +487,8 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 };
                 match instance.and_then(|at| copy.components.get_mut(at as usize)) {
                     Some(comp) => {
-                        comp.entries.retain(|e| {
-                            !matches!(
-                                e.name,
-                                ICalendarProperty::Status
-                                    | ICalendarProperty::Sequence
-                                    | ICalendarProperty::Dtstamp
-                            )
-                        });
-                        comp.entries.extend(
-                            m.comp
-                                .entries
-                                .iter()
-                                .filter(|e| {
-                                    matches!(
-                                        e.name,
-                                        ICalendarProperty::Sequence | ICalendarProperty::Dtstamp
-                                    )
-                                })
-                                .cloned(),
-                        );
-                        comp.entries.push(cancelled_status());
+                        let stamps = [ICalendarProperty::Sequence, ICalendarProperty::Dtstamp];
+                        mark_cancelled(comp, &stamps, m.comp, &stamps);
                     }
                     None => {
                         let mut comp = m.comp.clone();
@@ -533,26 +506,30 @@ fn apply_cancel(local: &Snapshot<'_>, msg: &Snapshot<'_>) -> Result<InboundOutco
                 continue;
             }
             if let Some(comp) = copy.components.get_mut(l.comp_id as usize) {
-                comp.entries.retain(|e| {
-                    !matches!(
-                        e.name,
-                        ICalendarProperty::Organizer
-                            | ICalendarProperty::Attendee
-                            | ICalendarProperty::Status
-                    )
-                });
-                comp.entries.extend(
-                    main.comp
-                        .entries
-                        .iter()
-                        .filter(|e| people.contains(&e.name))
-                        .cloned(),
-                );
-                comp.entries.push(cancelled_status());
+                mark_cancelled(comp, &people, main.comp, &people);
             }
         }
     }
     finish(copy, local.cal, InboundAction::Cancelled, refused)
+}
+
+/// Marks `comp` cancelled: its STATUS and `dropped` properties give way to `from`'s
+/// `taken` ones and STATUS:CANCELLED.
+fn mark_cancelled(
+    comp: &mut ICalendarComponent,
+    dropped: &[ICalendarProperty],
+    from: &ICalendarComponent,
+    taken: &[ICalendarProperty],
+) {
+    comp.entries
+        .retain(|e| e.name != ICalendarProperty::Status && !dropped.contains(&e.name));
+    comp.entries.extend(
+        from.entries
+            .iter()
+            .filter(|e| taken.contains(&e.name))
+            .cloned(),
+    );
+    comp.entries.push(cancelled_status());
 }
 
 fn cancelled_status() -> ICalendarEntry {
@@ -690,18 +667,9 @@ fn apply_answer(
     if !changed {
         return;
     }
-    let Some(entry) = entry_mut(comp, &stored.address) else {
+    let Some(entry) = copy_params(comp, &stored.address, replied.entry, &ANSWER_PARAMS) else {
         return;
     };
-    copy_params(
-        entry,
-        replied.entry,
-        &[
-            ICalendarParameterName::Partstat,
-            ICalendarParameterName::Rsvp,
-            ICalendarParameterName::DelegatedTo,
-        ],
-    );
     if !request_status.is_empty() {
         set_param(
             entry,
@@ -750,13 +718,33 @@ fn record_response_comment(
     }
 }
 
-/// Sets each parameter in `names` on `entry` to what `from` says (removing it where
-/// `from` has none), leaving the other parameters where they were.
-fn copy_params(
-    entry: &mut ICalendarEntry,
+/// The parameters an attendee's answer in a REPLY sets on their stored line.
+const ANSWER_PARAMS: [ICalendarParameterName; 3] = [
+    ICalendarParameterName::Partstat,
+    ICalendarParameterName::Rsvp,
+    ICalendarParameterName::DelegatedTo,
+];
+
+/// The parameters a REPLY states for a delegate: their delegation and answer.
+const DELEGATE_PARAMS: [ICalendarParameterName; 6] = [
+    ICalendarParameterName::DelegatedTo,
+    ICalendarParameterName::DelegatedFrom,
+    ICalendarParameterName::Partstat,
+    ICalendarParameterName::Rsvp,
+    ICalendarParameterName::ScheduleStatus,
+    ICalendarParameterName::Role,
+];
+
+/// Sets each parameter in `names` on the line of `address` in `comp` to what `from` says
+/// (removing it where `from` has none), leaving the other parameters where they were;
+/// the line, or `None` when `comp` has no line for `address`.
+fn copy_params<'c>(
+    comp: &'c mut ICalendarComponent,
+    address: &CalAddress,
     from: &ICalendarEntry,
     names: &[ICalendarParameterName],
-) {
+) -> Option<&'c mut ICalendarEntry> {
+    let entry = entry_mut(comp, address)?;
     for name in names {
         set_param(
             entry,
@@ -764,6 +752,7 @@ fn copy_params(
             from.parameters(name).cloned().collect(),
         );
     }
+    Some(entry)
 }
 
 /// A delegate named in a REPLY: their delegation and answer as the reply states them.
@@ -771,21 +760,7 @@ fn update_delegate(comp: &mut ICalendarComponent, known: &Attendee<'_>, in_reply
     if known.entry == in_reply.entry {
         return;
     }
-    let Some(entry) = entry_mut(comp, &known.address) else {
-        return;
-    };
-    copy_params(
-        entry,
-        in_reply.entry,
-        &[
-            ICalendarParameterName::DelegatedTo,
-            ICalendarParameterName::DelegatedFrom,
-            ICalendarParameterName::Partstat,
-            ICalendarParameterName::Rsvp,
-            ICalendarParameterName::ScheduleStatus,
-            ICalendarParameterName::Role,
-        ],
-    );
+    copy_params(comp, &known.address, in_reply.entry, &DELEGATE_PARAMS);
 }
 
 /// The organizer turns down an attendee's COUNTER: a DECLINECOUNTER built from the
@@ -856,7 +831,15 @@ mod tests {
     }
 
     fn receive_as_organizer(itip: &ICalendar) -> Result<InboundOutcome, ItipError> {
-        let stored = ICalendar::parse(SERIES).expect("parses");
+        receive_as_organizer_of(SERIES, itip)
+    }
+
+    /// `itip` from a@example.net received by the organizer of the stored `series`.
+    fn receive_as_organizer_of(
+        series: &str,
+        itip: &ICalendar,
+    ) -> Result<InboundOutcome, ItipError> {
+        let stored = ICalendar::parse(series).expect("parses");
         let me = [CalAddress::parse("o@example.com").expect("address")];
         let ctx = Context {
             account: &me,
@@ -895,16 +878,8 @@ mod tests {
             "ATTENDEE;RSVP=TRUE:mailto:a@example.net",
             "ATTENDEE;PARTSTAT=DECLINED:mailto:a@example.net",
         );
-        let stored = ICalendar::parse(&series).expect("parses");
-        let me = [CalAddress::parse("o@example.com").expect("address")];
-        let ctx = Context {
-            account: &me,
-            now: 0,
-            reply_details: ReplyDetails::Full,
-        };
-        let sender = CalAddress::parse("a@example.net").expect("address");
         let outcome =
-            receive(&reply(&["20300110T100000"]), &sender, Some(&stored), &ctx).expect("taken");
+            receive_as_organizer_of(&series, &reply(&["20300110T100000"])).expect("taken");
         assert_eq!(outcome.action, InboundAction::Unchanged);
         assert!(outcome.copy.is_none());
     }

@@ -172,15 +172,7 @@ pub fn instance_at(cal: &ICalendar, master_id: u32, timestamp: i64) -> Option<Co
             _ => comp.entries.push(entry.clone()),
         }
     }
-    let children = master
-        .component_ids
-        .iter()
-        .filter_map(|id| ComponentTree::copy_from(cal, *id))
-        .collect();
-    Some(ComponentTree {
-        component: comp,
-        children,
-    })
+    Some(ComponentTree::with_children_of(comp, cal, master, |_| true))
 }
 
 /// `entry` (a date or date-time) rewritten to say `timestamp`, in its own form: UTC
@@ -266,83 +258,53 @@ mod tests {
         &cal.components[1]
     }
 
-    #[test]
-    fn thursdays_of_a_thursday_series_are_occurrences() {
-        let c = cal(THURSDAYS);
-        // 2030-01-10 10:00 Berlin is 09:00 UTC; 2030-04-11 10:00 Berlin (summer) 08:00.
-        assert_eq!(
-            membership(&c, master(&c), utc("20300110T090000Z")),
-            Membership::Occurrence
-        );
-        assert_eq!(
-            membership(&c, master(&c), utc("20300411T080000Z")),
-            Membership::Occurrence
-        );
+    /// An event from 2030-01-03 10:00 UTC with `recurrence` (RRULE or RDATE lines).
+    fn from_jan_3(recurrence: &str) -> String {
+        format!(
+            "BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n{recurrence}\
+             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n"
+        )
     }
 
+    /// Thursdays of a Thursday series across DST (2030-01-10 10:00 Berlin is 09:00 UTC,
+    /// 2030-04-11 10:00 Berlin is 08:00) are occurrences; a Friday, an EXDATE, a day after
+    /// COUNT or UNTIL and a non-recurring event's start are not; an RDATE is; an
+    /// unbounded series beyond the expansion is undecided.
     #[test]
-    fn a_friday_an_exdate_and_a_day_after_count_are_not_occurrences() {
-        let c = cal(THURSDAYS);
-        for not in ["20300111T090000Z", "20300117T090000Z", "20300523T080000Z"] {
+    fn membership_follows_the_recurrence() {
+        let until = from_jan_3("RRULE:FREQ=DAILY;UNTIL=20300110T100000Z\r\n");
+        let rdate = from_jan_3("RDATE:20300301T140000Z\r\n");
+        let single = from_jan_3("");
+        let hourly = from_jan_3("RRULE:FREQ=HOURLY\r\n");
+        let (yes, no) = (Membership::Occurrence, Membership::NotAnOccurrence);
+        let cases = [
+            (THURSDAYS, "20300110T090000Z", yes),
+            (THURSDAYS, "20300411T080000Z", yes),
+            (THURSDAYS, "20300111T090000Z", no),
+            (THURSDAYS, "20300117T090000Z", no),
+            (THURSDAYS, "20300523T080000Z", no),
+            (&until, "20300110T100000Z", yes),
+            (&until, "20300111T100000Z", no),
+            (&rdate, "20300301T140000Z", yes),
+            (&rdate, "20300302T140000Z", no),
+            (&single, "20300103T100000Z", no),
+            (&hourly, "20900103T100000Z", Membership::Undecided),
+        ];
+        for (event, at, expected) in cases {
+            let c = cal(event);
             assert_eq!(
-                membership(&c, master(&c), utc(not)),
-                Membership::NotAnOccurrence,
-                "{not}"
+                membership(&c, master(&c), utc(at)),
+                expected,
+                "{at} in {event}"
             );
         }
     }
 
-    #[test]
-    fn a_day_after_until_is_not_an_occurrence() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RRULE:FREQ=DAILY;UNTIL=20300110T100000Z\r\nORGANIZER:mailto:o@example.com\r\n\
-             END:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20300110T100000Z")),
-            Membership::Occurrence
-        );
-        assert_eq!(
-            membership(&c, master(&c), utc("20300111T100000Z")),
-            Membership::NotAnOccurrence
-        );
-    }
-
-    #[test]
-    fn an_rdate_is_an_occurrence() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RDATE:20300301T140000Z\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20300301T140000Z")),
-            Membership::Occurrence
-        );
-        assert_eq!(
-            membership(&c, master(&c), utc("20300302T140000Z")),
-            Membership::NotAnOccurrence
-        );
-    }
-
-    #[test]
-    fn a_non_recurring_event_has_no_occurrences() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20300103T100000Z")),
-            Membership::NotAnOccurrence
-        );
-    }
-
-    #[test]
-    fn an_unbounded_series_beyond_the_expansion_is_undecided() {
-        let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000Z\r\n\
-             RRULE:FREQ=HOURLY\r\nORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        assert_eq!(
-            membership(&c, master(&c), utc("20900103T100000Z")),
-            Membership::Undecided
-        );
-    }
-
-    fn lines_of(tree: ComponentTree) -> String {
-        tree.component
+    /// Asserts that the instance of the series in `c` at `at` (UTC) has each of `lines`.
+    fn assert_instance_has(c: &ICalendar, at: &str, lines: &[&str]) {
+        let tree = instance_at(c, 1, utc(at)).expect("instance");
+        let text: String = tree
+            .component
             .entries
             .iter()
             .map(|e| {
@@ -350,7 +312,10 @@ mod tests {
                 let _ = e.write_to(&mut s);
                 s
             })
-            .collect()
+            .collect();
+        for line in lines {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]
@@ -362,10 +327,15 @@ mod tests {
             membership(&c, master(&c), utc("20300110T000000Z")),
             Membership::Occurrence
         );
-        let text = lines_of(instance_at(&c, 1, utc("20300110T000000Z")).expect("instance"));
-        assert!(text.contains("DTSTART;VALUE=DATE:20300110"), "{text}");
-        assert!(text.contains("DTEND;VALUE=DATE:20300111"), "{text}");
-        assert!(text.contains("RECURRENCE-ID;VALUE=DATE:20300110"), "{text}");
+        assert_instance_has(
+            &c,
+            "20300110T000000Z",
+            &[
+                "DTSTART;VALUE=DATE:20300110",
+                "DTEND;VALUE=DATE:20300111",
+                "RECURRENCE-ID;VALUE=DATE:20300110",
+            ],
+        );
     }
 
     #[test]
@@ -373,10 +343,15 @@ mod tests {
         let c = cal("BEGIN:VEVENT\r\nUID:t\r\nDTSTART:20300103T100000\r\n\
              DURATION:PT1H\r\nRRULE:FREQ=DAILY;COUNT=3\r\n\
              ORGANIZER:mailto:o@example.com\r\nEND:VEVENT\r\n");
-        let text = lines_of(instance_at(&c, 1, utc("20300104T100000Z")).expect("instance"));
-        assert!(text.contains("DTSTART:20300104T100000\r\n"), "{text}");
-        assert!(text.contains("RECURRENCE-ID:20300104T100000\r\n"), "{text}");
-        assert!(text.contains("DURATION:PT1H"), "{text}");
+        assert_instance_has(
+            &c,
+            "20300104T100000Z",
+            &[
+                "DTSTART:20300104T100000\r\n",
+                "RECURRENCE-ID:20300104T100000\r\n",
+                "DURATION:PT1H",
+            ],
+        );
     }
 
     /// The instance keeps the master's zone and wall-clock times across a DST change.

@@ -57,6 +57,7 @@ pub fn create(
     }
     let message = message(
         new,
+        &new.organizer.address,
         ICalendarMethod::Request,
         to,
         trees,
@@ -166,14 +167,8 @@ fn changes(
             // Already cancelled: there is no meeting left to update.
             return Err(ItipError::NothingToSend);
         }
-        let to: BTreeSet<CalAddress> = old
-            .instances
-            .values()
-            .chain(new.instances.values())
-            .flat_map(|i| i.attendees.iter())
-            .filter(|a| a.send_update())
-            .map(|a| a.address.clone())
-            .collect();
+        let to: BTreeSet<CalAddress> =
+            update_recipients(old.instances.values().chain(new.instances.values()));
         if to.is_empty() {
             return Err(ItipError::NothingToSend);
         }
@@ -187,6 +182,7 @@ fn changes(
         return Ok(ChangeOutcome {
             messages: vec![message(
                 new,
+                &new.organizer.address,
                 ICalendarMethod::Cancel,
                 to,
                 vec![tree],
@@ -311,13 +307,7 @@ fn changes(
     let mut bumped = BTreeMap::new();
     let mut full_to = BTreeSet::new();
     if wants_full {
-        full_to = new
-            .instances
-            .values()
-            .flat_map(|i| i.attendees.iter())
-            .filter(|a| a.send_update())
-            .map(|a| a.address.clone())
-            .collect();
+        full_to = update_recipients(new.instances.values());
         let sequence = |id: &InstanceId, n: &Instance<'_>| sequence_of(increment, id, n);
         let trees = full_request_trees(new, ctx, sequence, &mut bumped, false);
         if !full_to.is_empty() && !trees.is_empty() {
@@ -326,6 +316,7 @@ fn changes(
             };
             messages.push(message(
                 new,
+                &new.organizer.address,
                 ICalendarMethod::Request,
                 full_to.clone(),
                 trees,
@@ -401,7 +392,7 @@ fn changes(
         } else {
             new
         };
-        messages.push(message_from(
+        messages.push(message(
             source,
             &new.organizer.address,
             method,
@@ -491,13 +482,7 @@ pub fn cancel(
     if old.component_type == ICalendarComponentType::VFreebusy {
         return Err(ItipError::NothingToSend);
     }
-    let to: BTreeSet<CalAddress> = old
-        .instances
-        .values()
-        .flat_map(|i| i.attendees.iter())
-        .filter(|a| a.send_update())
-        .map(|a| a.address.clone())
-        .collect();
+    let to: BTreeSet<CalAddress> = update_recipients(old.instances.values());
     let Some(instance) = old.main().or_else(|| old.instances.values().next()) else {
         return Err(ItipError::NothingToSend);
     };
@@ -509,6 +494,7 @@ pub fn cancel(
     Ok(ChangeOutcome {
         messages: vec![message(
             old,
+            &old.organizer.address,
             ICalendarMethod::Cancel,
             to,
             vec![tree],
@@ -554,30 +540,23 @@ impl Ord for MethodKey {
     }
 }
 
+/// Everyone in `instances` who takes updates: the recipients of a whole-object message.
+fn update_recipients<'i, 'a: 'i>(
+    instances: impl Iterator<Item = &'i Instance<'a>>,
+) -> BTreeSet<CalAddress> {
+    instances
+        .flat_map(|i| i.attendees.iter())
+        .filter(|a| a.send_update())
+        .map(|a| a.address.clone())
+        .collect()
+}
+
 fn is_cancelled(instance: &Instance<'_>) -> bool {
     matches!(instance.comp.status(), Some(ICalendarStatus::Cancelled))
 }
 
+/// A message from `from` built from `source`'s calendar (its time zones).
 fn message(
-    snap: &Snapshot<'_>,
-    method: Method,
-    to: BTreeSet<CalAddress>,
-    trees: Vec<ComponentTree>,
-    timezones: Timezones,
-    summary: MessageSummary,
-) -> ItipMessage {
-    message_from(
-        snap,
-        &snap.organizer.address,
-        method,
-        to,
-        trees,
-        timezones,
-        summary,
-    )
-}
-
-fn message_from(
     source: &Snapshot<'_>,
     from: &CalAddress,
     method: Method,

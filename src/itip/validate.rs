@@ -73,30 +73,27 @@ pub fn problems(cal: &ICalendar, kind: Kind) -> Vec<String> {
             }
             n
         };
-        match component.component_type {
+        // Per type: whether a DTSTART is required, and the end that excludes DURATION.
+        let rule = match component.component_type {
             ICalendarComponentType::VEvent => {
-                let starts = once(ICalendarProperty::Dtstart, &mut out);
-                if starts == 0 && kind != Kind::Message {
-                    out.push(format!("{name}: no DTSTART"));
-                }
-                let ends = once(ICalendarProperty::Dtend, &mut out);
+                Some((kind != Kind::Message, Some(ICalendarProperty::Dtend)))
+            }
+            ICalendarComponentType::VTodo => Some((false, Some(ICalendarProperty::Due))),
+            ICalendarComponentType::VJournal => Some((false, None)),
+            _ => None,
+        };
+        if let Some((start_required, end)) = rule {
+            let starts = once(ICalendarProperty::Dtstart, &mut out);
+            if starts == 0 && start_required {
+                out.push(format!("{name}: no DTSTART"));
+            }
+            if let Some(end) = end {
+                let ends = once(end.clone(), &mut out);
                 let durations = once(ICalendarProperty::Duration, &mut out);
                 if ends > 0 && durations > 0 {
-                    out.push(format!("{name}: both DTEND and DURATION"));
+                    out.push(format!("{name}: both {} and DURATION", end.as_str()));
                 }
             }
-            ICalendarComponentType::VTodo => {
-                once(ICalendarProperty::Dtstart, &mut out);
-                let dues = once(ICalendarProperty::Due, &mut out);
-                let durations = once(ICalendarProperty::Duration, &mut out);
-                if dues > 0 && durations > 0 {
-                    out.push(format!("{name}: both DUE and DURATION"));
-                }
-            }
-            ICalendarComponentType::VJournal => {
-                once(ICalendarProperty::Dtstart, &mut out);
-            }
-            _ => {}
         }
         for entry in component
             .entries

@@ -272,30 +272,18 @@ fn lower_mailto(value: &str) -> String {
 }
 
 fn split_unquoted(value: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    for c in value.chars() {
-        if c == '"' {
-            in_quotes = !in_quotes;
-        }
-        if c == sep && !in_quotes {
-            out.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    out.push(current);
-    out
+    crate::text::split_outside_quotes(value, |c| c == sep)
+}
+
+/// `text` in canonical form with a fresh numbering (for unit tests).
+#[cfg(test)]
+pub(crate) fn canon(text: &str) -> Node {
+    canonicalize(text, &mut Numbering::default()).expect("valid")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn canon(text: &str) -> Node {
-        canonicalize(text, &mut Numbering::default()).expect("valid")
-    }
 
     #[test]
     fn order_case_folding_and_quotes_do_not_matter() {

@@ -278,11 +278,7 @@ pub fn listed(file: &Path, line: usize, title: &str) -> Option<&'static Listed> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::canonical::{canonicalize, Numbering};
-
-    fn node(text: &str) -> Node {
-        canonicalize(text, &mut Numbering::default()).expect("valid")
-    }
+    use crate::replay::canonical::canon as node;
 
     #[test]
     fn only_server_parameters_of_addresses_are_removed() {
@@ -331,24 +327,27 @@ mod tests {
         assert!(listed(other, 228, "Organizer receives the response").is_none());
     }
 
+    /// The listed departure of step `title` at `line` of `file`.
+    fn listed_in(file: &str, line: usize, title: &str) -> &'static Listed {
+        listed(Path::new(file), line, title).expect("listed")
+    }
+
     /// A failing step only counts as a departure when imipd does what the RFC asks.
     #[test]
     fn a_departure_holds_only_for_the_rfc_behaviour() {
-        let full = listed(
-            Path::new("rfc6638_recurring.txt"),
+        let full = listed_in(
+            "rfc6638_recurring.txt",
             228,
             "Organizer receives the response",
-        )
-        .expect("listed");
+        );
         assert!(full.holds_for("BEGIN:VEVENT\n  DTSTART;TZID=America/Montreal:20090602T150000\n"));
         assert!(!full
             .holds_for("BEGIN:VEVENT\n  RECURRENCE-ID;TZID=America/Montreal:20090602T150000\n"));
-        let refused = listed(
-            Path::new("rfc5546_todo.txt"),
+        let refused = listed_in(
+            "rfc5546_todo.txt",
             440,
             "Make sure \"A\" received the reply",
-        )
-        .expect("listed");
+        );
         assert!(refused.holds_for("BEGIN:VTODO\nUID:x\nEND:VTODO\n"));
         assert!(!refused.holds_for("BEGIN:VTODO\nRECURRENCE-ID:19980101T170000Z\nEND:VTODO\n"));
     }

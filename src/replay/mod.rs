@@ -271,16 +271,24 @@ impl World {
         }
     }
 
-    fn put(&mut self, account: &str, name: &str, payload: &str) -> StepResult {
-        let me = [address(account)?];
-        let new = match ICalendar::parse(payload) {
-            Ok(cal) => cal,
+    /// `payload` parsed; when it does not parse, the parse error becomes the step's
+    /// outcome and `None` is returned.
+    fn parse_or_record(&mut self, payload: &str) -> Option<ICalendar> {
+        match ICalendar::parse(payload) {
+            Ok(cal) => Some(cal),
             Err(err) => {
                 self.last = Some(Outcome::Error(ItipError::ICalendarParseError(format!(
                     "{err:?}"
                 ))));
-                return Ok(());
+                None
             }
+        }
+    }
+
+    fn put(&mut self, account: &str, name: &str, payload: &str) -> StepResult {
+        let me = [address(account)?];
+        let Some(new) = self.parse_or_record(payload) else {
+            return Ok(());
         };
         let key = account.to_ascii_lowercase();
         let old = self.baselines.get(&key).and_then(|c| c.get(name)).cloned();
@@ -375,14 +383,8 @@ impl World {
             .iter()
             .map(|t| address(t))
             .collect::<Result<Vec<_>, _>>()?;
-        let calendar = match ICalendar::parse(payload) {
-            Ok(cal) => cal,
-            Err(err) => {
-                self.last = Some(Outcome::Error(ItipError::ICalendarParseError(format!(
-                    "{err:?}"
-                ))));
-                return Ok(());
-            }
+        let Some(calendar) = self.parse_or_record(payload) else {
+            return Ok(());
         };
         let method = calendar
             .components

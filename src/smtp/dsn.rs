@@ -291,12 +291,16 @@ mod tests {
 
     #[test]
     fn status_codes() {
-        assert!(valid_status("5.1.1"));
-        assert!(valid_status("4.7.26"));
-        assert!(!valid_status("3.1.1"));
-        assert!(!valid_status("5.1"));
-        assert!(!valid_status("5.1.1.1"));
-        assert!(!valid_status("5.x.1"));
+        for (status, valid) in [
+            ("5.1.1", true),
+            ("4.7.26", true),
+            ("3.1.1", false),
+            ("5.1", false),
+            ("5.1.1.1", false),
+            ("5.x.1", false),
+        ] {
+            assert_eq!(valid_status(status), valid, "{status}");
+        }
     }
 
     #[test]

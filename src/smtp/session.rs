@@ -157,17 +157,19 @@ where
         self.reply(Reply::new(code, enhanced, text));
         self.errors += 1;
         if self.errors > self.config.max_errors {
-            self.reply(Reply::new(
-                421,
-                "4.7.0",
-                format!(
-                    "{} too many errors, closing connection",
-                    self.config.hostname
-                ),
-            ));
-            return Flow::Close;
+            return self.too_many("errors");
         }
         Flow::Continue
+    }
+
+    /// Ends the session after too many `what` (errors, commands).
+    fn too_many(&mut self, what: &str) -> Flow {
+        let text = format!(
+            "{} too many {what}, closing connection",
+            self.config.hostname
+        );
+        self.reply(Reply::new(421, "4.7.0", text));
+        Flow::Close
     }
 
     async fn close_with(&mut self, code: u16, enhanced: &str, text: &str) {
@@ -202,15 +204,7 @@ where
     async fn command(&mut self, line: Line) -> Flow {
         self.commands += 1;
         if self.commands > self.config.max_commands {
-            self.reply(Reply::new(
-                421,
-                "4.7.0",
-                format!(
-                    "{} too many commands, closing connection",
-                    self.config.hostname
-                ),
-            ));
-            return Flow::Close;
+            return self.too_many("commands");
         }
         let bytes = match line {
             Line::Command(bytes) => bytes,

@@ -35,7 +35,9 @@ impl ForwardedClient {
             let (name, value) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("{pair}: expected NAME=value"))?;
-            let value = decode_xtext(value).ok_or_else(|| format!("{name}: bad xtext"))?;
+            // RFC 3461 xtext: `+XX` is the byte with hex value XX.
+            let value = crate::text::decode_hex_escapes(value, b'+')
+                .ok_or_else(|| format!("{name}: bad xtext"))?;
             let known = !value.eq_ignore_ascii_case("[UNAVAILABLE]")
                 && !value.eq_ignore_ascii_case("[TEMPUNAVAIL]");
             match name.to_ascii_uppercase().as_str() {
@@ -71,24 +73,6 @@ fn strip_ipv6_prefix(value: &str) -> &str {
         Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => &value[5..],
         _ => value,
     }
-}
-
-/// RFC 3461 xtext: `+XX` is the byte with hex value XX.
-fn decode_xtext(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'+' {
-            let hex = value.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -598,8 +598,7 @@ mod tests {
     /// nothing.
     #[test]
     fn statuses_of_several_attendees_are_written_together() {
-        let dir = std::env::temp_dir().join(format!("imipd-statuses-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir("statuses");
         let folder = dir.join("root/alice/calendar");
         std::fs::create_dir_all(&folder).expect("folder");
         let original = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n\
@@ -647,8 +646,7 @@ mod tests {
     /// and only where the import policy would take the invitation that answers it.
     #[test]
     fn add_for_an_unknown_event_queues_a_refresh_to_the_organizer() {
-        let dir = std::env::temp_dir().join(format!("imipd-add-refresh-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir("add-refresh");
         std::fs::create_dir_all(dir.join("root/alice/calendar")).expect("folder");
         let store = test_store(&dir.join("root"), Layout::Vdir, 1 << 20);
         let state = State::open(&dir.join("state.redb")).expect("state");
@@ -701,8 +699,7 @@ mod tests {
     /// the verdict the daemon logs names the one refused.
     #[test]
     fn a_partly_refused_reply_is_written_and_named_in_the_verdict() {
-        let dir = std::env::temp_dir().join(format!("imipd-partly-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir("partly");
         let folder = dir.join("root/alice/calendar");
         std::fs::create_dir_all(&folder).expect("folder");
         std::fs::write(

@@ -232,10 +232,19 @@ mod tests {
     use crate::store::layout::test_store;
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("imipd-cals-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir(&format!("cals-{name}"));
         std::fs::create_dir_all(dir.join("collection-root/alice")).expect("dirs");
         dir
+    }
+
+    /// A Radicale store in `temp(name)`, and its user alice with no invitations folder
+    /// configured.
+    fn radicale_alice(name: &str) -> (std::path::PathBuf, Store, User) {
+        let root = temp(name);
+        let store = test_store(&root, Layout::Radicale, 1000);
+        let mut alice = store.user("alice").expect("user").clone();
+        alice.invitations = None;
+        (root, store, alice)
     }
 
     fn calendar(root: &Path, name: &str, props: Option<&str>) {
@@ -268,10 +277,7 @@ mod tests {
 
     #[test]
     fn uuid_named_calendars_receive_by_the_documented_rule() {
-        let root = temp("rule");
-        let store = test_store(&root, Layout::Radicale, 1000);
-        let mut alice = store.user("alice").expect("user").clone();
-        alice.invitations = None;
+        let (root, store, mut alice) = radicale_alice("rule");
         assert_eq!(
             store.invitation_calendar(&alice, "VEVENT"),
             InvitationCalendar::ToMake("calendar".into())
@@ -326,10 +332,7 @@ mod tests {
 
     #[test]
     fn the_last_resort_makes_a_calendar_radicale_lists() {
-        let root = temp("make");
-        let store = test_store(&root, Layout::Radicale, 1000);
-        let mut alice = store.user("alice").expect("user").clone();
-        alice.invitations = None;
+        let (root, store, alice) = radicale_alice("make");
         assert_eq!(store.receiving_problem(&alice), None);
         store.make_calendar(&alice, "calendar").expect("made");
         let dir = root.join("collection-root/alice/calendar");

@@ -327,8 +327,7 @@ mod tests {
 
     #[test]
     fn radicale_address_books_are_not_calendars() {
-        let dir = std::env::temp_dir().join(format!("imipd-props-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir("props");
         for (name, props) in [
             ("cal", r#"{"tag": "VCALENDAR"}"#),
             ("contacts", r#"{"tag": "VADDRESSBOOK"}"#),
@@ -362,8 +361,7 @@ mod tests {
 
     #[test]
     fn reading_refuses_large_binary_and_escaping_files() {
-        let dir = std::env::temp_dir().join(format!("imipd-layout-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_support::fresh_dir("layout");
         let cal = dir.join("alice/work");
         std::fs::create_dir_all(&cal).expect("dirs");
         std::fs::write(cal.join("big.ics"), vec![b'x'; 200]).expect("write");

@@ -205,11 +205,19 @@ impl Provenance {
 mod tests {
     use super::*;
 
+    /// Provenance where imipd's bookkeeping wrote each version of `key` in `versions`
+    /// over the one before.
+    fn bookkeeping_chain(key: &str, versions: &[&str]) -> Provenance {
+        let p = Provenance::default();
+        for pair in versions.windows(2) {
+            p.record_bookkeeping(key, pair[0], pair[1]);
+        }
+        p
+    }
+
     #[test]
     fn a_chain_of_bookkeeping_writes_connects_two_versions() {
-        let p = Provenance::default();
-        p.record_bookkeeping("a/c/x.ics", "h1", "h2");
-        p.record_bookkeeping("a/c/x.ics", "h2", "h3");
+        let p = bookkeeping_chain("a/c/x.ics", &["h1", "h2", "h3"]);
         assert!(p.only_bookkeeping_between("a/c/x.ics", "h1", "h2"));
         assert!(p.only_bookkeeping_between("a/c/x.ics", "h1", "h3"));
         assert!(p.only_bookkeeping_between("a/c/x.ics", "h2", "h3"));
@@ -223,9 +231,7 @@ mod tests {
 
     #[test]
     fn a_version_is_traced_back_to_before_imipds_writes() {
-        let p = Provenance::default();
-        p.record_bookkeeping("k", "h1", "h2");
-        p.record_bookkeeping("k", "h2", "h3");
+        let p = bookkeeping_chain("k", &["h1", "h2", "h3"]);
         assert_eq!(p.before_bookkeeping("k", "h3"), "h1");
         assert_eq!(p.before_bookkeeping("k", "h1"), "h1");
         assert_eq!(p.before_bookkeeping("j", "h3"), "h3");
@@ -233,9 +239,7 @@ mod tests {
 
     #[test]
     fn a_cycle_of_writes_ends() {
-        let p = Provenance::default();
-        p.record_bookkeeping("k", "h1", "h2");
-        p.record_bookkeeping("k", "h2", "h1");
+        let p = bookkeeping_chain("k", &["h1", "h2", "h1"]);
         assert!(!p.only_bookkeeping_between("k", "h1", "h9"));
     }
 
