@@ -12,7 +12,7 @@ pub static DAV: HeaderName = HeaderName::from_static("dav");
 /// (one that lists `calendar-access`), unless it is there already. Other answers are
 /// left as they are: an address book or a plain WebDAV folder schedules nothing.
 pub fn announce(headers: &mut HeaderMap) {
-    let classes = super::header_items(headers, &DAV);
+    let classes = super::headers::header_items(headers, &DAV);
     let has = |name: &str| classes.iter().any(|c| c.eq_ignore_ascii_case(name));
     if !has("calendar-access") || has(AUTO_SCHEDULE) {
         return;

@@ -18,6 +18,7 @@
 //! ([`stale_save`]). A save over anything a person wrote still gets its 412.
 //!
 //! - [`announce`]: the DAV header with the announcement (pure).
+//! - [`headers`]: reading the DAV and Connection list headers (pure).
 //! - [`listing`]: the ETags a multistatus answer gives (pure).
 //! - [`paths`]: which store object a request path names (pure).
 //! - [`upstream`]: one HTTP/1 request to Radicale.
@@ -27,25 +28,11 @@
 //! It does not parse or change calendar data: every body passes through untouched.
 
 pub mod announce;
+pub mod headers;
 pub mod listing;
 pub mod paths;
 pub mod server;
 pub mod stale_save;
 pub mod upstream;
-
-use axum::http::{header::HeaderName, HeaderMap};
-
-/// The comma-separated items of every `name` header (a list header such as `DAV` or
-/// `Connection`), trimmed, empty ones left out.
-pub fn header_items(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect()
-}
 
 pub use server::{bind, serve};

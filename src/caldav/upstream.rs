@@ -44,7 +44,7 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<String> = super::header_items(headers, &header::CONNECTION)
+    let named: Vec<String> = super::headers::header_items(headers, &header::CONNECTION)
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
