@@ -170,7 +170,7 @@ impl Store {
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
-            .filter(|p| p.is_dir() && self.inside_root(p) && super::calendars::is_calendar(p))
+            .filter(|p| p.is_dir() && self.inside_root(p) && super::collection::is_calendar(p))
             .collect();
         out.sort();
         out

@@ -4,6 +4,7 @@ pub mod answers;
 pub mod apply;
 mod bodies;
 pub mod calendars;
+pub mod collection;
 mod hash;
 pub mod layout;
 pub mod patch;
