@@ -258,7 +258,14 @@ impl<'a> Snapshot<'a> {
                 _ => {}
             }
             let mut instance_id = InstanceId::Main;
-            let mut attendees = Vec::new();
+            // Sized once: an Attendee is large, and growing the vector one push at a
+            // time copied the lines read so far again and again.
+            let mut attendees = Vec::with_capacity(
+                comp.entries
+                    .iter()
+                    .filter(|e| e.name == ICalendarProperty::Attendee)
+                    .count(),
+            );
             let mut tracked = BTreeSet::new();
             let mut sequence = 0;
             let mut request_status = Vec::new();
