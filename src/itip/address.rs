@@ -40,11 +40,10 @@ impl CalAddress {
         // costs a Unicode table lookup per character, and the engine normalises every
         // attendee of every version it reads).
         let compact: String = if decoded.is_ascii() {
-            let mut compact = String::with_capacity(decoded.len());
-            for b in decoded.bytes() {
-                if !(b as char).is_whitespace() {
-                    compact.push(b.to_ascii_lowercase() as char);
-                }
+            let mut compact = decoded.into_owned();
+            compact.make_ascii_lowercase();
+            if compact.bytes().any(|b| char::from(b).is_whitespace()) {
+                compact.retain(|c| !c.is_whitespace());
             }
             compact
         } else {
@@ -184,8 +183,25 @@ fn is_dot_atom_at_domain(local: &str, domain: &str) -> bool {
 
 /// RFC 5322 atext, for ASCII: what [`is_valid_email`]'s local part allows besides dots.
 fn is_ascii_atext(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+    ATEXT.get(usize::from(b)).copied().unwrap_or(false)
 }
+
+/// [`is_ascii_atext`] as a table: one load per character of every address read.
+const ATEXT: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"!#$%&'*+-/=?^_`{|}~";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// An ASCII dot-atom: atext runs separated by single dots, none empty.
 fn is_ascii_dot_atom(local: &[u8]) -> bool {
