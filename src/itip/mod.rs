@@ -156,35 +156,46 @@ pub fn schedule_change_with(
     if over {
         return Err(ItipError::EventInPast);
     }
-    let outcome = match (old, new_snapshot) {
+    let new_snapshot = match new_snapshot {
+        Ok(new) => new,
+        // Not a scheduling object (any more): only an organizer's copy that lost its
+        // attendees has something to send. Nothing of it is withheld: a copy that is
+        // no scheduling object has no override to judge.
+        Err(err) => {
+            return match (old, err) {
+                (None, err) => Err(err),
+                (
+                    Some(old),
+                    ItipError::NoSchedulingInfo
+                    | ItipError::NotOrganizer
+                    | ItipError::NotOrganizerNorAttendee
+                    | ItipError::OtherSchedulingAgent,
+                ) => {
+                    if old.organizer.is_local {
+                        // The organizer took the attendees away: they must hear it's off.
+                        organizer::cancel(&old, ctx, &history.sent)
+                    } else {
+                        Err(ItipError::CannotModifyAddress)
+                    }
+                }
+                (Some(_), other) => Err(other),
+            };
+        }
+    };
+    let outcome = match old {
         // An invitation imipd never imported, accepted in the client: its first
         // answer goes to the organizer.
-        (None, Ok(new)) if left_to_server && !new.organizer.is_local => {
-            attendee::first_answer(&new, ctx)
+        None if left_to_server && !new_snapshot.organizer.is_local => {
+            attendee::first_answer(&new_snapshot, ctx)
         }
-        (None, Ok(new)) => organizer::create(&new, ctx, &history.sent),
-        (None, Err(err)) => Err(err),
-        (Some(old), Ok(new)) if old.organizer.is_local => {
-            organizer::update(&old, &new, ctx, &history.sent)
+        None => organizer::create(&new_snapshot, ctx, &history.sent),
+        Some(old) if old.organizer.is_local => {
+            organizer::update(&old, &new_snapshot, ctx, &history.sent)
         }
-        (Some(old), Ok(new)) => attendee::update(&old, &new, ctx),
-        (Some(old), Err(err)) => match err {
-            ItipError::NoSchedulingInfo
-            | ItipError::NotOrganizer
-            | ItipError::NotOrganizerNorAttendee
-            | ItipError::OtherSchedulingAgent => {
-                if old.organizer.is_local {
-                    // The organizer took the attendees away: they must hear it's off.
-                    organizer::cancel(&old, ctx, &history.sent)
-                } else {
-                    Err(ItipError::CannotModifyAddress)
-                }
-            }
-            other => Err(other),
-        },
+        Some(old) => attendee::update(&old, &new_snapshot, ctx),
     }?;
     // What every recipient would refuse (an override that is no occurrence) stays home.
-    Ok(unsendable::withhold(new, outcome, ctx))
+    Ok(unsendable::withhold(&new_snapshot, outcome, ctx))
 }
 
 /// A user deleted `old`: the organizer cancels, an attendee declines.

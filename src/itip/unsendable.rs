@@ -20,16 +20,13 @@ use std::collections::BTreeSet;
 /// RECURRENCE-ID is no occurrence: RFC 5546 §3.6 "3.1 Invalid property value".
 pub const NOT_AN_OCCURRENCE: &str = "3.1";
 
-/// The RECURRENCE-ID timestamps of `cal`'s overrides that are no occurrence of its
-/// series (empty when there is no recurring master, or the set cannot be told).
-fn non_occurrences(cal: &ICalendar, ctx: &Context<'_>) -> BTreeSet<i64> {
-    let Ok(snapshot) = Snapshot::new(cal, ctx.account) else {
-        return BTreeSet::new();
-    };
+/// The RECURRENCE-ID timestamps of the overrides in `snapshot` that are no occurrence
+/// of its series (empty when there is no recurring master, or the set cannot be told).
+fn non_occurrences(snapshot: &Snapshot<'_>) -> BTreeSet<i64> {
     let Some(main) = snapshot.main() else {
         return BTreeSet::new();
     };
-    let set = Occurrences::of(cal, main.comp);
+    let set = Occurrences::of(snapshot.cal, main.comp);
     snapshot
         .instances
         .keys()
@@ -56,21 +53,26 @@ fn components_at(cal: &ICalendar, ctx: &Context<'_>, timestamps: &BTreeSet<i64>)
         .collect()
 }
 
-/// `outcome` of a change to `copy`, without the overrides that name no occurrence
-/// when `copy` is the organizer's (see the module doc); otherwise as it was.
+/// `outcome` of a change to the copy `snapshot` was taken of, without the overrides
+/// that name no occurrence when the copy is the organizer's (see the module doc);
+/// otherwise as it was. The caller's snapshot is reused: taking it again would cost
+/// as much as the rest of a small organizer update.
 pub(super) fn withhold(
-    copy: &ICalendar,
+    snapshot: &Snapshot<'_>,
     mut outcome: ChangeOutcome,
     ctx: &Context<'_>,
 ) -> ChangeOutcome {
     // Only the organizer's messages: an attendee's answer about such an override is
     // the organizer's to judge (the shared suite pins a REPLY for one), and
     // SCHEDULE-STATUS is the organizer's record of its attendees (RFC 6638 §3.2.9).
-    let organizer = Snapshot::new(copy, ctx.account).is_ok_and(|s| s.organizer.is_local);
-    let bad = non_occurrences(copy, ctx);
-    if !organizer || bad.is_empty() {
+    if !snapshot.organizer.is_local {
         return outcome;
     }
+    let bad = non_occurrences(snapshot);
+    if bad.is_empty() {
+        return outcome;
+    }
+    let copy = snapshot.cal;
     for message in &mut outcome.messages {
         let drop = components_at(&message.calendar, ctx, &bad);
         if drop.is_empty() {
