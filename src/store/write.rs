@@ -209,27 +209,22 @@ pub fn write_then_commit_all(
                 .collect();
         }
     }
+    let writes: Vec<&PlannedWrite> = changes.iter().filter_map(|c| c.write.as_ref()).collect();
+    let mut written = replace_all(store, &writes).into_iter();
     let mut outcomes: Vec<Option<Result<(), WriteError>>> = Vec::with_capacity(changes.len());
     let mut batches = Vec::with_capacity(changes.len());
     for Change { write, mut then } in changes {
         if let Some(w) = write {
             // As in write_then_commit, a failed write leaves its intent for the next
             // start to drop (the file does not hold what it names).
-            if let Err(err) = replace(store, &w.key, &w.expected, &w.content) {
+            if let Some(Err(err)) = written.next() {
                 outcomes.push(Some(Err(err)));
                 continue;
             }
-            let written = content_hash(w.content.as_bytes());
-            tracing::debug!(object = %w.key, why = w.why.as_str(), expected = ?w.expected, written = %written, "written");
+            let hash = content_hash(w.content.as_bytes());
+            tracing::debug!(object = %w.key, why = w.why.as_str(), expected = ?w.expected, written = %hash, "written");
             if let (true, Expected::Hash(before)) = (w.why.is_bookkeeping(), &w.expected) {
-                store
-                    .provenance()
-                    .record_bookkeeping(&w.key, before, &written);
-            }
-            if failpoint_after_write(w.why) {
-                // Test hook: die right after the first write of a group, with the rest
-                // of its files not written and nothing after them committed.
-                std::process::abort();
+                store.provenance().record_bookkeeping(&w.key, before, &hash);
             }
             then.intents.push((w.key, None));
         }
@@ -247,6 +242,53 @@ pub fn write_then_commit_all(
             },
         })
         .collect()
+}
+
+/// At most this many files of a group are written at the same time: a disk completes
+/// several fsyncs in flight together in about the time of one (the journal commits
+/// them together), so a group's writes cost a few flushes, not one or two per file.
+const PARALLEL_WRITES: usize = 8;
+
+/// [`replace`] for each of `writes` (different objects), several at a time; each
+/// outcome, in order. The crash tests' failpoint fires right after the first write
+/// that finishes, with the others of the group unwritten or half-written (their
+/// temporary files are removed at the next start).
+fn replace_all(store: &Store, writes: &[&PlannedWrite]) -> Vec<Result<(), WriteError>> {
+    let one = |w: &PlannedWrite| {
+        let result = replace(store, &w.key, &w.expected, &w.content);
+        if result.is_ok() && failpoint_after_write(w.why) {
+            // Test hook: die right after a write of the group, before its commit.
+            std::process::abort();
+        }
+        result
+    };
+    if writes.len() <= 1 {
+        return writes.iter().map(|w| one(w)).collect();
+    }
+    let per_thread = writes.len().div_ceil(PARALLEL_WRITES);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = writes
+            .chunks(per_thread)
+            .map(|chunk| {
+                let handle = scope.spawn(move || chunk.iter().map(|w| one(w)).collect::<Vec<_>>());
+                (chunk, handle)
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|(chunk, handle)| {
+                handle.join().unwrap_or_else(|_| {
+                    let stopped = |w: &&PlannedWrite| {
+                        Err(WriteError::Io {
+                            path: store.path_for(&w.key).display().to_string(),
+                            source: std::io::Error::other("the write stopped unexpectedly"),
+                        })
+                    };
+                    chunk.iter().map(stopped).collect()
+                })
+            })
+            .collect()
+    })
 }
 
 /// Whether the crash tests asked this process to die right after a write of `why`
