@@ -519,6 +519,44 @@ fn every_kind_of_write_killed_before_its_commit_is_recognised_after_a_restart() 
     );
 }
 
+/// A group of changes (several saves due at the same moment share their commits)
+/// killed right after the first of its files was written: the intents of all are
+/// committed, the other files not written, nothing after them committed. After the
+/// restart every event went out exactly once and every local copy exists once: the
+/// written one is recognised as imipd's own, the others are processed again.
+#[test]
+fn a_group_of_changes_killed_after_its_first_write_resends_each_once() {
+    const SAVES: usize = 6;
+    let mut site = Crash::named("intent-group");
+    let calendar = site.dir.join("stores/alice/calendar");
+    let mut dying = site.start_with(&[("IMIPD_FAILPOINT_AFTER_WRITE", "organizer write-back")]);
+    for i in 0..SAVES {
+        std::fs::write(calendar.join(format!(".ev-{i}.tmp")), invitation(i)).expect("write");
+    }
+    for i in 0..SAVES {
+        std::fs::rename(
+            calendar.join(format!(".ev-{i}.tmp")),
+            calendar.join(format!("ev-{i}.ics")),
+        )
+        .expect("rename");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dying.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "the failpoint was never reached");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let daemon = site.start();
+    wait_until("the invitations", || {
+        site.files("outbox").len() >= SAVES && site.files("stores/bob/calendar").len() >= SAVES
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = outbox_messages(&site);
+    let copies = site.files("stores/bob/calendar").len();
+    kill(daemon);
+    assert_eq!(sent.len(), SAVES, "one invitation per event: {sent:?}");
+    assert_eq!(copies, SAVES, "one local copy per event");
+}
+
 // ---------------------------------------------------------------------------------
 // The organizer's whole life cycle under SIGKILL, with a relay that records everything.
 

@@ -24,9 +24,9 @@ pub async fn queue_loop<T: Transport>(
     mut shutdown: signal_watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
     let mut random = SplitMix64::from_entropy();
-    // Delivery statuses of the items settled so far that belong to one change (its
-    // items are queued together): written into the organizer's copy in one go when
-    // the next item belongs to another object, and before the loop waits.
+    // Delivery statuses of the items settled so far: written into the organizers'
+    // copies (one write per copy) once SETTLE_BATCH gathered and the next item is
+    // another change's, and before the loop waits or stops.
     let mut statuses: Vec<StatusNote> = Vec::new();
     // The mail of the change being delivered, prepared once for all its recipients.
     let mut mails = MailCache::default();
@@ -39,22 +39,19 @@ pub async fn queue_loop<T: Transport>(
         let due = shared.with_worker(&settings, |worker| worker.due(now()))?;
         let mut due = due.into_iter().peekable();
         while let Some(first) = due.next() {
-            // What waits is recorded before the next object's deliveries, before a
-            // local delivery changes a calendar, and before the loop stops.
+            // What waits is recorded before a local delivery changes a calendar, and
+            // before the loop stops. Otherwise the attempts of several changes share
+            // one commit (per SETTLE_BATCH or SETTLE_WAIT): `due` holds one item per
+            // (UID, recipient), so none of them is ordered after another.
             let stopping = *shutdown.borrow();
-            let other_object = (statuses.last().map(|n| n.object.as_str()))
-                .or(attempts.last_object())
-                .is_some_and(|object| first.status_object.as_deref() != Some(object));
             let local = matches!(first.route, Route::Local { .. });
-            if stopping || other_object || local {
+            if stopping || local {
                 attempts
                     .record(&shared, &settings, &out, &mut random, &mut statuses)
                     .await?;
             }
-            if stopping || other_object {
-                record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
-            }
             if stopping {
+                record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
                 return Ok(());
             }
             let run = match &first.route {
@@ -94,16 +91,8 @@ pub async fn queue_loop<T: Transport>(
                     send_mails(&worker, items, &out, &mut mails).await
                 }
             };
-            for (item, attempt) in run {
-                let other_object = (statuses.last().map(|n| n.object.as_str()))
-                    .or(attempts.last_object())
-                    .is_some_and(|object| item.status_object.as_deref() != Some(object));
-                if other_object {
-                    attempts
-                        .record(&shared, &settings, &out, &mut random, &mut statuses)
-                        .await?;
-                    record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
-                }
+            let mut run = run.into_iter().peekable();
+            while let Some((item, attempt)) = run.next() {
                 let local = matches!(item.route, Route::Local { .. });
                 log_attempt(&item, &attempt);
                 attempts.push(item, attempt);
@@ -112,6 +101,19 @@ pub async fn queue_loop<T: Transport>(
                     attempts
                         .record(&shared, &settings, &out, &mut random, &mut statuses)
                         .await?;
+                }
+                // Statuses are written once SETTLE_BATCH gathered and the next item is
+                // another change's, so a change's copy is read and rewritten once, not
+                // once per batch (a 1,000-attendee change: one pass over its file).
+                let next = match run.peek() {
+                    Some((next, _)) => Some(next),
+                    None => due.peek(),
+                };
+                let next_change = statuses.last().is_some_and(|note| {
+                    next.and_then(|i| i.status_object.as_deref()) != Some(note.object.as_str())
+                });
+                if statuses.len() >= SETTLE_BATCH && next_change {
+                    record_statuses(&shared, &settings, std::mem::take(&mut statuses)).await;
                 }
             }
         }
@@ -215,13 +217,6 @@ impl Settling {
     fn push(&mut self, item: QueueItem, attempt: Attempt) {
         self.since.get_or_insert_with(std::time::Instant::now);
         self.attempts.push((item, attempt));
-    }
-
-    /// The organizer's object of the last attempt, if any waits.
-    fn last_object(&self) -> Option<&str> {
-        self.attempts
-            .last()
-            .and_then(|(item, _)| item.status_object.as_deref())
     }
 
     /// True when the attempts should be recorded now.

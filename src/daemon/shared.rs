@@ -111,6 +111,27 @@ impl Shared {
         f()
     }
 
+    /// [`Self::with_user_lock`] for several users at once (taken in name order, so two
+    /// callers never wait on each other): for a group of changes to their files.
+    pub fn with_user_locks<T>(&self, users: &[&str], f: impl FnOnce() -> T) -> T {
+        let _shared = self.store_writes.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<&str> = users.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        let locks: Vec<Arc<Mutex<()>>> = {
+            let mut locks = self.user_writes.lock().unwrap_or_else(|p| p.into_inner());
+            names
+                .iter()
+                .map(|user| locks.entry(user.to_string()).or_default().clone())
+                .collect()
+        };
+        let _held: Vec<_> = locks
+            .iter()
+            .map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        f()
+    }
+
     /// Runs `f` while no other writer changes `user`'s files: writers of other users'
     /// files may run meanwhile, [`Self::with_store_lock`] may not. `f` must change only
     /// files (and records) of `user`.

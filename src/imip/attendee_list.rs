@@ -16,7 +16,9 @@
 //!   organizer and are never trimmed.
 
 use crate::itip::{CalAddress, ItipMessage, Method};
-use calcard::icalendar::{ICalendarParameterName, ICalendarProperty};
+use calcard::icalendar::{
+    ICalendar, ICalendarComponent, ICalendarParameterName, ICalendarProperty,
+};
 use serde::Deserialize;
 
 /// How many attendees the texts name under [`AttendeeList::Summary`].
@@ -69,13 +71,58 @@ pub fn is_organizer_message(msg: &ItipMessage) -> bool {
 /// is removed. `None` when nothing is to be removed (not an organizer's message, or
 /// no other attendee), so the caller keeps the shared message.
 pub fn hidden_for(msg: &ItipMessage, recipient: &CalAddress) -> Option<ItipMessage> {
+    hidden_with(msg, &AttendeeIndex::of(msg), recipient)
+}
+
+/// The ATTENDEE addresses of a message, parsed once: a change mailed to its 1,000
+/// attendees under [`AttendeeList::Hidden`] cuts the message down 1,000 times, and
+/// parsing every line's address each time made that quadratic in parses.
+#[derive(Debug, Clone)]
+pub struct AttendeeIndex {
+    /// Per component, per entry: the address of an ATTENDEE line, if it has one.
+    addresses: Vec<Vec<Option<CalAddress>>>,
+}
+
+impl AttendeeIndex {
+    /// Indexes the ATTENDEE lines of `msg`.
+    pub fn of(msg: &ItipMessage) -> Self {
+        let addresses = msg
+            .calendar
+            .components
+            .iter()
+            .map(|component| {
+                (component.entries.iter())
+                    .map(|entry| {
+                        (entry.name == ICalendarProperty::Attendee)
+                            .then(|| super::calendar::entry_address(entry))
+                            .flatten()
+                    })
+                    .collect()
+            })
+            .collect();
+        AttendeeIndex { addresses }
+    }
+}
+
+/// [`hidden_for`] with the message's [`AttendeeIndex`] (which must be of `msg`),
+/// copying only the lines that stay.
+pub fn hidden_with(
+    msg: &ItipMessage,
+    index: &AttendeeIndex,
+    recipient: &CalAddress,
+) -> Option<ItipMessage> {
     if !is_organizer_message(msg) {
         return None;
     }
+    let address_of = |c: usize, e: usize| {
+        (index.addresses.get(c))
+            .and_then(|entries| entries.get(e))
+            .and_then(Option::as_ref)
+    };
     let mut keep: Vec<CalAddress> = vec![recipient.clone()];
-    for component in &msg.calendar.components {
-        for entry in component.properties(&ICalendarProperty::Attendee) {
-            if super::calendar::entry_address(entry).as_ref() != Some(recipient) {
+    for (c, component) in msg.calendar.components.iter().enumerate() {
+        for (e, entry) in component.entries.iter().enumerate() {
+            if address_of(c, e) != Some(recipient) {
                 continue;
             }
             for name in [
@@ -91,20 +138,29 @@ pub fn hidden_for(msg: &ItipMessage, recipient: &CalAddress) -> Option<ItipMessa
         }
     }
     let mut removed = false;
-    let mut calendar = msg.calendar.clone();
-    for component in &mut calendar.components {
-        component.entries.retain(|entry| {
-            let other = entry.name == ICalendarProperty::Attendee
-                && !super::calendar::entry_address(entry).is_some_and(|a| keep.contains(&a));
-            removed |= other;
-            !other
-        });
-    }
+    let components = (msg.calendar.components.iter().enumerate())
+        .map(|(c, component)| {
+            let entries = (component.entries.iter().enumerate())
+                .filter(|(e, entry)| {
+                    let other = entry.name == ICalendarProperty::Attendee
+                        && !address_of(c, *e).is_some_and(|a| keep.contains(a));
+                    removed |= other;
+                    !other
+                })
+                .map(|(_, entry)| entry.clone())
+                .collect();
+            ICalendarComponent {
+                component_type: component.component_type.clone(),
+                entries,
+                component_ids: component.component_ids.clone(),
+            }
+        })
+        .collect();
     removed.then(|| ItipMessage {
         method: msg.method.clone(),
         from: msg.from.clone(),
         to: vec![recipient.clone()],
-        calendar,
+        calendar: ICalendar { components },
         summary: msg.summary.clone(),
     })
 }

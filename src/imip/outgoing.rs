@@ -141,6 +141,8 @@ pub struct PreparedMail<'m> {
     attachment_part: Vec<u8>,
     /// Subject and encoded text and HTML parts, by language and kind (without links).
     texts: Vec<(Language, MailKind, Texts)>,
+    /// The ATTENDEE addresses, parsed once for every recipient's hidden-list copy.
+    attendees: Option<super::attendee_list::AttendeeIndex>,
 }
 
 /// Subject and the encoded text/plain and text/html parts of one rendering.
@@ -205,6 +207,7 @@ impl<'m> PreparedMail<'m> {
             calendar_part,
             attachment_part,
             texts: Vec::new(),
+            attendees: None,
         })
     }
 
@@ -225,7 +228,10 @@ impl<'m> PreparedMail<'m> {
         links: Option<&super::rsvp::RsvpLinks>,
     ) -> Result<OutgoingMail, ImipError> {
         if opts.attendee_list == AttendeeList::Hidden {
-            if let Some(own) = super::attendee_list::hidden_for(&self.msg, recipient) {
+            let msg = &self.msg;
+            let index = (self.attendees)
+                .get_or_insert_with(|| super::attendee_list::AttendeeIndex::of(msg));
+            if let Some(own) = super::attendee_list::hidden_with(msg, index, recipient) {
                 return PreparedMail::new(own, opts)?
                     .build_for_recipient(recipient, opts, stamp, links);
             }

@@ -13,12 +13,13 @@ use super::state::{
     content_hash, Batch, ObjectRecord, QueueItem, Route, SentSequence, State, StateError,
     SummaryRecord,
 };
-use super::write::{write_then_commit, Expected, WriteError, WriteKind};
+use super::write::{write_then_commit_all, Change, Expected, PlannedWrite, WriteError, WriteKind};
 use crate::itip::history::{self, History, Writer};
 use crate::itip::status::{DELIVERED, SENT};
 use crate::itip::{self, CalAddress, Context, ItipMessage, MessageSummary, ReplyDetails};
 use calcard::common::IanaString;
 use calcard::icalendar::ICalendar;
+use std::collections::HashSet;
 use thiserror::Error;
 
 /// What happened to one object, for the decision log.
@@ -66,6 +67,45 @@ pub struct Processor<'a> {
     pub writer: Writer,
 }
 
+/// What processing one object comes to before anything is made durable: the
+/// decision, and the write and commit that carry it out (none when nothing changed).
+struct Plan {
+    decision: Decision,
+    change: Option<Change>,
+    /// The (user, UID) whose sent SEQUENCEs the engine was given: a change planned
+    /// after another of the same group that sends for the same event must see what
+    /// that one sent, so it waits for the group's commit (see [`Processor::process_all`]).
+    read_history: Option<(String, String)>,
+}
+
+impl Plan {
+    /// Nothing to write or commit.
+    fn done(decision: Decision) -> Self {
+        Plan {
+            decision,
+            change: None,
+            read_history: None,
+        }
+    }
+
+    /// A commit without a file write.
+    fn commit(decision: Decision, then: Batch) -> Self {
+        Plan {
+            decision,
+            change: Some(Change { write: None, then }),
+            read_history: None,
+        }
+    }
+}
+
+/// The batch that records `record` for `key` and nothing else.
+fn record_batch(key: &str, record: ObjectRecord) -> Batch {
+    Batch {
+        objects: vec![(key.to_string(), Some(record))],
+        ..Batch::default()
+    }
+}
+
 impl Processor<'_> {
     /// Looks at object `key` now; with `baseline`, only records it. The change counts
     /// as written by the site's default writer.
@@ -82,10 +122,106 @@ impl Processor<'_> {
         baseline: bool,
         writer: Writer,
     ) -> Result<Decision, ProcessError> {
+        self.process_all_written_by(std::slice::from_ref(&key), now, baseline, writer)
+            .pop()
+            .unwrap_or(Ok(Decision::Unchanged))
+    }
+
+    /// [`Self::process`] for several objects whose changes are ready together (group
+    /// commit): each is computed on its own, then their write intents share one
+    /// commit, their files are written, and what follows them shares one more commit
+    /// (see [`write_then_commit_all`]). A change that sends for an event another
+    /// change of the group already sends for is computed after that one is committed,
+    /// so it sees the SEQUENCE sent. The keys must differ. Each object's decision, in
+    /// order; a write that met a user's save is [`Decision::Retry`].
+    pub fn process_all(
+        &self,
+        keys: &[&str],
+        now: i64,
+        baseline: bool,
+    ) -> Vec<Result<Decision, ProcessError>> {
+        self.process_all_written_by(keys, now, baseline, self.writer)
+    }
+
+    fn process_all_written_by(
+        &self,
+        keys: &[&str],
+        now: i64,
+        baseline: bool,
+        writer: Writer,
+    ) -> Vec<Result<Decision, ProcessError>> {
+        let mut outcomes: Vec<Option<Result<Decision, ProcessError>>> =
+            keys.iter().map(|_| None).collect();
+        let mut pending: Vec<(usize, Decision, Change)> = Vec::new();
+        let mut sending: HashSet<(String, String)> = HashSet::new();
+        for (index, key) in keys.iter().enumerate() {
+            let mut plan = self.plan(key, now, baseline, writer);
+            let waits = matches!(&plan, Ok(Plan { read_history: Some(event), .. }) if sending.contains(event));
+            if waits {
+                self.commit_group(std::mem::take(&mut pending), &mut outcomes);
+                sending.clear();
+                plan = self.plan(key, now, baseline, writer);
+            }
+            outcomes[index] = match plan {
+                Err(err) => Some(Err(err)),
+                Ok(Plan {
+                    decision,
+                    change: None,
+                    ..
+                }) => Some(Ok(decision)),
+                Ok(Plan {
+                    decision,
+                    change: Some(change),
+                    ..
+                }) => {
+                    sending.extend(
+                        (change.then.sequences.iter()).map(|s| (s.user.clone(), s.uid.clone())),
+                    );
+                    pending.push((index, decision, change));
+                    None
+                }
+            };
+        }
+        self.commit_group(pending, &mut outcomes);
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Ok(Decision::Unchanged)))
+            .collect()
+    }
+
+    /// Writes and commits the planned changes together; fills in their outcomes.
+    fn commit_group(
+        &self,
+        pending: Vec<(usize, Decision, Change)>,
+        outcomes: &mut [Option<Result<Decision, ProcessError>>],
+    ) {
+        let (planned, changes): (Vec<(usize, Decision)>, Vec<Change>) = pending
+            .into_iter()
+            .map(|(index, decision, change)| ((index, decision), change))
+            .unzip();
+        let done = write_then_commit_all(self.store, self.state, changes);
+        for ((index, decision), result) in planned.into_iter().zip(done) {
+            outcomes[index] = Some(match result {
+                Ok(()) => Ok(decision),
+                Err(WriteError::Conflict(_)) => Ok(Decision::Retry),
+                Err(WriteError::State(err)) => Err(err.into()),
+                Err(err) => Err(err.into()),
+            });
+        }
+    }
+
+    /// What processing `key` now comes to, with nothing written or committed yet.
+    fn plan(
+        &self,
+        key: &str,
+        now: i64,
+        baseline: bool,
+        writer: Writer,
+    ) -> Result<Plan, ProcessError> {
         let Some(user) = self.store.user_of_key(key) else {
-            return Ok(Decision::Skipped(
+            return Ok(Plan::done(Decision::Skipped(
                 "not in a configured user's folder".into(),
-            ));
+            )));
         };
         let record = self.state.object(key)?;
         let (bytes, text) = match self.store.read(key) {
@@ -95,7 +231,7 @@ impl Processor<'_> {
             Err(reason) => {
                 let message = reason.to_string();
                 if record.as_ref().and_then(|r| r.last_error.as_deref()) == Some(message.as_str()) {
-                    return Ok(Decision::Unchanged);
+                    return Ok(Plan::done(Decision::Unchanged));
                 }
                 let record = ObjectRecord {
                     user: user.name.clone(),
@@ -105,13 +241,15 @@ impl Processor<'_> {
                     written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
                     last_error: Some(message.clone()),
                 };
-                self.commit_record(key, record, Vec::new())?;
-                return Ok(Decision::Skipped(message));
+                return Ok(Plan::commit(
+                    Decision::Skipped(message),
+                    record_batch(key, record),
+                ));
             }
         };
         let hash = content_hash(&bytes);
         if record.as_ref().is_some_and(|r| r.seen_hash == hash) {
-            return Ok(Decision::Unchanged);
+            return Ok(Plan::done(Decision::Unchanged));
         }
         let new = match ICalendar::parse(&text) {
             Ok(cal) => cal,
@@ -124,8 +262,10 @@ impl Processor<'_> {
                     written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
                     last_error: Some("not valid iCalendar".into()),
                 };
-                self.commit_record(key, record, Vec::new())?;
-                return Ok(Decision::Skipped("not valid iCalendar".into()));
+                return Ok(Plan::commit(
+                    Decision::Skipped("not valid iCalendar".into()),
+                    record_batch(key, record),
+                ));
             }
         };
         let uid = new.uids().next().map(str::to_string);
@@ -138,8 +278,7 @@ impl Processor<'_> {
                 written_hash: record.as_ref().and_then(|r| r.written_hash.clone()),
                 last_error: None,
             };
-            self.commit_record(key, next, Vec::new())?;
-            return Ok(Decision::Baseline);
+            return Ok(Plan::commit(Decision::Baseline, record_batch(key, next)));
         }
 
         // A save made on a copy read before imipd applied an answer puts the old answer
@@ -183,9 +322,10 @@ impl Processor<'_> {
             now,
             reply_details: self.reply_details,
         };
+        let read_history = next.uid.clone().map(|uid| (user.name.clone(), uid));
         let history = History {
-            sent: match next.uid.as_deref() {
-                Some(uid) => self.state.sent_sequences(&user.name, uid)?,
+            sent: match &read_history {
+                Some((user, uid)) => self.state.sent_sequences(user, uid)?,
                 None => Default::default(),
             },
             writer,
@@ -207,6 +347,24 @@ impl Processor<'_> {
                     .iter()
                     .map(|i| (i.method.clone(), i.rcpt.clone()))
                     .collect();
+                let decision = if sent.is_empty()
+                    && mailed_by_client
+                    && !outcome.messages.is_empty()
+                {
+                    Decision::NothingToSend(
+                        "the client mailed this change itself (X-MOZ-SEND-INVITATIONS); no local attendee to deliver to".into(),
+                    )
+                } else if sent.is_empty() {
+                    Decision::NothingToSend(if stale_merged {
+                        STALE_MERGED.into()
+                    } else {
+                        "the copy was corrected (a SEQUENCE raised back to what the attendees \
+                         hold, or answers reset for a new time); nothing to send"
+                            .into()
+                    })
+                } else {
+                    Decision::Queued(sent)
+                };
                 // One write of the organizer's copy: the new SEQUENCE and what is known of
                 // each delivery now (1.2 local, 1.1 queued for mail or mailed by the
                 // client), see RELIABILITY.md.
@@ -218,7 +376,7 @@ impl Processor<'_> {
                     (Some(updated), None) => Some(rewrite(&text, updated)),
                     (None, None) => stale_merged.then(|| text.clone()),
                 };
-                match written {
+                let mut plan = match written {
                     Some(written) => {
                         let written_hash = content_hash(written.as_bytes());
                         next.seen_hash = written_hash.clone();
@@ -230,52 +388,39 @@ impl Processor<'_> {
                             } else {
                                 WriteKind::OrganizerWriteBack
                             };
-                        let then = Batch {
-                            objects: vec![(key.to_string(), Some(next))],
-                            enqueue: items,
-                            answers: answers_update,
-                            sequences,
-                            ..Batch::default()
-                        };
-                        match write_then_commit(
-                            self.store,
-                            self.state,
-                            key,
-                            &Expected::Hash(hash),
-                            &written,
-                            why,
-                            then,
-                        ) {
-                            Ok(_) => {}
-                            Err(WriteError::Conflict(_)) => return Ok(Decision::Retry),
-                            Err(e) => return Err(e.into()),
+                        Plan {
+                            decision,
+                            change: Some(Change {
+                                write: Some(PlannedWrite {
+                                    key: key.to_string(),
+                                    expected: Expected::Hash(hash),
+                                    content: written,
+                                    why,
+                                }),
+                                then: Batch {
+                                    objects: vec![(key.to_string(), Some(next))],
+                                    enqueue: items,
+                                    answers: answers_update,
+                                    sequences,
+                                    ..Batch::default()
+                                },
+                            }),
+                            read_history: None,
                         }
                     }
-                    None => {
-                        self.state.commit(Batch {
+                    None => Plan::commit(
+                        decision,
+                        Batch {
                             objects: vec![(key.to_string(), Some(next))],
                             enqueue: items,
                             answers: answers_update,
                             sequences,
                             ..Batch::default()
-                        })?;
-                    }
-                }
-                if sent.is_empty() && mailed_by_client && !outcome.messages.is_empty() {
-                    return Ok(Decision::NothingToSend(
-                        "the client mailed this change itself (X-MOZ-SEND-INVITATIONS); no local attendee to deliver to".into(),
-                    ));
-                }
-                if sent.is_empty() {
-                    return Ok(Decision::NothingToSend(if stale_merged {
-                        "a save made on an older copy put back answers imipd had applied; the applied answers stay, nothing to send".into()
-                    } else {
-                        "the copy was corrected (a SEQUENCE raised back to what the attendees \
-                         hold, or answers reset for a new time); nothing to send"
-                            .into()
-                    }));
-                }
-                Ok(Decision::Queued(sent))
+                        },
+                    ),
+                };
+                plan.read_history = read_history;
+                Ok(plan)
             }
             Err(err) => {
                 let decision = if err.is_refusal() {
@@ -292,33 +437,35 @@ impl Processor<'_> {
                     let written_hash = content_hash(text.as_bytes());
                     next.seen_hash = written_hash.clone();
                     next.written_hash = Some(written_hash);
-                    let then = Batch {
-                        objects: vec![(key.to_string(), Some(next))],
-                        answers: answers_update,
-                        ..Batch::default()
-                    };
-                    return match write_then_commit(
-                        self.store,
-                        self.state,
-                        key,
-                        &Expected::Hash(hash),
-                        &text,
-                        WriteKind::StaleSaveMerged,
-                        then,
-                    ) {
-                        Ok(_) => Ok(Decision::NothingToSend(
-                            "a save made on an older copy put back answers imipd had applied; the applied answers stay, nothing to send".into(),
-                        )),
-                        Err(WriteError::Conflict(_)) => Ok(Decision::Retry),
-                        Err(e) => Err(e.into()),
-                    };
+                    return Ok(Plan {
+                        decision: Decision::NothingToSend(STALE_MERGED.into()),
+                        change: Some(Change {
+                            write: Some(PlannedWrite {
+                                key: key.to_string(),
+                                expected: Expected::Hash(hash),
+                                content: text,
+                                why: WriteKind::StaleSaveMerged,
+                            }),
+                            then: Batch {
+                                objects: vec![(key.to_string(), Some(next))],
+                                answers: answers_update,
+                                ..Batch::default()
+                            },
+                        }),
+                        read_history,
+                    });
                 }
-                self.state.commit(Batch {
-                    objects: vec![(key.to_string(), Some(next))],
-                    answers: answers_update,
-                    ..Batch::default()
-                })?;
-                Ok(decision)
+                Ok(Plan {
+                    read_history,
+                    ..Plan::commit(
+                        decision,
+                        Batch {
+                            objects: vec![(key.to_string(), Some(next))],
+                            answers: answers_update,
+                            ..Batch::default()
+                        },
+                    )
+                })
             }
         }
     }
@@ -330,9 +477,9 @@ impl Processor<'_> {
         record: Option<ObjectRecord>,
         now: i64,
         baseline: bool,
-    ) -> Result<Decision, ProcessError> {
+    ) -> Result<Plan, ProcessError> {
         let Some(record) = record else {
-            return Ok(Decision::Unchanged);
+            return Ok(Plan::done(Decision::Unchanged));
         };
         // A file counts as deleted only if its calendar folder is still there. A
         // vanished folder (an unmounted share, a folder moved away) must not cancel
@@ -345,17 +492,20 @@ impl Processor<'_> {
         if !folder_present {
             let reason = "its calendar folder is missing; not treated as a deletion (nothing sent)";
             if record.last_error.as_deref() == Some(reason) {
-                return Ok(Decision::Unchanged);
+                return Ok(Plan::done(Decision::Unchanged));
             }
             let record = ObjectRecord {
                 last_error: Some(reason.to_string()),
                 ..record
             };
-            self.commit_record(key, record, Vec::new())?;
-            return Ok(Decision::Skipped(reason.into()));
+            return Ok(Plan::commit(
+                Decision::Skipped(reason.into()),
+                record_batch(key, record),
+            ));
         }
         let mut items = Vec::new();
         let mut sequences = Vec::new();
+        let mut read_history = None;
         if !baseline {
             if let (Some(user), Some(old)) = (
                 self.store.user_of_key(key),
@@ -369,9 +519,10 @@ impl Processor<'_> {
                     now,
                     reply_details: self.reply_details,
                 };
+                read_history = record.uid.clone().map(|uid| (user.name.clone(), uid));
                 let history = History {
-                    sent: match record.uid.as_deref() {
-                        Some(uid) => self.state.sent_sequences(&user.name, uid)?,
+                    sent: match &read_history {
+                        Some((user, uid)) => self.state.sent_sequences(user, uid)?,
                         None => Default::default(),
                     },
                     writer: self.writer,
@@ -392,29 +543,23 @@ impl Processor<'_> {
             .iter()
             .map(|i| (i.method.clone(), i.rcpt.clone()))
             .collect();
-        self.state.commit(Batch {
-            objects: vec![(key.to_string(), None)],
-            enqueue: items,
-            sequences,
-            ..Batch::default()
-        })?;
-        Ok(Decision::Forgotten(sent))
-    }
-
-    fn commit_record(
-        &self,
-        key: &str,
-        record: ObjectRecord,
-        items: Vec<QueueItem>,
-    ) -> Result<(), StateError> {
-        self.state.commit(Batch {
-            objects: vec![(key.to_string(), Some(record))],
-            enqueue: items,
-            ..Batch::default()
-        })?;
-        Ok(())
+        Ok(Plan {
+            read_history,
+            ..Plan::commit(
+                Decision::Forgotten(sent),
+                Batch {
+                    objects: vec![(key.to_string(), None)],
+                    enqueue: items,
+                    sequences,
+                    ..Batch::default()
+                },
+            )
+        })
     }
 }
+
+/// Why nothing is sent when a stale save was merged with the applied answers.
+const STALE_MERGED: &str = "a save made on an older copy put back answers imipd had applied; the applied answers stay, nothing to send";
 
 /// The SEQUENCE of every instance in the organizer messages of one change, for the
 /// state to remember (see [`crate::itip::history`]).
@@ -539,5 +684,128 @@ pub fn rewrite(original: &str, updated: &ICalendar) -> String {
             tracing::warn!(error = %err, "could not patch in place; writing the object in full");
             updated.to_string()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Layout;
+    use crate::store::layout::test_store;
+
+    fn invitation(uid: &str, sequence: Option<u32>, i: usize) -> String {
+        let sequence = sequence.map_or(String::new(), |s| format!("SEQUENCE:{s}\r\n"));
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n\
+             DTSTAMP:20300101T090000Z\r\nDTSTART:20300610T103000Z\r\nDTEND:20300610T113000Z\r\n\
+             {sequence}SUMMARY:Meeting {i}\r\nORGANIZER:mailto:alice@example.com\r\n\
+             ATTENDEE;RSVP=TRUE:mailto:x{i}@example.net\r\nATTENDEE;RSVP=TRUE:mailto:y{i}@example.net\r\n\
+             END:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    }
+
+    /// A store of alice with an empty calendar folder, and a state, in a fresh folder.
+    fn site(name: &str) -> (std::path::PathBuf, Store, State) {
+        let dir = std::env::temp_dir().join(format!("imipd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("users/alice/calendar")).expect("folder");
+        let store = test_store(&dir.join("users"), Layout::Vdir, 1 << 20);
+        let state = State::open(&dir.join("state.redb")).expect("state");
+        (dir, store, state)
+    }
+
+    fn processor<'a>(store: &'a Store, state: &'a State) -> Processor<'a> {
+        Processor {
+            store,
+            state,
+            reply_details: ReplyDetails::Full,
+            writer: Writer::default(),
+        }
+    }
+
+    #[test]
+    fn changes_processed_together_share_two_commits_and_each_gets_its_own_outcome() {
+        let (dir, store, state) = site("group");
+        let processor = processor(&store, &state);
+        let keys: Vec<String> = (0..10)
+            .map(|i| format!("alice/calendar/ev-{i}.ics"))
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            let text = invitation(&format!("group-{i}"), None, i);
+            std::fs::write(store.path_for(key), text).expect("save");
+        }
+        // One more key whose file is not a calendar: its own outcome, the group's
+        // commits are not disturbed.
+        let broken = "alice/calendar/broken.ics".to_string();
+        std::fs::write(store.path_for(&broken), "not a calendar").expect("save");
+        let mut all: Vec<&str> = keys.iter().map(String::as_str).collect();
+        all.push(&broken);
+
+        let before = state.transactions();
+        let outcomes = processor.process_all(&all, 1_900_000_000, false);
+        let transactions = state.transactions() - before;
+
+        for outcome in &outcomes[..10] {
+            match outcome {
+                Ok(Decision::Queued(sent)) => assert_eq!(sent.len(), 2, "{sent:?}"),
+                other => panic!("expected two messages queued, got {other:?}"),
+            }
+        }
+        assert!(
+            matches!(outcomes[10], Ok(Decision::Skipped(_))),
+            "{:?}",
+            outcomes[10]
+        );
+        assert_eq!(state.queue().expect("queue").len(), 20);
+        // Each organizer's copy was written once, with its delivery statuses.
+        for key in &keys {
+            let text = std::fs::read_to_string(store.path_for(key)).expect("read");
+            assert_eq!(text.matches("SCHEDULE-STATUS=1.1").count(), 2, "{text}");
+        }
+        // Eleven changes, alone at least twenty-one commits; together one for the
+        // intents of the writes and one for everything after them.
+        assert!(transactions <= 2, "{transactions} commits for 11 changes");
+        // Every record is there: processing again changes nothing.
+        let again = processor.process_all(&all, 1_900_000_000, false);
+        assert!(
+            again.iter().all(|o| matches!(o, Ok(Decision::Unchanged))),
+            "{again:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two copies of one event (same UID) due together: the second is computed after
+    /// the first is committed, so it never goes out below the SEQUENCE the first sent.
+    #[test]
+    fn a_change_for_an_event_the_group_already_sends_sees_its_sequence() {
+        let (dir, store, state) = site("group-uid");
+        let processor = processor(&store, &state);
+        let first = "alice/calendar/a.ics";
+        let second = "alice/calendar/b.ics";
+        std::fs::write(store.path_for(first), invitation("same", Some(3), 0)).expect("save");
+        std::fs::write(store.path_for(second), invitation("same", None, 1)).expect("save");
+
+        let outcomes = processor.process_all(&[first, second], 1_900_000_000, false);
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(Decision::Queued(_)))),
+            "{outcomes:?}"
+        );
+        let queue = state.queue().expect("queue");
+        let to_second: Vec<_> = queue.iter().filter(|i| i.rcpt.contains("x1@")).collect();
+        assert_eq!(to_second.len(), 1, "{queue:?}");
+        let sequence = to_second[0]
+            .itip
+            .lines()
+            .find_map(|l| l.strip_prefix("SEQUENCE:"))
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        assert!(
+            sequence >= 3,
+            "sent below SEQUENCE 3: {}",
+            to_second[0].itip
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

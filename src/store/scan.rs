@@ -111,6 +111,23 @@ pub fn process_settled(
     Ok(decision)
 }
 
+/// [`process_settled`] for several objects ready together: processed as one group
+/// ([`Processor::process_all`]: their commits shared), then those that met a user's
+/// save again one by one. Each key's outcome, in order.
+pub fn process_settled_all(
+    processor: &Processor<'_>,
+    keys: &[&str],
+    now: i64,
+) -> Vec<Result<Decision, ProcessError>> {
+    let mut outcomes = processor.process_all(keys, now, false);
+    for (key, outcome) in keys.iter().zip(outcomes.iter_mut()) {
+        if matches!(outcome, Ok(Decision::Retry)) {
+            *outcome = process_settled(processor, key, now);
+        }
+    }
+    outcomes
+}
+
 /// The object keys in `user`'s folders.
 pub fn user_keys(store: &Store, user: &str) -> BTreeSet<String> {
     store

@@ -286,6 +286,8 @@ pub struct State {
     group: Mutex<Group>,
     /// Signalled when a group commit has finished.
     committed: Condvar,
+    /// Write transactions committed so far, for tests and benchmarks of the sharing.
+    transactions: std::sync::atomic::AtomicU64,
 }
 
 /// The queue-order index entry of item `id`: its order key, then the id (zero-padded,
@@ -346,6 +348,7 @@ impl State {
             db,
             group: Mutex::new(Group::default()),
             committed: Condvar::new(),
+            transactions: Default::default(),
         })
     }
 
@@ -368,6 +371,7 @@ impl State {
             db,
             group: Mutex::new(Group::default()),
             committed: Condvar::new(),
+            transactions: Default::default(),
         })
     }
 
@@ -570,13 +574,34 @@ impl State {
     /// if a combined transaction fails, each batch of it is retried on its own so that
     /// one bad batch fails only its own caller.
     pub fn commit(&self, batch: Batch) -> Result<Vec<u64>, StateError> {
+        self.commit_all(vec![batch])
+            .pop()
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Commits `batches` as [`Self::commit`] does each of them, all in the same group
+    /// (one transaction, unless it fails and they are retried one by one): the changes
+    /// that the store loop made ready together share one disk flush. Each batch's
+    /// outcome, in order.
+    pub fn commit_all(&self, batches: Vec<Batch>) -> Vec<Result<Vec<u64>, StateError>> {
         let mut group = self.group.lock().unwrap_or_else(PoisonError::into_inner);
-        let ticket = group.next_ticket;
-        group.next_ticket += 1;
-        group.waiting.push((ticket, batch));
+        let mut tickets = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let ticket = group.next_ticket;
+            group.next_ticket += 1;
+            group.waiting.push((ticket, batch));
+            tickets.push(ticket);
+        }
+        let mut outcomes: Vec<Option<Result<Vec<u64>, StateError>>> =
+            tickets.iter().map(|_| None).collect();
         loop {
-            if let Some(result) = group.results.remove(&ticket) {
-                return result;
+            for (ticket, outcome) in tickets.iter().zip(outcomes.iter_mut()) {
+                if outcome.is_none() {
+                    *outcome = group.results.remove(ticket);
+                }
+            }
+            if outcomes.iter().all(Option::is_some) {
+                return outcomes.into_iter().flatten().collect();
             }
             if group.committing {
                 group = self
@@ -602,6 +627,12 @@ impl State {
         }
     }
 
+    /// Write transactions committed since the state was opened: how many disk
+    /// flushes the commits took.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Commits `batches` in one transaction; if that fails, each on its own.
     fn commit_together(
         &self,
@@ -615,6 +646,8 @@ impl State {
                     ids.push(write_batch(&txn, batch)?);
                 }
                 txn.commit()?;
+                self.transactions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok::<_, StateError>(ids)
             })();
             if let Ok(ids) = together {
@@ -632,6 +665,8 @@ impl State {
                     let txn = self.db.begin_write()?;
                     let ids = write_batch(&txn, &batch)?;
                     txn.commit()?;
+                    self.transactions
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     Ok(ids)
                 })();
                 (ticket, result)

@@ -137,6 +137,160 @@ pub fn write_then_commit(
     Ok(state.commit(then)?)
 }
 
+/// One object's part of [`write_then_commit_all`]: the file to write first, if any,
+/// and what to commit once it is in place.
+#[derive(Debug)]
+pub struct Change {
+    /// The file to write first, if any.
+    pub write: Option<PlannedWrite>,
+    /// Committed once the write is in place (or at once, without one).
+    pub then: Batch,
+}
+
+/// The write of a [`Change`], as [`write_then_commit`] takes it.
+#[derive(Debug)]
+pub struct PlannedWrite {
+    /// The object.
+    pub key: String,
+    /// What the file must still hold.
+    pub expected: Expected,
+    /// The new content.
+    pub content: String,
+    /// Why imipd writes.
+    pub why: WriteKind,
+}
+
+/// [`write_then_commit`] for several objects at once (group commit): one commit for
+/// all their intents, each file written, one commit for everything that follows (and
+/// for the changes without a file to write). Each object still gets its write and its
+/// batch, or neither: a crash between the two commits leaves intents that
+/// [`recover_intents`] settles one by one, as after a single write. Each change's
+/// outcome, in order; a write that meets a user's save is a [`WriteError::Conflict`]
+/// and commits nothing of its change.
+pub fn write_then_commit_all(
+    store: &Store,
+    state: &State,
+    changes: Vec<Change>,
+) -> Vec<Result<(), WriteError>> {
+    let intents: Vec<(String, Option<Intent>)> = changes
+        .iter()
+        .filter_map(|change| {
+            let write = change.write.as_ref()?;
+            let intent = Intent {
+                hash: content_hash(write.content.as_bytes()),
+                why: write.why.as_str().to_string(),
+                then: change.then.clone(),
+            };
+            Some((write.key.clone(), Some(intent)))
+        })
+        .collect();
+    if !intents.is_empty() {
+        if let Err(err) = state.commit(Batch {
+            intents,
+            ..Batch::default()
+        }) {
+            // Nothing was written: each change tries alone and gets its own error.
+            tracing::debug!(%err, "the shared intents did not commit; one change at a time");
+            return changes
+                .into_iter()
+                .map(|change| match change.write {
+                    Some(w) => write_then_commit(
+                        store,
+                        state,
+                        &w.key,
+                        &w.expected,
+                        &w.content,
+                        w.why,
+                        change.then,
+                    )
+                    .map(|_| ()),
+                    None => state.commit(change.then).map(|_| ()).map_err(Into::into),
+                })
+                .collect();
+        }
+    }
+    let writes: Vec<&PlannedWrite> = changes.iter().filter_map(|c| c.write.as_ref()).collect();
+    let mut written = replace_all(store, &writes).into_iter();
+    let mut outcomes: Vec<Option<Result<(), WriteError>>> = Vec::with_capacity(changes.len());
+    let mut batches = Vec::with_capacity(changes.len());
+    for Change { write, mut then } in changes {
+        if let Some(w) = write {
+            // As in write_then_commit, a failed write leaves its intent for the next
+            // start to drop (the file does not hold what it names).
+            if let Some(Err(err)) = written.next() {
+                outcomes.push(Some(Err(err)));
+                continue;
+            }
+            let hash = content_hash(w.content.as_bytes());
+            tracing::debug!(object = %w.key, why = w.why.as_str(), expected = ?w.expected, written = %hash, "written");
+            if let (true, Expected::Hash(before)) = (w.why.is_bookkeeping(), &w.expected) {
+                store.provenance().record_bookkeeping(&w.key, before, &hash);
+            }
+            then.intents.push((w.key, None));
+        }
+        outcomes.push(None);
+        batches.push(then);
+    }
+    let mut committed = state.commit_all(batches).into_iter();
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Some(failed) => failed,
+            None => match committed.next() {
+                Some(result) => result.map(|_| ()).map_err(Into::into),
+                None => Ok(()),
+            },
+        })
+        .collect()
+}
+
+/// At most this many files of a group are written at the same time: a disk completes
+/// several fsyncs in flight together in about the time of one (the journal commits
+/// them together), so a group's writes cost a few flushes, not one or two per file.
+const PARALLEL_WRITES: usize = 8;
+
+/// [`replace`] for each of `writes` (different objects), several at a time; each
+/// outcome, in order. The crash tests' failpoint fires right after the first write
+/// that finishes, with the others of the group unwritten or half-written (their
+/// temporary files are removed at the next start).
+fn replace_all(store: &Store, writes: &[&PlannedWrite]) -> Vec<Result<(), WriteError>> {
+    let one = |w: &PlannedWrite| {
+        let result = replace(store, &w.key, &w.expected, &w.content);
+        if result.is_ok() && failpoint_after_write(w.why) {
+            // Test hook: die right after a write of the group, before its commit.
+            std::process::abort();
+        }
+        result
+    };
+    if writes.len() <= 1 {
+        return writes.iter().map(|w| one(w)).collect();
+    }
+    let per_thread = writes.len().div_ceil(PARALLEL_WRITES);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = writes
+            .chunks(per_thread)
+            .map(|chunk| {
+                let handle = scope.spawn(move || chunk.iter().map(|w| one(w)).collect::<Vec<_>>());
+                (chunk, handle)
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|(chunk, handle)| {
+                handle.join().unwrap_or_else(|_| {
+                    let stopped = |w: &&PlannedWrite| {
+                        Err(WriteError::Io {
+                            path: store.path_for(&w.key).display().to_string(),
+                            source: std::io::Error::other("the write stopped unexpectedly"),
+                        })
+                    };
+                    chunk.iter().map(stopped).collect()
+                })
+            })
+            .collect()
+    })
+}
+
 /// Whether the crash tests asked this process to die right after a write of `why`
 /// (environment `IMIPD_FAILPOINT_AFTER_WRITE`, e.g. `reply applied`), before its commit.
 fn failpoint_after_write(why: WriteKind) -> bool {
