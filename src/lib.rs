@@ -23,6 +23,7 @@ pub mod replay;
 pub mod smtp;
 pub mod store;
 pub mod text;
+pub mod threads;
 
 /// What the unit tests of several modules share.
 #[cfg(test)]

@@ -178,3 +178,41 @@ async fn names_given_by_send_are_made_durable_by_one_flush_which_reports_a_failu
         other => panic!("expected a temporary failure, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_batch_becomes_one_file_per_message_and_answers_in_order() {
+    let (dir, outbox) = outbox_in("outbox-batch");
+    let mut mails: Vec<(Envelope, Vec<u8>)> = (0..20)
+        .map(|i| {
+            (
+                envelope(),
+                message(&format!("m{i:02}@gw"), &format!("body {i}")),
+            )
+        })
+        .collect();
+    // The same message twice in one batch (a retry racing its first try): one file.
+    mails.push((envelope(), message("m03@gw", "body 3")));
+    let results = outbox.send_all(&mails).await;
+    assert_eq!(results.len(), 21);
+    for (i, result) in results.iter().enumerate() {
+        let detail = &result.as_ref().expect("written").detail;
+        let id = if i == 20 { 3 } else { i };
+        assert!(
+            detail.contains(&format!("m{id:02}@gw.eml")),
+            "{i}: {detail}"
+        );
+    }
+    outbox.flush().await.expect("the folder syncs");
+    let expected: Vec<String> = (0..20).map(|i| format!("m{i:02}@gw.eml")).collect();
+    assert_eq!(
+        files(&dir),
+        expected,
+        "one whole file each, no temporary files"
+    );
+    for i in 0..20 {
+        assert_eq!(
+            std::fs::read(dir.join(&format!("m{i:02}@gw.eml"))).expect("file"),
+            message(&format!("m{i:02}@gw"), &format!("body {i}"))
+        );
+    }
+}

@@ -107,6 +107,9 @@ impl Outbox {
     }
 }
 
+/// At most this many files of a batch are written at the same time.
+const PARALLEL_FILES: usize = 8;
+
 impl Transport for Outbox {
     fn send<'a>(
         &'a self,
@@ -126,6 +129,51 @@ impl Transport for Outbox {
             Ok(Handover {
                 detail: format!("written to {}", path.display()),
             })
+        }
+    }
+
+    /// The files of a batch written side by side (their fsyncs in flight together);
+    /// the folder is synced once for all of them by [`Transport::flush`].
+    fn send_all<'a>(
+        &'a self,
+        mails: &'a [(Envelope, Vec<u8>)],
+    ) -> impl Future<Output = Vec<Result<Handover, SendError>>> + Send + 'a {
+        let outbox = self.clone();
+        let messages: Vec<Vec<u8>> = mails.iter().map(|(_, m)| m.clone()).collect();
+        async move {
+            let count = messages.len();
+            let written = tokio::task::spawn_blocking(move || {
+                let stopped =
+                    |_: &Vec<u8>| Err(SendError::temporary("outbox: the writer thread stopped"));
+                let paths = crate::threads::map_in_threads(
+                    &messages,
+                    PARALLEL_FILES,
+                    |m| outbox.write_file(m),
+                    stopped,
+                );
+                if paths.iter().any(Result::is_ok) {
+                    outbox.unsynced.store(true, Ordering::SeqCst);
+                }
+                paths
+            })
+            .await;
+            match written {
+                Ok(paths) => paths
+                    .into_iter()
+                    .map(|p| {
+                        p.map(|path| Handover {
+                            detail: format!("written to {}", path.display()),
+                        })
+                    })
+                    .collect(),
+                Err(e) => (0..count)
+                    .map(|_| {
+                        Err(SendError::temporary(format!(
+                            "outbox: writer task failed: {e}"
+                        )))
+                    })
+                    .collect(),
+            }
         }
     }
 

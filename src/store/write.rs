@@ -262,33 +262,13 @@ fn replace_all(store: &Store, writes: &[&PlannedWrite]) -> Vec<Result<(), WriteE
         }
         result
     };
-    if writes.len() <= 1 {
-        return writes.iter().map(|w| one(w)).collect();
-    }
-    let per_thread = writes.len().div_ceil(PARALLEL_WRITES);
-    std::thread::scope(|scope| {
-        let running: Vec<_> = writes
-            .chunks(per_thread)
-            .map(|chunk| {
-                let handle = scope.spawn(move || chunk.iter().map(|w| one(w)).collect::<Vec<_>>());
-                (chunk, handle)
-            })
-            .collect();
-        running
-            .into_iter()
-            .flat_map(|(chunk, handle)| {
-                handle.join().unwrap_or_else(|_| {
-                    let stopped = |w: &&PlannedWrite| {
-                        Err(WriteError::Io {
-                            path: store.path_for(&w.key).display().to_string(),
-                            source: std::io::Error::other("the write stopped unexpectedly"),
-                        })
-                    };
-                    chunk.iter().map(stopped).collect()
-                })
-            })
-            .collect()
-    })
+    let stopped = |w: &&PlannedWrite| {
+        Err(WriteError::Io {
+            path: store.path_for(&w.key).display().to_string(),
+            source: std::io::Error::other("the write stopped unexpectedly"),
+        })
+    };
+    crate::threads::map_in_threads(writes, PARALLEL_WRITES, |w| one(w), stopped)
 }
 
 /// Whether the crash tests asked this process to die right after a write of `why`
