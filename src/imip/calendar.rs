@@ -96,6 +96,24 @@ pub(crate) fn main_component(cal: &ICalendar) -> Option<&ICalendarComponent> {
         .copied()
 }
 
+/// A text property on one line (line breaks and other control characters as single
+/// spaces): what a subject, a page title or a location line shows.
+pub(crate) fn one_line_value(
+    component: &ICalendarComponent,
+    property: &ICalendarProperty,
+) -> Option<String> {
+    text_value(component, property).map(one_line)
+}
+
+/// Collapses line breaks and other control characters into single spaces.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_control())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The first text value of a property, unescaped by the parser.
 pub(crate) fn text_value<'a>(
     component: &'a ICalendarComponent,

@@ -51,8 +51,7 @@ pub(crate) fn render_with_links(
     let main = calendar::main_component(cal);
 
     let title = main
-        .and_then(|c| calendar::text_value(c, &ICalendarProperty::Summary))
-        .map(one_line)
+        .and_then(|c| calendar::one_line_value(c, &ICalendarProperty::Summary))
         .map_or_else(|| catalogue.text(language, "untitled", &[]), Ok)?;
     let resolver = cal.build_tz_resolver();
     let span = main.and_then(|c| component_span(c, &resolver));
@@ -210,7 +209,7 @@ pub(crate) fn render_with_links(
             .and_then(|t| t.render(ctx))
             .map_err(|e| ImipError::Template(format!("{name}: {e:#}")))
     };
-    let subject = one_line(&render("subject.txt", ctx.clone())?);
+    let subject = calendar::one_line(&render("subject.txt", ctx.clone())?);
     let html_ctx = context! { subject => subject.clone(), ..ctx.clone() };
     Ok(Rendered {
         text: crlf(&render("body.txt", ctx)?),
@@ -297,13 +296,4 @@ fn display_address(msg: &ItipMessage, value: &str) -> String {
     CalAddress::parse(value)
         .and_then(|a| calendar::find_person(&msg.calendar, &a))
         .map_or_else(|| value.to_string(), |p| p.display_with_address())
-}
-
-/// Collapses line breaks and other control characters into single spaces.
-fn one_line(text: &str) -> String {
-    text.split(|c: char| c.is_control())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }

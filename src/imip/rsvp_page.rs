@@ -144,8 +144,7 @@ pub fn event_view(
     let catalogue = Catalogue::get()?;
     let main = calendar::main_component(stored);
     let title = main
-        .and_then(|c| calendar::text_value(c, &ICalendarProperty::Summary))
-        .map(one_line)
+        .and_then(|c| calendar::one_line_value(c, &ICalendarProperty::Summary))
         .map_or_else(|| catalogue.text(language, "untitled", &[]), Ok)?;
     let resolver = stored.build_tz_resolver();
     let when = match main.and_then(|c| component_span(c, &resolver)) {
@@ -155,9 +154,7 @@ pub fn event_view(
     Ok(Ok(EventView {
         title,
         when,
-        location: main
-            .and_then(|c| calendar::text_value(c, &ICalendarProperty::Location))
-            .map(one_line),
+        location: main.and_then(|c| calendar::one_line_value(c, &ICalendarProperty::Location)),
         organizer: calendar::organizer(stored).map(|p| p.display_with_address()),
         partstat,
     }))
@@ -303,14 +300,6 @@ fn environment() -> Result<&'static Environment<'static>, ImipError> {
     })
     .as_ref()
     .map_err(Clone::clone)
-}
-
-fn one_line(text: &str) -> String {
-    text.split(|c: char| c.is_control())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
