@@ -139,50 +139,52 @@ fn inbound_reply(cals: &[ICalendar]) -> Vec<ICalendar> {
     out
 }
 
+impl Case {
+    /// A case whose imipd figure is the engine's objects only (no emails).
+    fn new(
+        name: &'static str,
+        inputs: Vec<String>,
+        run: fn(&[ICalendar]) -> Vec<ICalendar>,
+    ) -> Self {
+        Case {
+            name,
+            inputs,
+            run,
+            mail: false,
+        }
+    }
+}
+
 fn cases(n: usize) -> Vec<Case> {
+    const NINE: &str = "20270301T090000Z";
+    let waiting = |attendees: usize, start: &str| event(attendees, 0, start, "NEEDS-ACTION");
+    // The organizer moves the event by an hour.
+    let moved = || vec![waiting(n, NINE), waiting(n, "20270301T100000Z")];
     vec![
+        Case::new("organizer update", moved(), organizer_update),
         Case {
-            name: "organizer update",
-            inputs: vec![
-                event(n, 0, "20270301T090000Z", "NEEDS-ACTION"),
-                event(n, 0, "20270301T100000Z", "NEEDS-ACTION"),
-            ],
-            run: organizer_update,
-            mail: false,
-        },
-        Case {
-            name: "organizer update, with its emails",
-            inputs: vec![
-                event(n, 0, "20270301T090000Z", "NEEDS-ACTION"),
-                event(n, 0, "20270301T100000Z", "NEEDS-ACTION"),
-            ],
-            run: organizer_update,
             mail: true,
+            ..Case::new(
+                "organizer update, with its emails",
+                moved(),
+                organizer_update,
+            )
         },
-        Case {
-            name: "organizer adds an attendee",
-            inputs: vec![
-                event(n, 0, "20270301T090000Z", "NEEDS-ACTION"),
-                event(n + 1, 0, "20270301T090000Z", "NEEDS-ACTION"),
-            ],
-            run: organizer_update,
-            mail: false,
-        },
-        Case {
-            name: "attendee reply",
-            inputs: vec![
-                event(n, 0, "20270301T090000Z", "NEEDS-ACTION"),
-                event(n, 0, "20270301T090000Z", "ACCEPTED"),
-            ],
-            run: attendee_reply,
-            mail: false,
-        },
-        Case {
-            name: "inbound REPLY applied",
-            inputs: vec![reply(), event(n, 0, "20270301T090000Z", "NEEDS-ACTION")],
-            run: inbound_reply,
-            mail: false,
-        },
+        Case::new(
+            "organizer adds an attendee",
+            vec![waiting(n, NINE), waiting(n + 1, NINE)],
+            organizer_update,
+        ),
+        Case::new(
+            "attendee reply",
+            vec![waiting(n, NINE), event(n, 0, NINE, "ACCEPTED")],
+            attendee_reply,
+        ),
+        Case::new(
+            "inbound REPLY applied",
+            vec![reply(), waiting(n, NINE)],
+            inbound_reply,
+        ),
     ]
 }
 
