@@ -115,26 +115,37 @@ pub fn write_then_commit(
     mut then: Batch,
 ) -> Result<Vec<u64>, WriteError> {
     let written = content_hash(content.as_bytes());
-    let intent = Intent {
-        hash: written.clone(),
-        why: why.as_str().to_string(),
-        then: then.clone(),
-    };
     state.commit(Batch {
-        intents: vec![(key.to_string(), Some(intent))],
+        intents: vec![(key.to_string(), Some(intent(&written, why, &then)))],
         ..Batch::default()
     })?;
     replace(store, key, expected, content)?;
-    tracing::debug!(object = key, why = why.as_str(), expected = ?expected, written = %written, "written");
-    if let (true, Expected::Hash(before)) = (why.is_bookkeeping(), expected) {
-        store.provenance().record_bookkeeping(key, before, &written);
-    }
+    note_written(store, key, why, expected, &written);
     if failpoint_after_write(why) {
         // Test hook: die exactly in the window the intent exists for.
         std::process::abort();
     }
     then.intents.push((key.to_string(), None));
     Ok(state.commit(then)?)
+}
+
+/// The intent recorded before imipd writes the version `written` for `why`: the
+/// batch `then` is committed with the write (at the next start, if imipd dies between).
+fn intent(written: &str, why: WriteKind, then: &Batch) -> Intent {
+    Intent {
+        hash: written.to_string(),
+        why: why.as_str().to_string(),
+        then: then.clone(),
+    }
+}
+
+/// What follows each write imipd made: the debug line, and a bookkeeping write's
+/// provenance (the CalDAV front's 412 rule reads it).
+fn note_written(store: &Store, key: &str, why: WriteKind, expected: &Expected, written: &str) {
+    tracing::debug!(object = key, why = why.as_str(), expected = ?expected, written = %written, "written");
+    if let (true, Expected::Hash(before)) = (why.is_bookkeeping(), expected) {
+        store.provenance().record_bookkeeping(key, before, written);
+    }
 }
 
 /// One object's part of [`write_then_commit_all`]: the file to write first, if any,
@@ -172,17 +183,18 @@ pub fn write_then_commit_all(
     state: &State,
     changes: Vec<Change>,
 ) -> Vec<Result<(), WriteError>> {
+    // Each written version's hash, in the order of the writes: named by its intent,
+    // then noted once the file holds it.
+    let hashes: Vec<String> = changes
+        .iter()
+        .filter_map(|change| change.write.as_ref())
+        .map(|write| content_hash(write.content.as_bytes()))
+        .collect();
     let intents: Vec<(String, Option<Intent>)> = changes
         .iter()
-        .filter_map(|change| {
-            let write = change.write.as_ref()?;
-            let intent = Intent {
-                hash: content_hash(write.content.as_bytes()),
-                why: write.why.as_str().to_string(),
-                then: change.then.clone(),
-            };
-            Some((write.key.clone(), Some(intent)))
-        })
+        .filter_map(|change| Some((change.write.as_ref()?, &change.then)))
+        .zip(&hashes)
+        .map(|((write, then), hash)| (write.key.clone(), Some(intent(hash, write.why, then))))
         .collect();
     if !intents.is_empty() {
         if let Err(err) = state.commit(Batch {
@@ -211,20 +223,20 @@ pub fn write_then_commit_all(
     }
     let writes: Vec<&PlannedWrite> = changes.iter().filter_map(|c| c.write.as_ref()).collect();
     let mut written = replace_all(store, &writes).into_iter();
+    let mut hashes = hashes.iter();
     let mut outcomes: Vec<Option<Result<(), WriteError>>> = Vec::with_capacity(changes.len());
     let mut batches = Vec::with_capacity(changes.len());
     for Change { write, mut then } in changes {
         if let Some(w) = write {
             // As in write_then_commit, a failed write leaves its intent for the next
             // start to drop (the file does not hold what it names).
+            let hash = hashes.next();
             if let Some(Err(err)) = written.next() {
                 outcomes.push(Some(Err(err)));
                 continue;
             }
-            let hash = content_hash(w.content.as_bytes());
-            tracing::debug!(object = %w.key, why = w.why.as_str(), expected = ?w.expected, written = %hash, "written");
-            if let (true, Expected::Hash(before)) = (w.why.is_bookkeeping(), &w.expected) {
-                store.provenance().record_bookkeeping(&w.key, before, &hash);
+            if let Some(hash) = hash {
+                note_written(store, &w.key, w.why, &w.expected, hash);
             }
             then.intents.push((w.key, None));
         }
