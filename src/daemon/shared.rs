@@ -136,13 +136,7 @@ impl Shared {
     /// files may run meanwhile, [`Self::with_store_lock`] may not. `f` must change only
     /// files (and records) of `user`.
     pub fn with_user_lock<T>(&self, user: &str, f: impl FnOnce() -> T) -> T {
-        let _shared = self.store_writes.read().unwrap_or_else(|p| p.into_inner());
-        let lock = {
-            let mut locks = self.user_writes.lock().unwrap_or_else(|p| p.into_inner());
-            locks.entry(user.to_string()).or_default().clone()
-        };
-        let _user = lock.lock().unwrap_or_else(|p| p.into_inner());
-        f()
+        self.with_user_locks(&[user], f)
     }
 
     /// Runs `f` under [`Self::with_user_lock`] for `user`, or under
