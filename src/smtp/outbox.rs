@@ -110,71 +110,63 @@ impl Outbox {
 /// At most this many files of a batch are written at the same time.
 const PARALLEL_FILES: usize = 8;
 
-impl Transport for Outbox {
-    fn send<'a>(
-        &'a self,
-        _envelope: &'a Envelope,
-        message: &'a [u8],
-    ) -> impl Future<Output = Result<Handover, SendError>> + Send + 'a {
+impl Outbox {
+    /// Writes `messages` side by side (their fsyncs in flight together) off the async
+    /// threads; each one's handover, in order. The folder is synced by
+    /// [`Transport::flush`].
+    async fn write_batch(&self, messages: Vec<Vec<u8>>) -> Vec<Result<Handover, SendError>> {
         let outbox = self.clone();
-        let message = message.to_vec();
-        async move {
-            let path = tokio::task::spawn_blocking(move || {
-                let path = outbox.write_file(&message)?;
+        let count = messages.len();
+        let written = tokio::task::spawn_blocking(move || {
+            let stopped =
+                |_: &Vec<u8>| Err(SendError::temporary("outbox: the writer thread stopped"));
+            let paths = crate::threads::map_in_threads(
+                &messages,
+                PARALLEL_FILES,
+                |m| outbox.write_file(m),
+                stopped,
+            );
+            if paths.iter().any(Result::is_ok) {
                 outbox.unsynced.store(true, Ordering::SeqCst);
-                Ok::<_, SendError>(path)
-            })
-            .await
-            .map_err(|e| SendError::temporary(format!("outbox: writer task failed: {e}")))??;
-            Ok(Handover {
-                detail: format!("written to {}", path.display()),
-            })
+            }
+            paths
+        })
+        .await;
+        match written {
+            Ok(paths) => paths
+                .into_iter()
+                .map(|p| {
+                    p.map(|path| Handover {
+                        detail: format!("written to {}", path.display()),
+                    })
+                })
+                .collect(),
+            Err(e) => (0..count)
+                .map(|_| {
+                    Err(SendError::temporary(format!(
+                        "outbox: writer task failed: {e}"
+                    )))
+                })
+                .collect(),
         }
     }
+}
 
-    /// The files of a batch written side by side (their fsyncs in flight together);
-    /// the folder is synced once for all of them by [`Transport::flush`].
+impl Transport for Outbox {
+    async fn send(&self, _envelope: &Envelope, message: &[u8]) -> Result<Handover, SendError> {
+        let mut results = self.write_batch(vec![message.to_vec()]).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(SendError::temporary("outbox: the message was not written")))
+    }
+
+    /// The files of a batch written side by side; the folder is synced once for all
+    /// of them by [`Transport::flush`].
     fn send_all<'a>(
         &'a self,
         mails: &'a [(Envelope, Vec<u8>)],
     ) -> impl Future<Output = Vec<Result<Handover, SendError>>> + Send + 'a {
-        let outbox = self.clone();
-        let messages: Vec<Vec<u8>> = mails.iter().map(|(_, m)| m.clone()).collect();
-        async move {
-            let count = messages.len();
-            let written = tokio::task::spawn_blocking(move || {
-                let stopped =
-                    |_: &Vec<u8>| Err(SendError::temporary("outbox: the writer thread stopped"));
-                let paths = crate::threads::map_in_threads(
-                    &messages,
-                    PARALLEL_FILES,
-                    |m| outbox.write_file(m),
-                    stopped,
-                );
-                if paths.iter().any(Result::is_ok) {
-                    outbox.unsynced.store(true, Ordering::SeqCst);
-                }
-                paths
-            })
-            .await;
-            match written {
-                Ok(paths) => paths
-                    .into_iter()
-                    .map(|p| {
-                        p.map(|path| Handover {
-                            detail: format!("written to {}", path.display()),
-                        })
-                    })
-                    .collect(),
-                Err(e) => (0..count)
-                    .map(|_| {
-                        Err(SendError::temporary(format!(
-                            "outbox: writer task failed: {e}"
-                        )))
-                    })
-                    .collect(),
-            }
-        }
+        self.write_batch(mails.iter().map(|(_, m)| m.clone()).collect())
     }
 
     /// One sync of the folder for every file named since the last one.
